@@ -1,0 +1,52 @@
+//! # commerce-core
+//!
+//! The domain, the storage contracts and the business services of the commerce
+//! crates, an in-memory engine for every contract, and (behind the `testkit` feature)
+//! the conformance kit every adapter runs.
+//!
+//! * Domain: [`money`], [`id`], [`catalog`] (products, variants, the category tree),
+//!   [`cart`], [`inventory`], [`order`], [`event`].
+//! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
+//!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`.
+//! * Reference implementation: [`memory`].
+//! * Time: [`clock`], injected everywhere time matters.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use commerce_core::{catalog::*, id::*, inventory::*, memory::MemoryEngine, store::*};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let engine = MemoryEngine::new();
+//! let sku = Sku::new("PH-1")?;
+//! let warehouse = LocationId::new("main")?;
+//! engine.inventory.restock(&sku, &warehouse, 10, "initial stock").await?;
+//!
+//! let order = OrderId::generate();
+//! let held = engine.inventory.reserve(&ReservationRequest::new(order.clone(), [(sku.clone(), 3)])).await?;
+//! assert_eq!(held.state, ReservationState::Active);
+//! engine.inventory.confirm(&order).await?;
+//! assert_eq!(engine.inventory.available(&sku).await?, 7);
+//! assert!(engine.inventory.audit().await?.is_empty());
+//! # Ok::<(), commerce_core::Error>(()) }).unwrap();
+//! ```
+
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod cart;
+pub mod catalog;
+pub mod clock;
+mod error;
+pub mod event;
+pub mod id;
+pub mod inventory;
+pub mod memory;
+pub mod money;
+pub mod order;
+pub mod store;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use error::{BoxError, EntityKind, Error, Result};
+pub use money::{Currency, Money};

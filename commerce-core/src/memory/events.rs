@@ -1,0 +1,135 @@
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use super::lock;
+use crate::clock::{Clock, Timestamp};
+use crate::error::Result;
+use crate::event::{DomainEvent, EventEnvelope};
+use crate::id::{ConsumerName, EventId};
+use crate::store::{EventLog, check_limit};
+
+#[derive(Debug, Default)]
+struct State {
+    events: VecDeque<EventEnvelope>,
+    last_id: u64,
+    checkpoints: HashMap<ConsumerName, EventId>,
+}
+
+/// The in-memory [`EventLog`]. Stores append to it while holding their own lock, so an
+/// event is visible exactly when the change it describes is.
+#[derive(Debug)]
+pub struct MemoryEventLog {
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    notify: Notify,
+}
+
+impl MemoryEventLog {
+    /// An empty log.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        MemoryEventLog {
+            clock,
+            state: Mutex::new(State::default()),
+            notify: Notify::new(),
+        }
+    }
+
+    /// Appends events now; called by the in-memory stores inside their critical section.
+    pub(crate) fn push(&self, events: impl IntoIterator<Item = DomainEvent>) -> Vec<EventId> {
+        let at = self.clock.now();
+        let mut state = lock(&self.state);
+        let ids: Vec<EventId> = events
+            .into_iter()
+            .map(|event| {
+                state.last_id += 1;
+                let id = EventId(state.last_id);
+                state.events.push_back(EventEnvelope { id, at, event });
+                id
+            })
+            .collect();
+        drop(state);
+        if !ids.is_empty() {
+            self.notify.notify_waiters();
+        }
+        ids
+    }
+
+    /// Number of events currently held.
+    pub fn len(&self) -> usize {
+        lock(&self.state).events.len()
+    }
+
+    /// Whether the log holds no events.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl EventLog for MemoryEventLog {
+    async fn append(&self, events: Vec<DomainEvent>) -> Result<Vec<EventId>> {
+        Ok(self.push(events))
+    }
+
+    async fn read(&self, after: EventId, limit: u32) -> Result<Vec<EventEnvelope>> {
+        let limit = check_limit(limit)?;
+        let state = lock(&self.state);
+        let start = state.events.partition_point(|e| e.id <= after);
+        Ok(state
+            .events
+            .iter()
+            .skip(start)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn checkpoint(&self, consumer: &ConsumerName) -> Result<EventId> {
+        Ok(lock(&self.state)
+            .checkpoints
+            .get(consumer)
+            .copied()
+            .unwrap_or_default())
+    }
+
+    async fn commit(&self, consumer: &ConsumerName, up_to: EventId) -> Result<()> {
+        let mut state = lock(&self.state);
+        let cp = state.checkpoints.entry(consumer.clone()).or_default();
+        *cp = (*cp).max(up_to);
+        Ok(())
+    }
+
+    async fn wait_for_events(&self, after: EventId, timeout: Duration) -> Result<bool> {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if lock(&self.state).last_id > after.0 {
+            return Ok(true);
+        }
+        Ok(tokio::time::timeout(timeout, notified).await.is_ok())
+    }
+
+    async fn prune(&self, before: Timestamp) -> Result<u64> {
+        let mut state = lock(&self.state);
+        let floor = state
+            .checkpoints
+            .values()
+            .min()
+            .copied()
+            .unwrap_or(EventId(u64::MAX));
+        let mut pruned = 0;
+        while state
+            .events
+            .front()
+            .is_some_and(|e| e.at < before && e.id <= floor)
+        {
+            state.events.pop_front();
+            pruned += 1;
+        }
+        Ok(pruned)
+    }
+}

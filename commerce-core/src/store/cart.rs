@@ -1,0 +1,82 @@
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+
+use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use crate::error::Result;
+use crate::id::{CartId, CustomerId, Sku};
+
+/// Server-side carts.
+///
+/// The rules of each operation are those of the same-named method of [`Cart`]; a store
+/// applies them **atomically on the server** (a transaction, a script), never as a
+/// client-side read-modify-write, so that concurrent writers lose no update.
+///
+/// # To ensure correctness (every method)
+/// * **Ownership**: a cart is only visible to its owner. A call whose `owner` differs
+///   from the stored cart's behaves exactly as if the cart did not exist (`None` or
+///   `NotFound { kind: Cart }`), so ids of other customers' carts cannot be probed.
+/// * **Expiry**: a cart whose `expires_at` is at or before the store clock's now does not
+///   exist. Every write sets `updated_at` to now and `expires_at` to `now + limits.ttl`,
+///   and bumps `version` by one.
+/// * **Limits and validation**: a write that breaks `limits` or the currency rule fails
+///   with the error [`Cart`] gives and leaves the stored cart unchanged.
+/// * **No lost update**: N concurrent `add_item` calls on one cart all count.
+#[async_trait]
+pub trait CartStore: Send + Sync + Debug + 'static {
+    /// The cart, if it exists, is not expired and belongs to `owner`.
+    async fn get_cart(&self, id: &CartId, owner: &CartOwner) -> Result<Option<Cart>>;
+
+    /// Adds a line (merging with the same SKU, see [`Cart::add_item`]), creating the
+    /// cart for `owner` if it does not exist (or has expired).
+    async fn add_item(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        item: CartItem,
+        limits: &CartLimits,
+    ) -> Result<Cart>;
+
+    /// Sets a line's quantity; 0 removes the line. A missing cart is `NotFound { kind:
+    /// Cart }`, a missing line `NotFound { kind: CartItem }`.
+    async fn set_quantity(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        sku: &Sku,
+        quantity: u32,
+        limits: &CartLimits,
+    ) -> Result<Cart>;
+
+    /// Removes a line; errors as [`CartStore::set_quantity`].
+    async fn remove_item(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        sku: &Sku,
+        limits: &CartLimits,
+    ) -> Result<Cart>;
+
+    /// Deletes the cart. Idempotent: deleting a missing cart succeeds.
+    async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()>;
+
+    /// Moves the guest cart's lines into the customer's cart (created if needed) by
+    /// the policy of [`Cart::merge_from`], with `caps` bounding quantities per SKU, and
+    /// deletes the guest cart.
+    ///
+    /// # To ensure correctness
+    /// * Atomic: afterwards either both carts are as before or the guest cart is gone
+    ///   and the customer cart holds the merge; never half-merged, never merged twice.
+    /// * A missing or expired guest cart is not an error: the customer cart is returned
+    ///   unchanged (created empty if it did not exist), with an empty report.
+    /// * `guest` must be a guest cart (`CartOwner::Guest`); the customer cart id is
+    ///   [`CartId::for_customer`].
+    async fn merge_carts(
+        &self,
+        guest: &CartId,
+        customer: &CustomerId,
+        caps: &BTreeMap<Sku, u32>,
+        limits: &CartLimits,
+    ) -> Result<(Cart, MergeReport)>;
+}

@@ -1,0 +1,193 @@
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::{
+    AttributeValue, Category, CategoryPath, NewProduct, Product, ProductStatus, Slug,
+};
+use crate::error::{EntityKind, Error, Result};
+use crate::id::{ProductId, Sku};
+use crate::store::Page;
+
+/// A catalog listing: optional filters, keyset-paginated by product id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProductQuery {
+    /// Only products in this category or under it.
+    pub category: Option<CategoryPath>,
+    /// Only products in this status.
+    pub status: Option<ProductStatus>,
+    /// Only products whose product-level attributes have all these values.
+    pub attributes: Vec<(String, AttributeValue)>,
+    /// Start after this product id (from [`Page::next`]).
+    pub after: Option<ProductId>,
+    /// Page size, 1 to [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE).
+    pub limit: u32,
+}
+
+impl Default for ProductQuery {
+    fn default() -> Self {
+        ProductQuery {
+            category: None,
+            status: None,
+            attributes: Vec::new(),
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+impl ProductQuery {
+    /// Everything under `category`, 100 a page.
+    pub fn in_category(category: CategoryPath) -> Self {
+        ProductQuery {
+            category: Some(category),
+            ..Self::default()
+        }
+    }
+
+    /// Whether `p` passes the filters (not the cursor). The reference semantics.
+    pub fn matches(&self, p: &Product) -> bool {
+        self.category
+            .as_ref()
+            .is_none_or(|c| c.contains(&p.category))
+            && self.status.is_none_or(|s| s == p.status)
+            && self
+                .attributes
+                .iter()
+                .all(|(k, v)| p.attributes.get(k) == Some(v))
+    }
+}
+
+/// Products, variants and categories.
+///
+/// Every write appends a [`DomainEvent::ProductChanged`](crate::event::DomainEvent) in
+/// the same atomic step.
+#[async_trait]
+pub trait CatalogStore: Send + Sync + Debug + 'static {
+    /// Creates a product from `new` under `slug`, at version 1, timestamped by the
+    /// store's clock, and returns it as stored.
+    ///
+    /// # To ensure correctness
+    /// * Validate with [`NewProduct::into_product`]; invalid input writes nothing.
+    /// * Reject a taken product id with `Conflict { kind: Product }`, a taken slug with
+    ///   `Conflict { kind: Slug }`, and a SKU that
+    ///   belongs to another product with `Conflict { kind: Variant }`. Uniqueness holds
+    ///   under concurrent inserts (a unique index, not a read-then-write).
+    /// * Append `ProductChanged` atomically with the insert.
+    async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product>;
+
+    /// Replaces a product's content, under optimistic concurrency.
+    ///
+    /// # To ensure correctness
+    /// * `product.version` must equal the stored version, else `Conflict { kind:
+    ///   Product }` and nothing changes; on success the stored version is one higher,
+    ///   `updated_at` is the store clock's now and `created_at` is unchanged.
+    /// * A status change must be legal ([`ProductStatus::can_transition_to`]), else
+    ///   `InvalidTransition`; slug and SKU uniqueness hold as in `insert_product`.
+    /// * Unknown id: `NotFound { kind: Product }`.
+    /// * Append `ProductChanged` atomically with the update.
+    async fn update_product(&self, product: Product) -> Result<Product>;
+
+    /// The product with `id`, if any.
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>>;
+
+    /// The product with `slug`, if any.
+    async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>>;
+
+    /// The product that has a variant with `sku`, if any.
+    async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>>;
+
+    /// Products matching `query` in ascending id order, after `query.after`.
+    ///
+    /// # To ensure correctness
+    /// * Keyset pagination: following [`Page::next`] visits every matching product
+    ///   exactly once if nothing changes meanwhile; `next` is `None` on the last page.
+    /// * The category filter selects the subtree ([`CategoryPath::contains`]) without
+    ///   scanning unrelated products (an ordered index or equivalent).
+    async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>>;
+
+    /// Inserts or replaces categories by path; returns how many were written.
+    ///
+    /// # To ensure correctness
+    /// All or nothing; re-importing the same tree is idempotent.
+    async fn put_categories(&self, categories: &[Category]) -> Result<u64>;
+
+    /// The categories under `root` (itself included), or all of them, in path order.
+    async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>>;
+}
+
+/// Conveniences on any [`CatalogStore`].
+#[async_trait]
+pub trait CatalogStoreExt: CatalogStore {
+    /// Creates a product with a unique slug generated from its title: `title`, then
+    /// `title-2` ... `title-20`, then a random suffix.
+    ///
+    /// ```
+    /// # use commerce_core::{catalog::*, id::*, memory::MemoryEngine, store::CatalogStoreExt};
+    /// # tokio_test_block_on(async {
+    /// let engine = MemoryEngine::new();
+    /// let new = NewProduct::new(
+    ///     SellerId::new("s1")?, "Phone", CategoryPath::parse("Electronics > Phones")?,
+    ///     "Acme", Sku::new("PH-1")?, "199.00 USD".parse()?,
+    /// );
+    /// let mut second = new.clone();
+    /// second.variants[0].sku = Sku::new("PH-2")?;
+    /// assert_eq!(engine.catalog.create_product(new).await?.slug.as_str(), "phone");
+    /// assert_eq!(engine.catalog.create_product(second).await?.slug.as_str(), "phone-2");
+    /// # Ok::<(), commerce_core::Error>(()) });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f) }
+    /// ```
+    async fn create_product(&self, new: NewProduct) -> Result<Product> {
+        let base = Slug::from_title(&new.title);
+        let mut candidates: Vec<Slug> = std::iter::once(base.clone())
+            .chain((2..=20).map(|n| base.with_suffix(n)))
+            .collect();
+        for _ in 0..3 {
+            let mut bytes = [0u8; 4];
+            getrandom::fill(&mut bytes).map_err(|e| Error::backend(false, e.to_string()))?;
+            candidates.push(base.with_suffix(u32::from_le_bytes(bytes) % 1_000_000_000 + 21));
+        }
+        for slug in candidates {
+            match self.insert_product(new.clone(), slug).await {
+                Err(Error::Conflict {
+                    kind: EntityKind::Slug,
+                    ..
+                }) => continue,
+                other => return other,
+            }
+        }
+        Err(Error::conflict(
+            EntityKind::Slug,
+            "no free slug found for this title",
+        ))
+    }
+
+    /// Moves a product to `to` (read, check, compare-and-set on the version).
+    async fn set_product_status(&self, id: &ProductId, to: ProductStatus) -> Result<Product> {
+        let mut product = self
+            .get_product(id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Product, id))?;
+        product.status.transition_to(to)?;
+        product.status = to;
+        self.update_product(product).await
+    }
+
+    /// Every product matching `query`, following the pages.
+    async fn list_all_products(&self, query: &ProductQuery) -> Result<Vec<Product>> {
+        let mut query = query.clone();
+        let mut out = Vec::new();
+        loop {
+            let page = self.list_products(&query).await?;
+            out.extend(page.items);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+}
+
+impl<T: CatalogStore + ?Sized> CatalogStoreExt for T {}

@@ -1,0 +1,61 @@
+//! The storage contracts: one object-safe async trait per area.
+//!
+//! Each trait is `Send + Sync + Debug` and usable as `Arc<dyn Trait>`. Each method's
+//! docs have a **To ensure correctness** section: what every implementation must
+//! guarantee. The in-memory engine ([`crate::memory`]) is the reference implementation,
+//! and the conformance kit (`testkit` feature) checks any implementation against it.
+//!
+//! Convenience methods built only on a contract live in an extension trait with a
+//! blanket impl (`CatalogStoreExt` for `CatalogStore`, ...), so adapters never have to
+//! write them.
+
+mod cart;
+mod catalog;
+mod events;
+mod inventory;
+mod order;
+mod queue;
+pub mod search;
+
+pub use cart::CartStore;
+pub use catalog::{CatalogStore, CatalogStoreExt, ProductQuery};
+pub use events::{EventLog, EventLogExt};
+pub use inventory::{InventoryStore, InventoryStoreExt};
+pub use order::{CreateOutcome, OrderQuery, OrderStore};
+pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
+pub use search::SearchIndex;
+
+use serde::{Deserialize, Serialize};
+
+/// Most items one page may ask for.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// One page of a keyset-paginated listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T, C> {
+    /// The items, in listing order.
+    pub items: Vec<T>,
+    /// Pass as `after` to get the next page; `None` on the last page.
+    pub next: Option<C>,
+}
+
+impl<T, C> Page<T, C> {
+    /// An empty last page.
+    pub fn empty() -> Self {
+        Page {
+            items: Vec::new(),
+            next: None,
+        }
+    }
+}
+
+/// Checks a page size: 1 to [`MAX_PAGE_SIZE`].
+pub fn check_limit(limit: u32) -> crate::Result<usize> {
+    if limit == 0 || limit > MAX_PAGE_SIZE {
+        return Err(crate::Error::validation(
+            "limit",
+            format!("{limit} is not between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    Ok(limit as usize)
+}

@@ -1,0 +1,148 @@
+use std::fmt::Debug;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::error::Result;
+use crate::id::{JobId, OrderId};
+
+/// A claimed job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    /// Identifier.
+    pub id: JobId,
+    /// The order to process.
+    pub order_id: OrderId,
+    /// Which claim this is (1 for the first); also the lease token for `ack`/`fail`.
+    pub attempt: u32,
+    /// Until when this claim holds the job.
+    pub lease_until: Timestamp,
+    /// When the job was enqueued.
+    pub enqueued_at: Timestamp,
+    /// The error of the previous attempt.
+    pub last_error: Option<String>,
+}
+
+/// A job that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Identifier.
+    pub id: JobId,
+    /// The order.
+    pub order_id: OrderId,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub last_error: String,
+    /// When it was dead-lettered.
+    pub at: Timestamp,
+}
+
+/// Exponential backoff with a cap, and a maximum number of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts before the job is dead-lettered (at least 1).
+    pub max_attempts: u32,
+    /// Delay after the first failure.
+    pub base_delay: Duration,
+    /// Largest delay.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 5 attempts, 100 ms doubling up to 30 s.
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` (1-based):
+    /// `base * 2^(attempt-1)`, capped at `max_delay`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use commerce_core::store::RetryPolicy;
+    ///
+    /// let p = RetryPolicy::default();
+    /// assert_eq!(p.delay_after(1), Duration::from_millis(100));
+    /// assert_eq!(p.delay_after(3), Duration::from_millis(400));
+    /// assert_eq!(p.delay_after(60), Duration::from_secs(30));
+    /// ```
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(31));
+        self.base_delay
+            .checked_mul(factor)
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay)
+    }
+}
+
+/// What [`OrderQueue::fail`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RetryOutcome {
+    /// The job will be claimable again at this time.
+    Retrying {
+        /// When.
+        at: Timestamp,
+    },
+    /// The job ran out of attempts and moved to the dead letters.
+    DeadLettered,
+}
+
+/// Counts by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Claimable now.
+    pub ready: u64,
+    /// Waiting for a retry time.
+    pub delayed: u64,
+    /// Claimed, lease not expired.
+    pub leased: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// A durable queue of orders to process, for absorbing bursts.
+///
+/// # To ensure correctness (every method)
+/// * **Nothing lost**: an enqueued job is eventually acked or dead-lettered; a worker
+///   that crashes holding a job loses its lease after the visibility timeout and the
+///   job becomes claimable again (that claim counts as an attempt).
+/// * **One holder**: a job is held by at most one unexpired claim; concurrent `claim`
+///   calls never return the same job.
+/// * `ack` and `fail` take the job as claimed; if the claim is stale (the lease expired
+///   and another claim was made) they are `Conflict { kind: Job }` and change nothing.
+#[async_trait]
+pub trait OrderQueue: Send + Sync + Debug + 'static {
+    /// Adds a job for `order_id`, claimable now.
+    async fn enqueue(&self, order_id: &OrderId) -> Result<JobId>;
+
+    /// Claims up to `limit` claimable jobs (oldest first) for `visibility`.
+    async fn claim(&self, limit: u32, visibility: Duration) -> Result<Vec<QueuedJob>>;
+
+    /// Marks a claimed job done (it is deleted).
+    async fn ack(&self, job: &QueuedJob) -> Result<()>;
+
+    /// Records a failed attempt: the job is retried after
+    /// [`RetryPolicy::delay_after`]`(job.attempt)` or, once `job.attempt >=
+    /// policy.max_attempts`, dead-lettered.
+    async fn fail(
+        &self,
+        job: &QueuedJob,
+        error: &str,
+        policy: &RetryPolicy,
+    ) -> Result<RetryOutcome>;
+
+    /// Dead-lettered jobs, oldest first.
+    async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>>;
+
+    /// Counts by state.
+    async fn stats(&self) -> Result<QueueStats>;
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or this one:
+#   1. makes sure PostgreSQL and Redis run on 127.0.0.1 (starts or installs them);
+#   2. starts the fixtures in scripts/fixtures/ (a local Redis Cluster, a PostgreSQL
+#      streaming replica) on free loopback ports in temp dirs, and stops them on exit;
+#   3. runs every test of the workspace, doc tests included.
+# Adapter tests fail (they never skip) when a server is missing.
+# Extra arguments go to `cargo test` (e.g. `bash scripts/test.sh -p commerce-redis`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/services.sh
+
+ensure_postgres
+ensure_redis
+export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
+export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
+
+fixtures=()
+stop_fixtures() {
+  for f in "${fixtures[@]}"; do bash "$f" stop || true; done
+}
+trap stop_fixtures EXIT
+for f in scripts/fixtures/*.sh; do
+  [ -e "$f" ] || continue
+  # Each fixture's `start` prints `export NAME=value` lines for the tests.
+  exports=$(bash "$f" start)
+  fixtures+=("$f")
+  eval "$exports"
+done
+
+cargo test --workspace --all-features "$@"
