@@ -1,0 +1,234 @@
+//! What an adapter implements to run the kit: a [`StoreBuilder`] that makes fresh
+//! [`Stores`] for every case.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::clock::ManualClock;
+use crate::error::Result;
+use crate::memory::MemoryEngine;
+use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+
+/// Makes fresh, empty stores for each case of the kit.
+///
+/// The kit calls [`build`](StoreBuilder::build) at the start of every case (a model-based
+/// case calls it once per generated history) and [`teardown`](StoreBuilder::teardown)
+/// after the case, whether it passed or failed. Stores must read "now" from the given
+/// clock: the kit moves it to test expiry, leases and timestamps instead of sleeping.
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_trait::async_trait;
+/// use commerce_core::{clock::ManualClock, memory::MemoryCarts, testkit::{StoreBuilder, Stores}};
+///
+/// #[derive(Debug)]
+/// struct MyCartsBuilder;
+///
+/// #[async_trait]
+/// impl StoreBuilder for MyCartsBuilder {
+///     async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+///         Ok(Stores::new().with_carts(Arc::new(MemoryCarts::new(clock))))
+///     }
+/// }
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// commerce_core::testkit::carts::test_all(&MyCartsBuilder).await;
+/// # });
+/// ```
+#[async_trait]
+pub trait StoreBuilder: Send + Sync {
+    /// Fresh, empty stores for one case, all reading time from `clock`.
+    ///
+    /// Return only the stores the adapter has; the kit tests those. Stores that append
+    /// events (catalog, inventory, orders) must come with the [`EventLog`] they append
+    /// to ([`Stores::with_events`]) so the kit can check the events.
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores>;
+
+    /// Releases what the `build` calls of the case just finished made (drop a schema,
+    /// delete keys). Called after every case, passed or failed. Does nothing by default.
+    async fn teardown(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// The stores one [`StoreBuilder::build`] call made, plus anything that must live as
+/// long as they do (a temporary directory, a server handle).
+///
+/// ```
+/// use std::sync::Arc;
+/// use commerce_core::{clock::ManualClock, memory::MemoryEngine, testkit::Stores};
+///
+/// let engine = MemoryEngine::with_clock(Arc::new(ManualClock::default()));
+/// let stores = Stores::new()
+///     .with_inventory(engine.inventory.clone())
+///     .with_events(engine.events.clone());
+/// assert!(stores.inventory.is_some() && stores.carts.is_none());
+/// ```
+#[derive(Default)]
+#[non_exhaustive]
+pub struct Stores {
+    /// The catalog, if the adapter has one.
+    pub catalog: Option<Arc<dyn CatalogStore>>,
+    /// The carts, if the adapter has them.
+    pub carts: Option<Arc<dyn CartStore>>,
+    /// The inventory, if the adapter has one.
+    pub inventory: Option<Arc<dyn InventoryStore>>,
+    /// The orders, if the adapter has them.
+    pub orders: Option<Arc<dyn OrderStore>>,
+    /// The order queue, if the adapter has one.
+    pub queue: Option<Arc<dyn OrderQueue>>,
+    /// The event log the other stores append to; also tested on its own.
+    pub events: Option<Arc<dyn EventLog>>,
+    guards: Vec<Box<dyn Any + Send + Sync>>,
+}
+
+impl Stores {
+    /// No stores yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the catalog.
+    pub fn with_catalog(mut self, store: Arc<dyn CatalogStore>) -> Self {
+        self.catalog = Some(store);
+        self
+    }
+
+    /// Adds the carts.
+    pub fn with_carts(mut self, store: Arc<dyn CartStore>) -> Self {
+        self.carts = Some(store);
+        self
+    }
+
+    /// Adds the inventory.
+    pub fn with_inventory(mut self, store: Arc<dyn InventoryStore>) -> Self {
+        self.inventory = Some(store);
+        self
+    }
+
+    /// Adds the orders.
+    pub fn with_orders(mut self, store: Arc<dyn OrderStore>) -> Self {
+        self.orders = Some(store);
+        self
+    }
+
+    /// Adds the order queue.
+    pub fn with_queue(mut self, store: Arc<dyn OrderQueue>) -> Self {
+        self.queue = Some(store);
+        self
+    }
+
+    /// Adds the event log the other stores append to.
+    pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
+        self.events = Some(log);
+        self
+    }
+
+    /// Keeps `guard` alive until the case ends (a `tempfile::TempDir`, a container).
+    pub fn keep_alive(mut self, guard: impl Any + Send + Sync) -> Self {
+        self.guards.push(Box::new(guard));
+        self
+    }
+
+    /// Which areas these stores can be tested in.
+    pub fn areas(&self) -> Vec<Area> {
+        Area::ALL
+            .into_iter()
+            .filter(|a| match a {
+                Area::Catalog => self.catalog.is_some(),
+                Area::Carts => self.carts.is_some(),
+                Area::Inventory => self.inventory.is_some(),
+                Area::Orders => self.orders.is_some(),
+                Area::Events => self.events.is_some(),
+                Area::Queue => self.queue.is_some(),
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for Stores {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stores")
+            .field("areas", &self.areas())
+            .field("guards", &self.guards.len())
+            .finish()
+    }
+}
+
+impl From<MemoryEngine> for Stores {
+    fn from(engine: MemoryEngine) -> Self {
+        Stores::new()
+            .with_catalog(engine.catalog)
+            .with_carts(engine.carts)
+            .with_inventory(engine.inventory)
+            .with_orders(engine.orders)
+            .with_queue(engine.queue)
+            .with_events(engine.events)
+    }
+}
+
+/// A group of cases: one per contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Area {
+    /// [`CatalogStore`] and the events it appends.
+    Catalog,
+    /// [`CartStore`].
+    Carts,
+    /// [`InventoryStore`], the events it appends, and the model-based tests.
+    Inventory,
+    /// [`OrderStore`] and the events it appends.
+    Orders,
+    /// [`EventLog`] on its own.
+    Events,
+    /// [`OrderQueue`].
+    Queue,
+}
+
+impl Area {
+    /// Every area, in the order `test_all` runs them.
+    pub const ALL: [Area; 6] = [
+        Area::Catalog,
+        Area::Carts,
+        Area::Inventory,
+        Area::Orders,
+        Area::Events,
+        Area::Queue,
+    ];
+
+    /// The module name (`inventory`), as used in case names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Area::Catalog => "catalog",
+            Area::Carts => "carts",
+            Area::Inventory => "inventory",
+            Area::Orders => "orders",
+            Area::Events => "events",
+            Area::Queue => "queue",
+        }
+    }
+
+    /// Whether the area also needs the event log (its stores append events).
+    pub fn needs_events(self) -> bool {
+        matches!(self, Area::Catalog | Area::Inventory | Area::Orders)
+    }
+}
+
+impl fmt::Display for Area {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The in-memory engine as a [`StoreBuilder`]: every area, one shared event log. The
+/// reference every other adapter is compared with.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemoryBuilder;
+
+#[async_trait]
+impl StoreBuilder for MemoryBuilder {
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
+        Ok(MemoryEngine::with_clock(clock).into())
+    }
+}

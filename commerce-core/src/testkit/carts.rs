@@ -1,0 +1,845 @@
+//! The [`CartStore`](crate::store::CartStore) suite.
+//!
+//! Every write is compared with the reference rules of [`Cart`] applied to the cart read
+//! before it. Checks: a new cart starts at version 1 with `expires_at = now + ttl`; every
+//! write bumps the version by one and slides the expiry; SKU lines merge and take the new
+//! price snapshot; limits, zero quantities, negative prices and mixed currencies fail and
+//! change nothing (a failed first write creates no cart); `NotFound { Cart }` /
+//! `NotFound { CartItem }`; `clear_cart` is idempotent; ownership isolation (another
+//! owner sees `None`, gets `NotFound`, cannot clear, cannot merge someone else's cart);
+//! expiry exactly at `expires_at`, with the expired id reusable; the merge policy
+//! (caps, line limits, later snapshot wins, other currencies dropped) and its
+//! missing/expired-guest cases; concurrent merges merge once; N concurrent `add_item`
+//! calls all count (same line and distinct lines) and concurrent adds respect the line
+//! limit exactly.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::builder::{Area, StoreBuilder};
+use super::check::{assert_err, concurrently, must};
+use super::fixtures::{cart_item, cust, sku};
+use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use crate::cart::{Cart, CartLimits, CartOwner, MergeReport};
+use crate::error::{EntityKind, Error};
+use crate::id::{CartId, Sku};
+
+/// Runs every cart case against `builder`'s stores; panics listing the failed cases.
+pub async fn test_all<B: StoreBuilder>(builder: &B) {
+    run_one_area(builder, Area::Carts, cases()).await;
+}
+
+pub(crate) fn cases() -> Vec<Case> {
+    cases![
+        add_item_creates_the_cart,
+        writes_follow_the_reference_rules,
+        failed_writes_change_nothing,
+        missing_carts_and_lines_are_not_found,
+        clear_cart_is_idempotent,
+        carts_are_invisible_to_other_owners,
+        carts_expire_with_the_clock,
+        every_write_slides_the_expiry,
+        merge_follows_the_policy,
+        merge_into_a_missing_customer_cart,
+        merge_without_a_live_guest_cart_changes_nothing,
+        merge_drops_lines_in_another_currency,
+        concurrent_merges_merge_once,
+        concurrent_adds_to_one_line_all_count,
+        concurrent_adds_of_distinct_lines_all_count,
+        concurrent_adds_respect_the_line_limit,
+    ]
+}
+
+fn guest() -> CartOwner {
+    CartOwner::Guest
+}
+
+fn customer(c: &str) -> CartOwner {
+    CartOwner::Customer(cust(c))
+}
+
+async fn get(ctx: &Ctx, id: &CartId, owner: &CartOwner) -> Option<Cart> {
+    must!(
+        ctx.carts().get_cart(id, owner).await,
+        "get_cart({id}, {owner:?})"
+    )
+}
+
+async fn add_item_creates_the_cart(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let limits = CartLimits::default();
+    let id = CartId::new_guest();
+    ctx.advance(Duration::from_secs(3));
+    let now = ctx.now();
+    let item = cart_item("A", 2, "1.50 USD", now);
+    let cart = must!(
+        ctx.carts()
+            .add_item(&id, &guest(), item.clone(), &limits)
+            .await,
+        "add_item to a new cart"
+    );
+    let mut expected = Cart::new(id.clone(), guest(), now, &limits);
+    must!(expected.add_item(item, now, &limits), "reference add_item");
+    assert_eq!(
+        cart, expected,
+        "a cart created by add_item: the line, version 1, created_at = updated_at = now, expires_at = now + ttl"
+    );
+    assert_eq!(cart.version, 1, "a new cart starts at version 1");
+    assert_eq!(get(&ctx, &id, &guest()).await, Some(expected));
+}
+
+async fn writes_follow_the_reference_rules(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        max_line_quantity: 20,
+        max_lines: 4,
+        ttl: Duration::from_secs(3600),
+    };
+    let id = CartId::for_customer(&cust("c1"));
+    let owner = customer("c1");
+    let mut reference: Option<Cart> = None;
+    let steps: Vec<(&str, &str, u32, &str)> = vec![
+        ("add", "A", 2, "1.50 USD"),
+        ("add", "B", 1, "3.00 USD"),
+        ("add", "A", 3, "1.25 USD"),
+        ("set", "B", 7, ""),
+        ("add", "C", 1, "0.00 USD"),
+        ("remove", "A", 0, ""),
+        ("set", "C", 0, ""),
+        ("add", "A", 1, "9.99 USD"),
+        ("set", "B", 20, ""),
+    ];
+    for (n, (op, s, q, price)) in steps.into_iter().enumerate() {
+        ctx.advance(Duration::from_secs(10));
+        let now = ctx.now();
+        let mut expected = reference
+            .clone()
+            .unwrap_or_else(|| Cart::new(id.clone(), owner.clone(), now, &limits));
+        let got = match op {
+            "add" => {
+                let item = cart_item(s, q, price, now);
+                must!(expected.add_item(item.clone(), now, &limits), "reference");
+                carts.add_item(&id, &owner, item, &limits).await
+            }
+            "set" => {
+                must!(expected.set_quantity(&sku(s), q, now, &limits), "reference");
+                carts.set_quantity(&id, &owner, &sku(s), q, &limits).await
+            }
+            _ => {
+                must!(expected.remove_item(&sku(s), now, &limits), "reference");
+                carts.remove_item(&id, &owner, &sku(s), &limits).await
+            }
+        };
+        let got = must!(got, "step {n}: {op} {s} {q}");
+        assert_eq!(
+            got, expected,
+            "step {n} ({op} {s} {q}) must give what the Cart rules give"
+        );
+        assert_eq!(get(&ctx, &id, &owner).await.as_ref(), Some(&expected));
+        reference = Some(expected);
+    }
+    let last = reference.expect("steps ran");
+    assert_eq!(last.version, 9, "nine writes, nine versions");
+    assert!(last.item(&sku("C")).is_none() && last.items.len() == 2);
+}
+
+async fn failed_writes_change_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        max_line_quantity: 5,
+        max_lines: 2,
+        ..CartLimits::default()
+    };
+    let id = CartId::new_guest();
+    let now = ctx.now();
+    assert_err!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 6, "1.00 USD", now), &limits)
+            .await,
+        Error::Validation { .. },
+        "add_item over the line limit on a new cart"
+    );
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        None,
+        "a failed first write must not create the cart"
+    );
+    let before = must!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 3, "1.00 USD", now), &limits)
+            .await,
+        "add A"
+    );
+    ctx.advance(Duration::from_secs(30));
+    let now = ctx.now();
+    let failures: Vec<(&str, crate::Result<Cart>)> = vec![
+        (
+            "merging past the line limit",
+            carts
+                .add_item(&id, &guest(), cart_item("A", 3, "1.00 USD", now), &limits)
+                .await,
+        ),
+        (
+            "a zero quantity",
+            carts
+                .add_item(&id, &guest(), cart_item("B", 0, "1.00 USD", now), &limits)
+                .await,
+        ),
+        (
+            "a negative price",
+            carts
+                .add_item(&id, &guest(), cart_item("B", 1, "-1.00 USD", now), &limits)
+                .await,
+        ),
+        (
+            "set_quantity past the line limit",
+            carts.set_quantity(&id, &guest(), &sku("A"), 6, &limits).await,
+        ),
+    ];
+    for (what, result) in failures {
+        assert_err!(result, Error::Validation { .. }, "add_item with {what}");
+    }
+    assert_err!(
+        carts
+            .add_item(&id, &guest(), cart_item("B", 1, "1.00 EUR", now), &limits)
+            .await,
+        Error::CurrencyMismatch { .. },
+        "add_item in another currency"
+    );
+    must!(
+        carts
+            .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", now), &limits)
+            .await,
+        "add B"
+    );
+    let full = get(&ctx, &id, &guest()).await;
+    assert_err!(
+        carts
+            .add_item(&id, &guest(), cart_item("C", 1, "1.00 USD", now), &limits)
+            .await,
+        Error::Validation { .. },
+        "add_item to a full cart"
+    );
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        full,
+        "a refused add_item to a full cart changed it"
+    );
+    let after = full.expect("cart exists");
+    assert_eq!(
+        after.version,
+        before.version + 1,
+        "only the successful write may bump the version"
+    );
+    assert_eq!(after.item(&sku("A")), before.item(&sku("A")));
+}
+
+async fn missing_carts_and_lines_are_not_found(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let id = CartId::new_guest();
+    assert_eq!(get(&ctx, &id, &guest()).await, None);
+    assert_err!(
+        carts.set_quantity(&id, &guest(), &sku("A"), 1, &limits).await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "set_quantity on a missing cart"
+    );
+    assert_err!(
+        carts.remove_item(&id, &guest(), &sku("A"), &limits).await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "remove_item on a missing cart"
+    );
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        None,
+        "set_quantity/remove_item must not create a cart"
+    );
+    let cart = must!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add A"
+    );
+    assert_err!(
+        carts.set_quantity(&id, &guest(), &sku("Z"), 1, &limits).await,
+        Error::NotFound {
+            kind: EntityKind::CartItem,
+            ..
+        },
+        "set_quantity of a missing line"
+    );
+    assert_err!(
+        carts.remove_item(&id, &guest(), &sku("Z"), &limits).await,
+        Error::NotFound {
+            kind: EntityKind::CartItem,
+            ..
+        },
+        "remove_item of a missing line"
+    );
+    assert_eq!(get(&ctx, &id, &guest()).await, Some(cart));
+    let emptied = must!(
+        carts.remove_item(&id, &guest(), &sku("A"), &limits).await,
+        "remove the last line"
+    );
+    assert!(emptied.items.is_empty());
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        Some(emptied),
+        "a cart whose last line was removed still exists (empty)"
+    );
+}
+
+async fn clear_cart_is_idempotent(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let id = CartId::new_guest();
+    must!(carts.clear_cart(&id, &guest()).await, "clearing a cart that never existed");
+    must!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add"
+    );
+    must!(carts.clear_cart(&id, &guest()).await, "clear");
+    assert_eq!(get(&ctx, &id, &guest()).await, None, "clear_cart must delete the cart");
+    must!(carts.clear_cart(&id, &guest()).await, "clearing twice");
+    let fresh = must!(
+        carts
+            .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add after clear"
+    );
+    assert_eq!(
+        (fresh.items.len(), fresh.version),
+        (1, 1),
+        "a cart created after clear_cart starts afresh"
+    );
+}
+
+async fn carts_are_invisible_to_other_owners(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let now = ctx.now();
+    let g = CartId::new_guest();
+    let guest_cart = must!(
+        carts
+            .add_item(&g, &guest(), cart_item("A", 2, "1.00 USD", now), &limits)
+            .await,
+        "guest add"
+    );
+    let c1 = CartId::for_customer(&cust("c1"));
+    let c1_cart = must!(
+        carts
+            .add_item(&c1, &customer("c1"), cart_item("B", 3, "1.00 USD", now), &limits)
+            .await,
+        "customer add"
+    );
+    let probes: [(&CartId, CartOwner); 4] = [
+        (&g, customer("c1")),
+        (&c1, customer("c2")),
+        (&c1, guest()),
+        (&g, customer("c2")),
+    ];
+    for (id, other) in probes {
+        assert_eq!(
+            get(&ctx, id, &other).await,
+            None,
+            "get_cart({id}) by {other:?} must behave as if the cart did not exist"
+        );
+        assert_err!(
+            carts.set_quantity(id, &other, &sku("A"), 1, &limits).await,
+            Error::NotFound {
+                kind: EntityKind::Cart,
+                ..
+            },
+            "set_quantity on {id} by {other:?}"
+        );
+        assert_err!(
+            carts.remove_item(id, &other, &sku("B"), &limits).await,
+            Error::NotFound {
+                kind: EntityKind::Cart,
+                ..
+            },
+            "remove_item on {id} by {other:?}"
+        );
+        assert_err!(
+            carts
+                .add_item(id, &other, cart_item("X", 1, "1.00 USD", now), &limits)
+                .await,
+            Error::NotFound {
+                kind: EntityKind::Cart,
+                ..
+            },
+            "add_item to {id} (a live cart of someone else) by {other:?}"
+        );
+        must!(carts.clear_cart(id, &other).await, "clear_cart by another owner");
+    }
+    // Customer c2 names c1's cart as its "guest" cart: nothing may move.
+    let (c2_cart, report) = must!(
+        carts
+            .merge_carts(&c1, &cust("c2"), &BTreeMap::new(), &limits)
+            .await,
+        "merge_carts of another customer's cart"
+    );
+    assert!(
+        c2_cart.items.is_empty() && report == MergeReport::default(),
+        "merging a cart that is not a guest cart must merge nothing, got {c2_cart:?}"
+    );
+    assert_eq!(get(&ctx, &g, &guest()).await, Some(guest_cart), "the guest cart changed");
+    assert_eq!(
+        get(&ctx, &c1, &customer("c1")).await,
+        Some(c1_cart),
+        "the customer cart changed"
+    );
+}
+
+async fn carts_expire_with_the_clock(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        ttl: Duration::from_secs(3600),
+        ..CartLimits::default()
+    };
+    let id = CartId::new_guest();
+    let cart = must!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 2, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add"
+    );
+    ctx.advance(Duration::from_secs(3599));
+    assert_eq!(get(&ctx, &id, &guest()).await, Some(cart.clone()), "alive 1 s before expiry");
+    ctx.advance(Duration::from_secs(1));
+    assert_eq!(ctx.now(), cart.expires_at);
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        None,
+        "a cart whose expires_at is now does not exist"
+    );
+    assert_err!(
+        carts.set_quantity(&id, &guest(), &sku("A"), 1, &limits).await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "set_quantity on an expired cart"
+    );
+    assert_err!(
+        carts.remove_item(&id, &guest(), &sku("A"), &limits).await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "remove_item on an expired cart"
+    );
+    let now = ctx.now();
+    let fresh = must!(
+        carts
+            .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", now), &limits)
+            .await,
+        "add_item after expiry"
+    );
+    let mut expected = Cart::new(id.clone(), guest(), now, &limits);
+    must!(
+        expected.add_item(cart_item("B", 1, "1.00 USD", now), now, &limits),
+        "reference"
+    );
+    assert_eq!(
+        fresh, expected,
+        "add_item on an expired cart creates a new cart (the old lines are gone)"
+    );
+    // An expired customer cart id can be taken again by its owner only after expiry.
+    let c = CartId::for_customer(&cust("c9"));
+    must!(
+        carts
+            .add_item(&c, &customer("c9"), cart_item("A", 1, "1.00 USD", now), &limits)
+            .await,
+        "customer add"
+    );
+    ctx.advance(Duration::from_secs(3600));
+    let taken = must!(
+        carts
+            .add_item(&c, &guest(), cart_item("C", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add_item by another owner after expiry"
+    );
+    assert_eq!(taken.owner, guest());
+    assert_eq!(get(&ctx, &c, &customer("c9")).await, None);
+}
+
+async fn every_write_slides_the_expiry(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        ttl: Duration::from_secs(3600),
+        ..CartLimits::default()
+    };
+    let id = CartId::new_guest();
+    must!(
+        carts
+            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "add"
+    );
+    for (n, write) in ["add", "set", "add", "remove"].into_iter().enumerate() {
+        ctx.advance(Duration::from_secs(45 * 60));
+        let now = ctx.now();
+        let cart = match write {
+            "add" => carts
+                .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", now), &limits)
+                .await,
+            "set" => carts.set_quantity(&id, &guest(), &sku("A"), 3, &limits).await,
+            _ => carts.remove_item(&id, &guest(), &sku("B"), &limits).await,
+        };
+        let cart = must!(cart, "write {n} ({write}) 45 minutes after the previous one");
+        assert_eq!(
+            (cart.updated_at, cart.expires_at),
+            (now, now + chrono::Duration::seconds(3600)),
+            "{write} must set updated_at = now and expires_at = now + ttl"
+        );
+    }
+}
+
+/// Reads both carts, merges in the store and checks against [`Cart::merge_from`].
+async fn checked_merge(
+    ctx: &Ctx,
+    guest_id: &CartId,
+    customer_id: &str,
+    caps: &BTreeMap<Sku, u32>,
+    limits: &CartLimits,
+) -> (Cart, MergeReport) {
+    let owner = customer(customer_id);
+    let target_id = CartId::for_customer(&cust(customer_id));
+    let guest_cart = get(ctx, guest_id, &guest()).await.expect("guest cart exists");
+    let now = ctx.now();
+    let mut expected = get(ctx, &target_id, &owner)
+        .await
+        .unwrap_or_else(|| Cart::new(target_id.clone(), owner.clone(), now, limits));
+    let expected_report = expected.merge_from(&guest_cart, caps, now, limits);
+    let (merged, report) = must!(
+        ctx.carts()
+            .merge_carts(guest_id, &cust(customer_id), caps, limits)
+            .await,
+        "merge_carts"
+    );
+    assert_eq!(
+        merged, expected,
+        "merge_carts must give the cart Cart::merge_from gives"
+    );
+    assert_eq!(report, expected_report, "merge_carts must report as Cart::merge_from");
+    assert_eq!(
+        get(ctx, guest_id, &guest()).await,
+        None,
+        "the guest cart must be gone after a merge"
+    );
+    assert_eq!(get(ctx, &target_id, &owner).await.as_ref(), Some(&merged));
+    (merged, report)
+}
+
+async fn merge_follows_the_policy(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let t0 = ctx.now();
+    let limits = CartLimits {
+        max_line_quantity: 10,
+        max_lines: 3,
+        ..CartLimits::default()
+    };
+    let roomy = CartLimits::default();
+    let c = CartId::for_customer(&cust("c1"));
+    let g = CartId::new_guest();
+    must!(
+        carts
+            .add_item(&c, &customer("c1"), cart_item("A", 6, "2.00 USD", t0), &limits)
+            .await,
+        "customer A"
+    );
+    must!(
+        carts
+            .add_item(&g, &guest(), cart_item("B", 1, "9.00 USD", t0), &roomy)
+            .await,
+        "guest B (older snapshot)"
+    );
+    ctx.advance(Duration::from_secs(60));
+    let t1 = ctx.now();
+    must!(
+        carts
+            .add_item(&c, &customer("c1"), cart_item("B", 1, "3.00 USD", t1), &limits)
+            .await,
+        "customer B"
+    );
+    for (s, q) in [("A", 6), ("C", 4), ("D", 1), ("E", 2)] {
+        must!(
+            carts
+                .add_item(&g, &guest(), cart_item(s, q, "1.50 USD", t1), &roomy)
+                .await,
+            "guest {s}"
+        );
+    }
+    ctx.advance(Duration::from_secs(60));
+    let caps = BTreeMap::from([(sku("C"), 2), (sku("E"), 0)]);
+    let (merged, report) = checked_merge(&ctx, &g, "c1", &caps, &limits).await;
+    // Spelled out, in case Cart::merge_from itself regresses.
+    let line = |s: &str| merged.item(&sku(s)).map(|i| (i.quantity, i.unit_price.to_string()));
+    assert_eq!(line("A"), Some((10, "1.50 USD".into())), "A: 6 + 6 capped at 10, later price");
+    assert_eq!(line("B"), Some((2, "3.00 USD".into())), "B: the customer's later snapshot wins");
+    assert_eq!(line("C"), Some((2, "1.50 USD".into())), "C: capped by availability");
+    assert_eq!(line("D"), None, "D: the cart is full (3 lines)");
+    assert_eq!(report.capped, vec![sku("A"), sku("C")]);
+    assert_eq!(report.dropped, vec![sku("D"), sku("E")]);
+}
+
+async fn merge_into_a_missing_customer_cart(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let limits = CartLimits::default();
+    let g = CartId::new_guest();
+    for (s, q) in [("A", 3), ("B", 5)] {
+        must!(
+            ctx.carts()
+                .add_item(&g, &guest(), cart_item(s, q, "1.00 USD", ctx.now()), &limits)
+                .await,
+            "guest {s}"
+        );
+    }
+    ctx.advance(Duration::from_secs(5));
+    let caps = BTreeMap::from([(sku("B"), 4)]);
+    let (merged, report) = checked_merge(&ctx, &g, "c1", &caps, &limits).await;
+    assert_eq!(merged.owner, customer("c1"));
+    assert_eq!(merged.id, CartId::for_customer(&cust("c1")));
+    assert_eq!(report.capped, vec![sku("B")]);
+}
+
+async fn merge_without_a_live_guest_cart_changes_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        ttl: Duration::from_secs(600),
+        ..CartLimits::default()
+    };
+    let no_caps = BTreeMap::new();
+    // No customer cart, no guest cart: an empty customer cart, an empty report.
+    let (empty, report) = must!(
+        carts
+            .merge_carts(&CartId::new_guest(), &cust("c0"), &no_caps, &limits)
+            .await,
+        "merge of a missing guest cart into a missing customer cart"
+    );
+    assert!(empty.items.is_empty() && report == MergeReport::default());
+    assert_eq!(
+        (empty.owner.clone(), empty.id.clone()),
+        (customer("c0"), CartId::for_customer(&cust("c0")))
+    );
+    // An existing customer cart is returned unchanged.
+    let c = CartId::for_customer(&cust("c1"));
+    let g = CartId::new_guest();
+    must!(
+        carts
+            .add_item(&g, &guest(), cart_item("G", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "guest add"
+    );
+    ctx.advance(Duration::from_secs(300));
+    let before = must!(
+        carts
+            .add_item(&c, &customer("c1"), cart_item("A", 2, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "customer add"
+    );
+    for (what, guest_id) in [("a missing", CartId::new_guest()), ("an expired", g.clone())] {
+        if what == "an expired" {
+            ctx.advance(Duration::from_secs(300));
+        }
+        let (cart, report) = must!(
+            carts.merge_carts(&guest_id, &cust("c1"), &no_caps, &limits).await,
+            "merge of {what} guest cart"
+        );
+        assert_eq!(
+            cart, before,
+            "merging {what} guest cart must return the customer cart unchanged"
+        );
+        assert_eq!(report, MergeReport::default());
+        assert_eq!(get(&ctx, &c, &customer("c1")).await, Some(before.clone()));
+    }
+}
+
+async fn merge_drops_lines_in_another_currency(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let c = CartId::for_customer(&cust("c1"));
+    let g = CartId::new_guest();
+    must!(
+        carts
+            .add_item(&c, &customer("c1"), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "customer add"
+    );
+    for s in ["A", "B"] {
+        must!(
+            carts
+                .add_item(&g, &guest(), cart_item(s, 2, "5.00 EUR", ctx.now()), &limits)
+                .await,
+            "guest add"
+        );
+    }
+    ctx.advance(Duration::from_secs(1));
+    let (merged, report) = checked_merge(&ctx, &g, "c1", &BTreeMap::new(), &limits).await;
+    assert_eq!(report.dropped, vec![sku("B")], "a guest line in another currency is dropped");
+    assert!(
+        merged.items.iter().all(|i| i.unit_price.currency().code() == "USD"),
+        "a merged cart holds one currency"
+    );
+}
+
+async fn concurrent_merges_merge_once(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let c = CartId::for_customer(&cust("c1"));
+    let g = CartId::new_guest();
+    let before = must!(
+        carts
+            .add_item(&c, &customer("c1"), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "customer add"
+    );
+    must!(
+        carts
+            .add_item(&g, &guest(), cart_item("A", 3, "1.00 USD", ctx.now()), &limits)
+            .await,
+        "guest add"
+    );
+    ctx.advance(Duration::from_secs(1));
+    let results = concurrently(8, |_| {
+        let carts = carts.clone();
+        let g = g.clone();
+        async move {
+            carts
+                .merge_carts(&g, &cust("c1"), &BTreeMap::new(), &CartLimits::default())
+                .await
+        }
+    })
+    .await;
+    for r in &results {
+        must!(r.as_ref(), "concurrent merge_carts");
+    }
+    let after = get(&ctx, &c, &customer("c1")).await.expect("customer cart");
+    assert_eq!(
+        after.item(&sku("A")).map(|i| i.quantity),
+        Some(4),
+        "8 concurrent merges of one guest cart must merge it exactly once"
+    );
+    assert_eq!(after.version, before.version + 1, "exactly one merge writes");
+    assert_eq!(get(&ctx, &g, &guest()).await, None);
+}
+
+async fn concurrent_adds_to_one_line_all_count(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let n = 40usize;
+    let id = CartId::new_guest();
+    let now = ctx.now();
+    let results = concurrently(n, |_| {
+        let carts = carts.clone();
+        let id = id.clone();
+        async move {
+            let limits = CartLimits {
+                max_line_quantity: 1000,
+                ..CartLimits::default()
+            };
+            carts
+                .add_item(&id, &CartOwner::Guest, cart_item("A", 1, "1.00 USD", now), &limits)
+                .await
+        }
+    })
+    .await;
+    for r in &results {
+        must!(r.as_ref(), "concurrent add_item");
+    }
+    let cart = get(&ctx, &id, &guest()).await.expect("cart exists");
+    assert_eq!(
+        (cart.item(&sku("A")).map(|i| i.quantity), cart.version),
+        (Some(n as u32), n as u64),
+        "{n} concurrent add_item calls of one unit must give {n} units and version {n} (no lost update)"
+    );
+}
+
+async fn concurrent_adds_of_distinct_lines_all_count(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let n = 30usize;
+    let id = CartId::for_customer(&cust("c1"));
+    let now = ctx.now();
+    let results = concurrently(n, |i| {
+        let carts = carts.clone();
+        let id = id.clone();
+        async move {
+            carts
+                .add_item(
+                    &id,
+                    &CartOwner::Customer(cust("c1")),
+                    cart_item(&format!("S-{i}"), 1 + (i % 3) as u32, "2.00 USD", now),
+                    &CartLimits::default(),
+                )
+                .await
+        }
+    })
+    .await;
+    for r in &results {
+        must!(r.as_ref(), "concurrent add_item");
+    }
+    let cart = get(&ctx, &id, &customer("c1")).await.expect("cart exists");
+    assert_eq!(cart.items.len(), n, "every concurrently added line must be there");
+    for i in 0..n {
+        assert_eq!(
+            cart.item(&sku(&format!("S-{i}"))).map(|l| l.quantity),
+            Some(1 + (i % 3) as u32)
+        );
+    }
+    assert_eq!(cart.version, n as u64);
+}
+
+async fn concurrent_adds_respect_the_line_limit(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let id = CartId::new_guest();
+    let now = ctx.now();
+    let results = concurrently(24, |_| {
+        let carts = carts.clone();
+        let id = id.clone();
+        async move {
+            let limits = CartLimits {
+                max_line_quantity: 10,
+                ..CartLimits::default()
+            };
+            carts
+                .add_item(&id, &CartOwner::Guest, cart_item("A", 1, "1.00 USD", now), &limits)
+                .await
+        }
+    })
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::Validation { .. }),
+                "an add past the line limit must be a validation error, got {e:?}"
+            );
+        }
+    }
+    assert_eq!(ok, 10, "exactly 10 of 24 concurrent single-unit adds fit a 10-unit line");
+    let cart = get(&ctx, &id, &guest()).await.expect("cart");
+    assert_eq!(cart.item(&sku("A")).map(|i| i.quantity), Some(10));
+    assert_eq!(cart.version, 10);
+}

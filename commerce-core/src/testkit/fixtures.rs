@@ -1,0 +1,110 @@
+//! Small constructors for the values the cases use; they panic on invalid constants.
+
+use crate::cart::CartItem;
+use crate::catalog::{CategoryPath, NewProduct, ProductVariant};
+use crate::clock::Timestamp;
+use crate::id::{
+    CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, SellerId, Sku,
+};
+use crate::money::{Currency, Money};
+use crate::order::{NewOrder, NewOrderLine};
+
+pub(crate) fn sku(s: &str) -> Sku {
+    Sku::new(s).unwrap_or_else(|e| panic!("test SKU {s:?}: {e}"))
+}
+
+pub(crate) fn loc(s: &str) -> LocationId {
+    LocationId::new(s).unwrap_or_else(|e| panic!("test location {s:?}: {e}"))
+}
+
+pub(crate) fn oid(s: &str) -> OrderId {
+    OrderId::new(s).unwrap_or_else(|e| panic!("test order id {s:?}: {e}"))
+}
+
+pub(crate) fn pid(s: &str) -> ProductId {
+    ProductId::new(s).unwrap_or_else(|e| panic!("test product id {s:?}: {e}"))
+}
+
+pub(crate) fn cust(s: &str) -> CustomerId {
+    CustomerId::new(s).unwrap_or_else(|e| panic!("test customer id {s:?}: {e}"))
+}
+
+pub(crate) fn key(s: &str) -> IdempotencyKey {
+    IdempotencyKey::new(s).unwrap_or_else(|e| panic!("test idempotency key {s:?}: {e}"))
+}
+
+pub(crate) fn path(s: &str) -> CategoryPath {
+    CategoryPath::parse(s).unwrap_or_else(|e| panic!("test category {s:?}: {e}"))
+}
+
+/// `money("12.34 USD")`.
+pub(crate) fn money(s: &str) -> Money {
+    s.parse()
+        .unwrap_or_else(|e| panic!("test amount {s:?}: {e}"))
+}
+
+/// Minor units of `currency`.
+pub(crate) fn minor(units: i64, currency: Currency) -> Money {
+    Money::from_minor_units(units, currency).unwrap_or_else(|e| panic!("test amount {units}: {e}"))
+}
+
+/// A product with id `id`, one variant per SKU (the first at the base price, the others
+/// a dollar more each), in `category`.
+pub(crate) fn new_product(id: &str, title: &str, category: &str, skus: &[&str]) -> NewProduct {
+    let base = money("10.00 USD");
+    let mut p = NewProduct::new(
+        SellerId::new("seller-1").unwrap_or_else(|e| panic!("{e}")),
+        title,
+        path(category),
+        "Acme",
+        sku(skus.first().copied().unwrap_or("SKU-DEFAULT")),
+        base,
+    );
+    p.id = Some(pid(id));
+    for (i, s) in skus.iter().enumerate().skip(1) {
+        p.variants.push(ProductVariant {
+            sku: sku(s),
+            attributes: Default::default(),
+            price: minor(1000 + 100 * i as i64, Currency::USD),
+            inventory_count: 0,
+            weight_grams: None,
+            dimensions: None,
+        });
+    }
+    p
+}
+
+pub(crate) fn cart_item(s: &str, quantity: u32, price: &str, at: Timestamp) -> CartItem {
+    CartItem {
+        product_id: pid(&format!("p-{s}")),
+        sku: sku(s),
+        quantity,
+        unit_price: money(price),
+        added_at: at,
+    }
+}
+
+/// An order of `lines` as `(sku, quantity, unit price)`, shipping 5.00 and tax 1.00 in
+/// the lines' currency.
+pub(crate) fn new_order(k: &str, customer: &str, lines: &[(&str, u32, &str)]) -> NewOrder {
+    let currency = lines
+        .first()
+        .map_or(Currency::USD, |(_, _, p)| money(p).currency());
+    NewOrder {
+        id: None,
+        customer_id: cust(customer),
+        idempotency_key: key(k),
+        lines: lines
+            .iter()
+            .map(|(s, q, p)| NewOrderLine {
+                product_id: pid(&format!("p-{s}")),
+                sku: sku(s),
+                title: format!("Item {s}"),
+                quantity: *q,
+                unit_price: money(p),
+            })
+            .collect(),
+        shipping: minor(500, currency),
+        tax: minor(100, currency),
+    }
+}

@@ -1,0 +1,1194 @@
+//! The [`InventoryStore`](crate::store::InventoryStore) suite, with the events it
+//! appends and the model-based tests of [`super::model`].
+//!
+//! Checks: restock/adjust counters, events (`StockChanged`) and ledger entries; invalid
+//! input (zero, huge, long reasons) writes nothing; `adjust` below zero is `OutOfStock`
+//! and an unknown level `NotFound { Stock }`; reservations hold exactly what was asked
+//! (normalised lines, allocations, TTL from the store clock) and append
+//! `ReservationChanged`; all-or-nothing with `OutOfStock` for the first short SKU in SKU
+//! order; unknown SKUs; idempotency per order (sequential and concurrent) and `Conflict`
+//! for different lines; never oversell under concurrency (one and several locations, a
+//! flash sale); crossing multi-SKU reservations do not deadlock; the location policy;
+//! opt-in backorders filled by the next restock; `extend`; `confirm`, `release` and
+//! `return_stock` with their idempotency and `InvalidTransition`s; `release_expired`
+//! (boundary, limit, exactly once with concurrent reapers, racing `confirm`); the ledger
+//! replays to the counters; `audit()` is empty after every case; then the sequential and
+//! concurrent model-based tests.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use super::builder::{Area, StoreBuilder};
+use super::check::{assert_err, concurrently, must};
+use super::fixtures::{loc, oid, sku};
+use super::model;
+use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use crate::clock::Timestamp;
+use crate::error::{EntityKind, Error};
+use crate::event::DomainEvent;
+use crate::id::OrderId;
+use crate::inventory::{
+    Allocation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest, ReservationState,
+    SkuStock, StockLevel, StockMovement, replay,
+};
+
+/// Runs every inventory case (including the model-based tests) against `builder`'s
+/// stores; panics listing the failed cases.
+pub async fn test_all<B: StoreBuilder>(builder: &B) {
+    run_one_area(builder, Area::Inventory, cases()).await;
+}
+
+pub(crate) fn cases() -> Vec<Case> {
+    cases![
+        restock_creates_and_grows_levels,
+        invalid_restock_and_adjust_write_nothing,
+        adjust_moves_available_and_adjusted,
+        reserve_holds_stock_and_records_it,
+        reserve_is_all_or_nothing,
+        reserve_of_an_unknown_sku_is_not_found,
+        reserve_rejects_invalid_requests,
+        reserve_is_idempotent_per_order,
+        concurrent_reserves_of_one_order_hold_once,
+        concurrent_reserves_never_oversell,
+        concurrent_reserves_over_locations_never_oversell,
+        flash_sale_sells_exactly_the_stock,
+        crossing_multi_sku_reserves_do_not_deadlock,
+        reserve_follows_the_location_policy,
+        backorders_are_opt_in_and_filled_by_restock,
+        extend_moves_the_expiry_of_active_reservations,
+        confirm_sells_and_is_idempotent,
+        release_gives_back_and_is_idempotent,
+        return_stock_restocks_or_writes_off,
+        release_expired_releases_exactly_the_due_reservations,
+        concurrent_reapers_release_each_reservation_once,
+        reaping_and_confirming_race_consistently,
+        ledger_replays_to_the_counters,
+        sequential_histories_match_the_model,
+        concurrent_histories_conserve_stock,
+    ]
+}
+
+pub(crate) fn req(order: &str, lines: &[(&str, u32)]) -> ReservationRequest {
+    ReservationRequest::new(oid(order), lines.iter().map(|(s, q)| (sku(s), *q)))
+}
+
+pub(crate) fn req_ttl(order: &str, lines: &[(&str, u32)], ttl: Duration) -> ReservationRequest {
+    let mut r = req(order, lines);
+    r.ttl = ttl;
+    r
+}
+
+async fn restock(ctx: &Ctx, s: &str, l: &str, q: u32) -> StockLevel {
+    must!(
+        ctx.inventory().restock(&sku(s), &loc(l), q, "restock").await,
+        "restock({s}@{l}, {q})"
+    )
+}
+
+async fn stock(ctx: &Ctx, s: &str) -> SkuStock {
+    must!(ctx.inventory().stock(&sku(s)).await, "stock({s})")
+}
+
+async fn level(ctx: &Ctx, s: &str, l: &str) -> StockLevel {
+    stock(ctx, s)
+        .await
+        .levels
+        .into_iter()
+        .find(|lv| lv.location.as_str() == l)
+        .unwrap_or_else(|| panic!("stock({s}) has no level at {l}"))
+}
+
+/// `(received, adjusted, available, reserved, sold)` of a level.
+fn counters(l: &StockLevel) -> (u64, i64, u64, u64, u64) {
+    (l.received, l.adjusted, l.available, l.reserved, l.sold)
+}
+
+async fn reservation(ctx: &Ctx, o: &str) -> Option<Reservation> {
+    must!(ctx.inventory().reservation(&oid(o)).await, "reservation({o})")
+}
+
+async fn reserve(ctx: &Ctx, r: &ReservationRequest) -> Reservation {
+    must!(ctx.inventory().reserve(r).await, "reserve({:?})", r.lines)
+}
+
+pub(crate) async fn audit_clean(ctx: &Ctx, when: &str) {
+    let violations = must!(ctx.inventory().audit().await, "audit");
+    assert!(
+        violations.is_empty(),
+        "audit() must find nothing {when}, found: {violations:#?}"
+    );
+}
+
+async fn all_movements(ctx: &Ctx, s: &str) -> Vec<StockMovement> {
+    let mut out = Vec::new();
+    loop {
+        let page = must!(
+            ctx.inventory()
+                .movements(&sku(s), out.len() as u64, 1000)
+                .await,
+            "movements({s})"
+        );
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+fn res_event(o: &str, state: ReservationState, skus: &[&str]) -> DomainEvent {
+    DomainEvent::ReservationChanged {
+        order_id: oid(o),
+        state,
+        skus: skus.iter().map(|s| sku(s)).collect(),
+    }
+}
+
+fn stock_event(s: &str, l: &str, available: u64) -> DomainEvent {
+    DomainEvent::StockChanged {
+        sku: sku(s),
+        location: loc(l),
+        available,
+    }
+}
+
+fn alloc(s: &str, l: Option<&str>, q: u32) -> Allocation {
+    Allocation {
+        sku: sku(s),
+        location: l.map(loc),
+        quantity: q,
+    }
+}
+
+fn at_plus(t: Timestamp, d: Duration) -> Timestamp {
+    crate::clock::add(t, d)
+}
+
+async fn restock_creates_and_grows_levels(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    assert_eq!(
+        stock(&ctx, "A").await,
+        SkuStock {
+            sku: sku("A"),
+            levels: vec![],
+            backorder_allowed: false,
+            backordered: 0
+        },
+        "a SKU never stocked has no levels"
+    );
+    let mark = ctx.event_mark().await;
+    let first = must!(inv.restock(&sku("A"), &loc("w1"), 7, "delivery 1").await, "restock");
+    assert_eq!(counters(&first), (7, 0, 7, 0, 0));
+    let second = must!(inv.restock(&sku("A"), &loc("w1"), 5, "delivery 2").await, "restock");
+    assert_eq!(counters(&second), (12, 0, 12, 0, 0));
+    must!(inv.restock(&sku("A"), &loc("w0"), 1, "delivery 3").await, "restock");
+    let s = stock(&ctx, "A").await;
+    assert_eq!(
+        s.levels.iter().map(|l| l.location.as_str()).collect::<Vec<_>>(),
+        ["w0", "w1"],
+        "stock() lists one level per location, in location-id order"
+    );
+    assert_eq!(s.available(), 13);
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![
+            stock_event("A", "w1", 7),
+            stock_event("A", "w1", 12),
+            stock_event("A", "w0", 1)
+        ],
+        "each restock appends StockChanged with the units available after it"
+    );
+    let ledger = all_movements(&ctx, "A").await;
+    assert_eq!(
+        ledger
+            .iter()
+            .map(|m| (m.kind, m.quantity, m.reason.as_deref(), m.location.clone()))
+            .collect::<Vec<_>>(),
+        vec![
+            (MovementKind::Received, 7, Some("delivery 1"), Some(loc("w1"))),
+            (MovementKind::Received, 5, Some("delivery 2"), Some(loc("w1"))),
+            (MovementKind::Received, 1, Some("delivery 3"), Some(loc("w0"))),
+        ],
+        "each restock appends a Received movement with its reason"
+    );
+    audit_clean(&ctx, "after restocks").await;
+}
+
+async fn invalid_restock_and_adjust_write_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 5).await;
+    let mark = ctx.event_mark().await;
+    let long = "x".repeat(501);
+    for (q, reason) in [(0, "ok"), (MAX_QUANTITY + 1, "ok"), (1, long.as_str())] {
+        assert_err!(
+            inv.restock(&sku("A"), &loc("w1"), q, reason).await,
+            Error::Validation { .. },
+            "restock of {q} units with a {}-character reason",
+            reason.len()
+        );
+        assert_err!(
+            inv.restock(&sku("B"), &loc("w1"), q, reason).await,
+            Error::Validation { .. },
+            "restock of a new SKU with {q} units"
+        );
+    }
+    for (delta, reason) in [
+        (0, "ok"),
+        (i64::from(MAX_QUANTITY) + 1, "ok"),
+        (-(i64::from(MAX_QUANTITY) + 1), "ok"),
+        (1, long.as_str()),
+    ] {
+        assert_err!(
+            inv.adjust(&sku("A"), &loc("w1"), delta, reason).await,
+            Error::Validation { .. },
+            "adjust by {delta}"
+        );
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (5, 0, 5, 0, 0));
+    assert!(stock(&ctx, "B").await.levels.is_empty(), "a refused restock created a level");
+    assert_eq!(all_movements(&ctx, "A").await.len(), 1, "a refused write added a movement");
+    assert!(all_movements(&ctx, "B").await.is_empty());
+    assert_eq!(ctx.events_since(mark).await, vec![], "a refused write appended an event");
+    audit_clean(&ctx, "after refused writes").await;
+}
+
+async fn adjust_moves_available_and_adjusted(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    let mark = ctx.event_mark().await;
+    let l = must!(inv.adjust(&sku("A"), &loc("w1"), -3, "damaged").await, "adjust -3");
+    assert_eq!(counters(&l), (10, 3, 7, 0, 0), "adjust -3: available 7, adjusted 3");
+    let l = must!(inv.adjust(&sku("A"), &loc("w1"), 2, "found").await, "adjust +2");
+    assert_eq!(counters(&l), (10, 1, 9, 0, 0), "adjust +2: available 9, adjusted 1");
+    let err = assert_err!(
+        inv.adjust(&sku("A"), &loc("w1"), -10, "too many").await,
+        Error::OutOfStock { .. },
+        "removing more than is available"
+    );
+    assert!(
+        matches!(&err, Error::OutOfStock { sku: s, requested: 10, available: 9 } if s == "A"),
+        "OutOfStock must name the SKU, the units asked for and those available: {err:?}"
+    );
+    assert_err!(
+        inv.adjust(&sku("A"), &loc("w2"), 1, "unknown level").await,
+        Error::NotFound {
+            kind: EntityKind::Stock,
+            ..
+        },
+        "adjust of a level that does not exist"
+    );
+    assert_err!(
+        inv.adjust(&sku("Z"), &loc("w1"), -1, "unknown SKU").await,
+        Error::NotFound {
+            kind: EntityKind::Stock,
+            ..
+        },
+        "adjust of a SKU never stocked"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 1, 9, 0, 0));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![stock_event("A", "w1", 7), stock_event("A", "w1", 9)],
+        "each successful adjust appends StockChanged; refused ones append nothing"
+    );
+    let ledger = all_movements(&ctx, "A").await;
+    assert_eq!(
+        ledger
+            .iter()
+            .filter(|m| m.kind == MovementKind::Adjusted)
+            .map(|m| (m.quantity, m.reason.clone()))
+            .collect::<Vec<_>>(),
+        vec![(-3, Some("damaged".into())), (2, Some("found".into()))],
+        "Adjusted movements carry the signed delta and the reason"
+    );
+    audit_clean(&ctx, "after adjustments").await;
+}
+
+async fn reserve_holds_stock_and_records_it(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    restock(&ctx, "A", "w1", 10).await;
+    restock(&ctx, "B", "w1", 10).await;
+    ctx.advance(Duration::from_secs(7));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let request = req_ttl(
+        "o-1",
+        &[("B", 1), ("A", 2), ("B", 2)],
+        Duration::from_secs(600),
+    );
+    let r = reserve(&ctx, &request).await;
+    let expected = Reservation {
+        order_id: oid("o-1"),
+        lines: request.normalized_lines().expect("valid"),
+        allocations: vec![alloc("A", Some("w1"), 2), alloc("B", Some("w1"), 3)],
+        state: ReservationState::Active,
+        created_at: now,
+        expires_at: at_plus(now, Duration::from_secs(600)),
+        closed_at: None,
+        reason: None,
+    };
+    assert_eq!(
+        r, expected,
+        "reserve returns the active reservation: normalised lines, allocations, created_at = now, expires_at = now + ttl"
+    );
+    assert_eq!(reservation(&ctx, "o-1").await, Some(expected));
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 8, 2, 0));
+    assert_eq!(counters(&level(&ctx, "B", "w1").await), (10, 0, 7, 3, 0));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![res_event("o-1", ReservationState::Active, &["A", "B"])],
+        "reserve appends one ReservationChanged(ACTIVE) naming the SKUs"
+    );
+    let reserved: Vec<_> = all_movements(&ctx, "B")
+        .await
+        .into_iter()
+        .filter(|m| m.kind == MovementKind::Reserved)
+        .map(|m| (m.quantity, m.order_id))
+        .collect();
+    assert_eq!(reserved, vec![(3, Some(oid("o-1")))], "a Reserved movement names the order");
+    audit_clean(&ctx, "after a reservation").await;
+}
+
+async fn reserve_is_all_or_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    restock(&ctx, "B", "w1", 2).await;
+    restock(&ctx, "C", "w1", 1).await;
+    let mark = ctx.event_mark().await;
+    let before_a = all_movements(&ctx, "A").await;
+    let err = assert_err!(
+        inv.reserve(&req("o-1", &[("A", 5), ("B", 3)])).await,
+        Error::OutOfStock { .. },
+        "reserving more B than there is"
+    );
+    assert!(
+        matches!(&err, Error::OutOfStock { sku: s, requested: 3, available: 2 } if s == "B"),
+        "OutOfStock must name B, 3 requested, 2 available: {err:?}"
+    );
+    let err = assert_err!(
+        inv.reserve(&req("o-1", &[("C", 4), ("A", 1), ("B", 9)])).await,
+        Error::OutOfStock { .. },
+        "two short SKUs"
+    );
+    assert!(
+        matches!(&err, Error::OutOfStock { sku: s, requested: 9, available: 2 } if s == "B"),
+        "with several short SKUs, OutOfStock names the first in SKU order (B before C): {err:?}"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0), "A was held");
+    assert_eq!(reservation(&ctx, "o-1").await, None, "a failed reserve stored a reservation");
+    assert_eq!(all_movements(&ctx, "A").await, before_a, "a failed reserve wrote the ledger");
+    assert_eq!(ctx.events_since(mark).await, vec![], "a failed reserve appended an event");
+    // The order id is still free.
+    reserve(&ctx, &req("o-1", &[("A", 5), ("B", 2)])).await;
+    audit_clean(&ctx, "after all-or-nothing").await;
+}
+
+async fn reserve_of_an_unknown_sku_is_not_found(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    assert_err!(
+        inv.reserve(&req("o-1", &[("A", 1), ("NOPE", 1)])).await,
+        Error::NotFound {
+            kind: EntityKind::Stock,
+            ..
+        },
+        "reserving a SKU with no stock record and no backorder setting"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
+    must!(inv.set_backorder(&sku("KNOWN"), false).await, "set_backorder");
+    let err = assert_err!(
+        inv.reserve(&req("o-2", &[("KNOWN", 1)])).await,
+        Error::OutOfStock { .. },
+        "reserving a SKU that has a record (set_backorder false) but no stock"
+    );
+    assert!(matches!(err, Error::OutOfStock { available: 0, .. }));
+    audit_clean(&ctx, "after unknown SKUs").await;
+}
+
+async fn reserve_rejects_invalid_requests(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    let mark = ctx.event_mark().await;
+    let bad = [
+        ("no lines", req("o-1", &[])),
+        ("a zero quantity", req("o-1", &[("A", 0)])),
+        ("a huge quantity", req("o-1", &[("A", MAX_QUANTITY + 1)])),
+        ("lines summing past the maximum", req("o-1", &[("A", MAX_QUANTITY), ("A", 1)])),
+        ("a zero ttl", req_ttl("o-1", &[("A", 1)], Duration::ZERO)),
+        (
+            "a ttl over 7 days",
+            req_ttl("o-1", &[("A", 1)], Duration::from_secs(8 * 24 * 3600)),
+        ),
+    ];
+    for (what, r) in bad {
+        assert_err!(inv.reserve(&r).await, Error::Validation { .. }, "reserve with {what}");
+    }
+    assert_eq!(reservation(&ctx, "o-1").await, None);
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
+    assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+async fn reserve_is_idempotent_per_order(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    restock(&ctx, "B", "w1", 10).await;
+    let first = reserve(&ctx, &req("o-1", &[("A", 2), ("B", 1)])).await;
+    let mark = ctx.event_mark().await;
+    ctx.advance(Duration::from_secs(30));
+    let again = reserve(&ctx, &req("o-1", &[("B", 1), ("A", 1), ("A", 1)])).await;
+    assert_eq!(
+        again, first,
+        "reserving again with the same normalised lines returns the reservation unchanged"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 8, 2, 0), "held twice");
+    assert_err!(
+        inv.reserve(&req("o-1", &[("A", 3), ("B", 1)])).await,
+        Error::Conflict {
+            kind: EntityKind::Reservation,
+            ..
+        },
+        "reserving for the same order with different lines"
+    );
+    let confirmed = must!(inv.confirm(&oid("o-1")).await, "confirm");
+    assert_eq!(
+        reserve(&ctx, &req("o-1", &[("A", 2), ("B", 1)])).await,
+        confirmed,
+        "reserving again after confirm returns the confirmed reservation"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 8, 0, 2));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![res_event("o-1", ReservationState::Confirmed, &["A", "B"])],
+        "idempotent repeats append no event"
+    );
+    audit_clean(&ctx, "after idempotent reserves").await;
+}
+
+async fn concurrent_reserves_of_one_order_hold_once(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 100).await;
+    let mark = ctx.event_mark().await;
+    let results = concurrently(24, |_| {
+        let inv = inv.clone();
+        async move { inv.reserve(&req("o-1", &[("A", 3)])).await }
+    })
+    .await;
+    let first = must!(results[0].as_ref(), "concurrent reserve of one order").clone();
+    for r in &results {
+        assert_eq!(
+            must!(r.as_ref(), "concurrent reserve of one order"),
+            &first,
+            "every concurrent reserve of one order returns the same reservation"
+        );
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 97, 3, 0));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![res_event("o-1", ReservationState::Active, &["A"])]
+    );
+    audit_clean(&ctx, "after concurrent idempotent reserves").await;
+}
+
+/// `n` concurrent reservations of `q` units of `s` for distinct orders; returns how many
+/// succeeded, checking every failure is `OutOfStock` for `s`.
+async fn race_reservations(ctx: &Ctx, s: &'static str, n: usize, q: u32) -> usize {
+    let inv = ctx.inventory();
+    let results = concurrently(n, |i| {
+        let inv = inv.clone();
+        async move { inv.reserve(&req(&format!("o-{i}"), &[(s, q)])).await }
+    })
+    .await;
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::OutOfStock { sku: x, requested, .. } if x == s && *requested == u64::from(q)),
+                "a losing reservation must be OutOfStock for {s}, got {e:?}"
+            );
+        }
+    }
+    results.iter().filter(|r| r.is_ok()).count()
+}
+
+async fn concurrent_reserves_never_oversell(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    restock(&ctx, "A", "w1", 100).await;
+    let ok = race_reservations(&ctx, "A", 64, 2).await;
+    assert_eq!(ok, 50, "64 buyers of 2 units from 100: exactly 50 must succeed");
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 0, 100, 0));
+    audit_clean(&ctx, "after racing reservations").await;
+}
+
+async fn concurrent_reserves_over_locations_never_oversell(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    for (l, q) in [("w1", 7), ("w2", 11), ("w3", 13)] {
+        restock(&ctx, "A", l, q).await;
+    }
+    let ok = race_reservations(&ctx, "A", 40, 2).await;
+    assert_eq!(
+        ok, 15,
+        "40 buyers of 2 units from 31 units over three locations: exactly 15 must succeed (lines may split)"
+    );
+    let s = stock(&ctx, "A").await;
+    assert_eq!((s.available(), s.reserved()), (1, 30));
+    for l in &s.levels {
+        assert!(l.is_balanced(), "unbalanced level {l:?}");
+    }
+    audit_clean(&ctx, "after racing reservations over locations").await;
+}
+
+async fn flash_sale_sells_exactly_the_stock(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "HOT", "w1", 150).await;
+    reserve(&ctx, &req("early", &[("HOT", 50)])).await;
+    must!(inv.confirm(&oid("early")).await, "confirm the early order");
+    let buyers = 400;
+    let results = concurrently(buyers, |i| {
+        let inv = inv.clone();
+        async move {
+            let order = format!("buyer-{i}");
+            let r = inv.reserve(&req(&order, &[("HOT", 1)])).await;
+            if r.is_ok() {
+                inv.confirm(&oid(&order)).await.map(|_| ())
+            } else {
+                r.map(|_| ())
+            }
+        }
+    })
+    .await;
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::OutOfStock { requested: 1, available: 0, .. }),
+                "a buyer who missed out must get OutOfStock(available 0), got {e:?}"
+            );
+        }
+    }
+    assert_eq!(ok, 100, "{buyers} buyers of the last 100 units: exactly 100 must succeed");
+    assert_eq!(counters(&level(&ctx, "HOT", "w1").await), (150, 0, 0, 0, 150));
+    audit_clean(&ctx, "after the flash sale").await;
+}
+
+async fn crossing_multi_sku_reserves_do_not_deadlock(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    for s in ["X", "Y", "Z"] {
+        restock(&ctx, s, "w1", 1000).await;
+        restock(&ctx, s, "w2", 1000).await;
+    }
+    let orders: [&[(&str, u32)]; 4] = [
+        &[("X", 1), ("Y", 1)],
+        &[("Y", 1), ("X", 1)],
+        &[("Z", 1), ("Y", 1), ("X", 1)],
+        &[("X", 1), ("Z", 1)],
+    ];
+    let run = concurrently(32, |i| {
+        let inv = inv.clone();
+        async move {
+            for k in 0..5 {
+                let r = req(&format!("o-{i}-{k}"), orders[(i + k) % orders.len()]);
+                inv.reserve(&r).await.expect("reserve with plenty of stock");
+                if k % 2 == 0 {
+                    inv.release(&r.order_id, "done").await.expect("release");
+                }
+            }
+        }
+    });
+    if tokio::time::timeout(Duration::from_secs(60), run).await.is_err() {
+        panic!("32 tasks reserving crossing SKU sets did not finish in 60 s: deadlock? (lock in normalized_lines order)");
+    }
+    audit_clean(&ctx, "after crossing reservations").await;
+}
+
+async fn reserve_follows_the_location_policy(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    // Byte-wise id order is w-10, w-2, w-3 (not numeric).
+    for (l, q) in [("w-3", 10), ("w-10", 2), ("w-2", 5)] {
+        restock(&ctx, "A", l, q).await;
+    }
+    let r = reserve(&ctx, &req("o-1", &[("A", 5)])).await;
+    assert_eq!(
+        r.allocations,
+        vec![alloc("A", Some("w-2"), 5)],
+        "the first location in id order that covers the whole line serves it alone"
+    );
+    let r = reserve(&ctx, &req("o-2", &[("A", 2)])).await;
+    assert_eq!(r.allocations, vec![alloc("A", Some("w-10"), 2)]);
+    restock(&ctx, "A", "w-10", 3).await;
+    restock(&ctx, "A", "w-2", 4).await;
+    let r = reserve(&ctx, &req("o-3", &[("A", 12)])).await;
+    assert_eq!(
+        r.allocations,
+        vec![
+            alloc("A", Some("w-10"), 3),
+            alloc("A", Some("w-2"), 4),
+            alloc("A", Some("w-3"), 5)
+        ],
+        "when no location covers the line, it is split greedily in location-id order"
+    );
+    let err = assert_err!(
+        inv.reserve(&req("o-4", &[("A", 6)])).await,
+        Error::OutOfStock { .. },
+        "more than all locations hold"
+    );
+    assert!(matches!(err, Error::OutOfStock { available: 5, .. }), "{err:?}");
+    audit_clean(&ctx, "after the location policy").await;
+}
+
+async fn backorders_are_opt_in_and_filled_by_restock(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    must!(inv.set_backorder(&sku("BO"), true).await, "allow backorders");
+    let r = reserve(&ctx, &req("o-1", &[("BO", 3)])).await;
+    assert_eq!(
+        r.allocations,
+        vec![alloc("BO", None, 3)],
+        "a backorder SKU without stock allocates its units with location None"
+    );
+    let s = stock(&ctx, "BO").await;
+    assert!(s.backorder_allowed && s.levels.is_empty());
+    assert_eq!(s.backordered, 3);
+    restock(&ctx, "BO", "w1", 2).await;
+    let r = reserve(&ctx, &req("o-2", &[("BO", 4)])).await;
+    assert_eq!(
+        r.allocations,
+        vec![alloc("BO", Some("w1"), 2), alloc("BO", None, 2)],
+        "a short backorder line takes the stock there is and backorders the rest"
+    );
+    assert_eq!(stock(&ctx, "BO").await.backordered, 5);
+    must!(inv.confirm(&oid("o-1")).await, "confirm o-1");
+    assert_eq!(
+        stock(&ctx, "BO").await.backordered,
+        5,
+        "confirmed backordered units stay owed"
+    );
+    must!(inv.release(&oid("o-2"), "cancelled").await, "release o-2");
+    let s = stock(&ctx, "BO").await;
+    assert_eq!(s.backordered, 3, "releasing cancels the reservation's backordered units");
+    assert_eq!(counters(&s.levels[0]), (2, 0, 2, 0, 0));
+    let l = restock(&ctx, "BO", "w1", 5).await;
+    assert_eq!(
+        counters(&l),
+        (7, 0, 4, 0, 3),
+        "a restock first fills the owed units: received +5, sold +3, available +2"
+    );
+    assert_eq!(stock(&ctx, "BO").await.backordered, 0);
+    audit_clean(&ctx, "after filling backorders").await;
+
+    // A return cancels units still owed.
+    reserve(&ctx, &req("o-3", &[("BO", 6)])).await;
+    must!(inv.confirm(&oid("o-3")).await, "confirm o-3");
+    assert_eq!(stock(&ctx, "BO").await.backordered, 2);
+    must!(inv.return_stock(&oid("o-3"), true, "refund").await, "return o-3");
+    let s = stock(&ctx, "BO").await;
+    assert_eq!(s.backordered, 0, "returning cancels the backordered units still owed");
+    assert_eq!(counters(&s.levels[0]), (7, 0, 4, 0, 3));
+    audit_clean(&ctx, "after returning a backorder").await;
+
+    // Backorders off again: a short line is out of stock.
+    must!(inv.set_backorder(&sku("BO"), false).await, "forbid backorders");
+    let err = assert_err!(
+        inv.reserve(&req("o-4", &[("BO", 5)])).await,
+        Error::OutOfStock { .. },
+        "reserving past the stock with backorders off"
+    );
+    assert!(matches!(err, Error::OutOfStock { available: 4, .. }), "{err:?}");
+    assert!(!stock(&ctx, "BO").await.backorder_allowed);
+}
+
+async fn extend_moves_the_expiry_of_active_reservations(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    let t0 = ctx.now();
+    for o in ["o-1", "o-2", "o-3", "o-4"] {
+        reserve(&ctx, &req_ttl(o, &[("A", 1)], Duration::from_secs(600))).await;
+    }
+    ctx.advance(Duration::from_secs(300));
+    let t5 = ctx.now();
+    let r = must!(inv.extend(&oid("o-1"), Duration::from_secs(1800)).await, "extend");
+    assert_eq!(
+        (r.state, r.expires_at),
+        (ReservationState::Active, at_plus(t5, Duration::from_secs(1800))),
+        "extend sets expires_at = now + ttl"
+    );
+    assert_eq!(reservation(&ctx, "o-1").await, Some(r.clone()));
+    must!(inv.confirm(&oid("o-2")).await, "confirm o-2");
+    must!(inv.release(&oid("o-3"), "x").await, "release o-3");
+    for (o, from) in [("o-2", "CONFIRMED"), ("o-3", "RELEASED")] {
+        let err = assert_err!(
+            inv.extend(&oid(o), Duration::from_secs(60)).await,
+            Error::InvalidTransition {
+                entity: EntityKind::Reservation,
+                ..
+            },
+            "extend of a {from} reservation"
+        );
+        assert!(
+            matches!(&err, Error::InvalidTransition { from: f, .. } if f == from),
+            "the error names the state {from}: {err:?}"
+        );
+    }
+    assert_err!(
+        inv.extend(&oid("o-none"), Duration::from_secs(60)).await,
+        Error::NotFound {
+            kind: EntityKind::Reservation,
+            ..
+        },
+        "extend of an unknown order"
+    );
+    // o-4 expires at t0 + 600; at exactly that time it can no longer be extended.
+    ctx.advance(Duration::from_secs(300));
+    assert_eq!(ctx.now(), at_plus(t0, Duration::from_secs(600)));
+    let err = assert_err!(
+        inv.extend(&oid("o-4"), Duration::from_secs(60)).await,
+        Error::InvalidTransition { .. },
+        "extend of an expired (not yet reaped) reservation"
+    );
+    assert!(
+        matches!(&err, Error::InvalidTransition { from, .. } if from == "EXPIRED"),
+        "{err:?}"
+    );
+    let reaped = must!(inv.release_expired(ctx.now(), 100).await, "release_expired");
+    assert_eq!(
+        reaped.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>(),
+        vec![oid("o-4")],
+        "the extended reservation must not be reaped at its old expiry"
+    );
+    assert_eq!(
+        reservation(&ctx, "o-1").await.map(|r| r.state),
+        Some(ReservationState::Active)
+    );
+    audit_clean(&ctx, "after extend").await;
+}
+
+async fn confirm_sells_and_is_idempotent(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    reserve(&ctx, &req("o-1", &[("A", 3)])).await;
+    ctx.advance(Duration::from_secs(10));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let confirmed = must!(inv.confirm(&oid("o-1")).await, "confirm");
+    assert_eq!(
+        (confirmed.state, confirmed.closed_at),
+        (ReservationState::Confirmed, Some(now)),
+        "confirm closes the reservation now"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 7, 0, 3));
+    ctx.advance(Duration::from_secs(10));
+    assert_eq!(
+        must!(inv.confirm(&oid("o-1")).await, "confirm again"),
+        confirmed,
+        "confirming a confirmed reservation returns it unchanged"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 7, 0, 3));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![res_event("o-1", ReservationState::Confirmed, &["A"])],
+        "one ReservationChanged(CONFIRMED), none for the repeat"
+    );
+    // Expired but not reaped: the units are still held, so it may be confirmed.
+    reserve(&ctx, &req_ttl("o-2", &[("A", 2)], Duration::from_secs(60))).await;
+    ctx.advance(Duration::from_secs(120));
+    let late = must!(inv.confirm(&oid("o-2")).await, "confirm an expired, unreaped reservation");
+    assert_eq!(late.state, ReservationState::Confirmed);
+    assert!(
+        must!(inv.release_expired(ctx.now(), 100).await, "reap").is_empty(),
+        "a confirmed reservation is never reaped"
+    );
+    reserve(&ctx, &req("o-3", &[("A", 1)])).await;
+    must!(inv.release(&oid("o-3"), "changed mind").await, "release");
+    let err = assert_err!(
+        inv.confirm(&oid("o-3")).await,
+        Error::InvalidTransition {
+            entity: EntityKind::Reservation,
+            ..
+        },
+        "confirming a released reservation"
+    );
+    assert!(matches!(&err, Error::InvalidTransition { from, .. } if from == "RELEASED"), "{err:?}");
+    assert_err!(
+        inv.confirm(&oid("o-none")).await,
+        Error::NotFound {
+            kind: EntityKind::Reservation,
+            ..
+        },
+        "confirming an unknown order"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 5, 0, 5));
+    audit_clean(&ctx, "after confirms").await;
+}
+
+async fn release_gives_back_and_is_idempotent(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    reserve(&ctx, &req("o-1", &[("A", 4)])).await;
+    ctx.advance(Duration::from_secs(5));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let released = must!(inv.release(&oid("o-1"), "payment declined").await, "release");
+    assert_eq!(
+        (released.state, released.closed_at, released.reason.as_deref()),
+        (ReservationState::Released, Some(now), Some("payment declined")),
+        "release closes the reservation now with the reason"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
+    assert_eq!(
+        must!(inv.release(&oid("o-1"), "again").await, "release again"),
+        released,
+        "releasing a released reservation returns it unchanged"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0), "released twice");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![res_event("o-1", ReservationState::Released, &["A"])]
+    );
+    reserve(&ctx, &req("o-2", &[("A", 1)])).await;
+    must!(inv.confirm(&oid("o-2")).await, "confirm");
+    let err = assert_err!(
+        inv.release(&oid("o-2"), "too late").await,
+        Error::InvalidTransition {
+            entity: EntityKind::Reservation,
+            ..
+        },
+        "releasing a confirmed reservation"
+    );
+    assert!(matches!(&err, Error::InvalidTransition { from, .. } if from == "CONFIRMED"), "{err:?}");
+    reserve(&ctx, &req("o-3", &[("A", 1)])).await;
+    assert_err!(
+        inv.release(&oid("o-3"), &"x".repeat(501)).await,
+        Error::Validation { .. },
+        "release with a 501-character reason"
+    );
+    assert_eq!(
+        reservation(&ctx, "o-3").await.map(|r| r.state),
+        Some(ReservationState::Active),
+        "a refused release changed the reservation"
+    );
+    assert_err!(
+        inv.release(&oid("o-none"), "x").await,
+        Error::NotFound {
+            kind: EntityKind::Reservation,
+            ..
+        },
+        "releasing an unknown order"
+    );
+    audit_clean(&ctx, "after releases").await;
+}
+
+async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    for (o, q) in [("o-1", 3), ("o-2", 2)] {
+        reserve(&ctx, &req(o, &[("A", q)])).await;
+        must!(inv.confirm(&oid(o)).await, "confirm {o}");
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 5, 0, 5));
+    let mark = ctx.event_mark().await;
+    let returned = must!(inv.return_stock(&oid("o-1"), true, "refund").await, "return");
+    assert_eq!(returned.state, ReservationState::Returned);
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (10, 0, 8, 0, 2),
+        "a restocking return moves sold back to available"
+    );
+    assert_eq!(
+        must!(inv.return_stock(&oid("o-1"), true, "again").await, "return again"),
+        returned,
+        "returning a returned reservation returns it unchanged"
+    );
+    must!(inv.return_stock(&oid("o-2"), false, "broken").await, "write-off return");
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (10, 2, 8, 0, 0),
+        "a written-off return moves sold to adjusted"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![
+            res_event("o-1", ReservationState::Returned, &["A"]),
+            res_event("o-2", ReservationState::Returned, &["A"]),
+        ]
+    );
+    let kinds: Vec<MovementKind> = all_movements(&ctx, "A")
+        .await
+        .iter()
+        .map(|m| m.kind)
+        .filter(|k| matches!(k, MovementKind::Returned | MovementKind::WrittenOff))
+        .collect();
+    assert_eq!(kinds, vec![MovementKind::Returned, MovementKind::WrittenOff]);
+    reserve(&ctx, &req("o-3", &[("A", 1)])).await;
+    reserve(&ctx, &req("o-4", &[("A", 1)])).await;
+    must!(inv.release(&oid("o-4"), "x").await, "release");
+    for (o, from) in [("o-3", "ACTIVE"), ("o-4", "RELEASED")] {
+        let err = assert_err!(
+            inv.return_stock(&oid(o), true, "x").await,
+            Error::InvalidTransition {
+                entity: EntityKind::Reservation,
+                ..
+            },
+            "returning a {from} reservation"
+        );
+        assert!(matches!(&err, Error::InvalidTransition { from: f, .. } if f == from), "{err:?}");
+    }
+    audit_clean(&ctx, "after returns").await;
+}
+
+async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 100).await;
+    let minutes = |m: u64| Duration::from_secs(60 * m);
+    for (o, ttl) in [("o-1", 1), ("o-2", 2), ("o-3", 3), ("o-4", 2), ("o-5", 2)] {
+        reserve(&ctx, &req_ttl(o, &[("A", 1)], minutes(ttl))).await;
+    }
+    must!(inv.confirm(&oid("o-4")).await, "confirm o-4");
+    must!(inv.release(&oid("o-5"), "x").await, "release o-5");
+    let t0 = ctx.now();
+    assert!(
+        must!(inv.release_expired(at_plus(t0, Duration::from_secs(59)), 100).await, "early").is_empty(),
+        "nothing is due before its expiry"
+    );
+    ctx.advance(minutes(2));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let reaped = must!(inv.release_expired(now, 100).await, "release_expired");
+    let ids: BTreeSet<OrderId> = reaped.iter().map(|r| r.order_id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([oid("o-1"), oid("o-2")]),
+        "release_expired(now) releases the active reservations with expires_at <= now (o-2 expires exactly now), not confirmed or released ones"
+    );
+    for r in &reaped {
+        assert_eq!(r.state, ReservationState::Released, "reaped reservations come back released");
+        assert_eq!(reservation(&ctx, r.order_id.as_str()).await.as_ref(), Some(r));
+    }
+    let events: BTreeSet<String> = ctx
+        .events_since(mark)
+        .await
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect();
+    let expected: BTreeSet<String> = ["o-1", "o-2"]
+        .iter()
+        .map(|o| format!("{:?}", res_event(o, ReservationState::Released, &["A"])))
+        .collect();
+    assert_eq!(events, expected, "each reaped reservation appends ReservationChanged(RELEASED)");
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 98, 1, 1));
+    // The limit bounds each call.
+    for i in 0..5 {
+        reserve(&ctx, &req_ttl(&format!("b-{i}"), &[("A", 1)], minutes(1))).await;
+    }
+    ctx.advance(minutes(1));
+    let sizes: Vec<usize> = {
+        let mut sizes = Vec::new();
+        for _ in 0..4 {
+            sizes.push(must!(inv.release_expired(ctx.now(), 2).await, "reap 2").len());
+        }
+        sizes
+    };
+    assert_eq!(
+        sizes,
+        vec![2, 2, 2, 0],
+        "six due (five new and o-3), limit 2: calls release 2, 2, 2, then none"
+    );
+    assert!(must!(inv.release_expired(ctx.now(), 2).await, "reap").is_empty());
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 99, 0, 1));
+    assert_err!(
+        inv.release_expired(ctx.now(), 0).await,
+        Error::Validation { .. },
+        "release_expired with limit 0"
+    );
+    audit_clean(&ctx, "after reaping").await;
+}
+
+async fn concurrent_reapers_release_each_reservation_once(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 1000).await;
+    restock(&ctx, "B", "w2", 1000).await;
+    let n = 120;
+    for i in 0..n {
+        let lines: &[(&str, u32)] = if i % 3 == 0 { &[("A", 2), ("B", 1)] } else { &[("A", 1)] };
+        reserve(&ctx, &req_ttl(&format!("o-{i:03}"), lines, Duration::from_secs(60 + i as u64))).await;
+    }
+    ctx.advance(Duration::from_secs(3600));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let batches = concurrently(6, |_| {
+        let inv = inv.clone();
+        async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = inv.release_expired(now, 7).await.expect("release_expired");
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch.into_iter().map(|r| r.order_id));
+            }
+        }
+    })
+    .await;
+    let all: Vec<OrderId> = batches.into_iter().flatten().collect();
+    let unique: BTreeSet<OrderId> = all.iter().cloned().collect();
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "a reservation was returned by two reapers (each must be released exactly once)"
+    );
+    assert_eq!(unique.len(), n, "every expired reservation must be released");
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (1000, 0, 1000, 0, 0));
+    assert_eq!(counters(&level(&ctx, "B", "w2").await), (1000, 0, 1000, 0, 0));
+    let released_events = ctx
+        .events_since(mark)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, DomainEvent::ReservationChanged { state: ReservationState::Released, .. }))
+        .count();
+    assert_eq!(released_events, n, "one RELEASED event per reaped reservation");
+    audit_clean(&ctx, "after concurrent reapers").await;
+}
+
+async fn reaping_and_confirming_race_consistently(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 500).await;
+    let n = 80;
+    for i in 0..n {
+        reserve(&ctx, &req_ttl(&format!("o-{i:03}"), &[("A", 2)], Duration::from_secs(60))).await;
+    }
+    ctx.advance(Duration::from_secs(61));
+    let now = ctx.now();
+    let reapers = {
+        let inv = inv.clone();
+        tokio::spawn(async move {
+            let tasks: Vec<_> = (0..3)
+                .map(|_| {
+                    let inv = inv.clone();
+                    tokio::spawn(async move {
+                        let mut mine = Vec::new();
+                        loop {
+                            let batch = inv.release_expired(now, 5).await.expect("release_expired");
+                            if batch.is_empty() {
+                                return mine;
+                            }
+                            mine.extend(batch.into_iter().map(|r| r.order_id));
+                        }
+                    })
+                })
+                .collect();
+            let mut all = Vec::new();
+            for t in tasks {
+                all.extend(t.await.expect("reaper"));
+            }
+            all
+        })
+    };
+    let confirms = concurrently(n, |i| {
+        let inv = inv.clone();
+        async move { (i, inv.confirm(&oid(&format!("o-{i:03}"))).await) }
+    })
+    .await;
+    let reaped: BTreeSet<OrderId> = super::check::join(reapers, "the reapers").await.into_iter().collect();
+    let mut sold = 0;
+    for (i, result) in confirms {
+        let o = oid(&format!("o-{i:03}"));
+        let final_state = reservation(&ctx, o.as_str()).await.map(|r| r.state);
+        match result {
+            Ok(r) => {
+                assert_eq!(r.state, ReservationState::Confirmed);
+                assert!(!reaped.contains(&o), "{o} was both confirmed and reaped");
+                assert_eq!(final_state, Some(ReservationState::Confirmed));
+                sold += 2;
+            }
+            Err(Error::InvalidTransition { from, .. }) if from == "RELEASED" => {
+                assert!(reaped.contains(&o), "{o}: confirm saw RELEASED but no reaper returned it");
+                assert_eq!(final_state, Some(ReservationState::Released));
+            }
+            Err(e) => panic!("confirm of {o} racing a reaper: unexpected {e:?}"),
+        }
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (500, 0, 500 - sold, 0, sold));
+    audit_clean(&ctx, "after reaping raced confirms").await;
+}
+
+async fn ledger_replays_to_the_counters(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    for (s, l, q) in [("A", "w1", 20), ("A", "w2", 5), ("B", "w1", 9)] {
+        restock(&ctx, s, l, q).await;
+    }
+    must!(inv.set_backorder(&sku("B"), true).await, "backorders for B");
+    reserve(&ctx, &req("o-1", &[("A", 22), ("B", 2)])).await;
+    reserve(&ctx, &req("o-2", &[("A", 1), ("B", 10)])).await;
+    must!(inv.confirm(&oid("o-1")).await, "confirm");
+    must!(inv.release(&oid("o-2"), "x").await, "release");
+    must!(inv.adjust(&sku("A"), &loc("w1"), 1, "found").await, "adjust");
+    must!(inv.return_stock(&oid("o-1"), false, "broken").await, "return");
+    reserve(&ctx, &req("o-3", &[("B", 12)])).await;
+    must!(inv.confirm(&oid("o-3")).await, "confirm");
+    restock(&ctx, "B", "w2", 4).await;
+    for s in ["A", "B"] {
+        let ledger = all_movements(&ctx, s).await;
+        for l in stock(&ctx, s).await.levels {
+            assert_eq!(
+                replay(&sku(s), &l.location, &ledger),
+                l,
+                "the ledger of {s} must replay to the counters at {}",
+                l.location
+            );
+        }
+        let mut paged = Vec::new();
+        let mut offset = 0;
+        loop {
+            let page = must!(inv.movements(&sku(s), offset, 3).await, "movements page");
+            assert!(page.len() <= 3);
+            if page.is_empty() {
+                break;
+            }
+            offset += page.len() as u64;
+            paged.extend(page);
+        }
+        assert_eq!(paged, ledger, "paging movements by 3 must give the whole ledger, oldest first");
+    }
+    assert!(
+        all_movements(&ctx, "B").await.iter().any(|m| m.kind == MovementKind::BackorderFilled),
+        "filling a backorder is recorded"
+    );
+    audit_clean(&ctx, "after a mixed history").await;
+}
+
+async fn sequential_histories_match_the_model(env: Env<'_>) {
+    model::sequential(env).await;
+}
+
+async fn concurrent_histories_conserve_stock(env: Env<'_>) {
+    model::concurrent(env).await;
+}
+
+/// Used by the model: every reservation of `orders`, by order.
+pub(crate) async fn reservations_of(
+    ctx: &Ctx,
+    orders: &[OrderId],
+) -> BTreeMap<OrderId, Reservation> {
+    let mut out = BTreeMap::new();
+    for o in orders {
+        if let Some(r) = must!(ctx.inventory().reservation(o).await, "reservation({o})") {
+            out.insert(o.clone(), r);
+        }
+    }
+    out
+}

@@ -1,0 +1,597 @@
+//! The [`OrderStore`](crate::store::OrderStore) suite, with the events it appends.
+//!
+//! Checks: `create_order` stores exactly [`NewOrder::into_order`] at the store clock's
+//! now with its `created` history entry and one `OrderCreated` event; invalid orders
+//! write nothing; one order per idempotency key (sequential and under 24 concurrent
+//! calls), a key of another customer and a taken id are `Conflict { Order }`;
+//! `transition` is a compare-and-set (stale `from` is `Conflict`, nothing written) that
+//! bumps the version, sets `updated_at`/`payment_ref`, appends history and one
+//! `OrderStatusChanged`; of 16 concurrent workers exactly one wins; every pair of the
+//! status table is enforced (legal pairs succeed, illegal ones are `InvalidTransition`
+//! and write nothing); unknown orders are `NotFound`; listings page through every match
+//! exactly once with status/customer filters.
+
+use std::time::Duration;
+
+use super::builder::{Area, StoreBuilder};
+use super::check::{assert_err, concurrently, must};
+use super::fixtures::{cust, key, new_order, oid};
+use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use crate::error::{EntityKind, Error};
+use crate::event::DomainEvent;
+use crate::id::{CustomerId, OrderId};
+use crate::order::{NewOrder, Order, OrderStatus, StatusChange, Transition};
+use crate::store::{CreateOutcome, OrderQuery};
+
+/// Runs every order case against `builder`'s stores; panics listing the failed cases.
+pub async fn test_all<B: StoreBuilder>(builder: &B) {
+    run_one_area(builder, Area::Orders, cases()).await;
+}
+
+pub(crate) fn cases() -> Vec<Case> {
+    cases![
+        create_order_stores_the_order_and_its_history,
+        invalid_orders_write_nothing,
+        create_order_is_idempotent_per_key,
+        concurrent_creates_with_one_key_create_one_order,
+        a_key_of_another_customer_is_a_conflict,
+        a_taken_order_id_is_a_conflict,
+        transition_is_a_compare_and_set,
+        concurrent_transitions_exactly_one_wins,
+        every_pair_of_the_status_table_is_enforced,
+        unknown_orders_are_not_found,
+        listing_pages_through_every_match_once,
+    ]
+}
+
+fn with_id(mut new: NewOrder, id: &str) -> NewOrder {
+    new.id = Some(oid(id));
+    new
+}
+
+async fn create(ctx: &Ctx, new: NewOrder) -> Order {
+    let what = format!("create_order({})", new.idempotency_key);
+    match must!(ctx.orders().create_order(new).await, "{what}") {
+        CreateOutcome::Created(o) => o,
+        CreateOutcome::Existing(o) => panic!("{what}: expected Created, got Existing({o:?})"),
+    }
+}
+
+async fn stored(ctx: &Ctx, id: &OrderId) -> Option<Order> {
+    must!(ctx.orders().get_order(id).await, "get_order({id})")
+}
+
+async fn history(ctx: &Ctx, id: &OrderId) -> Vec<StatusChange> {
+    must!(ctx.orders().history(id).await, "history({id})")
+}
+
+fn created_event(o: &Order) -> DomainEvent {
+    DomainEvent::OrderCreated {
+        order_id: o.id.clone(),
+        customer_id: o.customer_id.clone(),
+    }
+}
+
+fn status_event(id: &OrderId, from: OrderStatus, to: OrderStatus) -> DomainEvent {
+    DomainEvent::OrderStatusChanged {
+        order_id: id.clone(),
+        from,
+        to,
+    }
+}
+
+async fn create_order_stores_the_order_and_its_history(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    ctx.advance(Duration::from_secs(9));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let new = with_id(
+        new_order("k-1", "c1", &[("A", 2, "19.99 USD"), ("B", 1, "5.00 USD")]),
+        "o-1",
+    );
+    let expected = must!(new.clone().into_order(now), "reference into_order");
+    let order = create(&ctx, new).await;
+    assert_eq!(
+        order, expected,
+        "create_order must store NewOrder::into_order(now): CREATED, version 1, computed totals"
+    );
+    assert_eq!(order.totals.total.to_string(), "50.98 USD");
+    assert_eq!(stored(&ctx, &order.id).await.as_ref(), Some(&expected));
+    assert_eq!(
+        must!(ctx.orders().get_order_by_key(&key("k-1")).await, "get_order_by_key"),
+        Some(expected.clone())
+    );
+    assert_eq!(
+        history(&ctx, &order.id).await,
+        vec![StatusChange {
+            from: None,
+            to: OrderStatus::Created,
+            reason: "created".into(),
+            at: now
+        }],
+        "the first history entry is None -> CREATED, reason \"created\", at creation"
+    );
+    assert_eq!(ctx.events_since(mark).await, vec![created_event(&expected)]);
+    // A generated id.
+    let generated = create(&ctx, new_order("k-2", "c1", &[("A", 1, "1.00 USD")])).await;
+    assert_eq!(stored(&ctx, &generated.id).await, Some(generated));
+}
+
+async fn invalid_orders_write_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let mark = ctx.event_mark().await;
+    let mut no_lines = new_order("k-bad", "c1", &[("A", 1, "1.00 USD")]);
+    no_lines.lines.clear();
+    let mut zero = new_order("k-bad", "c1", &[("A", 0, "1.00 USD")]);
+    zero.id = Some(oid("o-bad"));
+    let repeated = new_order("k-bad", "c1", &[("A", 1, "1.00 USD"), ("A", 2, "1.00 USD")]);
+    let negative = new_order("k-bad", "c1", &[("A", 1, "-1.00 USD")]);
+    for (what, new) in [
+        ("no lines", no_lines),
+        ("a zero quantity", zero),
+        ("a repeated SKU", repeated),
+        ("a negative price", negative),
+    ] {
+        assert_err!(
+            orders.create_order(new).await,
+            Error::Validation { .. },
+            "create_order with {what}"
+        );
+    }
+    let mixed = new_order("k-bad", "c1", &[("A", 1, "1.00 USD"), ("B", 1, "1.00 EUR")]);
+    assert_err!(
+        orders.create_order(mixed).await,
+        Error::CurrencyMismatch { .. },
+        "create_order mixing currencies"
+    );
+    assert_eq!(
+        must!(orders.get_order_by_key(&key("k-bad")).await, "by key"),
+        None,
+        "a refused order took its idempotency key"
+    );
+    assert_eq!(stored(&ctx, &oid("o-bad")).await, None);
+    assert_eq!(ctx.events_since(mark).await, vec![]);
+    // The key is still usable.
+    create(&ctx, new_order("k-bad", "c1", &[("A", 1, "1.00 USD")])).await;
+}
+
+async fn create_order_is_idempotent_per_key(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let first = create(&ctx, new_order("k-1", "c1", &[("A", 1, "1.00 USD")])).await;
+    let mark = ctx.event_mark().await;
+    ctx.advance(Duration::from_secs(60));
+    for retry in [
+        new_order("k-1", "c1", &[("A", 1, "1.00 USD")]),
+        new_order("k-1", "c1", &[("B", 9, "3.00 USD")]),
+    ] {
+        match must!(ctx.orders().create_order(retry).await, "retry with the same key") {
+            CreateOutcome::Existing(o) => assert_eq!(
+                o, first,
+                "a retry with the same key returns the existing order unchanged"
+            ),
+            CreateOutcome::Created(o) => {
+                panic!("a retry with a used key created a second order {o:?}")
+            }
+        }
+    }
+    assert_eq!(history(&ctx, &first.id).await.len(), 1);
+    assert_eq!(ctx.events_since(mark).await, vec![], "a retry appended an event");
+    let page = must!(
+        ctx.orders()
+            .list_orders(&OrderQuery {
+                limit: 100,
+                ..OrderQuery::default()
+            })
+            .await,
+        "list"
+    );
+    assert_eq!(page.items, vec![first]);
+}
+
+async fn concurrent_creates_with_one_key_create_one_order(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let mark = ctx.event_mark().await;
+    let results = concurrently(24, |i| {
+        let orders = orders.clone();
+        let new = new_order("k-race", "c1", &[("A", 1 + i as u32, "1.00 USD")]);
+        async move { orders.create_order(new).await }
+    })
+    .await;
+    let outcomes: Vec<CreateOutcome> = results
+        .into_iter()
+        .map(|r| must!(r, "concurrent create_order with one key"))
+        .collect();
+    let created: Vec<&Order> = outcomes
+        .iter()
+        .filter(|o| o.is_created())
+        .map(CreateOutcome::order)
+        .collect();
+    assert_eq!(
+        created.len(),
+        1,
+        "24 concurrent create_order calls with one key: exactly one Created"
+    );
+    for o in &outcomes {
+        assert_eq!(o.order(), created[0], "every caller gets the one order");
+    }
+    assert_eq!(ctx.events_since(mark).await, vec![created_event(created[0])]);
+    let page = must!(
+        orders
+            .list_orders(&OrderQuery {
+                limit: 100,
+                ..OrderQuery::default()
+            })
+            .await,
+        "list"
+    );
+    assert_eq!(page.items.len(), 1, "one key, one stored order");
+}
+
+async fn a_key_of_another_customer_is_a_conflict(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let first = create(&ctx, new_order("k-1", "c1", &[("A", 1, "1.00 USD")])).await;
+    let mark = ctx.event_mark().await;
+    assert_err!(
+        ctx.orders()
+            .create_order(new_order("k-1", "c2", &[("A", 1, "1.00 USD")]))
+            .await,
+        Error::Conflict {
+            kind: EntityKind::Order,
+            ..
+        },
+        "create_order with a key held by another customer's order"
+    );
+    assert_eq!(
+        must!(ctx.orders().get_order_by_key(&key("k-1")).await, "by key"),
+        Some(first)
+    );
+    assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+async fn a_taken_order_id_is_a_conflict(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let first = create(&ctx, with_id(new_order("k-1", "c1", &[("A", 1, "1.00 USD")]), "o-1")).await;
+    let mark = ctx.event_mark().await;
+    assert_err!(
+        ctx.orders()
+            .create_order(with_id(new_order("k-2", "c1", &[("B", 1, "1.00 USD")]), "o-1"))
+            .await,
+        Error::Conflict {
+            kind: EntityKind::Order,
+            ..
+        },
+        "create_order with an id that is taken (under another key)"
+    );
+    assert_eq!(stored(&ctx, &oid("o-1")).await, Some(first));
+    assert_eq!(
+        must!(ctx.orders().get_order_by_key(&key("k-2")).await, "by key"),
+        None,
+        "a refused order took its key"
+    );
+    assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+async fn transition_is_a_compare_and_set(env: Env<'_>) {
+    use OrderStatus::*;
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let order = create(&ctx, new_order("k-1", "c1", &[("A", 1, "1.00 USD")])).await;
+    let id = order.id.clone();
+    let mark = ctx.event_mark().await;
+    ctx.advance(Duration::from_secs(10));
+    let t1 = ctx.now();
+    let o = must!(
+        orders
+            .transition(&id, &Transition::new(Created, PaymentPending, "stock reserved"))
+            .await,
+        "CREATED -> PAYMENT_PENDING"
+    );
+    assert_eq!(
+        (o.status, o.version, o.updated_at, o.payment_ref.clone()),
+        (PaymentPending, 2, t1, None)
+    );
+    ctx.advance(Duration::from_secs(10));
+    let t2 = ctx.now();
+    let mut paid = Transition::new(PaymentPending, PaymentConfirmed, "charged");
+    paid.payment_ref = Some("pay_123".into());
+    let o = must!(orders.transition(&id, &paid).await, "PAYMENT_PENDING -> PAYMENT_CONFIRMED");
+    assert_eq!(
+        (o.status, o.version, o.updated_at, o.payment_ref.as_deref()),
+        (PaymentConfirmed, 3, t2, Some("pay_123")),
+        "a transition bumps the version, sets updated_at = now and records the payment ref"
+    );
+    let mut expected = order.clone();
+    expected.status = PaymentConfirmed;
+    expected.version = 3;
+    expected.updated_at = t2;
+    expected.payment_ref = Some("pay_123".into());
+    assert_eq!(stored(&ctx, &id).await, Some(expected.clone()));
+    let hist = history(&ctx, &id).await;
+    assert_eq!(
+        hist[1..],
+        [
+            StatusChange {
+                from: Some(Created),
+                to: PaymentPending,
+                reason: "stock reserved".into(),
+                at: t1
+            },
+            StatusChange {
+                from: Some(PaymentPending),
+                to: PaymentConfirmed,
+                reason: "charged".into(),
+                at: t2
+            },
+        ],
+        "each transition appends a history entry with its reason and time"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![
+            status_event(&id, Created, PaymentPending),
+            status_event(&id, PaymentPending, PaymentConfirmed)
+        ]
+    );
+    let mark = ctx.event_mark().await;
+    assert_err!(
+        orders
+            .transition(&id, &Transition::new(PaymentPending, Cancelled, "late"))
+            .await,
+        Error::Conflict {
+            kind: EntityKind::Order,
+            ..
+        },
+        "a transition whose `from` is not the stored status"
+    );
+    assert_err!(
+        orders
+            .transition(&id, &Transition::new(PaymentConfirmed, Created, "back"))
+            .await,
+        Error::InvalidTransition {
+            entity: EntityKind::Order,
+            ..
+        },
+        "PAYMENT_CONFIRMED -> CREATED"
+    );
+    assert_err!(
+        orders
+            .transition(&id, &Transition::new(PaymentConfirmed, Preparing, "x".repeat(501)))
+            .await,
+        Error::Validation { .. },
+        "a 501-character reason"
+    );
+    let mut bad_ref = Transition::new(PaymentConfirmed, Preparing, "x");
+    bad_ref.payment_ref = Some(String::new());
+    assert_err!(
+        orders.transition(&id, &bad_ref).await,
+        Error::Validation { .. },
+        "an empty payment ref"
+    );
+    assert_eq!(stored(&ctx, &id).await, Some(expected), "a refused transition wrote");
+    assert_eq!(history(&ctx, &id).await.len(), 3);
+    assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+async fn concurrent_transitions_exactly_one_wins(env: Env<'_>) {
+    use OrderStatus::*;
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let order = create(&ctx, new_order("k-1", "c1", &[("A", 1, "1.00 USD")])).await;
+    let id = order.id.clone();
+    let mark = ctx.event_mark().await;
+    let results = concurrently(16, |i| {
+        let orders = orders.clone();
+        let id = id.clone();
+        let to = if i % 2 == 0 { PaymentPending } else { Cancelled };
+        async move {
+            orders
+                .transition(&id, &Transition::new(Created, to, format!("worker {i}")))
+                .await
+        }
+    })
+    .await;
+    let winners: Vec<&Order> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "16 workers advancing one order from CREATED: exactly one may win, got {results:#?}"
+    );
+    for r in &results {
+        if let Err(e) = r {
+            assert!(
+                matches!(e, Error::Conflict { kind: EntityKind::Order, .. }),
+                "a losing worker gets Conflict {{ kind: Order }}, got {e:?}"
+            );
+        }
+    }
+    let winner = winners[0];
+    assert_eq!(winner.version, 2);
+    assert_eq!(stored(&ctx, &id).await.as_ref(), Some(winner));
+    assert_eq!(history(&ctx, &id).await.len(), 2, "exactly one history entry was added");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![status_event(&id, Created, winner.status)]
+    );
+}
+
+/// A legal path from CREATED to `to`.
+fn path_to(to: OrderStatus) -> Vec<OrderStatus> {
+    use OrderStatus::*;
+    let full = [PaymentPending, PaymentConfirmed, Preparing, Shipped, Delivered];
+    match to {
+        Created => vec![],
+        Cancelled => vec![Cancelled],
+        Refunded => vec![PaymentPending, PaymentConfirmed, Refunded],
+        other => {
+            let n = full.iter().position(|s| *s == other).map_or(0, |i| i + 1);
+            full[..n].to_vec()
+        }
+    }
+}
+
+async fn order_in(ctx: &Ctx, status: OrderStatus, n: &mut u32) -> Order {
+    *n += 1;
+    let mut order = create(ctx, new_order(&format!("k-{n}"), "c1", &[("A", 1, "1.00 USD")])).await;
+    for to in path_to(status) {
+        order = must!(
+            ctx.orders()
+                .transition(&order.id, &Transition::new(order.status, to, "walk"))
+                .await,
+            "{} -> {to}",
+            order.status
+        );
+    }
+    assert_eq!(order.status, status);
+    order
+}
+
+async fn every_pair_of_the_status_table_is_enforced(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let mut n = 0;
+    for from in OrderStatus::ALL {
+        let probe = order_in(&ctx, from, &mut n).await;
+        let hist = history(&ctx, &probe.id).await;
+        for to in OrderStatus::ALL {
+            if from.can_transition_to(to) {
+                let order = order_in(&ctx, from, &mut n).await;
+                let moved = must!(
+                    orders
+                        .transition(&order.id, &Transition::new(from, to, "table"))
+                        .await,
+                    "the legal transition {from} -> {to}"
+                );
+                assert_eq!(moved.status, to);
+            } else {
+                let mark = ctx.event_mark().await;
+                assert_err!(
+                    orders
+                        .transition(&probe.id, &Transition::new(from, to, "table"))
+                        .await,
+                    Error::InvalidTransition {
+                        entity: EntityKind::Order,
+                        ..
+                    },
+                    "the illegal transition {from} -> {to}"
+                );
+                assert_eq!(stored(&ctx, &probe.id).await, Some(probe.clone()));
+                assert_eq!(history(&ctx, &probe.id).await, hist);
+                assert_eq!(ctx.events_since(mark).await, vec![]);
+            }
+        }
+    }
+    let delivered_history: Vec<OrderStatus> = {
+        let o = order_in(&ctx, OrderStatus::Delivered, &mut n).await;
+        history(&ctx, &o.id).await.iter().map(|c| c.to).collect()
+    };
+    use OrderStatus::*;
+    assert_eq!(
+        delivered_history,
+        vec![Created, PaymentPending, PaymentConfirmed, Preparing, Shipped, Delivered],
+        "the history lists every status, oldest first"
+    );
+}
+
+async fn unknown_orders_are_not_found(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let ghost = oid("o-ghost");
+    assert_eq!(stored(&ctx, &ghost).await, None);
+    assert_eq!(must!(orders.get_order_by_key(&key("nope")).await, "by key"), None);
+    assert_err!(
+        orders
+            .transition(
+                &ghost,
+                &Transition::new(OrderStatus::Created, OrderStatus::PaymentPending, "x")
+            )
+            .await,
+        Error::NotFound {
+            kind: EntityKind::Order,
+            ..
+        },
+        "transition of an unknown order"
+    );
+    assert_err!(
+        orders.history(&ghost).await,
+        Error::NotFound {
+            kind: EntityKind::Order,
+            ..
+        },
+        "history of an unknown order"
+    );
+}
+
+async fn listing_pages_through_every_match_once(env: Env<'_>) {
+    use OrderStatus::*;
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let mut all = Vec::new();
+    for i in 0..15u32 {
+        let new = with_id(
+            new_order(
+                &format!("k-{i}"),
+                ["c1", "c2", "c3"][i as usize % 3],
+                &[("A", 1, "1.00 USD")],
+            ),
+            &format!("o-{:02}", (i * 7) % 15),
+        );
+        let mut o = create(&ctx, new).await;
+        if i % 2 == 0 {
+            o = must!(
+                orders
+                    .transition(&o.id, &Transition::new(Created, PaymentPending, "x"))
+                    .await,
+                "transition"
+            );
+        }
+        all.push(o);
+    }
+    all.sort_by(|a, b| a.id.cmp(&b.id));
+    let queries = [
+        (None, None, 4),
+        (Some(PaymentPending), None, 3),
+        (None, Some(cust("c2")), 2),
+        (Some(Created), Some(cust("c3")), 1),
+        (Some(Refunded), None, 5),
+    ];
+    for (status, customer, limit) in queries {
+        let matches = |o: &Order| {
+            status.is_none_or(|s| s == o.status)
+                && customer.as_ref().is_none_or(|c: &CustomerId| c == &o.customer_id)
+        };
+        let expected: Vec<Order> = all.iter().filter(|o| matches(o)).cloned().collect();
+        let mut query = OrderQuery {
+            status,
+            customer_id: customer.clone(),
+            after: None,
+            limit,
+        };
+        let mut got: Vec<Order> = Vec::new();
+        for round in 0.. {
+            assert!(round < 1000, "pagination does not end");
+            let page = must!(orders.list_orders(&query).await, "list_orders({query:?})");
+            assert!(page.items.len() <= limit as usize);
+            got.extend(page.items);
+            match page.next {
+                Some(next) => query.after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            got, expected,
+            "list_orders(status {status:?}, customer {customer:?}, pages of {limit}) must list every match once, in id order"
+        );
+    }
+    assert_err!(
+        orders
+            .list_orders(&OrderQuery {
+                limit: 0,
+                ..OrderQuery::default()
+            })
+            .await,
+        Error::Validation { .. },
+        "list_orders with limit 0"
+    );
+}
