@@ -11,7 +11,8 @@
 //! 2. Runs of white space (spaces, tabs, new lines) become one space; leading and trailing
 //!    white space is removed.
 //! 3. Leading and trailing `|` are removed (Best Buy marks some legacy nodes `|Receivers`),
-//!    then white space is trimmed again.
+//!    together with any white space around them (`"A| |"` becomes `"A"`), so that
+//!    normalising a normalised segment changes nothing.
 //!
 //! ## A segment is rejected when, after normalisation, it
 //! * is empty, or was `null` in the source;
@@ -70,7 +71,9 @@ pub fn normalize_segment(raw: &str) -> Result<(String, Vec<SegmentFix>)> {
     if collapsed != nfc {
         fixes.push(SegmentFix::Whitespace);
     }
-    let unpiped = collapsed.trim_matches('|').trim();
+    // Pipes and white space may alternate at the ends (`"A| |"`): trim both together,
+    // so that normalising a normalised segment changes nothing.
+    let unpiped = collapsed.trim_matches(|c: char| c == '|' || c == ' ');
     if unpiped.len() != collapsed.len() {
         fixes.push(SegmentFix::PipeMarker);
     }
@@ -487,6 +490,8 @@ mod tests {
         assert_eq!(fixes, vec![SegmentFix::Whitespace]);
         assert_eq!(normalize_segment("DVD+R/RW").expect("ok").0, "DVD+R/RW");
         assert!(normalize_segment("|").is_err());
+        assert_eq!(normalize_segment("A|\t|").expect("ok").0, "A");
+        assert_eq!(normalize_segment("| |B | |").expect("ok").0, "B");
         assert!(normalize_segment("a\u{7}b").is_err());
         assert!(normalize_segment(&"x".repeat(129)).is_err());
         assert!(CategoryPath::parse("").is_err());
@@ -546,6 +551,13 @@ mod tests {
         #[test]
         fn parsing_arbitrary_text_never_panics(s in "\\PC{0,200}") {
             let _ = CategoryPath::parse(&s);
+        }
+
+        #[test]
+        fn normalisation_is_idempotent(s in "[A-Za-z| \t>]{0,30}") {
+            if let Ok(p) = CategoryPath::parse(&s) {
+                prop_assert_eq!(CategoryPath::parse(p.as_str()).ok(), Some(p));
+            }
         }
     }
 }
