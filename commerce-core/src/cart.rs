@@ -248,7 +248,11 @@ impl Cart {
                 .copied()
                 .unwrap_or(u32::MAX)
                 .min(limits.max_line_quantity);
-            let currency_ok = self.currency().is_none_or(|c| c == g.unit_price.currency());
+            if self.currency().is_some_and(|c| c != g.unit_price.currency()) {
+                // Another currency: dropped, even for a SKU the customer already has.
+                report.dropped.push(g.sku.clone());
+                continue;
+            }
             if let Some(line) = self.items.iter_mut().find(|l| l.sku == g.sku) {
                 // Never below what the customer already had; never past the cap otherwise.
                 let wanted = u64::from(line.quantity) + u64::from(g.quantity);
@@ -257,11 +261,11 @@ impl Cart {
                     report.capped.push(g.sku.clone());
                 }
                 line.quantity = merged;
-                if currency_ok && g.added_at > line.added_at {
+                if g.added_at > line.added_at {
                     line.unit_price = g.unit_price;
                     line.added_at = g.added_at;
                 }
-            } else if !currency_ok || cap == 0 || self.items.len() >= limits.max_lines as usize {
+            } else if cap == 0 || self.items.len() >= limits.max_lines as usize {
                 report.dropped.push(g.sku.clone());
             } else {
                 let quantity = g.quantity.min(cap);
