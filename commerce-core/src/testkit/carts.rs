@@ -695,7 +695,16 @@ async fn merge_drops_lines_in_another_currency(env: Env<'_>) {
     }
     ctx.advance(Duration::from_secs(1));
     let (merged, report) = checked_merge(&ctx, &g, "c1", &BTreeMap::new(), &limits).await;
-    assert_eq!(report.dropped, vec![sku("B")], "a guest line in another currency is dropped");
+    assert_eq!(
+        report.dropped,
+        vec![sku("A"), sku("B")],
+        "guest lines in another currency are dropped, even for a SKU the customer has"
+    );
+    assert_eq!(
+        merged.item(&sku("A")).map(|i| i.quantity),
+        Some(1),
+        "a line in another currency must not add to the customer's line"
+    );
     assert!(
         merged.items.iter().all(|i| i.unit_price.currency().code() == "USD"),
         "a merged cart holds one currency"

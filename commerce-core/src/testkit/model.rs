@@ -756,6 +756,9 @@ async fn ledger_matches(ctx: &Ctx) -> std::result::Result<(), String> {
             if page.is_empty() {
                 break;
             }
+            if ledger.len() > 1_000_000 {
+                return Err(format!("movements({s}) does not end (is offset ignored?)"));
+            }
             ledger.extend(page);
         }
         for level in inv.stock(&s).await.map_err(|e| e.to_string())?.levels {

@@ -330,13 +330,17 @@ async fn concurrent_claimers_never_share_a_job(env: Env<'_>) {
     let queue = ctx.queue();
     let n = 150;
     let ids: BTreeSet<JobId> = enqueue(&ctx, n).await.into_iter().collect();
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let claimed = concurrently(8, |w| {
         let queue = queue.clone();
+        let total = total.clone();
         async move {
             let mut mine = Vec::new();
             loop {
                 let jobs = queue.claim(1 + (w % 4) as u32, VISIBILITY).await.expect("claim");
-                if jobs.is_empty() {
+                // More claims than jobs means a job was handed out twice: stop and report.
+                let so_far = total.fetch_add(jobs.len(), std::sync::atomic::Ordering::SeqCst);
+                if jobs.is_empty() || so_far > n {
                     return mine;
                 }
                 for j in jobs {
