@@ -7,8 +7,9 @@
 //!   that rounding errors cancel out over many lines instead of drifting upwards.
 //! * Combining or ordering two currencies is an [`Error::CurrencyMismatch`]; there is
 //!   no silent conversion and no panic.
-//! * Amounts are bounded by [`Money::MAX_MAJOR_UNITS`] in absolute value, so every
-//!   amount fits in an `i64` of minor units and in `NUMERIC(20, 4)`.
+//! * Amounts are bounded by [`Money::MAX_MAJOR_UNITS`] in absolute value and their
+//!   minor units by `i64` (which is the tighter bound for four-decimal currencies such as
+//!   `CLF`), so every amount fits in an `i64` of minor units and in `NUMERIC(20, 4)`.
 //!
 //! ```
 //! use commerce_core::money::{Currency, Money};
@@ -184,6 +185,16 @@ impl Money {
         }
         let mut amount = amount;
         amount.rescale(currency.minor_units());
+        // With four minor units (CLF) the bound above is not enough for an i64.
+        if i64::try_from(amount.mantissa()).is_err() {
+            return Err(Error::validation(
+                "amount",
+                format!(
+                    "{amount} {} is out of range (its minor units do not fit in 64 bits)",
+                    currency.code()
+                ),
+            ));
+        }
         Ok(Money { amount, currency })
     }
 
@@ -476,6 +487,13 @@ mod tests {
             max.checked_add(&Money::from_minor_units(1, Currency::KWD).expect("ok"))
                 .is_err()
         );
+        // Four minor units: the largest amount is bounded by i64 minor units.
+        let clf = Currency::parse("CLF").expect("CLF has four minor units");
+        assert_eq!(clf.minor_units(), 4);
+        let top = Money::from_minor_units(i64::MAX, clf).expect("fits");
+        assert_eq!(top.to_minor_units(), i64::MAX);
+        assert!(top.checked_add(&Money::from_minor_units(1, clf).expect("ok")).is_err());
+        assert!(parse_amount("922337203685478", clf).is_err());
     }
 
     fn cents() -> impl Strategy<Value = i64> {
