@@ -25,7 +25,18 @@ where
     Ok(())
 }
 
+/// `PROPTEST_CASES` if set, else `default` (for the properties whose values are big).
+fn cases(default: u32) -> ProptestConfig {
+    let mut config = ProptestConfig::default();
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = default;
+    }
+    config
+}
+
 proptest! {
+    #![proptest_config(cases(64))]
+
     #[test]
     fn generated_values_are_valid_and_round_trip(
         product in strategies::product(),
@@ -45,6 +56,17 @@ proptest! {
         prop_assert!(request.normalized_lines().is_ok());
         prop_assert!(transition.validate().is_ok());
     }
+
+    #[test]
+    fn new_products_become_valid_products(new in strategies::new_product(), slug in strategies::slug()) {
+        let p: Product = new.clone().into_product(slug, ManualClock::default().now()).expect("valid");
+        prop_assert_eq!(p.version, 1);
+        prop_assert_eq!(p.variants.len(), new.variants.len());
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
 
     #[test]
     fn ids_and_paths_round_trip(
@@ -83,8 +105,16 @@ proptest! {
             prop_assert!(mismatch(a.checked_sub(&b)));
             prop_assert!(a.try_cmp(&b).is_err());
         }
-        let times = a.checked_mul(q).expect("in range");
-        prop_assert_eq!(times.to_minor_units(), a.to_minor_units() * q as i64);
+        let exact = i128::from(a.to_minor_units()) * i128::from(q);
+        let max = (i128::from(Money::MAX_MAJOR_UNITS) * 10i128.pow(a.currency().minor_units()))
+            .min(i128::from(i64::MAX));
+        match a.checked_mul(q) {
+            Ok(times) => prop_assert_eq!(i128::from(times.to_minor_units()), exact),
+            Err(e) => {
+                prop_assert!(matches!(e, Error::Validation { .. }), "{e}");
+                prop_assert!(exact.abs() > max, "{a:?} x {q} is in range but was refused");
+            }
+        }
     }
 
     #[test]
@@ -198,12 +228,5 @@ proptest! {
         if let Ok(child) = a.child(b.name()) {
             prop_assert!(a.is_ancestor_of(&child));
         }
-    }
-
-    #[test]
-    fn new_products_become_valid_products(new in strategies::new_product(), slug in strategies::slug()) {
-        let p: Product = new.clone().into_product(slug, ManualClock::default().now()).expect("valid");
-        prop_assert_eq!(p.version, 1);
-        prop_assert_eq!(p.variants.len(), new.variants.len());
     }
 }

@@ -163,10 +163,12 @@ pub fn slug() -> impl Strategy<Value = Slug> {
 }
 
 /// Text of `min..=max` characters without control characters (and not blank when
-/// `min > 0`).
+/// `min > 0`), biased towards the characters that break things (multi-byte, combining,
+/// right-to-left, quotes and backslashes).
 pub fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
-    proptest::string::string_regex(&format!("[^\\p{{C}}]{{{min},{max}}}"))
-        .unwrap_or_else(|e| panic!("text regex: {e}"))
+    let ch = any::<char>().prop_filter("no control characters", |c| !c.is_control());
+    prop::collection::vec(ch, min..=max)
+        .prop_map(String::from_iter)
         .prop_filter("not blank", move |s| min == 0 || !s.trim().is_empty())
 }
 
@@ -263,7 +265,7 @@ pub fn new_product() -> impl Strategy<Value = NewProduct> {
                 proptest::option::of(product_id()),
                 seller_id(),
                 text(1, 80),
-                text(0, 200),
+                text(0, 80),
                 category_path(),
                 text(1, 30),
                 price_in(currency),
