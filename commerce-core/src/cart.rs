@@ -248,7 +248,10 @@ impl Cart {
                 .copied()
                 .unwrap_or(u32::MAX)
                 .min(limits.max_line_quantity);
-            if self.currency().is_some_and(|c| c != g.unit_price.currency()) {
+            if self
+                .currency()
+                .is_some_and(|c| c != g.unit_price.currency())
+            {
                 // Another currency: dropped, even for a SKU the customer already has.
                 report.dropped.push(g.sku.clone());
                 continue;

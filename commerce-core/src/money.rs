@@ -492,7 +492,10 @@ mod tests {
         assert_eq!(clf.minor_units(), 4);
         let top = Money::from_minor_units(i64::MAX, clf).expect("fits");
         assert_eq!(top.to_minor_units(), i64::MAX);
-        assert!(top.checked_add(&Money::from_minor_units(1, clf).expect("ok")).is_err());
+        assert!(
+            top.checked_add(&Money::from_minor_units(1, clf).expect("ok"))
+                .is_err()
+        );
         assert!(parse_amount("922337203685478", clf).is_err());
     }
 

@@ -11,5 +11,9 @@ async fn memory_engine_passes_the_conformance_kit() {
     );
     eprintln!("{report}");
     report.assert_passed();
-    assert!(report.passed.len() >= 90, "{} cases ran", report.passed.len());
+    assert!(
+        report.passed.len() >= 90,
+        "{} cases ran",
+        report.passed.len()
+    );
 }

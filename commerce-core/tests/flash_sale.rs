@@ -21,7 +21,10 @@ async fn a_thousand_buyers_get_exactly_the_last_hundred_units() {
         .await
         .expect("restock");
     // Most of the stock is gone already: 100 units remain.
-    let early = ReservationRequest::new(OrderId::new("early-birds").expect("valid"), [(sku.clone(), 1000)]);
+    let early = ReservationRequest::new(
+        OrderId::new("early-birds").expect("valid"),
+        [(sku.clone(), 1000)],
+    );
     inventory.reserve(&early).await.expect("reserve");
     inventory.confirm(&early.order_id).await.expect("confirm");
     assert_eq!(inventory.available(&sku).await.expect("available"), 100);
@@ -52,7 +55,9 @@ async fn a_thousand_buyers_get_exactly_the_last_hundred_units() {
                 requested: 1,
                 available: 0,
             }) if s == "HOT-1" => {}
-            Err(other) => panic!("a buyer got {other:?}; only OutOfStock(available 0) is acceptable"),
+            Err(other) => {
+                panic!("a buyer got {other:?}; only OutOfStock(available 0) is acceptable")
+            }
         }
     }
     assert_eq!(sold, 100, "exactly the last 100 units are sold");

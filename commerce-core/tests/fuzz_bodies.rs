@@ -18,7 +18,9 @@ const TARGETS: [(&str, Body); 4] = [
 ];
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds").join(target);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/seeds")
+        .join(target);
     let mut out: Vec<(PathBuf, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("the seed corpus {} must exist: {e}", dir.display()))
         .map(|entry| {
@@ -67,7 +69,12 @@ fn the_domain_json_seeds_are_valid_documents() {
         .expect("bestbuy.json seed");
     let report = import_bestbuy(std::str::from_utf8(&bestbuy.1).expect("utf-8")).expect("imports");
     assert_eq!(
-        (report.rejected.len(), report.merged.len(), report.implied.len(), report.normalised.len()),
+        (
+            report.rejected.len(),
+            report.merged.len(),
+            report.implied.len(),
+            report.normalised.len()
+        ),
         (1, 1, 1, 1),
         "the Best Buy seed exercises each import outcome"
     );
@@ -114,7 +121,10 @@ fn bestbuy_json() -> impl Strategy<Value = Vec<u8>> {
         1 => Just(None),
         1 => "\\PC{0,12}".prop_map(Some),
     ];
-    let element = (prop::sample::select(vec!["a", "b", "c", "d", "e", "bad id"]), name);
+    let element = (
+        prop::sample::select(vec!["a", "b", "c", "d", "e", "bad id"]),
+        name,
+    );
     let record = prop::collection::vec(element, 0..10);
     prop::collection::vec(record, 0..12).prop_map(|records| {
         let records: Vec<serde_json::Value> = records

@@ -457,7 +457,10 @@ mod tests {
                 .merge_carts(&guest, &customer, &BTreeMap::new(), &limits)
                 .await
                 .expect("merge again");
-            assert_eq!(again, merged, "the second merge must not add the lines again");
+            assert_eq!(
+                again, merged,
+                "the second merge must not add the lines again"
+            );
             assert_eq!(report, MergeReport::default());
             assert!(!guest_file.exists(), "the leftover guest file is deleted");
         });

@@ -40,14 +40,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             unit_price: price.parse()?,
             added_at: clock.now(),
         };
-        carts.add_item(&guest, &CartOwner::Guest, item, &limits).await?;
+        carts
+            .add_item(&guest, &CartOwner::Guest, item, &limits)
+            .await?;
     }
     // ... signs in, and the guest cart merges into the customer's.
     let customer = CustomerId::new("cust-42")?;
     let caps = BTreeMap::from([(Sku::new("CASE-1")?, 1)]); // one case left in stock
-    let (cart, report) = carts
-        .merge_carts(&guest, &customer, &caps, &limits)
-        .await?;
+    let (cart, report) = carts.merge_carts(&guest, &customer, &caps, &limits).await?;
     println!("cart {} (version {}):", cart.id, cart.version);
     for line in &cart.items {
         println!("  {} x {} at {}", line.quantity, line.sku, line.unit_price);

@@ -195,7 +195,9 @@ async fn failed_writes_change_nothing(env: Env<'_>) {
         ),
         (
             "set_quantity past the line limit",
-            carts.set_quantity(&id, &guest(), &sku("A"), 6, &limits).await,
+            carts
+                .set_quantity(&id, &guest(), &sku("A"), 6, &limits)
+                .await,
         ),
     ];
     for (what, result) in failures {
@@ -243,7 +245,9 @@ async fn missing_carts_and_lines_are_not_found(env: Env<'_>) {
     let id = CartId::new_guest();
     assert_eq!(get(&ctx, &id, &guest()).await, None);
     assert_err!(
-        carts.set_quantity(&id, &guest(), &sku("A"), 1, &limits).await,
+        carts
+            .set_quantity(&id, &guest(), &sku("A"), 1, &limits)
+            .await,
         Error::NotFound {
             kind: EntityKind::Cart,
             ..
@@ -265,12 +269,19 @@ async fn missing_carts_and_lines_are_not_found(env: Env<'_>) {
     );
     let cart = must!(
         carts
-            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &id,
+                &guest(),
+                cart_item("A", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add A"
     );
     assert_err!(
-        carts.set_quantity(&id, &guest(), &sku("Z"), 1, &limits).await,
+        carts
+            .set_quantity(&id, &guest(), &sku("Z"), 1, &limits)
+            .await,
         Error::NotFound {
             kind: EntityKind::CartItem,
             ..
@@ -303,19 +314,36 @@ async fn clear_cart_is_idempotent(env: Env<'_>) {
     let carts = ctx.carts();
     let limits = CartLimits::default();
     let id = CartId::new_guest();
-    must!(carts.clear_cart(&id, &guest()).await, "clearing a cart that never existed");
+    must!(
+        carts.clear_cart(&id, &guest()).await,
+        "clearing a cart that never existed"
+    );
     must!(
         carts
-            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &id,
+                &guest(),
+                cart_item("A", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add"
     );
     must!(carts.clear_cart(&id, &guest()).await, "clear");
-    assert_eq!(get(&ctx, &id, &guest()).await, None, "clear_cart must delete the cart");
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        None,
+        "clear_cart must delete the cart"
+    );
     must!(carts.clear_cart(&id, &guest()).await, "clearing twice");
     let fresh = must!(
         carts
-            .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &id,
+                &guest(),
+                cart_item("B", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add after clear"
     );
@@ -341,7 +369,12 @@ async fn carts_are_invisible_to_other_owners(env: Env<'_>) {
     let c1 = CartId::for_customer(&cust("c1"));
     let c1_cart = must!(
         carts
-            .add_item(&c1, &customer("c1"), cart_item("B", 3, "1.00 USD", now), &limits)
+            .add_item(
+                &c1,
+                &customer("c1"),
+                cart_item("B", 3, "1.00 USD", now),
+                &limits
+            )
             .await,
         "customer add"
     );
@@ -383,7 +416,10 @@ async fn carts_are_invisible_to_other_owners(env: Env<'_>) {
             },
             "add_item to {id} (a live cart of someone else) by {other:?}"
         );
-        must!(carts.clear_cart(id, &other).await, "clear_cart by another owner");
+        must!(
+            carts.clear_cart(id, &other).await,
+            "clear_cart by another owner"
+        );
     }
     // Customer c2 names c1's cart as its "guest" cart: nothing may move.
     let (c2_cart, report) = must!(
@@ -396,7 +432,11 @@ async fn carts_are_invisible_to_other_owners(env: Env<'_>) {
         c2_cart.items.is_empty() && report == MergeReport::default(),
         "merging a cart that is not a guest cart must merge nothing, got {c2_cart:?}"
     );
-    assert_eq!(get(&ctx, &g, &guest()).await, Some(guest_cart), "the guest cart changed");
+    assert_eq!(
+        get(&ctx, &g, &guest()).await,
+        Some(guest_cart),
+        "the guest cart changed"
+    );
     assert_eq!(
         get(&ctx, &c1, &customer("c1")).await,
         Some(c1_cart),
@@ -414,12 +454,21 @@ async fn carts_expire_with_the_clock(env: Env<'_>) {
     let id = CartId::new_guest();
     let cart = must!(
         carts
-            .add_item(&id, &guest(), cart_item("A", 2, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &id,
+                &guest(),
+                cart_item("A", 2, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add"
     );
     ctx.advance(Duration::from_secs(3599));
-    assert_eq!(get(&ctx, &id, &guest()).await, Some(cart.clone()), "alive 1 s before expiry");
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        Some(cart.clone()),
+        "alive 1 s before expiry"
+    );
     ctx.advance(Duration::from_secs(1));
     assert_eq!(ctx.now(), cart.expires_at);
     assert_eq!(
@@ -428,7 +477,9 @@ async fn carts_expire_with_the_clock(env: Env<'_>) {
         "a cart whose expires_at is now does not exist"
     );
     assert_err!(
-        carts.set_quantity(&id, &guest(), &sku("A"), 1, &limits).await,
+        carts
+            .set_quantity(&id, &guest(), &sku("A"), 1, &limits)
+            .await,
         Error::NotFound {
             kind: EntityKind::Cart,
             ..
@@ -463,14 +514,24 @@ async fn carts_expire_with_the_clock(env: Env<'_>) {
     let c = CartId::for_customer(&cust("c9"));
     must!(
         carts
-            .add_item(&c, &customer("c9"), cart_item("A", 1, "1.00 USD", now), &limits)
+            .add_item(
+                &c,
+                &customer("c9"),
+                cart_item("A", 1, "1.00 USD", now),
+                &limits
+            )
             .await,
         "customer add"
     );
     ctx.advance(Duration::from_secs(3600));
     let taken = must!(
         carts
-            .add_item(&c, &guest(), cart_item("C", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &c,
+                &guest(),
+                cart_item("C", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add_item by another owner after expiry"
     );
@@ -488,7 +549,12 @@ async fn every_write_slides_the_expiry(env: Env<'_>) {
     let id = CartId::new_guest();
     must!(
         carts
-            .add_item(&id, &guest(), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &id,
+                &guest(),
+                cart_item("A", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "add"
     );
@@ -496,13 +562,22 @@ async fn every_write_slides_the_expiry(env: Env<'_>) {
         ctx.advance(Duration::from_secs(45 * 60));
         let now = ctx.now();
         let cart = match write {
-            "add" => carts
-                .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", now), &limits)
-                .await,
-            "set" => carts.set_quantity(&id, &guest(), &sku("A"), 3, &limits).await,
+            "add" => {
+                carts
+                    .add_item(&id, &guest(), cart_item("B", 1, "1.00 USD", now), &limits)
+                    .await
+            }
+            "set" => {
+                carts
+                    .set_quantity(&id, &guest(), &sku("A"), 3, &limits)
+                    .await
+            }
             _ => carts.remove_item(&id, &guest(), &sku("B"), &limits).await,
         };
-        let cart = must!(cart, "write {n} ({write}) 45 minutes after the previous one");
+        let cart = must!(
+            cart,
+            "write {n} ({write}) 45 minutes after the previous one"
+        );
         assert_eq!(
             (cart.updated_at, cart.expires_at),
             (now, now + chrono::Duration::seconds(3600)),
@@ -521,7 +596,9 @@ async fn checked_merge(
 ) -> (Cart, MergeReport) {
     let owner = customer(customer_id);
     let target_id = CartId::for_customer(&cust(customer_id));
-    let guest_cart = get(ctx, guest_id, &guest()).await.expect("guest cart exists");
+    let guest_cart = get(ctx, guest_id, &guest())
+        .await
+        .expect("guest cart exists");
     let now = ctx.now();
     let mut expected = get(ctx, &target_id, &owner)
         .await
@@ -537,7 +614,10 @@ async fn checked_merge(
         merged, expected,
         "merge_carts must give the cart Cart::merge_from gives"
     );
-    assert_eq!(report, expected_report, "merge_carts must report as Cart::merge_from");
+    assert_eq!(
+        report, expected_report,
+        "merge_carts must report as Cart::merge_from"
+    );
     assert_eq!(
         get(ctx, guest_id, &guest()).await,
         None,
@@ -561,7 +641,12 @@ async fn merge_follows_the_policy(env: Env<'_>) {
     let g = CartId::new_guest();
     must!(
         carts
-            .add_item(&c, &customer("c1"), cart_item("A", 6, "2.00 USD", t0), &limits)
+            .add_item(
+                &c,
+                &customer("c1"),
+                cart_item("A", 6, "2.00 USD", t0),
+                &limits
+            )
             .await,
         "customer A"
     );
@@ -575,7 +660,12 @@ async fn merge_follows_the_policy(env: Env<'_>) {
     let t1 = ctx.now();
     must!(
         carts
-            .add_item(&c, &customer("c1"), cart_item("B", 1, "3.00 USD", t1), &limits)
+            .add_item(
+                &c,
+                &customer("c1"),
+                cart_item("B", 1, "3.00 USD", t1),
+                &limits
+            )
             .await,
         "customer B"
     );
@@ -591,10 +681,26 @@ async fn merge_follows_the_policy(env: Env<'_>) {
     let caps = BTreeMap::from([(sku("C"), 2), (sku("E"), 0)]);
     let (merged, report) = checked_merge(&ctx, &g, "c1", &caps, &limits).await;
     // Spelled out, in case Cart::merge_from itself regresses.
-    let line = |s: &str| merged.item(&sku(s)).map(|i| (i.quantity, i.unit_price.to_string()));
-    assert_eq!(line("A"), Some((10, "1.50 USD".into())), "A: 6 + 6 capped at 10, later price");
-    assert_eq!(line("B"), Some((2, "3.00 USD".into())), "B: the customer's later snapshot wins");
-    assert_eq!(line("C"), Some((2, "1.50 USD".into())), "C: capped by availability");
+    let line = |s: &str| {
+        merged
+            .item(&sku(s))
+            .map(|i| (i.quantity, i.unit_price.to_string()))
+    };
+    assert_eq!(
+        line("A"),
+        Some((10, "1.50 USD".into())),
+        "A: 6 + 6 capped at 10, later price"
+    );
+    assert_eq!(
+        line("B"),
+        Some((2, "3.00 USD".into())),
+        "B: the customer's later snapshot wins"
+    );
+    assert_eq!(
+        line("C"),
+        Some((2, "1.50 USD".into())),
+        "C: capped by availability"
+    );
     assert_eq!(line("D"), None, "D: the cart is full (3 lines)");
     assert_eq!(report.capped, vec![sku("A"), sku("C")]);
     assert_eq!(report.dropped, vec![sku("D"), sku("E")]);
@@ -607,7 +713,12 @@ async fn merge_into_a_missing_customer_cart(env: Env<'_>) {
     for (s, q) in [("A", 3), ("B", 5)] {
         must!(
             ctx.carts()
-                .add_item(&g, &guest(), cart_item(s, q, "1.00 USD", ctx.now()), &limits)
+                .add_item(
+                    &g,
+                    &guest(),
+                    cart_item(s, q, "1.00 USD", ctx.now()),
+                    &limits
+                )
                 .await,
             "guest {s}"
         );
@@ -645,23 +756,38 @@ async fn merge_without_a_live_guest_cart_changes_nothing(env: Env<'_>) {
     let g = CartId::new_guest();
     must!(
         carts
-            .add_item(&g, &guest(), cart_item("G", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &g,
+                &guest(),
+                cart_item("G", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "guest add"
     );
     ctx.advance(Duration::from_secs(300));
     let before = must!(
         carts
-            .add_item(&c, &customer("c1"), cart_item("A", 2, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &c,
+                &customer("c1"),
+                cart_item("A", 2, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "customer add"
     );
-    for (what, guest_id) in [("a missing", CartId::new_guest()), ("an expired", g.clone())] {
+    for (what, guest_id) in [
+        ("a missing", CartId::new_guest()),
+        ("an expired", g.clone()),
+    ] {
         if what == "an expired" {
             ctx.advance(Duration::from_secs(300));
         }
         let (cart, report) = must!(
-            carts.merge_carts(&guest_id, &cust("c1"), &no_caps, &limits).await,
+            carts
+                .merge_carts(&guest_id, &cust("c1"), &no_caps, &limits)
+                .await,
             "merge of {what} guest cart"
         );
         assert_eq!(
@@ -681,14 +807,24 @@ async fn merge_drops_lines_in_another_currency(env: Env<'_>) {
     let g = CartId::new_guest();
     must!(
         carts
-            .add_item(&c, &customer("c1"), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &c,
+                &customer("c1"),
+                cart_item("A", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "customer add"
     );
     for s in ["A", "B"] {
         must!(
             carts
-                .add_item(&g, &guest(), cart_item(s, 2, "5.00 EUR", ctx.now()), &limits)
+                .add_item(
+                    &g,
+                    &guest(),
+                    cart_item(s, 2, "5.00 EUR", ctx.now()),
+                    &limits
+                )
                 .await,
             "guest add"
         );
@@ -706,7 +842,10 @@ async fn merge_drops_lines_in_another_currency(env: Env<'_>) {
         "a line in another currency must not add to the customer's line"
     );
     assert!(
-        merged.items.iter().all(|i| i.unit_price.currency().code() == "USD"),
+        merged
+            .items
+            .iter()
+            .all(|i| i.unit_price.currency().code() == "USD"),
         "a merged cart holds one currency"
     );
 }
@@ -719,13 +858,23 @@ async fn concurrent_merges_merge_once(env: Env<'_>) {
     let g = CartId::new_guest();
     let before = must!(
         carts
-            .add_item(&c, &customer("c1"), cart_item("A", 1, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &c,
+                &customer("c1"),
+                cart_item("A", 1, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "customer add"
     );
     must!(
         carts
-            .add_item(&g, &guest(), cart_item("A", 3, "1.00 USD", ctx.now()), &limits)
+            .add_item(
+                &g,
+                &guest(),
+                cart_item("A", 3, "1.00 USD", ctx.now()),
+                &limits
+            )
             .await,
         "guest add"
     );
@@ -749,7 +898,11 @@ async fn concurrent_merges_merge_once(env: Env<'_>) {
         Some(4),
         "8 concurrent merges of one guest cart must merge it exactly once"
     );
-    assert_eq!(after.version, before.version + 1, "exactly one merge writes");
+    assert_eq!(
+        after.version,
+        before.version + 1,
+        "exactly one merge writes"
+    );
     assert_eq!(get(&ctx, &g, &guest()).await, None);
 }
 
@@ -768,7 +921,12 @@ async fn concurrent_adds_to_one_line_all_count(env: Env<'_>) {
                 ..CartLimits::default()
             };
             carts
-                .add_item(&id, &CartOwner::Guest, cart_item("A", 1, "1.00 USD", now), &limits)
+                .add_item(
+                    &id,
+                    &CartOwner::Guest,
+                    cart_item("A", 1, "1.00 USD", now),
+                    &limits,
+                )
                 .await
         }
     })
@@ -809,7 +967,11 @@ async fn concurrent_adds_of_distinct_lines_all_count(env: Env<'_>) {
         must!(r.as_ref(), "concurrent add_item");
     }
     let cart = get(&ctx, &id, &customer("c1")).await.expect("cart exists");
-    assert_eq!(cart.items.len(), n, "every concurrently added line must be there");
+    assert_eq!(
+        cart.items.len(),
+        n,
+        "every concurrently added line must be there"
+    );
     for i in 0..n {
         assert_eq!(
             cart.item(&sku(&format!("S-{i}"))).map(|l| l.quantity),
@@ -833,7 +995,12 @@ async fn concurrent_adds_respect_the_line_limit(env: Env<'_>) {
                 ..CartLimits::default()
             };
             carts
-                .add_item(&id, &CartOwner::Guest, cart_item("A", 1, "1.00 USD", now), &limits)
+                .add_item(
+                    &id,
+                    &CartOwner::Guest,
+                    cart_item("A", 1, "1.00 USD", now),
+                    &limits,
+                )
                 .await
         }
     })
@@ -847,7 +1014,10 @@ async fn concurrent_adds_respect_the_line_limit(env: Env<'_>) {
             );
         }
     }
-    assert_eq!(ok, 10, "exactly 10 of 24 concurrent single-unit adds fit a 10-unit line");
+    assert_eq!(
+        ok, 10,
+        "exactly 10 of 24 concurrent single-unit adds fit a 10-unit line"
+    );
     let cart = get(&ctx, &id, &guest()).await.expect("cart");
     assert_eq!(cart.item(&sku("A")).map(|i| i.quantity), Some(10));
     assert_eq!(cart.version, 10);

@@ -78,7 +78,10 @@ async fn insert(ctx: &Ctx, id: &str, s: &str, category: &str, skus: &[&str]) -> 
 }
 
 async fn stored(ctx: &Ctx, id: &str) -> Option<Product> {
-    must!(ctx.catalog().get_product(&pid(id)).await, "get_product({id})")
+    must!(
+        ctx.catalog().get_product(&pid(id)).await,
+        "get_product({id})"
+    )
 }
 
 async fn insert_returns_the_stored_product(env: Env<'_>) {
@@ -129,7 +132,11 @@ async fn insert_returns_the_stored_product(env: Env<'_>) {
     );
     for s in ["PH-1", "PH-1-B"] {
         assert_eq!(
-            must!(catalog.get_product_by_sku(&sku(s)).await, "get_product_by_sku").as_ref(),
+            must!(
+                catalog.get_product_by_sku(&sku(s)).await,
+                "get_product_by_sku"
+            )
+            .as_ref(),
             Some(&expected),
             "get_product_by_sku({s}) must find the product of every variant"
         );
@@ -179,7 +186,11 @@ async fn insert_rejects_invalid_input_and_writes_nothing(env: Env<'_>) {
         "insert_product without variants"
     );
 
-    assert_eq!(stored(&ctx, "p-bad").await, None, "a rejected insert wrote the product");
+    assert_eq!(
+        stored(&ctx, "p-bad").await,
+        None,
+        "a rejected insert wrote the product"
+    );
     assert_eq!(
         must!(catalog.get_product_by_slug(&slug("bad")).await, "by slug"),
         None,
@@ -233,9 +244,17 @@ async fn insert_conflicts_write_nothing(env: Env<'_>) {
         "insert_product with a SKU of another product"
     );
 
-    assert_eq!(stored(&ctx, "p-1").await, Some(first), "the first product changed");
+    assert_eq!(
+        stored(&ctx, "p-1").await,
+        Some(first),
+        "the first product changed"
+    );
     for id in ["p-2", "p-3"] {
-        assert_eq!(stored(&ctx, id).await, None, "a conflicting insert wrote {id}");
+        assert_eq!(
+            stored(&ctx, id).await,
+            None,
+            "a conflicting insert wrote {id}"
+        );
     }
     for s in ["other", "three"] {
         assert_eq!(
@@ -317,7 +336,10 @@ async fn concurrent_inserts_keep_slugs_unique(env: Env<'_>) {
     })
     .await;
     assert_eq!(
-        must!(ctx.catalog().get_product_by_slug(&slug("same")).await, "by slug"),
+        must!(
+            ctx.catalog().get_product_by_slug(&slug("same")).await,
+            "by slug"
+        ),
         Some(winner)
     );
 }
@@ -332,7 +354,10 @@ async fn concurrent_inserts_keep_skus_unique(env: Env<'_>) {
     })
     .await;
     assert_eq!(
-        must!(ctx.catalog().get_product_by_sku(&sku("SAME")).await, "by sku"),
+        must!(
+            ctx.catalog().get_product_by_sku(&sku("SAME")).await,
+            "by sku"
+        ),
         Some(winner)
     );
 }
@@ -409,8 +434,16 @@ async fn update_rejects_a_stale_version(env: Env<'_>) {
             "update_product with version {version} while the stored version is 2"
         );
     }
-    assert_eq!(stored(&ctx, "p-1").await, Some(v2), "a stale update changed the product");
-    assert_eq!(ctx.events_since(mark).await, vec![], "a stale update appended an event");
+    assert_eq!(
+        stored(&ctx, "p-1").await,
+        Some(v2),
+        "a stale update changed the product"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "a stale update appended an event"
+    );
 }
 
 async fn concurrent_updates_exactly_one_wins(env: Env<'_>) {
@@ -469,7 +502,11 @@ async fn update_enforces_status_transitions(env: Env<'_>) {
         },
         "ACTIVE -> DRAFT must be an invalid transition"
     );
-    assert_eq!(stored(&ctx, "p-1").await, Some(active), "a refused transition changed the product");
+    assert_eq!(
+        stored(&ctx, "p-1").await,
+        Some(active),
+        "a refused transition changed the product"
+    );
     assert_eq!(ctx.events_since(mark).await, vec![]);
     let archived = must!(
         catalog
@@ -477,7 +514,10 @@ async fn update_enforces_status_transitions(env: Env<'_>) {
             .await,
         "ACTIVE -> ARCHIVED"
     );
-    assert_eq!((archived.status, archived.version), (ProductStatus::Archived, 3));
+    assert_eq!(
+        (archived.status, archived.version),
+        (ProductStatus::Archived, 3)
+    );
     must!(
         catalog
             .set_product_status(&pid("p-1"), ProductStatus::Active)
@@ -508,7 +548,11 @@ async fn update_of_unknown_product_is_not_found(env: Env<'_>) {
         },
         "update_product of a product never inserted"
     );
-    assert_eq!(stored(&ctx, "p-ghost").await, None, "update_product created a product");
+    assert_eq!(
+        stored(&ctx, "p-ghost").await,
+        None,
+        "update_product created a product"
+    );
     assert_eq!(ctx.events_since(mark).await, vec![]);
 }
 
@@ -538,18 +582,28 @@ async fn update_keeps_slugs_and_skus_unique(env: Env<'_>) {
         },
         "update_product taking another product's SKU"
     );
-    assert_eq!(stored(&ctx, "p-2").await, Some(p2.clone()), "a conflicting update changed p-2");
+    assert_eq!(
+        stored(&ctx, "p-2").await,
+        Some(p2.clone()),
+        "a conflicting update changed p-2"
+    );
 
     let mut reslug = p2.clone();
     reslug.slug = slug("two-new");
     let p2 = must!(catalog.update_product(reslug).await, "change own slug");
     assert_eq!(
-        must!(catalog.get_product_by_slug(&slug("two")).await, "by old slug"),
+        must!(
+            catalog.get_product_by_slug(&slug("two")).await,
+            "by old slug"
+        ),
         None,
         "the old slug must be free after a slug change"
     );
     assert_eq!(
-        must!(catalog.get_product_by_slug(&slug("two-new")).await, "by new slug"),
+        must!(
+            catalog.get_product_by_slug(&slug("two-new")).await,
+            "by new slug"
+        ),
         Some(p2.clone())
     );
 
@@ -574,7 +628,10 @@ async fn update_keeps_slugs_and_skus_unique(env: Env<'_>) {
         "taking a freed SKU"
     );
     assert_eq!(
-        must!(catalog.get_product_by_sku(&sku("A-1")).await, "by freed SKU"),
+        must!(
+            catalog.get_product_by_sku(&sku("A-1")).await,
+            "by freed SKU"
+        ),
         Some(p2)
     );
     let again = new_product("p-3", "Three", "A", &["C-1"]);
@@ -603,7 +660,11 @@ async fn update_rejects_invalid_content(env: Env<'_>) {
         Error::Validation { .. },
         "update_product without variants"
     );
-    assert_eq!(stored(&ctx, "p-1").await, Some(p), "an invalid update changed the product");
+    assert_eq!(
+        stored(&ctx, "p-1").await,
+        Some(p),
+        "an invalid update changed the product"
+    );
     assert_eq!(ctx.events_since(mark).await, vec![]);
 }
 
@@ -629,7 +690,10 @@ async fn follow_pages(ctx: &Ctx, query: &ProductQuery) -> Vec<ProductId> {
     let mut seen: Vec<ProductId> = Vec::new();
     for round in 0.. {
         assert!(round < 10_000, "pagination does not end");
-        let page = must!(catalog.list_products(&query).await, "list_products({query:?})");
+        let page = must!(
+            catalog.list_products(&query).await,
+            "list_products({query:?})"
+        );
         assert!(
             page.items.len() <= query.limit as usize,
             "a page holds at most `limit` items"
@@ -642,7 +706,11 @@ async fn follow_pages(ctx: &Ctx, query: &ProductQuery) -> Vec<ProductId> {
                 p.id,
                 seen.last()
             );
-            assert!(query.matches(p), "list_products returned {} which does not match {query:?}", p.id);
+            assert!(
+                query.matches(p),
+                "list_products returned {} which does not match {query:?}",
+                p.id
+            );
             seen.push(p.id.clone());
         }
         match page.next {
@@ -665,7 +733,14 @@ async fn listing_visits_every_product_exactly_once(env: Env<'_>) {
     let n = 23usize;
     // Inserted out of id order.
     for i in (0..n).map(|i| (i * 7) % n) {
-        insert(&ctx, &format!("p-{i:03}"), &format!("s-{i}"), "A", &[&format!("S-{i}")]).await;
+        insert(
+            &ctx,
+            &format!("p-{i:03}"),
+            &format!("s-{i}"),
+            "A",
+            &[&format!("S-{i}")],
+        )
+        .await;
     }
     let all: Vec<ProductId> = (0..n).map(|i| pid(&format!("p-{i:03}"))).collect();
     for limit in [1, 5, 22, 23, 24, 1000] {
@@ -691,7 +766,10 @@ async fn listing_visits_every_product_exactly_once(env: Env<'_>) {
         "last full page"
     );
     assert_eq!(page.items.len(), 3);
-    assert_eq!(page.next, None, "next must be None on the last page, even when it is full");
+    assert_eq!(
+        page.next, None,
+        "next must be None on the last page, even when it is full"
+    );
     let page = must!(
         ctx.catalog()
             .list_products(&ProductQuery {
@@ -794,7 +872,14 @@ async fn category_listing_selects_exactly_the_subtree(env: Env<'_>) {
             // Ids interleave categories, so id order is not category order.
             let id = format!("p-{k}-{:02}", TRAPS.len() - i);
             products.push(
-                insert(&ctx, &id, &format!("s-{k}-{i}"), category, &[&format!("S-{k}-{i}")]).await,
+                insert(
+                    &ctx,
+                    &id,
+                    &format!("s-{k}-{i}"),
+                    category,
+                    &[&format!("S-{k}-{i}")],
+                )
+                .await,
             );
         }
     }
@@ -851,16 +936,32 @@ async fn categories_are_listed_by_subtree(env: Env<'_>) {
     }
     let all: Vec<Category> = tree.iter().cloned().collect();
     let written = must!(catalog.put_categories(&all).await, "put_categories");
-    assert_eq!(written, all.len() as u64, "put_categories returns how many it wrote");
+    assert_eq!(
+        written,
+        all.len() as u64,
+        "put_categories returns how many it wrote"
+    );
     let listed = must!(catalog.categories(None).await, "categories(None)");
-    assert_eq!(listed, all, "categories(None) must list every category in byte-wise path order");
-    must!(catalog.put_categories(&all).await, "re-importing the same tree");
+    assert_eq!(
+        listed, all,
+        "categories(None) must list every category in byte-wise path order"
+    );
+    must!(
+        catalog.put_categories(&all).await,
+        "re-importing the same tree"
+    );
     assert_eq!(
         must!(catalog.categories(None).await, "categories after re-import"),
         all,
         "re-importing the same tree must be idempotent"
     );
-    for root in ["A > B", "Electronics", "Electronics > Phones", "A > Bc", "Nowhere"] {
+    for root in [
+        "A > B",
+        "Electronics",
+        "Electronics > Phones",
+        "A > Bc",
+        "Nowhere",
+    ] {
         let root = path(root);
         let expected: Vec<Category> = tree.subtree(&root).cloned().collect();
         assert_eq!(
@@ -877,7 +978,10 @@ async fn categories_are_listed_by_subtree(env: Env<'_>) {
         catalog.put_categories(std::slice::from_ref(&renamed)).await,
         "replacing a category"
     );
-    let under = must!(catalog.categories(Some(&path("A > B"))).await, "after replace");
+    let under = must!(
+        catalog.categories(Some(&path("A > B"))).await,
+        "after replace"
+    );
     assert_eq!(
         under.first(),
         Some(&renamed),
@@ -896,7 +1000,14 @@ async fn events_never_precede_their_change(env: Env<'_>) {
     let writers = 6usize;
     let updates = 8u64;
     for w in 0..writers {
-        insert(&ctx, &format!("p-{w}"), &format!("s-{w}"), "A", &[&format!("S-{w}")]).await;
+        insert(
+            &ctx,
+            &format!("p-{w}"),
+            &format!("s-{w}"),
+            "A",
+            &[&format!("S-{w}")],
+        )
+        .await;
     }
     let mark = ctx.event_mark().await;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -911,7 +1022,11 @@ async fn events_never_precede_their_change(env: Env<'_>) {
                 let page = events.read(cursor, 100).await.expect("EventLog::read");
                 for e in &page {
                     cursor = e.id;
-                    if let DomainEvent::ProductChanged { product_id, version } = &e.event {
+                    if let DomainEvent::ProductChanged {
+                        product_id,
+                        version,
+                    } = &e.event
+                    {
                         let p = catalog
                             .get_product(product_id)
                             .await
@@ -937,7 +1052,11 @@ async fn events_never_precede_their_change(env: Env<'_>) {
         async move {
             let id = pid(&format!("p-{w}"));
             for k in 0..updates {
-                let mut p = catalog.get_product(&id).await.expect("get").expect("exists");
+                let mut p = catalog
+                    .get_product(&id)
+                    .await
+                    .expect("get")
+                    .expect("exists");
                 p.popularity = k;
                 catalog.update_product(p).await.expect("update_product");
             }
@@ -949,7 +1068,11 @@ async fn events_never_precede_their_change(env: Env<'_>) {
     assert_eq!(checked, writers * updates as usize);
     let mut seen: BTreeMap<ProductId, Vec<u64>> = BTreeMap::new();
     for e in ctx.events_since(mark).await {
-        if let DomainEvent::ProductChanged { product_id, version } = e {
+        if let DomainEvent::ProductChanged {
+            product_id,
+            version,
+        } = e
+        {
             seen.entry(product_id).or_default().push(version);
         }
     }

@@ -53,7 +53,9 @@ fn consumer(name: &str) -> ConsumerName {
 
 async fn append(ctx: &Ctx, from: usize, n: usize) -> Vec<EventId> {
     let ids = must!(
-        ctx.events().append((from..from + n).map(event).collect()).await,
+        ctx.events()
+            .append((from..from + n).map(event).collect())
+            .await,
         "append({n} events)"
     );
     assert_eq!(ids.len(), n, "append returns one id per event");
@@ -86,7 +88,10 @@ async fn append_assigns_increasing_ids(env: Env<'_>) {
         read[..3].iter().all(|e| e.at == t0) && read[3..].iter().all(|e| e.at == ctx.now()),
         "each event carries the store clock's time of its append"
     );
-    assert_eq!(must!(ctx.events().append(vec![]).await, "empty append"), vec![]);
+    assert_eq!(
+        must!(ctx.events().append(vec![]).await, "empty append"),
+        vec![]
+    );
 }
 
 async fn read_pages_in_id_order(env: Env<'_>) {
@@ -106,7 +111,11 @@ async fn read_pages_in_id_order(env: Env<'_>) {
         must!(log.read(EventId(ids[2].0), 1000).await, "read(3rd)").len(),
         7
     );
-    assert_err!(log.read(EventId(0), 0).await, Error::Validation { .. }, "read with limit 0");
+    assert_err!(
+        log.read(EventId(0), 0).await,
+        Error::Validation { .. },
+        "read with limit 0"
+    );
 }
 
 async fn checkpoints_are_per_consumer_and_monotonic(env: Env<'_>) {
@@ -152,7 +161,11 @@ async fn wait_for_events_sees_earlier_and_later_appends(env: Env<'_>) {
     let log = ctx.events();
     let ids = append(&ctx, 0, 2).await;
     assert!(
-        must!(log.wait_for_events(EventId(0), Duration::from_secs(30)).await, "wait"),
+        must!(
+            log.wait_for_events(EventId(0), Duration::from_secs(30))
+                .await,
+            "wait"
+        ),
         "wait_for_events must return true at once when events after `after` exist"
     );
     let last = ids[1];
@@ -165,7 +178,9 @@ async fn wait_for_events_sees_earlier_and_later_appends(env: Env<'_>) {
     let woken = tokio::time::timeout(Duration::from_secs(20), join(waiter, "the waiter")).await;
     match woken {
         Ok(Ok(true)) => {}
-        Ok(other) => panic!("a waiter must be woken by a later append and return true, got {other:?}"),
+        Ok(other) => {
+            panic!("a waiter must be woken by a later append and return true, got {other:?}")
+        }
         Err(_) => panic!("a waiter (30 s timeout) was not woken 20 s after an append"),
     }
 }
@@ -188,7 +203,11 @@ async fn prune_respects_checkpoints_and_time(env: Env<'_>) {
         2,
         "prune deletes only events every consumer committed (b is at the 2nd)"
     );
-    let left: Vec<EventId> = read_all_after(&*log, EventId(0)).await.iter().map(|e| e.id).collect();
+    let left: Vec<EventId> = read_all_after(&*log, EventId(0))
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(left, remaining(2));
     must!(log.commit(&b, ids[5]).await, "commit b");
     assert_eq!(
@@ -201,7 +220,11 @@ async fn prune_respects_checkpoints_and_time(env: Env<'_>) {
         2,
         "then up to a's checkpoint (the 5th)"
     );
-    let left: Vec<EventId> = read_all_after(&*log, EventId(0)).await.iter().map(|e| e.id).collect();
+    let left: Vec<EventId> = read_all_after(&*log, EventId(0))
+        .await
+        .iter()
+        .map(|e| e.id)
+        .collect();
     assert_eq!(left, remaining(5));
     assert_eq!(must!(log.prune(later).await, "prune again"), 0);
 }

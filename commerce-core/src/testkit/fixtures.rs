@@ -3,9 +3,7 @@
 use crate::cart::CartItem;
 use crate::catalog::{CategoryPath, NewProduct, ProductVariant};
 use crate::clock::Timestamp;
-use crate::id::{
-    CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, SellerId, Sku,
-};
+use crate::id::{CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, SellerId, Sku};
 use crate::money::{Currency, Money};
 use crate::order::{NewOrder, NewOrderLine};
 

@@ -33,7 +33,10 @@ fn round_trip<T: Serialize + DeserializeOwned + PartialEq + Debug>(value: &T) {
     let json = serde_json::to_string(value).expect("a parsed value must serialise");
     let back: T = serde_json::from_str(&json)
         .unwrap_or_else(|e| panic!("{json} (serialised from {value:?}) does not parse back: {e}"));
-    assert_eq!(&back, value, "JSON round trip changed the value (via {json})");
+    assert_eq!(
+        &back, value,
+        "JSON round trip changed the value (via {json})"
+    );
 }
 
 /// Parses `data` as JSON of `T`; if that works, checks the round trip.
@@ -67,7 +70,9 @@ pub fn money(data: &[u8]) {
             .unwrap_or_else(|e| panic!("Display of {m:?} ({shown}) does not parse: {e}"));
         assert_eq!(&back, m);
         assert_eq!(
-            Money::from_minor_units(m.to_minor_units(), m.currency()).ok().as_ref(),
+            Money::from_minor_units(m.to_minor_units(), m.currency())
+                .ok()
+                .as_ref(),
             Some(m),
             "minor units round trip"
         );
@@ -76,9 +81,16 @@ pub fn money(data: &[u8]) {
     if let [a, b, ..] = parsed.as_slice() {
         let sum = a.checked_add(b);
         let flipped = b.checked_add(a);
-        assert_eq!(sum.as_ref().ok(), flipped.as_ref().ok(), "addition commutes");
+        assert_eq!(
+            sum.as_ref().ok(),
+            flipped.as_ref().ok(),
+            "addition commutes"
+        );
         if a.currency() != b.currency() {
-            assert!(sum.is_err() && a.try_cmp(b).is_err(), "two currencies never combine");
+            assert!(
+                sum.is_err() && a.try_cmp(b).is_err(),
+                "two currencies never combine"
+            );
         } else if let Ok(s) = sum {
             assert_eq!(s.checked_sub(b).ok().as_ref(), Some(a), "(a + b) - b == a");
         }
@@ -116,13 +128,38 @@ pub fn ids(data: &[u8]) {
     check_id(&text, ProductId::new, ProductId::as_str, ProductId::MAX_LEN);
     check_id(&text, Sku::new, Sku::as_str, Sku::MAX_LEN);
     check_id(&text, SellerId::new, SellerId::as_str, SellerId::MAX_LEN);
-    check_id(&text, CustomerId::new, CustomerId::as_str, CustomerId::MAX_LEN);
+    check_id(
+        &text,
+        CustomerId::new,
+        CustomerId::as_str,
+        CustomerId::MAX_LEN,
+    );
     check_id(&text, CartId::new, CartId::as_str, CartId::MAX_LEN);
     check_id(&text, OrderId::new, OrderId::as_str, OrderId::MAX_LEN);
-    check_id(&text, LocationId::new, LocationId::as_str, LocationId::MAX_LEN);
-    check_id(&text, CategoryId::new, CategoryId::as_str, CategoryId::MAX_LEN);
-    check_id(&text, IdempotencyKey::new, IdempotencyKey::as_str, IdempotencyKey::MAX_LEN);
-    check_id(&text, ConsumerName::new, ConsumerName::as_str, ConsumerName::MAX_LEN);
+    check_id(
+        &text,
+        LocationId::new,
+        LocationId::as_str,
+        LocationId::MAX_LEN,
+    );
+    check_id(
+        &text,
+        CategoryId::new,
+        CategoryId::as_str,
+        CategoryId::MAX_LEN,
+    );
+    check_id(
+        &text,
+        IdempotencyKey::new,
+        IdempotencyKey::as_str,
+        IdempotencyKey::MAX_LEN,
+    );
+    check_id(
+        &text,
+        ConsumerName::new,
+        ConsumerName::as_str,
+        ConsumerName::MAX_LEN,
+    );
     check_id(&text, Slug::new, Slug::as_str, Slug::MAX_LEN);
     if let Ok(customer) = CustomerId::new(text.to_string()) {
         let cart = CartId::for_customer(&customer);
@@ -132,7 +169,10 @@ pub fn ids(data: &[u8]) {
         let _ = cart.is_guest();
     }
     let slug = Slug::from_title(&text);
-    assert!(Slug::new(slug.as_str()).is_ok(), "Slug::from_title({text:?}) = {slug:?} is invalid");
+    assert!(
+        Slug::new(slug.as_str()).is_ok(),
+        "Slug::from_title({text:?}) = {slug:?} is invalid"
+    );
     for n in [2, 20, u32::MAX] {
         assert!(Slug::new(slug.with_suffix(n).as_str()).is_ok());
     }
@@ -191,7 +231,11 @@ pub fn category_path(data: &[u8]) {
         );
         for c in report.tree.iter() {
             for a in c.path.ancestors() {
-                assert!(report.tree.get(&a).is_some(), "{a} (ancestor of {}) is missing", c.path);
+                assert!(
+                    report.tree.get(&a).is_some(),
+                    "{a} (ancestor of {}) is missing",
+                    c.path
+                );
             }
         }
         let _ = report.summary();
@@ -224,7 +268,12 @@ pub fn domain_json(data: &[u8]) {
         round_trip(&target);
     }
     if let Some(item) = json_round_trip::<CartItem>(data) {
-        let mut cart = Cart::new(CartId::new_guest(), CartOwner::Guest, now, &CartLimits::default());
+        let mut cart = Cart::new(
+            CartId::new_guest(),
+            CartOwner::Guest,
+            now,
+            &CartLimits::default(),
+        );
         let _ = cart.add_item(item, now, &CartLimits::default());
     }
     if let Some(order) = json_round_trip::<NewOrder>(data) {

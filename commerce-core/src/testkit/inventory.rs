@@ -80,7 +80,9 @@ pub(crate) fn req_ttl(order: &str, lines: &[(&str, u32)], ttl: Duration) -> Rese
 
 async fn restock(ctx: &Ctx, s: &str, l: &str, q: u32) -> StockLevel {
     must!(
-        ctx.inventory().restock(&sku(s), &loc(l), q, "restock").await,
+        ctx.inventory()
+            .restock(&sku(s), &loc(l), q, "restock")
+            .await,
         "restock({s}@{l}, {q})"
     )
 }
@@ -104,7 +106,10 @@ fn counters(l: &StockLevel) -> (u64, i64, u64, u64, u64) {
 }
 
 async fn reservation(ctx: &Ctx, o: &str) -> Option<Reservation> {
-    must!(ctx.inventory().reservation(&oid(o)).await, "reservation({o})")
+    must!(
+        ctx.inventory().reservation(&oid(o)).await,
+        "reservation({o})"
+    )
 }
 
 async fn reserve(ctx: &Ctx, r: &ReservationRequest) -> Reservation {
@@ -131,7 +136,10 @@ async fn all_movements(ctx: &Ctx, s: &str) -> Vec<StockMovement> {
         if page.is_empty() {
             return out;
         }
-        assert!(out.len() < 1_000_000, "movements({s}) does not end (is offset ignored?)");
+        assert!(
+            out.len() < 1_000_000,
+            "movements({s}) does not end (is offset ignored?)"
+        );
         out.extend(page);
     }
 }
@@ -178,14 +186,26 @@ async fn restock_creates_and_grows_levels(env: Env<'_>) {
         "a SKU never stocked has no levels"
     );
     let mark = ctx.event_mark().await;
-    let first = must!(inv.restock(&sku("A"), &loc("w1"), 7, "delivery 1").await, "restock");
+    let first = must!(
+        inv.restock(&sku("A"), &loc("w1"), 7, "delivery 1").await,
+        "restock"
+    );
     assert_eq!(counters(&first), (7, 0, 7, 0, 0));
-    let second = must!(inv.restock(&sku("A"), &loc("w1"), 5, "delivery 2").await, "restock");
+    let second = must!(
+        inv.restock(&sku("A"), &loc("w1"), 5, "delivery 2").await,
+        "restock"
+    );
     assert_eq!(counters(&second), (12, 0, 12, 0, 0));
-    must!(inv.restock(&sku("A"), &loc("w0"), 1, "delivery 3").await, "restock");
+    must!(
+        inv.restock(&sku("A"), &loc("w0"), 1, "delivery 3").await,
+        "restock"
+    );
     let s = stock(&ctx, "A").await;
     assert_eq!(
-        s.levels.iter().map(|l| l.location.as_str()).collect::<Vec<_>>(),
+        s.levels
+            .iter()
+            .map(|l| l.location.as_str())
+            .collect::<Vec<_>>(),
         ["w0", "w1"],
         "stock() lists one level per location, in location-id order"
     );
@@ -206,9 +226,24 @@ async fn restock_creates_and_grows_levels(env: Env<'_>) {
             .map(|m| (m.kind, m.quantity, m.reason.as_deref(), m.location.clone()))
             .collect::<Vec<_>>(),
         vec![
-            (MovementKind::Received, 7, Some("delivery 1"), Some(loc("w1"))),
-            (MovementKind::Received, 5, Some("delivery 2"), Some(loc("w1"))),
-            (MovementKind::Received, 1, Some("delivery 3"), Some(loc("w0"))),
+            (
+                MovementKind::Received,
+                7,
+                Some("delivery 1"),
+                Some(loc("w1"))
+            ),
+            (
+                MovementKind::Received,
+                5,
+                Some("delivery 2"),
+                Some(loc("w1"))
+            ),
+            (
+                MovementKind::Received,
+                1,
+                Some("delivery 3"),
+                Some(loc("w0"))
+            ),
         ],
         "each restock appends a Received movement with its reason"
     );
@@ -247,10 +282,21 @@ async fn invalid_restock_and_adjust_write_nothing(env: Env<'_>) {
         );
     }
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (5, 0, 5, 0, 0));
-    assert!(stock(&ctx, "B").await.levels.is_empty(), "a refused restock created a level");
-    assert_eq!(all_movements(&ctx, "A").await.len(), 1, "a refused write added a movement");
+    assert!(
+        stock(&ctx, "B").await.levels.is_empty(),
+        "a refused restock created a level"
+    );
+    assert_eq!(
+        all_movements(&ctx, "A").await.len(),
+        1,
+        "a refused write added a movement"
+    );
     assert!(all_movements(&ctx, "B").await.is_empty());
-    assert_eq!(ctx.events_since(mark).await, vec![], "a refused write appended an event");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "a refused write appended an event"
+    );
     audit_clean(&ctx, "after refused writes").await;
 }
 
@@ -259,10 +305,24 @@ async fn adjust_moves_available_and_adjusted(env: Env<'_>) {
     let inv = ctx.inventory();
     restock(&ctx, "A", "w1", 10).await;
     let mark = ctx.event_mark().await;
-    let l = must!(inv.adjust(&sku("A"), &loc("w1"), -3, "damaged").await, "adjust -3");
-    assert_eq!(counters(&l), (10, 3, 7, 0, 0), "adjust -3: available 7, adjusted 3");
-    let l = must!(inv.adjust(&sku("A"), &loc("w1"), 2, "found").await, "adjust +2");
-    assert_eq!(counters(&l), (10, 1, 9, 0, 0), "adjust +2: available 9, adjusted 1");
+    let l = must!(
+        inv.adjust(&sku("A"), &loc("w1"), -3, "damaged").await,
+        "adjust -3"
+    );
+    assert_eq!(
+        counters(&l),
+        (10, 3, 7, 0, 0),
+        "adjust -3: available 7, adjusted 3"
+    );
+    let l = must!(
+        inv.adjust(&sku("A"), &loc("w1"), 2, "found").await,
+        "adjust +2"
+    );
+    assert_eq!(
+        counters(&l),
+        (10, 1, 9, 0, 0),
+        "adjust +2: available 9, adjusted 1"
+    );
     let err = assert_err!(
         inv.adjust(&sku("A"), &loc("w1"), -10, "too many").await,
         Error::OutOfStock { .. },
@@ -348,7 +408,11 @@ async fn reserve_holds_stock_and_records_it(env: Env<'_>) {
         .filter(|m| m.kind == MovementKind::Reserved)
         .map(|m| (m.quantity, m.order_id))
         .collect();
-    assert_eq!(reserved, vec![(3, Some(oid("o-1")))], "a Reserved movement names the order");
+    assert_eq!(
+        reserved,
+        vec![(3, Some(oid("o-1")))],
+        "a Reserved movement names the order"
+    );
     audit_clean(&ctx, "after a reservation").await;
 }
 
@@ -370,7 +434,8 @@ async fn reserve_is_all_or_nothing(env: Env<'_>) {
         "OutOfStock must name B, 3 requested, 2 available: {err:?}"
     );
     let err = assert_err!(
-        inv.reserve(&req("o-1", &[("C", 4), ("A", 1), ("B", 9)])).await,
+        inv.reserve(&req("o-1", &[("C", 4), ("A", 1), ("B", 9)]))
+            .await,
         Error::OutOfStock { .. },
         "two short SKUs"
     );
@@ -378,10 +443,26 @@ async fn reserve_is_all_or_nothing(env: Env<'_>) {
         matches!(&err, Error::OutOfStock { sku: s, requested: 9, available: 2 } if s == "B"),
         "with several short SKUs, OutOfStock names the first in SKU order (B before C): {err:?}"
     );
-    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0), "A was held");
-    assert_eq!(reservation(&ctx, "o-1").await, None, "a failed reserve stored a reservation");
-    assert_eq!(all_movements(&ctx, "A").await, before_a, "a failed reserve wrote the ledger");
-    assert_eq!(ctx.events_since(mark).await, vec![], "a failed reserve appended an event");
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (10, 0, 10, 0, 0),
+        "A was held"
+    );
+    assert_eq!(
+        reservation(&ctx, "o-1").await,
+        None,
+        "a failed reserve stored a reservation"
+    );
+    assert_eq!(
+        all_movements(&ctx, "A").await,
+        before_a,
+        "a failed reserve wrote the ledger"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "a failed reserve appended an event"
+    );
     // The order id is still free.
     reserve(&ctx, &req("o-1", &[("A", 5), ("B", 2)])).await;
     audit_clean(&ctx, "after all-or-nothing").await;
@@ -400,7 +481,10 @@ async fn reserve_of_an_unknown_sku_is_not_found(env: Env<'_>) {
         "reserving a SKU with no stock record and no backorder setting"
     );
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
-    must!(inv.set_backorder(&sku("KNOWN"), false).await, "set_backorder");
+    must!(
+        inv.set_backorder(&sku("KNOWN"), false).await,
+        "set_backorder"
+    );
     let err = assert_err!(
         inv.reserve(&req("o-2", &[("KNOWN", 1)])).await,
         Error::OutOfStock { .. },
@@ -419,7 +503,10 @@ async fn reserve_rejects_invalid_requests(env: Env<'_>) {
         ("no lines", req("o-1", &[])),
         ("a zero quantity", req("o-1", &[("A", 0)])),
         ("a huge quantity", req("o-1", &[("A", MAX_QUANTITY + 1)])),
-        ("lines summing past the maximum", req("o-1", &[("A", MAX_QUANTITY), ("A", 1)])),
+        (
+            "lines summing past the maximum",
+            req("o-1", &[("A", MAX_QUANTITY), ("A", 1)]),
+        ),
         ("a zero ttl", req_ttl("o-1", &[("A", 1)], Duration::ZERO)),
         (
             "a ttl over 7 days",
@@ -427,7 +514,11 @@ async fn reserve_rejects_invalid_requests(env: Env<'_>) {
         ),
     ];
     for (what, r) in bad {
-        assert_err!(inv.reserve(&r).await, Error::Validation { .. }, "reserve with {what}");
+        assert_err!(
+            inv.reserve(&r).await,
+            Error::Validation { .. },
+            "reserve with {what}"
+        );
     }
     assert_eq!(reservation(&ctx, "o-1").await, None);
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
@@ -447,7 +538,11 @@ async fn reserve_is_idempotent_per_order(env: Env<'_>) {
         again, first,
         "reserving again with the same normalised lines returns the reservation unchanged"
     );
-    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 8, 2, 0), "held twice");
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (10, 0, 8, 2, 0),
+        "held twice"
+    );
     assert_err!(
         inv.reserve(&req("o-1", &[("A", 3), ("B", 1)])).await,
         Error::Conflict {
@@ -521,7 +616,10 @@ async fn concurrent_reserves_never_oversell(env: Env<'_>) {
     let ctx = env.ctx().await;
     restock(&ctx, "A", "w1", 100).await;
     let ok = race_reservations(&ctx, "A", 64, 2).await;
-    assert_eq!(ok, 50, "64 buyers of 2 units from 100: exactly 50 must succeed");
+    assert_eq!(
+        ok, 50,
+        "64 buyers of 2 units from 100: exactly 50 must succeed"
+    );
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 0, 100, 0));
     audit_clean(&ctx, "after racing reservations").await;
 }
@@ -568,13 +666,26 @@ async fn flash_sale_sells_exactly_the_stock(env: Env<'_>) {
     for r in &results {
         if let Err(e) = r {
             assert!(
-                matches!(e, Error::OutOfStock { requested: 1, available: 0, .. }),
+                matches!(
+                    e,
+                    Error::OutOfStock {
+                        requested: 1,
+                        available: 0,
+                        ..
+                    }
+                ),
                 "a buyer who missed out must get OutOfStock(available 0), got {e:?}"
             );
         }
     }
-    assert_eq!(ok, 100, "{buyers} buyers of the last 100 units: exactly 100 must succeed");
-    assert_eq!(counters(&level(&ctx, "HOT", "w1").await), (150, 0, 0, 0, 150));
+    assert_eq!(
+        ok, 100,
+        "{buyers} buyers of the last 100 units: exactly 100 must succeed"
+    );
+    assert_eq!(
+        counters(&level(&ctx, "HOT", "w1").await),
+        (150, 0, 0, 0, 150)
+    );
     audit_clean(&ctx, "after the flash sale").await;
 }
 
@@ -603,8 +714,13 @@ async fn crossing_multi_sku_reserves_do_not_deadlock(env: Env<'_>) {
             }
         }
     });
-    if tokio::time::timeout(Duration::from_secs(60), run).await.is_err() {
-        panic!("32 tasks reserving crossing SKU sets did not finish in 60 s: deadlock? (lock in normalized_lines order)");
+    if tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .is_err()
+    {
+        panic!(
+            "32 tasks reserving crossing SKU sets did not finish in 60 s: deadlock? (lock in normalized_lines order)"
+        );
     }
     audit_clean(&ctx, "after crossing reservations").await;
 }
@@ -641,14 +757,20 @@ async fn reserve_follows_the_location_policy(env: Env<'_>) {
         Error::OutOfStock { .. },
         "more than all locations hold"
     );
-    assert!(matches!(err, Error::OutOfStock { available: 5, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::OutOfStock { available: 5, .. }),
+        "{err:?}"
+    );
     audit_clean(&ctx, "after the location policy").await;
 }
 
 async fn backorders_are_opt_in_and_filled_by_restock(env: Env<'_>) {
     let ctx = env.ctx().await;
     let inv = ctx.inventory();
-    must!(inv.set_backorder(&sku("BO"), true).await, "allow backorders");
+    must!(
+        inv.set_backorder(&sku("BO"), true).await,
+        "allow backorders"
+    );
     let r = reserve(&ctx, &req("o-1", &[("BO", 3)])).await;
     assert_eq!(
         r.allocations,
@@ -674,7 +796,10 @@ async fn backorders_are_opt_in_and_filled_by_restock(env: Env<'_>) {
     );
     must!(inv.release(&oid("o-2"), "cancelled").await, "release o-2");
     let s = stock(&ctx, "BO").await;
-    assert_eq!(s.backordered, 3, "releasing cancels the reservation's backordered units");
+    assert_eq!(
+        s.backordered, 3,
+        "releasing cancels the reservation's backordered units"
+    );
     assert_eq!(counters(&s.levels[0]), (2, 0, 2, 0, 0));
     let l = restock(&ctx, "BO", "w1", 5).await;
     assert_eq!(
@@ -689,20 +814,32 @@ async fn backorders_are_opt_in_and_filled_by_restock(env: Env<'_>) {
     reserve(&ctx, &req("o-3", &[("BO", 6)])).await;
     must!(inv.confirm(&oid("o-3")).await, "confirm o-3");
     assert_eq!(stock(&ctx, "BO").await.backordered, 2);
-    must!(inv.return_stock(&oid("o-3"), true, "refund").await, "return o-3");
+    must!(
+        inv.return_stock(&oid("o-3"), true, "refund").await,
+        "return o-3"
+    );
     let s = stock(&ctx, "BO").await;
-    assert_eq!(s.backordered, 0, "returning cancels the backordered units still owed");
+    assert_eq!(
+        s.backordered, 0,
+        "returning cancels the backordered units still owed"
+    );
     assert_eq!(counters(&s.levels[0]), (7, 0, 4, 0, 3));
     audit_clean(&ctx, "after returning a backorder").await;
 
     // Backorders off again: a short line is out of stock.
-    must!(inv.set_backorder(&sku("BO"), false).await, "forbid backorders");
+    must!(
+        inv.set_backorder(&sku("BO"), false).await,
+        "forbid backorders"
+    );
     let err = assert_err!(
         inv.reserve(&req("o-4", &[("BO", 5)])).await,
         Error::OutOfStock { .. },
         "reserving past the stock with backorders off"
     );
-    assert!(matches!(err, Error::OutOfStock { available: 4, .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::OutOfStock { available: 4, .. }),
+        "{err:?}"
+    );
     assert!(!stock(&ctx, "BO").await.backorder_allowed);
 }
 
@@ -716,10 +853,16 @@ async fn extend_moves_the_expiry_of_active_reservations(env: Env<'_>) {
     }
     ctx.advance(Duration::from_secs(300));
     let t5 = ctx.now();
-    let r = must!(inv.extend(&oid("o-1"), Duration::from_secs(1800)).await, "extend");
+    let r = must!(
+        inv.extend(&oid("o-1"), Duration::from_secs(1800)).await,
+        "extend"
+    );
     assert_eq!(
         (r.state, r.expires_at),
-        (ReservationState::Active, at_plus(t5, Duration::from_secs(1800))),
+        (
+            ReservationState::Active,
+            at_plus(t5, Duration::from_secs(1800))
+        ),
         "extend sets expires_at = now + ttl"
     );
     assert_eq!(reservation(&ctx, "o-1").await, Some(r.clone()));
@@ -761,7 +904,10 @@ async fn extend_moves_the_expiry_of_active_reservations(env: Env<'_>) {
     );
     let reaped = must!(inv.release_expired(ctx.now(), 100).await, "release_expired");
     assert_eq!(
-        reaped.iter().map(|r| r.order_id.clone()).collect::<Vec<_>>(),
+        reaped
+            .iter()
+            .map(|r| r.order_id.clone())
+            .collect::<Vec<_>>(),
         vec![oid("o-4")],
         "the extended reservation must not be reaped at its old expiry"
     );
@@ -802,7 +948,10 @@ async fn confirm_sells_and_is_idempotent(env: Env<'_>) {
     // Expired but not reaped: the units are still held, so it may be confirmed.
     reserve(&ctx, &req_ttl("o-2", &[("A", 2)], Duration::from_secs(60))).await;
     ctx.advance(Duration::from_secs(120));
-    let late = must!(inv.confirm(&oid("o-2")).await, "confirm an expired, unreaped reservation");
+    let late = must!(
+        inv.confirm(&oid("o-2")).await,
+        "confirm an expired, unreaped reservation"
+    );
     assert_eq!(late.state, ReservationState::Confirmed);
     assert!(
         must!(inv.release_expired(ctx.now(), 100).await, "reap").is_empty(),
@@ -818,7 +967,10 @@ async fn confirm_sells_and_is_idempotent(env: Env<'_>) {
         },
         "confirming a released reservation"
     );
-    assert!(matches!(&err, Error::InvalidTransition { from, .. } if from == "RELEASED"), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidTransition { from, .. } if from == "RELEASED"),
+        "{err:?}"
+    );
     assert_err!(
         inv.confirm(&oid("o-none")).await,
         Error::NotFound {
@@ -839,10 +991,21 @@ async fn release_gives_back_and_is_idempotent(env: Env<'_>) {
     ctx.advance(Duration::from_secs(5));
     let now = ctx.now();
     let mark = ctx.event_mark().await;
-    let released = must!(inv.release(&oid("o-1"), "payment declined").await, "release");
+    let released = must!(
+        inv.release(&oid("o-1"), "payment declined").await,
+        "release"
+    );
     assert_eq!(
-        (released.state, released.closed_at, released.reason.as_deref()),
-        (ReservationState::Released, Some(now), Some("payment declined")),
+        (
+            released.state,
+            released.closed_at,
+            released.reason.as_deref()
+        ),
+        (
+            ReservationState::Released,
+            Some(now),
+            Some("payment declined")
+        ),
         "release closes the reservation now with the reason"
     );
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0));
@@ -851,7 +1014,11 @@ async fn release_gives_back_and_is_idempotent(env: Env<'_>) {
         released,
         "releasing a released reservation returns it unchanged"
     );
-    assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 10, 0, 0), "released twice");
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (10, 0, 10, 0, 0),
+        "released twice"
+    );
     assert_eq!(
         ctx.events_since(mark).await,
         vec![res_event("o-1", ReservationState::Released, &["A"])]
@@ -866,7 +1033,10 @@ async fn release_gives_back_and_is_idempotent(env: Env<'_>) {
         },
         "releasing a confirmed reservation"
     );
-    assert!(matches!(&err, Error::InvalidTransition { from, .. } if from == "CONFIRMED"), "{err:?}");
+    assert!(
+        matches!(&err, Error::InvalidTransition { from, .. } if from == "CONFIRMED"),
+        "{err:?}"
+    );
     reserve(&ctx, &req("o-3", &[("A", 1)])).await;
     assert_err!(
         inv.release(&oid("o-3"), &"x".repeat(501)).await,
@@ -899,7 +1069,10 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
     }
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (10, 0, 5, 0, 5));
     let mark = ctx.event_mark().await;
-    let returned = must!(inv.return_stock(&oid("o-1"), true, "refund").await, "return");
+    let returned = must!(
+        inv.return_stock(&oid("o-1"), true, "refund").await,
+        "return"
+    );
     assert_eq!(returned.state, ReservationState::Returned);
     assert_eq!(
         counters(&level(&ctx, "A", "w1").await),
@@ -907,11 +1080,17 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
         "a restocking return moves sold back to available"
     );
     assert_eq!(
-        must!(inv.return_stock(&oid("o-1"), true, "again").await, "return again"),
+        must!(
+            inv.return_stock(&oid("o-1"), true, "again").await,
+            "return again"
+        ),
         returned,
         "returning a returned reservation returns it unchanged"
     );
-    must!(inv.return_stock(&oid("o-2"), false, "broken").await, "write-off return");
+    must!(
+        inv.return_stock(&oid("o-2"), false, "broken").await,
+        "write-off return"
+    );
     assert_eq!(
         counters(&level(&ctx, "A", "w1").await),
         (10, 2, 8, 0, 0),
@@ -930,7 +1109,10 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
         .map(|m| m.kind)
         .filter(|k| matches!(k, MovementKind::Returned | MovementKind::WrittenOff))
         .collect();
-    assert_eq!(kinds, vec![MovementKind::Returned, MovementKind::WrittenOff]);
+    assert_eq!(
+        kinds,
+        vec![MovementKind::Returned, MovementKind::WrittenOff]
+    );
     reserve(&ctx, &req("o-3", &[("A", 1)])).await;
     reserve(&ctx, &req("o-4", &[("A", 1)])).await;
     must!(inv.release(&oid("o-4"), "x").await, "release");
@@ -943,7 +1125,10 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
             },
             "returning a {from} reservation"
         );
-        assert!(matches!(&err, Error::InvalidTransition { from: f, .. } if f == from), "{err:?}");
+        assert!(
+            matches!(&err, Error::InvalidTransition { from: f, .. } if f == from),
+            "{err:?}"
+        );
     }
     audit_clean(&ctx, "after returns").await;
 }
@@ -960,7 +1145,12 @@ async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {
     must!(inv.release(&oid("o-5"), "x").await, "release o-5");
     let t0 = ctx.now();
     assert!(
-        must!(inv.release_expired(at_plus(t0, Duration::from_secs(59)), 100).await, "early").is_empty(),
+        must!(
+            inv.release_expired(at_plus(t0, Duration::from_secs(59)), 100)
+                .await,
+            "early"
+        )
+        .is_empty(),
         "nothing is due before its expiry"
     );
     ctx.advance(minutes(2));
@@ -974,8 +1164,15 @@ async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {
         "release_expired(now) releases the active reservations with expires_at <= now (o-2 expires exactly now), not confirmed or released ones"
     );
     for r in &reaped {
-        assert_eq!(r.state, ReservationState::Released, "reaped reservations come back released");
-        assert_eq!(reservation(&ctx, r.order_id.as_str()).await.as_ref(), Some(r));
+        assert_eq!(
+            r.state,
+            ReservationState::Released,
+            "reaped reservations come back released"
+        );
+        assert_eq!(
+            reservation(&ctx, r.order_id.as_str()).await.as_ref(),
+            Some(r)
+        );
     }
     let events: BTreeSet<String> = ctx
         .events_since(mark)
@@ -987,7 +1184,10 @@ async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {
         .iter()
         .map(|o| format!("{:?}", res_event(o, ReservationState::Released, &["A"])))
         .collect();
-    assert_eq!(events, expected, "each reaped reservation appends ReservationChanged(RELEASED)");
+    assert_eq!(
+        events, expected,
+        "each reaped reservation appends ReservationChanged(RELEASED)"
+    );
     assert_eq!(counters(&level(&ctx, "A", "w1").await), (100, 0, 98, 1, 1));
     // The limit bounds each call.
     for i in 0..5 {
@@ -1023,8 +1223,20 @@ async fn concurrent_reapers_release_each_reservation_once(env: Env<'_>) {
     restock(&ctx, "B", "w2", 1000).await;
     let n = 120;
     for i in 0..n {
-        let lines: &[(&str, u32)] = if i % 3 == 0 { &[("A", 2), ("B", 1)] } else { &[("A", 1)] };
-        reserve(&ctx, &req_ttl(&format!("o-{i:03}"), lines, Duration::from_secs(60 + i as u64))).await;
+        let lines: &[(&str, u32)] = if i % 3 == 0 {
+            &[("A", 2), ("B", 1)]
+        } else {
+            &[("A", 1)]
+        };
+        reserve(
+            &ctx,
+            &req_ttl(
+                &format!("o-{i:03}"),
+                lines,
+                Duration::from_secs(60 + i as u64),
+            ),
+        )
+        .await;
     }
     ctx.advance(Duration::from_secs(3600));
     let now = ctx.now();
@@ -1054,16 +1266,37 @@ async fn concurrent_reapers_release_each_reservation_once(env: Env<'_>) {
         unique.len(),
         "a reservation was returned by two reapers (each must be released exactly once)"
     );
-    assert_eq!(unique.len(), n, "every expired reservation must be released");
-    assert_eq!(counters(&level(&ctx, "A", "w1").await), (1000, 0, 1000, 0, 0));
-    assert_eq!(counters(&level(&ctx, "B", "w2").await), (1000, 0, 1000, 0, 0));
+    assert_eq!(
+        unique.len(),
+        n,
+        "every expired reservation must be released"
+    );
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (1000, 0, 1000, 0, 0)
+    );
+    assert_eq!(
+        counters(&level(&ctx, "B", "w2").await),
+        (1000, 0, 1000, 0, 0)
+    );
     let released_events = ctx
         .events_since(mark)
         .await
         .into_iter()
-        .filter(|e| matches!(e, DomainEvent::ReservationChanged { state: ReservationState::Released, .. }))
+        .filter(|e| {
+            matches!(
+                e,
+                DomainEvent::ReservationChanged {
+                    state: ReservationState::Released,
+                    ..
+                }
+            )
+        })
         .count();
-    assert_eq!(released_events, n, "one RELEASED event per reaped reservation");
+    assert_eq!(
+        released_events, n,
+        "one RELEASED event per reaped reservation"
+    );
     audit_clean(&ctx, "after concurrent reapers").await;
 }
 
@@ -1073,7 +1306,11 @@ async fn reaping_and_confirming_race_consistently(env: Env<'_>) {
     restock(&ctx, "A", "w1", 500).await;
     let n = 80;
     for i in 0..n {
-        reserve(&ctx, &req_ttl(&format!("o-{i:03}"), &[("A", 2)], Duration::from_secs(60))).await;
+        reserve(
+            &ctx,
+            &req_ttl(&format!("o-{i:03}"), &[("A", 2)], Duration::from_secs(60)),
+        )
+        .await;
     }
     ctx.advance(Duration::from_secs(61));
     let now = ctx.now();
@@ -1107,7 +1344,10 @@ async fn reaping_and_confirming_race_consistently(env: Env<'_>) {
         async move { (i, inv.confirm(&oid(&format!("o-{i:03}"))).await) }
     })
     .await;
-    let reaped: BTreeSet<OrderId> = super::check::join(reapers, "the reapers").await.into_iter().collect();
+    let reaped: BTreeSet<OrderId> = super::check::join(reapers, "the reapers")
+        .await
+        .into_iter()
+        .collect();
     let mut sold = 0;
     for (i, result) in confirms {
         let o = oid(&format!("o-{i:03}"));
@@ -1120,13 +1360,19 @@ async fn reaping_and_confirming_race_consistently(env: Env<'_>) {
                 sold += 2;
             }
             Err(Error::InvalidTransition { from, .. }) if from == "RELEASED" => {
-                assert!(reaped.contains(&o), "{o}: confirm saw RELEASED but no reaper returned it");
+                assert!(
+                    reaped.contains(&o),
+                    "{o}: confirm saw RELEASED but no reaper returned it"
+                );
                 assert_eq!(final_state, Some(ReservationState::Released));
             }
             Err(e) => panic!("confirm of {o} racing a reaper: unexpected {e:?}"),
         }
     }
-    assert_eq!(counters(&level(&ctx, "A", "w1").await), (500, 0, 500 - sold, 0, sold));
+    assert_eq!(
+        counters(&level(&ctx, "A", "w1").await),
+        (500, 0, 500 - sold, 0, sold)
+    );
     audit_clean(&ctx, "after reaping raced confirms").await;
 }
 
@@ -1141,8 +1387,14 @@ async fn ledger_replays_to_the_counters(env: Env<'_>) {
     reserve(&ctx, &req("o-2", &[("A", 1), ("B", 10)])).await;
     must!(inv.confirm(&oid("o-1")).await, "confirm");
     must!(inv.release(&oid("o-2"), "x").await, "release");
-    must!(inv.adjust(&sku("A"), &loc("w1"), 1, "found").await, "adjust");
-    must!(inv.return_stock(&oid("o-1"), false, "broken").await, "return");
+    must!(
+        inv.adjust(&sku("A"), &loc("w1"), 1, "found").await,
+        "adjust"
+    );
+    must!(
+        inv.return_stock(&oid("o-1"), false, "broken").await,
+        "return"
+    );
     reserve(&ctx, &req("o-3", &[("B", 12)])).await;
     must!(inv.confirm(&oid("o-3")).await, "confirm");
     restock(&ctx, "B", "w2", 4).await;
@@ -1167,10 +1419,16 @@ async fn ledger_replays_to_the_counters(env: Env<'_>) {
             offset += page.len() as u64;
             paged.extend(page);
         }
-        assert_eq!(paged, ledger, "paging movements by 3 must give the whole ledger, oldest first");
+        assert_eq!(
+            paged, ledger,
+            "paging movements by 3 must give the whole ledger, oldest first"
+        );
     }
     assert!(
-        all_movements(&ctx, "B").await.iter().any(|m| m.kind == MovementKind::BackorderFilled),
+        all_movements(&ctx, "B")
+            .await
+            .iter()
+            .any(|m| m.kind == MovementKind::BackorderFilled),
         "filling a backorder is recorded"
     );
     audit_clean(&ctx, "after a mixed history").await;

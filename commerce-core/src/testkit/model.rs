@@ -59,15 +59,41 @@ fn order_name(i: usize) -> String {
 /// One operation of a history.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Op {
-    Restock { sku: usize, loc: usize, qty: u32 },
-    Adjust { sku: usize, loc: usize, delta: i64 },
-    Reserve { order: usize, lines: Vec<(usize, u32)>, ttl_secs: u64 },
-    Extend { order: usize, ttl_secs: u64 },
-    Confirm { order: usize },
-    Release { order: usize },
-    Return { order: usize, restock: bool },
-    ReleaseExpired { limit: u32 },
-    Advance { secs: u64 },
+    Restock {
+        sku: usize,
+        loc: usize,
+        qty: u32,
+    },
+    Adjust {
+        sku: usize,
+        loc: usize,
+        delta: i64,
+    },
+    Reserve {
+        order: usize,
+        lines: Vec<(usize, u32)>,
+        ttl_secs: u64,
+    },
+    Extend {
+        order: usize,
+        ttl_secs: u64,
+    },
+    Confirm {
+        order: usize,
+    },
+    Release {
+        order: usize,
+    },
+    Return {
+        order: usize,
+        restock: bool,
+    },
+    ReleaseExpired {
+        limit: u32,
+    },
+    Advance {
+        secs: u64,
+    },
 }
 
 impl fmt::Debug for Op {
@@ -586,12 +612,20 @@ const RETURN_REASON: &str = "model return";
 async fn run_on_store(inv: &dyn InventoryStore, ctx: &Ctx, op: &Op) -> Outcome {
     let o = |i: usize| oid(&order_name(i));
     match op {
-        Op::Restock { sku: s, loc: l, qty } => outcome(
+        Op::Restock {
+            sku: s,
+            loc: l,
+            qty,
+        } => outcome(
             inv.restock(&sku(SKUS[*s]), &loc(LOCATIONS[*l]), *qty, "model")
                 .await,
             Outcome::Level,
         ),
-        Op::Adjust { sku: s, loc: l, delta } => outcome(
+        Op::Adjust {
+            sku: s,
+            loc: l,
+            delta,
+        } => outcome(
             inv.adjust(&sku(SKUS[*s]), &loc(LOCATIONS[*l]), *delta, "model")
                 .await,
             Outcome::Level,
@@ -647,14 +681,24 @@ fn run_on_model(
         location: l.location.clone(),
         available: l.available,
     };
-    let before = op.order().map(|i| model.reservations.get(&o(i)).map(|r| r.state));
+    let before = op
+        .order()
+        .map(|i| model.reservations.get(&o(i)).map(|r| r.state));
     let (out, events) = match op {
-        Op::Restock { sku: s, loc: l, qty } => {
+        Op::Restock {
+            sku: s,
+            loc: l,
+            qty,
+        } => {
             let r = model.restock(&sku(SKUS[*s]), &loc(LOCATIONS[*l]), *qty);
             let events = r.iter().map(stock_event).collect();
             (outcome(r, Outcome::Level), events)
         }
-        Op::Adjust { sku: s, loc: l, delta } => {
+        Op::Adjust {
+            sku: s,
+            loc: l,
+            delta,
+        } => {
             let r = model.adjust(&sku(SKUS[*s]), &loc(LOCATIONS[*l]), *delta);
             let events = r.iter().map(stock_event).collect();
             (outcome(r, Outcome::Level), events)
@@ -689,7 +733,10 @@ fn run_on_model(
         Op::ReleaseExpired { limit } => {
             let due = model.due(now);
             let Outcome::Reaped(chosen) = store else {
-                return Ok((Outcome::Failed(ErrorShape::Other("model: no choice".into())), vec![]));
+                return Ok((
+                    Outcome::Failed(ErrorShape::Other("model: no choice".into())),
+                    vec![],
+                ));
             };
             let ids: Vec<OrderId> = chosen.iter().map(|r| r.order_id.clone()).collect();
             let unique: BTreeSet<OrderId> = ids.iter().cloned().collect();
@@ -701,7 +748,12 @@ fn run_on_model(
             }
             let mut out = Vec::new();
             for r in chosen {
-                model.close(&r.order_id, ReservationState::Released, r.reason.clone(), now);
+                model.close(
+                    &r.order_id,
+                    ReservationState::Released,
+                    r.reason.clone(),
+                    now,
+                );
                 out.push(model.get(&r.order_id).map_err(|e| e.to_string())?);
             }
             let events = out.iter().map(res_event).collect();
@@ -838,7 +890,9 @@ async fn run_history(env: Env<'_>, history: &History) -> std::result::Result<(),
             "audit() after the history found {violations:#?}\n{trace}"
         ));
     }
-    ledger_matches(&ctx).await.map_err(|e| format!("{e}\n{trace}"))
+    ledger_matches(&ctx)
+        .await
+        .map_err(|e| format!("{e}\n{trace}"))
 }
 
 fn seed_of(env: &Env<'_>) -> u64 {
@@ -862,7 +916,9 @@ fn runner(cases: u32, max_shrink_iters: u32, seed: u64) -> TestRunner {
     };
     let mut bytes = [0u8; 32];
     for (i, chunk) in bytes.chunks_mut(8).enumerate() {
-        chunk.copy_from_slice(&(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes());
+        chunk.copy_from_slice(
+            &(seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).to_le_bytes(),
+        );
     }
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
@@ -875,7 +931,10 @@ fn search<T: fmt::Debug + Clone>(
     cases: u32,
     max_shrink_iters: u32,
     strategy: impl Strategy<Value = T>,
-    check: impl for<'a> Fn(Env<'a>, T) -> futures::future::LocalBoxFuture<'a, std::result::Result<(), String>>,
+    check: impl for<'a> Fn(
+        Env<'a>,
+        T,
+    ) -> futures::future::LocalBoxFuture<'a, std::result::Result<(), String>>,
 ) {
     let seed = seed_of(&env);
     let handle = tokio::runtime::Handle::current();
@@ -964,7 +1023,10 @@ async fn run_program(env: Env<'_>, program: &Program) -> std::result::Result<(),
     .await;
     let mut trace = String::new();
     for (t, ops) in results.iter().enumerate() {
-        let steps: Vec<String> = ops.iter().map(|(op, got)| format!("{op:?} -> {got:?}")).collect();
+        let steps: Vec<String> = ops
+            .iter()
+            .map(|(op, got)| format!("{op:?} -> {got:?}"))
+            .collect();
         trace.push_str(&format!("  task {t}:\n    {}\n", steps.join("\n    ")));
     }
     let events: Vec<DomainEvent> = read_all_after(&*ctx.events(), mark)
@@ -999,9 +1061,14 @@ async fn check_program(
             (Op::Restock { .. }, Outcome::Level(_)) => true,
             (Op::Adjust { .. }, Outcome::Level(_)) => true,
             (Op::Adjust { delta, .. }, Outcome::Failed(ErrorShape::Validation)) => *delta == 0,
-            (Op::Adjust { delta, .. }, Outcome::Failed(ErrorShape::OutOfStock { requested, available, .. })) => {
-                *delta < 0 && delta.unsigned_abs() == *requested && available < requested
-            }
+            (
+                Op::Adjust { delta, .. },
+                Outcome::Failed(ErrorShape::OutOfStock {
+                    requested,
+                    available,
+                    ..
+                }),
+            ) => *delta < 0 && delta.unsigned_abs() == *requested && available < requested,
             (Op::ReleaseExpired { .. }, Outcome::Reaped(_)) => true,
             (Op::Advance { .. }, Outcome::Done) => true,
             _ => op.order().is_some(),
@@ -1017,7 +1084,10 @@ async fn check_program(
         if let (Op::ReleaseExpired { .. }, Outcome::Reaped(rs)) = (op, got) {
             for r in rs {
                 if r.state != ReservationState::Released {
-                    return Err(format!("release_expired returned {r:?} in state {}", r.state));
+                    return Err(format!(
+                        "release_expired returned {r:?} in state {}",
+                        r.state
+                    ));
                 }
                 *reaped.entry(r.order_id.clone()).or_default() += 1;
             }
@@ -1025,7 +1095,9 @@ async fn check_program(
     }
     for (o, n) in &reaped {
         if *n > 1 {
-            return Err(format!("{o} was returned by {n} release_expired calls (exactly once)"));
+            return Err(format!(
+                "{o} was returned by {n} release_expired calls (exactly once)"
+            ));
         }
     }
     for (i, o) in orders.iter().enumerate() {
@@ -1044,17 +1116,31 @@ async fn check_program(
             use ReservationState as S;
             match (op, got) {
                 (Op::Reserve { .. }, Outcome::Reservation(r)) => match f {
-                    Some(f) if f.lines == r.lines && f.allocations == r.allocations && f.created_at == r.created_at => {}
+                    Some(f)
+                        if f.lines == r.lines
+                            && f.allocations == r.allocations
+                            && f.created_at == r.created_at => {}
                     _ => return bad("a successful reserve must be the order's one reservation"),
                 },
-                (Op::Reserve { lines, ttl_secs, order }, Outcome::Failed(e)) => {
+                (
+                    Op::Reserve {
+                        lines,
+                        ttl_secs,
+                        order,
+                    },
+                    Outcome::Failed(e),
+                ) => {
                     let request = Op::request(*order, lines, *ttl_secs);
                     let normal = request.normalized_lines();
                     match e {
                         ErrorShape::Validation if normal.is_err() => {}
                         ErrorShape::Conflict(EntityKind::Reservation)
                             if f.is_some_and(|f| normal.as_ref().is_ok_and(|n| n != &f.lines)) => {}
-                        ErrorShape::OutOfStock { sku: s, requested, available } => {
+                        ErrorShape::OutOfStock {
+                            sku: s,
+                            requested,
+                            available,
+                        } => {
                             let line = normal
                                 .as_ref()
                                 .ok()
@@ -1063,7 +1149,9 @@ async fn check_program(
                                 || available >= requested
                                 || line.is_none_or(|l| u64::from(l.quantity) != *requested)
                             {
-                                return bad("OutOfStock must be for a short non-backorder line of the request, asking more than was available");
+                                return bad(
+                                    "OutOfStock must be for a short non-backorder line of the request, asking more than was available",
+                                );
                             }
                         }
                         _ => return bad("unexpected error for reserve"),
@@ -1071,8 +1159,11 @@ async fn check_program(
                 }
                 (_, Outcome::Failed(ErrorShape::NotFound(EntityKind::Reservation))) => {}
                 (Op::Confirm { .. }, Outcome::Reservation(r)) => {
-                    if r.state != S::Confirmed || !matches!(state, Some(S::Confirmed | S::Returned)) {
-                        return bad("a successful confirm leaves the order confirmed (or later returned)");
+                    if r.state != S::Confirmed || !matches!(state, Some(S::Confirmed | S::Returned))
+                    {
+                        return bad(
+                            "a successful confirm leaves the order confirmed (or later returned)",
+                        );
                     }
                     confirmed = true;
                 }
@@ -1093,12 +1184,27 @@ async fn check_program(
                         return bad("extend returns an active reservation");
                     }
                 }
-                (_, Outcome::Failed(ErrorShape::InvalidTransition { entity: EntityKind::Reservation, from })) => {
+                (
+                    _,
+                    Outcome::Failed(ErrorShape::InvalidTransition {
+                        entity: EntityKind::Reservation,
+                        from,
+                    }),
+                ) => {
                     let ok = match (op, from.as_str()) {
-                        (Op::Confirm { .. }, "RELEASED") | (Op::Return { .. }, "RELEASED") | (Op::Extend { .. }, "RELEASED") => state == Some(S::Released),
-                        (Op::Confirm { .. } | Op::Release { .. } | Op::Extend { .. }, "RETURNED") => state == Some(S::Returned),
-                        (Op::Release { .. } | Op::Extend { .. }, "CONFIRMED") => matches!(state, Some(S::Confirmed | S::Returned)),
-                        (Op::Return { .. }, "ACTIVE") | (Op::Extend { .. }, "EXPIRED") => f.is_some(),
+                        (Op::Confirm { .. }, "RELEASED")
+                        | (Op::Return { .. }, "RELEASED")
+                        | (Op::Extend { .. }, "RELEASED") => state == Some(S::Released),
+                        (
+                            Op::Confirm { .. } | Op::Release { .. } | Op::Extend { .. },
+                            "RETURNED",
+                        ) => state == Some(S::Returned),
+                        (Op::Release { .. } | Op::Extend { .. }, "CONFIRMED") => {
+                            matches!(state, Some(S::Confirmed | S::Returned))
+                        }
+                        (Op::Return { .. }, "ACTIVE") | (Op::Extend { .. }, "EXPIRED") => {
+                            f.is_some()
+                        }
                         _ => false,
                     };
                     if !ok {
@@ -1109,7 +1215,9 @@ async fn check_program(
             }
         }
         if reaped.contains_key(o) && (state != Some(ReservationState::Released) || confirmed) {
-            return Err(format!("{o} was reaped but ends {state:?} (confirmed by a call: {confirmed})"));
+            return Err(format!(
+                "{o} was reaped but ends {state:?} (confirmed by a call: {confirmed})"
+            ));
         }
         let reached_by_call = match state {
             None | Some(ReservationState::Active) => true,
@@ -1178,10 +1286,14 @@ async fn check_program(
             let mut adjusted: i128 = 0;
             for (op, got) in &all {
                 match (op, got) {
-                    (Op::Restock { sku, loc, qty }, Outcome::Level(_)) if *sku == si && *loc == li => {
+                    (Op::Restock { sku, loc, qty }, Outcome::Level(_))
+                        if *sku == si && *loc == li =>
+                    {
                         received += i128::from(*qty)
                     }
-                    (Op::Adjust { sku, loc, delta }, Outcome::Level(_)) if *sku == si && *loc == li => {
+                    (Op::Adjust { sku, loc, delta }, Outcome::Level(_))
+                        if *sku == si && *loc == li =>
+                    {
                         adjusted -= i128::from(*delta)
                     }
                     _ => {}
@@ -1193,7 +1305,10 @@ async fn check_program(
                 let held: i128 = r
                     .allocations
                     .iter()
-                    .filter(|a| a.sku.as_str() == *s && a.location.as_ref().is_some_and(|x| x.as_str() == *l))
+                    .filter(|a| {
+                        a.sku.as_str() == *s
+                            && a.location.as_ref().is_some_and(|x| x.as_str() == *l)
+                    })
                     .map(|a| i128::from(a.quantity))
                     .sum();
                 match r.state {

@@ -98,7 +98,10 @@ async fn create_order_stores_the_order_and_its_history(env: Env<'_>) {
     assert_eq!(order.totals.total.to_string(), "50.98 USD");
     assert_eq!(stored(&ctx, &order.id).await.as_ref(), Some(&expected));
     assert_eq!(
-        must!(ctx.orders().get_order_by_key(&key("k-1")).await, "get_order_by_key"),
+        must!(
+            ctx.orders().get_order_by_key(&key("k-1")).await,
+            "get_order_by_key"
+        ),
         Some(expected.clone())
     );
     assert_eq!(
@@ -165,7 +168,10 @@ async fn create_order_is_idempotent_per_key(env: Env<'_>) {
         new_order("k-1", "c1", &[("A", 1, "1.00 USD")]),
         new_order("k-1", "c1", &[("B", 9, "3.00 USD")]),
     ] {
-        match must!(ctx.orders().create_order(retry).await, "retry with the same key") {
+        match must!(
+            ctx.orders().create_order(retry).await,
+            "retry with the same key"
+        ) {
             CreateOutcome::Existing(o) => assert_eq!(
                 o, first,
                 "a retry with the same key returns the existing order unchanged"
@@ -176,7 +182,11 @@ async fn create_order_is_idempotent_per_key(env: Env<'_>) {
         }
     }
     assert_eq!(history(&ctx, &first.id).await.len(), 1);
-    assert_eq!(ctx.events_since(mark).await, vec![], "a retry appended an event");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "a retry appended an event"
+    );
     let page = must!(
         ctx.orders()
             .list_orders(&OrderQuery {
@@ -216,7 +226,10 @@ async fn concurrent_creates_with_one_key_create_one_order(env: Env<'_>) {
     for o in &outcomes {
         assert_eq!(o.order(), created[0], "every caller gets the one order");
     }
-    assert_eq!(ctx.events_since(mark).await, vec![created_event(created[0])]);
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![created_event(created[0])]
+    );
     let page = must!(
         orders
             .list_orders(&OrderQuery {
@@ -252,11 +265,18 @@ async fn a_key_of_another_customer_is_a_conflict(env: Env<'_>) {
 
 async fn a_taken_order_id_is_a_conflict(env: Env<'_>) {
     let ctx = env.ctx().await;
-    let first = create(&ctx, with_id(new_order("k-1", "c1", &[("A", 1, "1.00 USD")]), "o-1")).await;
+    let first = create(
+        &ctx,
+        with_id(new_order("k-1", "c1", &[("A", 1, "1.00 USD")]), "o-1"),
+    )
+    .await;
     let mark = ctx.event_mark().await;
     assert_err!(
         ctx.orders()
-            .create_order(with_id(new_order("k-2", "c1", &[("B", 1, "1.00 USD")]), "o-1"))
+            .create_order(with_id(
+                new_order("k-2", "c1", &[("B", 1, "1.00 USD")]),
+                "o-1"
+            ))
             .await,
         Error::Conflict {
             kind: EntityKind::Order,
@@ -284,7 +304,10 @@ async fn transition_is_a_compare_and_set(env: Env<'_>) {
     let t1 = ctx.now();
     let o = must!(
         orders
-            .transition(&id, &Transition::new(Created, PaymentPending, "stock reserved"))
+            .transition(
+                &id,
+                &Transition::new(Created, PaymentPending, "stock reserved")
+            )
             .await,
         "CREATED -> PAYMENT_PENDING"
     );
@@ -296,7 +319,10 @@ async fn transition_is_a_compare_and_set(env: Env<'_>) {
     let t2 = ctx.now();
     let mut paid = Transition::new(PaymentPending, PaymentConfirmed, "charged");
     paid.payment_ref = Some("pay_123".into());
-    let o = must!(orders.transition(&id, &paid).await, "PAYMENT_PENDING -> PAYMENT_CONFIRMED");
+    let o = must!(
+        orders.transition(&id, &paid).await,
+        "PAYMENT_PENDING -> PAYMENT_CONFIRMED"
+    );
     assert_eq!(
         (o.status, o.version, o.updated_at, o.payment_ref.as_deref()),
         (PaymentConfirmed, 3, t2, Some("pay_123")),
@@ -357,7 +383,10 @@ async fn transition_is_a_compare_and_set(env: Env<'_>) {
     );
     assert_err!(
         orders
-            .transition(&id, &Transition::new(PaymentConfirmed, Preparing, "x".repeat(501)))
+            .transition(
+                &id,
+                &Transition::new(PaymentConfirmed, Preparing, "x".repeat(501))
+            )
             .await,
         Error::Validation { .. },
         "a 501-character reason"
@@ -369,7 +398,11 @@ async fn transition_is_a_compare_and_set(env: Env<'_>) {
         Error::Validation { .. },
         "an empty payment ref"
     );
-    assert_eq!(stored(&ctx, &id).await, Some(expected), "a refused transition wrote");
+    assert_eq!(
+        stored(&ctx, &id).await,
+        Some(expected),
+        "a refused transition wrote"
+    );
     assert_eq!(history(&ctx, &id).await.len(), 3);
     assert_eq!(ctx.events_since(mark).await, vec![]);
 }
@@ -384,7 +417,11 @@ async fn concurrent_transitions_exactly_one_wins(env: Env<'_>) {
     let results = concurrently(16, |i| {
         let orders = orders.clone();
         let id = id.clone();
-        let to = if i % 2 == 0 { PaymentPending } else { Cancelled };
+        let to = if i % 2 == 0 {
+            PaymentPending
+        } else {
+            Cancelled
+        };
         async move {
             orders
                 .transition(&id, &Transition::new(Created, to, format!("worker {i}")))
@@ -401,7 +438,13 @@ async fn concurrent_transitions_exactly_one_wins(env: Env<'_>) {
     for r in &results {
         if let Err(e) = r {
             assert!(
-                matches!(e, Error::Conflict { kind: EntityKind::Order, .. }),
+                matches!(
+                    e,
+                    Error::Conflict {
+                        kind: EntityKind::Order,
+                        ..
+                    }
+                ),
                 "a losing worker gets Conflict {{ kind: Order }}, got {e:?}"
             );
         }
@@ -409,7 +452,11 @@ async fn concurrent_transitions_exactly_one_wins(env: Env<'_>) {
     let winner = winners[0];
     assert_eq!(winner.version, 2);
     assert_eq!(stored(&ctx, &id).await.as_ref(), Some(winner));
-    assert_eq!(history(&ctx, &id).await.len(), 2, "exactly one history entry was added");
+    assert_eq!(
+        history(&ctx, &id).await.len(),
+        2,
+        "exactly one history entry was added"
+    );
     assert_eq!(
         ctx.events_since(mark).await,
         vec![status_event(&id, Created, winner.status)]
@@ -419,7 +466,13 @@ async fn concurrent_transitions_exactly_one_wins(env: Env<'_>) {
 /// A legal path from CREATED to `to`.
 fn path_to(to: OrderStatus) -> Vec<OrderStatus> {
     use OrderStatus::*;
-    let full = [PaymentPending, PaymentConfirmed, Preparing, Shipped, Delivered];
+    let full = [
+        PaymentPending,
+        PaymentConfirmed,
+        Preparing,
+        Shipped,
+        Delivered,
+    ];
     match to {
         Created => vec![],
         Cancelled => vec![Cancelled],
@@ -433,7 +486,11 @@ fn path_to(to: OrderStatus) -> Vec<OrderStatus> {
 
 async fn order_in(ctx: &Ctx, status: OrderStatus, n: &mut u32) -> Order {
     *n += 1;
-    let mut order = create(ctx, new_order(&format!("k-{n}"), "c1", &[("A", 1, "1.00 USD")])).await;
+    let mut order = create(
+        ctx,
+        new_order(&format!("k-{n}"), "c1", &[("A", 1, "1.00 USD")]),
+    )
+    .await;
     for to in path_to(status) {
         order = must!(
             ctx.orders()
@@ -489,7 +546,14 @@ async fn every_pair_of_the_status_table_is_enforced(env: Env<'_>) {
     use OrderStatus::*;
     assert_eq!(
         delivered_history,
-        vec![Created, PaymentPending, PaymentConfirmed, Preparing, Shipped, Delivered],
+        vec![
+            Created,
+            PaymentPending,
+            PaymentConfirmed,
+            Preparing,
+            Shipped,
+            Delivered
+        ],
         "the history lists every status, oldest first"
     );
 }
@@ -499,7 +563,10 @@ async fn unknown_orders_are_not_found(env: Env<'_>) {
     let orders = ctx.orders();
     let ghost = oid("o-ghost");
     assert_eq!(stored(&ctx, &ghost).await, None);
-    assert_eq!(must!(orders.get_order_by_key(&key("nope")).await, "by key"), None);
+    assert_eq!(
+        must!(orders.get_order_by_key(&key("nope")).await, "by key"),
+        None
+    );
     assert_err!(
         orders
             .transition(
@@ -559,7 +626,9 @@ async fn listing_pages_through_every_match_once(env: Env<'_>) {
     for (status, customer, limit) in queries {
         let matches = |o: &Order| {
             status.is_none_or(|s| s == o.status)
-                && customer.as_ref().is_none_or(|c: &CustomerId| c == &o.customer_id)
+                && customer
+                    .as_ref()
+                    .is_none_or(|c: &CustomerId| c == &o.customer_id)
         };
         let expected: Vec<Order> = all.iter().filter(|o| matches(o)).cloned().collect();
         let mut query = OrderQuery {

@@ -73,12 +73,18 @@ async fn claims_come_oldest_first_with_a_lease(env: Env<'_>) {
     let now = ctx.now();
     let jobs = claim(&ctx, 2).await;
     assert_eq!(
-        jobs.iter().map(|j| (j.order_id.clone(), j.attempt)).collect::<Vec<_>>(),
+        jobs.iter()
+            .map(|j| (j.order_id.clone(), j.attempt))
+            .collect::<Vec<_>>(),
         vec![(oid("o-000"), 1), (oid("o-001"), 1)],
         "claim returns the oldest jobs first, as attempt 1"
     );
     for j in &jobs {
-        assert_eq!(j.lease_until, now + chrono::Duration::seconds(30), "lease_until = now + visibility");
+        assert_eq!(
+            j.lease_until,
+            now + chrono::Duration::seconds(30),
+            "lease_until = now + visibility"
+        );
         assert_eq!(j.enqueued_at, t0);
         assert_eq!(j.last_error, None);
     }
@@ -91,7 +97,11 @@ async fn claims_come_oldest_first_with_a_lease(env: Env<'_>) {
     assert!(claim(&ctx, 10).await.is_empty());
     must!(ctx.queue().ack(&jobs[0]).await, "ack");
     ctx.advance(VISIBILITY);
-    let again: Vec<_> = claim(&ctx, 10).await.into_iter().map(|j| j.order_id).collect();
+    let again: Vec<_> = claim(&ctx, 10)
+        .await
+        .into_iter()
+        .map(|j| j.order_id)
+        .collect();
     assert_eq!(
         again,
         vec![oid("o-001"), oid("o-002")],
@@ -104,10 +114,17 @@ async fn a_lapsed_lease_is_claimed_again(env: Env<'_>) {
     enqueue(&ctx, 1).await;
     let first = claim(&ctx, 1).await.remove(0);
     ctx.advance(VISIBILITY - Duration::from_secs(1));
-    assert!(claim(&ctx, 1).await.is_empty(), "claimable before the lease ended");
+    assert!(
+        claim(&ctx, 1).await.is_empty(),
+        "claimable before the lease ended"
+    );
     ctx.advance(Duration::from_secs(1));
     let second = claim(&ctx, 1).await;
-    assert_eq!(second.len(), 1, "a job whose lease ended is claimable again");
+    assert_eq!(
+        second.len(),
+        1,
+        "a job whose lease ended is claimable again"
+    );
     assert_eq!(
         (second[0].id, second[0].attempt),
         (first.id, 2),
@@ -141,7 +158,11 @@ async fn stale_ack_and_fail_are_conflicts(env: Env<'_>) {
         },
         "fail of a stale claim"
     );
-    assert_eq!(stats(&ctx).await, before, "a stale ack/fail changed the queue");
+    assert_eq!(
+        stats(&ctx).await,
+        before,
+        "a stale ack/fail changed the queue"
+    );
     must!(queue.ack(&current).await, "ack of the current claim");
     assert_err!(
         queue.ack(&current).await,
@@ -175,7 +196,9 @@ async fn fail_retries_after_the_backoff(env: Env<'_>) {
         }
         let now = ctx.now();
         let outcome = must!(
-            queue.fail(&job, &format!("failure {attempt}"), &policy).await,
+            queue
+                .fail(&job, &format!("failure {attempt}"), &policy)
+                .await,
             "fail"
         );
         let delay = policy.delay_after(attempt);
@@ -188,7 +211,10 @@ async fn fail_retries_after_the_backoff(env: Env<'_>) {
         );
         assert_eq!(stats(&ctx).await.delayed, 1);
         ctx.advance(delay - Duration::from_secs(1));
-        assert!(claim(&ctx, 1).await.is_empty(), "claimable before its retry time");
+        assert!(
+            claim(&ctx, 1).await.is_empty(),
+            "claimable before its retry time"
+        );
         ctx.advance(Duration::from_secs(1));
     }
     assert_eq!(claim(&ctx, 1).await[0].attempt, 4);
@@ -208,7 +234,10 @@ async fn the_last_attempt_is_dead_lettered(env: Env<'_>) {
         assert_eq!(job.attempt, attempt);
         assert!(
             matches!(
-                must!(queue.fail(&job, &format!("e{attempt}"), &policy).await, "fail"),
+                must!(
+                    queue.fail(&job, &format!("e{attempt}"), &policy).await,
+                    "fail"
+                ),
                 RetryOutcome::Retrying { .. }
             ),
             "attempt {attempt} of 3 is retried"
@@ -219,7 +248,10 @@ async fn the_last_attempt_is_dead_lettered(env: Env<'_>) {
     assert_eq!(job.attempt, 3);
     let at = ctx.now();
     assert_eq!(
-        must!(queue.fail(&job, "final error", &policy).await, "fail the last attempt"),
+        must!(
+            queue.fail(&job, "final error", &policy).await,
+            "fail the last attempt"
+        ),
         RetryOutcome::DeadLettered,
         "failing attempt max_attempts dead-letters the job"
     );
@@ -237,7 +269,10 @@ async fn the_last_attempt_is_dead_lettered(env: Env<'_>) {
         "the dead letter keeps the job, its attempts, the last error and the time"
     );
     ctx.advance(Duration::from_secs(3600));
-    assert!(claim(&ctx, 10).await.is_empty(), "a dead job is never claimed");
+    assert!(
+        claim(&ctx, 10).await.is_empty(),
+        "a dead job is never claimed"
+    );
     assert_err!(
         queue.ack(&job).await,
         Error::Conflict { .. },
@@ -262,9 +297,15 @@ async fn lapsed_leases_count_as_attempts(env: Env<'_>) {
     claim(&ctx, 1).await;
     ctx.advance(VISIBILITY);
     let second = claim(&ctx, 1).await.remove(0);
-    assert_eq!(second.attempt, 2, "a claim after a lapsed lease is the next attempt");
     assert_eq!(
-        must!(ctx.queue().fail(&second, "crash loop", &policy).await, "fail"),
+        second.attempt, 2,
+        "a claim after a lapsed lease is the next attempt"
+    );
+    assert_eq!(
+        must!(
+            ctx.queue().fail(&second, "crash loop", &policy).await,
+            "fail"
+        ),
         RetryOutcome::DeadLettered,
         "an attempt lost to a lapsed lease counts towards max_attempts"
     );
@@ -337,7 +378,10 @@ async fn concurrent_claimers_never_share_a_job(env: Env<'_>) {
         async move {
             let mut mine = Vec::new();
             loop {
-                let jobs = queue.claim(1 + (w % 4) as u32, VISIBILITY).await.expect("claim");
+                let jobs = queue
+                    .claim(1 + (w % 4) as u32, VISIBILITY)
+                    .await
+                    .expect("claim");
                 // More claims than jobs means a job was handed out twice: stop and report.
                 let so_far = total.fetch_add(jobs.len(), std::sync::atomic::Ordering::SeqCst);
                 if jobs.is_empty() || so_far > n {
@@ -355,9 +399,16 @@ async fn concurrent_claimers_never_share_a_job(env: Env<'_>) {
     .await;
     let all: Vec<JobId> = claimed.into_iter().flatten().collect();
     let unique: BTreeSet<JobId> = all.iter().copied().collect();
-    assert_eq!(all.len(), unique.len(), "two concurrent claims returned the same job");
+    assert_eq!(
+        all.len(),
+        unique.len(),
+        "two concurrent claims returned the same job"
+    );
     assert_eq!(unique, ids, "the claimers together drained the queue");
     let s = stats(&ctx).await;
     assert_eq!(s.ready, 0);
-    assert_eq!(s.leased, n as u64 - ids.iter().filter(|i| i.0 % 2 == 0).count() as u64);
+    assert_eq!(
+        s.leased,
+        n as u64 - ids.iter().filter(|i| i.0 % 2 == 0).count() as u64
+    );
 }

@@ -88,9 +88,7 @@ pub(crate) struct Ctx {
 }
 
 fn missing(what: &str) -> ! {
-    panic!(
-        "the builder provides no {what}; return it from StoreBuilder::build (Stores::with_...)"
-    )
+    panic!("the builder provides no {what}; return it from StoreBuilder::build (Stores::with_...)")
 }
 
 impl Ctx {

@@ -63,8 +63,9 @@ pub fn money() -> impl Strategy<Value = Money> {
 /// million units still fits).
 pub fn price_in(currency: Currency) -> impl Strategy<Value = Money> {
     let scale = 10i64.pow(currency.minor_units());
-    (0..=1_000_000 * scale)
-        .prop_map(move |units| Money::from_minor_units(units, currency).unwrap_or_else(|_| Money::zero(currency)))
+    (0..=1_000_000 * scale).prop_map(move |units| {
+        Money::from_minor_units(units, currency).unwrap_or_else(|_| Money::zero(currency))
+    })
 }
 
 /// A time between 2000 and 2100, in whole microseconds.
@@ -134,7 +135,8 @@ pub fn idempotency_key() -> impl Strategy<Value = IdempotencyKey> {
 /// A guest cart id (`g-` and 32 hex digits) or a customer's cart id.
 pub fn cart_id() -> impl Strategy<Value = CartId> {
     prop_oneof![
-        "[0-9a-f]{32}".prop_map(|hex| CartId::new(format!("g-{hex}")).unwrap_or_else(|e| panic!("{e}"))),
+        "[0-9a-f]{32}"
+            .prop_map(|hex| CartId::new(format!("g-{hex}")).unwrap_or_else(|e| panic!("{e}"))),
         customer_id().prop_map(|c| CartId::for_customer(&c)),
     ]
 }
@@ -159,7 +161,8 @@ pub fn category() -> impl Strategy<Value = Category> {
 
 /// A slug.
 pub fn slug() -> impl Strategy<Value = Slug> {
-    "[a-z0-9]{1,12}(-[a-z0-9]{1,12}){0,4}".prop_map(|s| Slug::new(s).unwrap_or_else(|e| panic!("{e}")))
+    "[a-z0-9]{1,12}(-[a-z0-9]{1,12}){0,4}"
+        .prop_map(|s| Slug::new(s).unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// Text of `min..=max` characters without control characters (and not blank when
@@ -271,7 +274,10 @@ pub fn new_product() -> impl Strategy<Value = NewProduct> {
                 price_in(currency),
             ),
             (
-                prop::collection::vec("[a-z0-9]{1,16}".prop_map(|p| format!("https://img.example/{p}.jpg")), 0..3),
+                prop::collection::vec(
+                    "[a-z0-9]{1,16}".prop_map(|p| format!("https://img.example/{p}.jpg")),
+                    0..3,
+                ),
                 prop::collection::vec(variant(currency), 1..4),
                 attributes(),
                 product_status(),
@@ -306,16 +312,21 @@ pub fn new_product() -> impl Strategy<Value = NewProduct> {
 
 /// A valid stored product.
 pub fn product() -> impl Strategy<Value = Product> {
-    (new_product(), slug(), timestamp(), 0i64..1_000_000_000, 1u64..1000).prop_map(
-        |(new, slug, created, later_micros, version)| {
+    (
+        new_product(),
+        slug(),
+        timestamp(),
+        0i64..1_000_000_000,
+        1u64..1000,
+    )
+        .prop_map(|(new, slug, created, later_micros, version)| {
             let mut p = new
                 .into_product(slug, created)
                 .unwrap_or_else(|e| panic!("strategy made an invalid product: {e}"));
             p.version = version;
             p.updated_at = created + chrono::Duration::microseconds(later_micros);
             p
-        },
-    )
+        })
 }
 
 /// A cart owner.
@@ -328,26 +339,33 @@ pub fn cart_owner() -> impl Strategy<Value = CartOwner> {
 
 /// A cart line in `currency`.
 pub fn cart_item(currency: Currency) -> impl Strategy<Value = CartItem> {
-    (product_id(), sku(), 1u32..=99, price_in(currency), timestamp()).prop_map(
-        |(product_id, sku, quantity, unit_price, added_at)| CartItem {
-            product_id,
-            sku,
-            quantity,
-            unit_price,
-            added_at,
-        },
+    (
+        product_id(),
+        sku(),
+        1u32..=99,
+        price_in(currency),
+        timestamp(),
     )
+        .prop_map(
+            |(product_id, sku, quantity, unit_price, added_at)| CartItem {
+                product_id,
+                sku,
+                quantity,
+                unit_price,
+                added_at,
+            },
+        )
 }
 
 /// Cart limits (line quantity, lines, TTL of a minute to 30 days).
 pub fn cart_limits() -> impl Strategy<Value = CartLimits> {
-    (1u32..=999, 1u32..=200, 60u64..30 * 24 * 3600).prop_map(|(max_line_quantity, max_lines, ttl)| {
-        CartLimits {
+    (1u32..=999, 1u32..=200, 60u64..30 * 24 * 3600).prop_map(
+        |(max_line_quantity, max_lines, ttl)| CartLimits {
             max_line_quantity,
             max_lines,
             ttl: Duration::from_secs(ttl),
-        }
-    })
+        },
+    )
 }
 
 /// A cart: distinct SKUs in one currency, consistent times.
@@ -364,7 +382,10 @@ pub fn cart() -> impl Strategy<Value = Cart> {
         )
             .prop_map(|(id, owner, items, version, created_at, later, ttl)| {
                 let mut seen = std::collections::HashSet::new();
-                let items = items.into_iter().filter(|i| seen.insert(i.sku.clone())).collect();
+                let items = items
+                    .into_iter()
+                    .filter(|i| seen.insert(i.sku.clone()))
+                    .collect();
                 let updated_at = created_at + chrono::Duration::microseconds(later);
                 Cart {
                     id,
@@ -401,15 +422,22 @@ pub fn reservation_request() -> impl Strategy<Value = ReservationRequest> {
 /// A valid new order: 1 to 5 lines with distinct SKUs in one currency.
 pub fn new_order() -> impl Strategy<Value = NewOrder> {
     currency().prop_flat_map(|currency| {
-        let line = (product_id(), sku(), text(0, 40), 1u32..=1000, price_in(currency)).prop_map(
-            |(product_id, sku, title, quantity, unit_price)| NewOrderLine {
-                product_id,
-                sku,
-                title,
-                quantity,
-                unit_price,
-            },
-        );
+        let line = (
+            product_id(),
+            sku(),
+            text(0, 40),
+            1u32..=1000,
+            price_in(currency),
+        )
+            .prop_map(
+                |(product_id, sku, title, quantity, unit_price)| NewOrderLine {
+                    product_id,
+                    sku,
+                    title,
+                    quantity,
+                    unit_price,
+                },
+            );
         (
             proptest::option::of(order_id()),
             customer_id(),
@@ -420,7 +448,10 @@ pub fn new_order() -> impl Strategy<Value = NewOrder> {
         )
             .prop_map(|(id, customer_id, idempotency_key, lines, shipping, tax)| {
                 let mut seen = std::collections::HashSet::new();
-                let lines = lines.into_iter().filter(|l| seen.insert(l.sku.clone())).collect();
+                let lines = lines
+                    .into_iter()
+                    .filter(|l| seen.insert(l.sku.clone()))
+                    .collect();
                 NewOrder {
                     id,
                     customer_id,
@@ -478,8 +509,10 @@ pub fn transition() -> impl Strategy<Value = Transition> {
 /// A domain event of any kind.
 pub fn domain_event() -> impl Strategy<Value = DomainEvent> {
     prop_oneof![
-        (product_id(), 1u64..1000)
-            .prop_map(|(product_id, version)| DomainEvent::ProductChanged { product_id, version }),
+        (product_id(), 1u64..1000).prop_map(|(product_id, version)| DomainEvent::ProductChanged {
+            product_id,
+            version
+        }),
         (sku(), location_id(), 0u64..1_000_000).prop_map(|(sku, location, available)| {
             DomainEvent::StockChanged {
                 sku,
@@ -487,27 +520,37 @@ pub fn domain_event() -> impl Strategy<Value = DomainEvent> {
                 available,
             }
         }),
-        (order_id(), reservation_state(), prop::collection::vec(sku(), 1..4)).prop_map(
-            |(order_id, state, skus)| DomainEvent::ReservationChanged {
+        (
+            order_id(),
+            reservation_state(),
+            prop::collection::vec(sku(), 1..4)
+        )
+            .prop_map(|(order_id, state, skus)| DomainEvent::ReservationChanged {
                 order_id,
                 state,
                 skus
-            }
-        ),
+            }),
         (order_id(), customer_id()).prop_map(|(order_id, customer_id)| {
             DomainEvent::OrderCreated {
                 order_id,
                 customer_id,
             }
         }),
-        (order_id(), prop::sample::select(
-            OrderStatus::ALL
-                .iter()
-                .flat_map(|&a| OrderStatus::ALL.iter().map(move |&b| (a, b)))
-                .filter(|(a, b)| a.can_transition_to(*b))
-                .collect::<Vec<_>>()
-        ))
-        .prop_map(|(order_id, (from, to))| DomainEvent::OrderStatusChanged { order_id, from, to }),
+        (
+            order_id(),
+            prop::sample::select(
+                OrderStatus::ALL
+                    .iter()
+                    .flat_map(|&a| OrderStatus::ALL.iter().map(move |&b| (a, b)))
+                    .filter(|(a, b)| a.can_transition_to(*b))
+                    .collect::<Vec<_>>()
+            )
+        )
+            .prop_map(|(order_id, (from, to))| DomainEvent::OrderStatusChanged {
+                order_id,
+                from,
+                to
+            }),
     ]
 }
 
