@@ -1,5 +1,5 @@
 //! The [`InventoryStore`](crate::store::InventoryStore) suite, with the events it
-//! appends and the model-based tests of [`super::model`].
+//! appends and the model-based tests.
 //!
 //! Checks: restock/adjust counters, events (`StockChanged`) and ledger entries; invalid
 //! input (zero, huge, long reasons) writes nothing; `adjust` below zero is `OutOfStock`
@@ -12,8 +12,29 @@
 //! opt-in backorders filled by the next restock; `extend`; `confirm`, `release` and
 //! `return_stock` with their idempotency and `InvalidTransition`s; `release_expired`
 //! (boundary, limit, exactly once with concurrent reapers, racing `confirm`); the ledger
-//! replays to the counters; `audit()` is empty after every case; then the sequential and
-//! concurrent model-based tests.
+//! replays to the counters; `audit()` is empty after every case.
+//!
+//! # Model-based tests
+//! A pure, sequential model of the inventory, written from the contract and the
+//! [`crate::inventory`] docs, is compared with the store.
+//!
+//! * **Sequential**: random histories of restock / adjust / reserve / confirm / release /
+//!   return / extend / `release_expired` / clock moves run one operation at a time
+//!   against a fresh store and the model. Every outcome (value, or error kind and
+//!   payload), every event and the whole observable state (levels, backorders, every
+//!   reservation) must match after every step; at the end `audit()` is empty and the
+//!   ledger replays to the counters. Where the contract leaves a choice (which due
+//!   reservations a `release_expired` call with a small limit picks) the model checks the
+//!   store's choice is allowed and follows it.
+//! * **Concurrent**: 4 to 8 tasks run random programs at once against one store. The
+//!   interleaving is the runtime's, so the check is what must hold for every
+//!   interleaving: `audit()` is empty; the ledger replays to the counters; for SKUs
+//!   without backorders every counter equals what the successful operations and the
+//!   final reservation states imply; every outcome is explainable by the final state;
+//!   each state change appended exactly one event.
+//!
+//! A failure panics with the seed (`COMMERCE_TESTKIT_SEED` replays the generated
+//! histories) and the shrunk history with each step's outcome.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
