@@ -19,14 +19,19 @@ use std::time::Duration;
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
 use super::fixtures::{cart_item, cust, sku};
-use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::cart::{Cart, CartLimits, CartOwner, MergeReport};
 use crate::error::{EntityKind, Error};
 use crate::id::{CartId, Sku};
 
 /// Runs every cart case against `builder`'s stores; panics listing the failed cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    run_one_area(builder, Area::Carts, cases()).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    run_one_area(builder, settings, Area::Carts, cases()).await;
 }
 
 pub(crate) fn cases() -> Vec<Case> {

@@ -18,7 +18,7 @@ use std::time::Duration;
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, join, must};
 use super::fixtures::{new_product, path, pid, sku};
-use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::catalog::{
     AttributeValue, Category, CategoryTree, NewProduct, Product, ProductStatus, Slug,
 };
@@ -29,7 +29,12 @@ use crate::store::{CatalogStoreExt, ProductQuery};
 
 /// Runs every catalog case against `builder`'s stores; panics listing the failed cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    run_one_area(builder, Area::Catalog, cases()).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    run_one_area(builder, settings, Area::Catalog, cases()).await;
 }
 
 pub(crate) fn cases() -> Vec<Case> {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, join, must};
 use super::fixtures::{cust, oid};
-use super::runner::{Case, Ctx, Env, cases, read_all_after, run_one_area};
+use super::runner::{Case, Ctx, Env, Settings, cases, read_all_after, run_one_area};
 use crate::error::Error;
 use crate::event::DomainEvent;
 use crate::id::{ConsumerName, EventId};
@@ -24,7 +24,12 @@ use crate::store::EventLogExt;
 /// Runs every event-log case against `builder`'s stores; panics listing the failed
 /// cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    run_one_area(builder, Area::Events, cases()).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    run_one_area(builder, settings, Area::Events, cases()).await;
 }
 
 pub(crate) fn cases() -> Vec<Case> {

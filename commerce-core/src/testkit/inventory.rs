@@ -43,7 +43,7 @@ use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
 use super::fixtures::{loc, oid, sku};
 use super::model;
-use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::clock::Timestamp;
 use crate::error::{EntityKind, Error};
 use crate::event::DomainEvent;
@@ -56,7 +56,12 @@ use crate::inventory::{
 /// Runs every inventory case (including the model-based tests) against `builder`'s
 /// stores; panics listing the failed cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    run_one_area(builder, Area::Inventory, cases()).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    run_one_area(builder, settings, Area::Inventory, cases()).await;
 }
 
 pub(crate) fn cases() -> Vec<Case> {

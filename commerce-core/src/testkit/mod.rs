@@ -61,8 +61,12 @@ pub use runner::{Failure, Report, Settings};
 
 /// Runs every area `builder` provides and returns the outcome without panicking.
 pub async fn run<B: StoreBuilder>(builder: &B) -> Report {
+    run_with(builder, &Settings::from_env()).await
+}
+
+/// [`run`] with explicit [`Settings`] (e.g. [`Settings::from_env_with_cases`]).
+pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Report {
     let areas = runner::probe(builder).await;
-    let settings = Settings::from_env();
     let mut report = Report {
         not_provided: Area::ALL
             .into_iter()
@@ -79,7 +83,7 @@ pub async fn run<B: StoreBuilder>(builder: &B) -> Report {
             Area::Events => events::cases(),
             Area::Queue => queue::cases(),
         };
-        runner::run_area(builder, &settings, area, &cases, &mut report).await;
+        runner::run_area(builder, settings, area, &cases, &mut report).await;
     }
     report
 }
@@ -87,7 +91,12 @@ pub async fn run<B: StoreBuilder>(builder: &B) -> Report {
 /// Runs every area `builder` provides (a store it does not return is skipped and named
 /// in the summary); panics listing every failed case.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    let report = run(builder).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    let report = run_with(builder, settings).await;
     eprintln!("{report}");
     report.assert_passed();
 }

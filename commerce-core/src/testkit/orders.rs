@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
 use super::fixtures::{cust, key, new_order, oid};
-use super::runner::{Case, Ctx, Env, cases, run_one_area};
+use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::error::{EntityKind, Error};
 use crate::event::DomainEvent;
 use crate::id::{CustomerId, OrderId};
@@ -25,7 +25,12 @@ use crate::store::{CreateOutcome, OrderQuery};
 
 /// Runs every order case against `builder`'s stores; panics listing the failed cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
-    run_one_area(builder, Area::Orders, cases()).await;
+    test_all_with(builder, &Settings::from_env()).await;
+}
+
+/// [`test_all`] with explicit [`Settings`].
+pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
+    run_one_area(builder, settings, Area::Orders, cases()).await;
 }
 
 pub(crate) fn cases() -> Vec<Case> {

@@ -33,13 +33,27 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Reads the environment.
+    /// Reads the environment (32 model-based histories unless `COMMERCE_TESTKIT_CASES`
+    /// says otherwise).
     pub fn from_env() -> Self {
+        Self::from_env_with_cases(32)
+    }
+
+    /// Reads the environment, with `cases` model-based histories unless
+    /// `COMMERCE_TESTKIT_CASES` says otherwise: an adapter whose cases are slow (a fresh
+    /// schema per history) picks a smaller default for CI and keeps the variable for
+    /// soaks.
+    ///
+    /// ```
+    /// let settings = commerce_core::testkit::Settings::from_env_with_cases(8);
+    /// assert!(settings.cases >= 1);
+    /// ```
+    pub fn from_env_with_cases(cases: u32) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         Settings {
             cases: var("COMMERCE_TESTKIT_CASES")
                 .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(32)
+                .unwrap_or(cases)
                 .max(1),
             seed: var("COMMERCE_TESTKIT_SEED").and_then(|v| v.trim().parse().ok()),
             filter: var("COMMERCE_TESTKIT_FILTER"),
@@ -360,16 +374,20 @@ pub(crate) async fn probe(builder: &dyn StoreBuilder) -> Vec<Area> {
 }
 
 /// Runs one area's cases, panicking with every failure if any case fails.
-pub(crate) async fn run_one_area(builder: &dyn StoreBuilder, area: Area, cases: Vec<Case>) {
+pub(crate) async fn run_one_area(
+    builder: &dyn StoreBuilder,
+    settings: &Settings,
+    area: Area,
+    cases: Vec<Case>,
+) {
     require_multi_thread();
     let areas = probe(builder).await;
     assert!(
         areas.contains(&area),
         "the builder provides no store for the {area} area (it provides {areas:?})"
     );
-    let settings = Settings::from_env();
     let mut report = Report::default();
-    run_area(builder, &settings, area, &cases, &mut report).await;
+    run_area(builder, settings, area, &cases, &mut report).await;
     eprintln!("{report}");
     report.assert_passed();
 }
