@@ -166,10 +166,16 @@ pub fn slug() -> impl Strategy<Value = Slug> {
 }
 
 /// Text of `min..=max` characters without control characters (and not blank when
-/// `min > 0`), biased towards the characters that break things (multi-byte, combining,
-/// right-to-left, quotes and backslashes).
+/// `min > 0`): mostly printable ASCII (quotes and backslashes included), the rest from
+/// the whole of Unicode outside the control ranges (multi-byte, combining, right-to-left,
+/// astral).
 pub fn text(min: usize, max: usize) -> impl Strategy<Value = String> {
-    let ch = any::<char>().prop_filter("no control characters", |c| !c.is_control());
+    const NON_ASCII: &[std::ops::RangeInclusive<char>] =
+        &['\u{a0}'..='\u{d7ff}', '\u{e000}'..='\u{10ffff}'];
+    let ch = prop_oneof![
+        3 => proptest::char::range(' ', '~'),
+        1 => proptest::char::ranges(std::borrow::Cow::Borrowed(NON_ASCII)),
+    ];
     prop::collection::vec(ch, min..=max)
         .prop_map(String::from_iter)
         .prop_filter("not blank", move |s| min == 0 || !s.trim().is_empty())
