@@ -43,6 +43,7 @@ pub mod inventory;
 pub mod memory;
 pub mod money;
 pub mod order;
+pub mod sample;
 pub mod store;
 
 #[cfg(feature = "testkit")]
