@@ -462,11 +462,14 @@ impl ProductPages {
 
     /// Live stock of every variant.
     async fn availability(&self, product: &Product) -> Result<Vec<(Sku, StockStatus)>> {
-        let inventory = &self.inventory;
-        futures::stream::iter(&product.variants)
-            .map(|v| async move {
-                let stock = inventory.stock(&v.sku).await?;
-                Ok((v.sku.clone(), StockStatus::from(&stock)))
+        let skus: Vec<Sku> = product.variants.iter().map(|v| v.sku.clone()).collect();
+        futures::stream::iter(skus)
+            .map(|sku| {
+                let inventory = self.inventory.clone();
+                async move {
+                    let stock = inventory.stock(&sku).await?;
+                    Ok((sku, StockStatus::from(&stock)))
+                }
             })
             .buffered(self.config.stock_concurrency.max(1))
             .collect::<Vec<Result<_>>>()
