@@ -232,30 +232,46 @@ impl OrderStore for FlakyOrders {
 #[tokio::test]
 async fn a_failure_mid_batch_commits_what_came_before_and_retries_the_rest() {
     let engine = MemoryEngine::new();
-    let store = Arc::new(MemoryCoPurchase::new());
-    let first = place(&engine, "k1", "c", &["a", "b"]).await;
-    pay(&engine, &first.id).await;
-    let bad = place(&engine, "k2", "c", &["a", "c"]).await;
-    pay(&engine, &bad.id).await;
-    let orders = Arc::new(FlakyOrders {
+    let mut model = Model::default();
+    let mut orders = Vec::new();
+    for i in 0..10 {
+        let o = place(&engine, &format!("k{i}"), "c", &["a", &format!("b{i}")]).await;
+        pay(&engine, &o.id).await;
+        model.record(&Basket::from_order(&o));
+        orders.push(o);
+    }
+    let bad = orders[5].id.clone();
+    let flaky = Arc::new(FlakyOrders {
         inner: engine.orders.clone(),
-        bad: bad.id.clone(),
+        bad: bad.clone(),
         fail: AtomicBool::new(true),
     });
-    let u = CoPurchaseUpdater::new(engine.events.clone(), orders.clone(), store.clone());
-    assert!(u.run_once().await.unwrap_err().is_retryable());
-    let cp = engine.events.checkpoint(u.consumer()).await.unwrap();
-    assert!(
-        cp > EventId(0),
-        "the events before the failure are committed"
-    );
-    assert_eq!(store.orders_recorded().await.unwrap(), 1);
+    for concurrency in [1, 8] {
+        let consumer = ConsumerName::new(format!("c{concurrency}")).unwrap();
+        let store = Arc::new(MemoryCoPurchase::new());
+        let u = CoPurchaseUpdater::new(engine.events.clone(), flaky.clone(), store.clone())
+            .with_consumer(consumer.clone())
+            .with_concurrency(concurrency);
+        flaky.fail.store(true, Ordering::SeqCst);
+        assert!(u.run_once().await.unwrap_err().is_retryable());
+        // The checkpoint stops right before the failed order's confirmation.
+        let cp = engine.events.checkpoint(&consumer).await.unwrap();
+        let events = engine.events.read(cp, 1).await.unwrap();
+        assert!(matches!(
+            &events[0].event,
+            DomainEvent::OrderStatusChanged { order_id, to: OrderStatus::PaymentConfirmed, .. }
+                if order_id == &bad
+        ));
+        let before = store.orders_recorded().await.unwrap();
+        assert!((5..=9).contains(&before), "{before}");
 
-    orders.fail.store(false, Ordering::SeqCst);
-    let report = u.catch_up().await.unwrap();
-    assert_eq!(report.recorded, 1);
-    assert_eq!(report.duplicates, 0, "the first order was not read again");
-    assert_eq!(store.orders_recorded().await.unwrap(), 2);
+        flaky.fail.store(false, Ordering::SeqCst);
+        let report = u.catch_up().await.unwrap();
+        assert_eq!(report.recorded + before, 10);
+        // Orders after the failed one that were recorded meanwhile come again.
+        assert_eq!(report.duplicates, before - 5);
+        model.assert_store(store.as_ref()).await;
+    }
 }
 
 #[tokio::test]
