@@ -188,10 +188,30 @@ pub async fn co_purchase_basics(store: &dyn CoPurchaseStore) {
         store.record(&replay).await.expect("record"),
         RecordOutcome::Duplicate
     );
+    // Several at once: one outcome each, in order; repeats within the call count once.
+    let more = [
+        Basket::new(oid("o6"), [pid("a"), pid("e")]),
+        Basket::new(oid("o6"), [pid("a"), pid("e")]),
+        Basket::new(oid("o2"), [pid("a"), pid("c")]),
+    ];
+    let outcomes = store.record_all(&more).await.expect("record_all");
+    assert_eq!(
+        outcomes,
+        [
+            RecordOutcome::Recorded,
+            RecordOutcome::Duplicate,
+            RecordOutcome::Duplicate
+        ]
+    );
+    model.record(&more[0]);
     assert_matches(store, &model).await;
     let a = store.also_bought(&pid("a"), 10).await.expect("also_bought");
     let ids: Vec<&str> = a.iter().map(|c| c.product_id.as_str()).collect();
-    assert_eq!(ids, ["c", "b"], "count descending, never itself");
+    assert_eq!(
+        ids,
+        ["c", "b", "e"],
+        "count descending, then id; never itself"
+    );
     for bad in [0, crate::store::MAX_PAGE_SIZE + 1] {
         assert!(matches!(
             store.also_bought(&pid("a"), bad).await,

@@ -118,6 +118,7 @@ impl CoPurchaseStore for MemoryCoPurchase {
         Ok(RecordOutcome::Recorded)
     }
 
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
     async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>> {
         let limit = check_limit(limit)?;
         let state = self.read();
@@ -136,6 +137,7 @@ impl CoPurchaseStore for MemoryCoPurchase {
         Ok(top(items, limit))
     }
 
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
     async fn popular(&self, limit: u32) -> Result<Vec<ProductCount>> {
         let limit = check_limit(limit)?;
         Ok(self
@@ -182,6 +184,7 @@ impl MemoryHistory {
 
 #[async_trait]
 impl HistoryStore for MemoryHistory {
+    #[instrument(level = "trace", skip(self, interaction), fields(kind = interaction.kind.as_str()))]
     async fn record(&self, customer: &CustomerId, interaction: &Interaction) -> Result<()> {
         let mut state = self.lock();
         state.seq += 1;
@@ -198,6 +201,7 @@ impl HistoryStore for MemoryHistory {
         Ok(())
     }
 
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
     async fn recent(&self, customer: &CustomerId, limit: u32) -> Result<Vec<Interaction>> {
         let limit = check_limit(limit)?;
         Ok(self

@@ -13,7 +13,7 @@ use super::history::{Interaction, InteractionKind};
 use crate::error::Result;
 use crate::event::DomainEvent;
 use crate::id::{ConsumerName, EventId, OrderId};
-use crate::order::OrderStatus;
+use crate::order::{Order, OrderStatus};
 use crate::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore, OrderStore};
 
 /// What one [`CoPurchaseUpdater::run_once`] did.
@@ -98,13 +98,6 @@ pub struct CoPurchaseUpdater {
     concurrency: usize,
 }
 
-/// What handling one confirmed order did.
-enum Handled {
-    Recorded,
-    Duplicate,
-    Missing,
-}
-
 impl CoPurchaseUpdater {
     /// The default consumer name (its checkpoint key).
     pub const DEFAULT_CONSUMER: &'static str = "recommend-co-purchase";
@@ -149,8 +142,8 @@ impl CoPurchaseUpdater {
         self
     }
 
-    /// Confirmed orders of a batch handled at once (default 8): recording costs a few
-    /// round trips per order, so at 10,000 orders/s one at a time would fall behind.
+    /// Confirmed orders of a batch read (and their buyers' histories written) at once,
+    /// default 8: at 10,000 orders/s one round trip at a time would fall behind.
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
         self
@@ -163,12 +156,12 @@ impl CoPurchaseUpdater {
 
     /// Handles one batch after the checkpoint and commits it.
     ///
-    /// The batch's confirmed orders are handled up to
-    /// [`with_concurrency`](Self::with_concurrency) at a time (the counts commute, so
-    /// order does not matter). On an error the checkpoint is committed up to the last
-    /// event before the first order that failed, and the error is returned; the next
-    /// call starts there (orders after it that were recorded meanwhile come again and
-    /// are duplicates).
+    /// The batch's confirmed orders are read up to
+    /// [`with_concurrency`](Self::with_concurrency) at a time and recorded with one
+    /// [`CoPurchaseStore::record_all`] (the counts commute, so order does not matter).
+    /// On an error the checkpoint is committed up to the last event before the first
+    /// order that failed, and the error is returned; the next call starts there (orders
+    /// after it that were recorded meanwhile come again and are duplicates).
     #[instrument(level = "debug", skip(self), fields(consumer = %self.consumer), err(level = "warn"))]
     pub async fn run_once(&self) -> Result<UpdateReport> {
         let after = self.events.checkpoint(&self.consumer).await?;
@@ -189,31 +182,72 @@ impl CoPurchaseUpdater {
                 _ => None,
             })
             .collect();
-        let results: Vec<(usize, Result<Handled>)> = futures::stream::iter(confirmed)
-            .map(|(i, order_id)| {
-                let this = self.clone();
-                async move { (i, this.handle(&order_id).await) }
-            })
-            .buffered(self.concurrency)
-            .collect()
-            .await;
-        // Everything before the first failure is handled.
-        let mut handled_upto = batch.len();
+
+        // Everything before `cut` is handled.
+        let mut cut = batch.len();
         let mut failure = None;
-        for (i, r) in results {
-            match r {
-                Ok(Handled::Recorded) => report.recorded += 1,
-                Ok(Handled::Duplicate) => report.duplicates += 1,
-                Ok(Handled::Missing) => report.missing += 1,
+        let fetched: Vec<(usize, OrderId, Result<Option<Order>>)> =
+            futures::stream::iter(confirmed)
+                .map(|(i, id)| {
+                    let orders = self.orders.clone();
+                    async move {
+                        let order = orders.get_order(&id).await;
+                        (i, id, order)
+                    }
+                })
+                .buffered(self.concurrency)
+                .collect()
+                .await;
+        let mut found: Vec<(usize, Order)> = Vec::new();
+        for (i, id, order) in fetched {
+            match order {
+                Ok(Some(order)) => found.push((i, order)),
+                Ok(None) => {
+                    warn!(order = %id, "confirmed order not found; skipped");
+                    report.missing += 1;
+                }
                 Err(e) => {
-                    handled_upto = i;
+                    cut = i;
                     failure = Some(e);
                     break;
                 }
             }
         }
-        report.events = handled_upto as u64;
-        if let Some(last) = handled_upto.checked_sub(1).and_then(|i| batch.get(i)) {
+
+        if !found.is_empty() {
+            let baskets: Vec<Basket> = found.iter().map(|(_, o)| Basket::from_order(o)).collect();
+            for outcome in self.store.record_all(&baskets).await? {
+                match outcome {
+                    RecordOutcome::Recorded => report.recorded += 1,
+                    RecordOutcome::Duplicate => report.duplicates += 1,
+                }
+            }
+            debug!(
+                orders = baskets.len(),
+                duplicates = report.duplicates,
+                "recorded"
+            );
+        }
+
+        if let Some((history, catalog)) = &self.history {
+            let written: Vec<(usize, Result<()>)> = futures::stream::iter(found)
+                .map(|(i, order)| {
+                    let (history, catalog) = (history.clone(), catalog.clone());
+                    async move { (i, record_bought(&*history, &*catalog, &order).await) }
+                })
+                .buffered(self.concurrency)
+                .collect()
+                .await;
+            if let Some((i, Err(e))) = written.into_iter().find(|(_, r)| r.is_err()) {
+                if i < cut {
+                    cut = i;
+                    failure = Some(e);
+                }
+            }
+        }
+
+        report.events = cut as u64;
+        if let Some(last) = cut.checked_sub(1).and_then(|i| batch.get(i)) {
             self.events.commit(&self.consumer, last.id).await?;
             report.checkpoint = last.id;
         }
@@ -259,29 +293,20 @@ impl CoPurchaseUpdater {
             }
         }
     }
+}
 
-    async fn handle(&self, order_id: &OrderId) -> Result<Handled> {
-        let Some(order) = self.orders.get_order(order_id).await? else {
-            warn!(order = %order_id, "confirmed order not found; skipped");
-            return Ok(Handled::Missing);
-        };
-        let basket = Basket::from_order(&order);
-        let outcome = match self.store.record(&basket).await? {
-            RecordOutcome::Recorded => Handled::Recorded,
-            RecordOutcome::Duplicate => {
-                debug!(order = %order_id, "already counted");
-                Handled::Duplicate
-            }
-        };
-        if let Some((history, catalog)) = &self.history {
-            for product_id in basket.products() {
-                if let Some(product) = catalog.get_product(product_id).await? {
-                    let interaction =
-                        Interaction::new(&product, InteractionKind::Bought, order.created_at);
-                    history.record(&order.customer_id, &interaction).await?;
-                }
-            }
+/// Records each product of `order` as bought by its customer (products no longer in
+/// the catalog are skipped). Idempotent: the interaction's time is the order's creation.
+async fn record_bought(
+    history: &dyn HistoryStore,
+    catalog: &dyn CatalogStore,
+    order: &Order,
+) -> Result<()> {
+    for product_id in Basket::from_order(order).products() {
+        if let Some(product) = catalog.get_product(product_id).await? {
+            let interaction = Interaction::new(&product, InteractionKind::Bought, order.created_at);
+            history.record(&order.customer_id, &interaction).await?;
         }
-        Ok(outcome)
     }
+    Ok(())
 }

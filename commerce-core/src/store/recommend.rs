@@ -38,6 +38,19 @@ pub trait CoPurchaseStore: Send + Sync + Debug + 'static {
     /// * An empty basket is recorded (its order id is remembered) and counts nothing.
     async fn record(&self, basket: &Basket) -> Result<RecordOutcome>;
 
+    /// Records several baskets: the same as [`record`](Self::record) on each in turn,
+    /// one outcome per basket in order (a basket repeated within the call is
+    /// `Duplicate` the second time). An implementation may use one transaction and
+    /// aggregate the increments (the event consumer calls this once per batch); on an
+    /// error some baskets may have been recorded, and recording them again is harmless.
+    async fn record_all(&self, baskets: &[Basket]) -> Result<Vec<RecordOutcome>> {
+        let mut out = Vec::with_capacity(baskets.len());
+        for basket in baskets {
+            out.push(self.record(basket).await?);
+        }
+        Ok(out)
+    }
+
     /// Up to `limit` products most often bought together with `product`, ranked.
     /// `product` itself is never returned; an unknown product gives an empty list.
     async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>>;
