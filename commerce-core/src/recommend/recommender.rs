@@ -153,7 +153,9 @@ pub trait ProductRecommender: Send + Sync + Debug + 'static {
 pub struct RecommenderConfig {
     /// The blend.
     pub weights: BlendWeights,
-    /// Deadline of each source (co-purchase, similar, popular, history).
+    /// Deadline of each source (co-purchase, similar, popular, history); keep it well
+    /// under the page's recommendations deadline (80 ms by default), so that a slow
+    /// source is dropped while the others still make it onto the page.
     pub source_deadline: Duration,
     /// The breakers of the sources.
     pub breaker: BreakerConfig,
