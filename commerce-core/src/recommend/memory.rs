@@ -80,16 +80,6 @@ impl MemoryCoPurchase {
     }
 }
 
-/// The first `limit` of `items` by [`ProductCount::rank_cmp`], sorted.
-fn top(mut items: Vec<ProductCount>, limit: usize) -> Vec<ProductCount> {
-    if items.len() > limit {
-        items.select_nth_unstable_by(limit, ProductCount::rank_cmp);
-        items.truncate(limit);
-    }
-    items.sort_by(ProductCount::rank_cmp);
-    items
-}
-
 #[async_trait]
 impl CoPurchaseStore for MemoryCoPurchase {
     #[instrument(level = "debug", skip_all, fields(order = %basket.order_id(), products = basket.products().len()))]
@@ -125,16 +115,25 @@ impl CoPurchaseStore for MemoryCoPurchase {
         let Some(row) = state.index.get(product).and_then(|i| state.pairs.get(i)) else {
             return Ok(Vec::new());
         };
-        let items = row
+        // Select on borrowed ids; clone only the winners.
+        let mut items: Vec<(u64, &ProductId)> = row
             .iter()
-            .filter_map(|(&y, &count)| {
-                state.ids.get(y as usize).map(|id| ProductCount {
-                    product_id: id.clone(),
-                    count,
-                })
-            })
+            .filter_map(|(&y, &count)| state.ids.get(y as usize).map(|id| (count, id)))
             .collect();
-        Ok(top(items, limit))
+        let rank =
+            |a: &(u64, &ProductId), b: &(u64, &ProductId)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        if items.len() > limit {
+            items.select_nth_unstable_by(limit, rank);
+            items.truncate(limit);
+        }
+        items.sort_by(rank);
+        Ok(items
+            .into_iter()
+            .map(|(count, id)| ProductCount {
+                product_id: id.clone(),
+                count,
+            })
+            .collect())
     }
 
     #[instrument(level = "trace", skip(self), err(level = "debug"))]
