@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use commerce_core::catalog::{CategoryTree, Product, Slug};
+use commerce_core::catalog::{CategoryPath, CategoryTree, Product, Slug};
 use commerce_core::id::{CustomerId, LocationId, ProductId};
 use commerce_core::memory::MemoryEngine;
 use commerce_core::page::{MemoryProductCache, PageConfig, PageRequest, ProductPages};
@@ -223,20 +223,30 @@ impl ProductRecommender for Hung {
 /// to it in its category. Only `similar` is meaningful.
 #[derive(Debug)]
 struct CategoryNeighbours {
-    by_category: HashMap<String, Vec<ProductId>>,
-    category_of: HashMap<ProductId, (String, usize)>,
+    by_category: HashMap<CategoryPath, Vec<SearchHit>>,
+    category_of: HashMap<ProductId, (CategoryPath, usize)>,
 }
 
 impl CategoryNeighbours {
     async fn build(engine: &MemoryEngine, n: u64) -> BenchResult<Self> {
-        let mut by_category: HashMap<String, Vec<ProductId>> = HashMap::new();
+        let mut by_category: HashMap<CategoryPath, Vec<SearchHit>> = HashMap::new();
         let mut category_of = HashMap::new();
         for i in 0..n {
             let id = SampleCatalog::product_id(i);
             if let Some(p) = engine.catalog.get_product(&id).await? {
-                let list = by_category.entry(p.category.to_string()).or_default();
-                category_of.insert(id.clone(), (p.category.to_string(), list.len()));
-                list.push(id);
+                let list = by_category.entry(p.category.clone()).or_default();
+                category_of.insert(id.clone(), (p.category.clone(), list.len()));
+                list.push(SearchHit {
+                    product_id: p.id.clone(),
+                    slug: p.slug.clone(),
+                    title: p.title.clone(),
+                    brand: p.brand.clone(),
+                    category: p.category.clone(),
+                    price: p.min_price(),
+                    rating: p.rating,
+                    score: 1.0,
+                    snippet: None,
+                });
             }
         }
         Ok(CategoryNeighbours {
@@ -267,27 +277,16 @@ impl SearchIndex for CategoryNeighbours {
         let Some((category, at)) = self.category_of.get(id) else {
             return Ok(Vec::new());
         };
-        let list = &self.by_category[category];
-        let hits = list
+        let Some(list) = self.by_category.get(category) else {
+            return Ok(Vec::new());
+        };
+        Ok(list
             .iter()
             .skip(at.saturating_sub(limit as usize / 2))
-            .filter(|p| *p != id)
+            .filter(|h| &h.product_id != id)
             .take(limit as usize)
-            .map(|p| SearchHit {
-                product_id: p.clone(),
-                slug: Slug::from_title(p.as_str()),
-                title: p.to_string(),
-                brand: String::new(),
-                category: commerce_core::catalog::CategoryPath::parse(category).unwrap_or_else(
-                    |_| commerce_core::catalog::CategoryPath::parse("x").expect("valid"),
-                ),
-                price: commerce_core::Money::zero(commerce_core::Currency::USD),
-                rating: None,
-                score: 1.0,
-                snippet: None,
-            })
-            .collect();
-        Ok(hits)
+            .cloned()
+            .collect())
     }
     async fn count(&self) -> commerce_core::Result<u64> {
         Ok(self.category_of.len() as u64)
