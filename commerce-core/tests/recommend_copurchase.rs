@@ -128,7 +128,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(96))]
+    #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Any sequence of deliveries (with redeliveries of the same order id, possibly
     /// with other content) gives exactly the brute-force counts, and the same counts
