@@ -8,6 +8,8 @@
 //!   [`cart`], [`inventory`], [`order`], [`event`].
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
 //!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`.
+//! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
+//!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
 //! * Time: [`clock`], injected everywhere time matters.
 //!
@@ -44,6 +46,7 @@ pub mod memory;
 pub mod money;
 pub mod order;
 pub mod sample;
+pub mod service;
 pub mod store;
 
 #[cfg(feature = "testkit")]
