@@ -184,8 +184,9 @@ impl MemoryPaymentGateway {
         self.lock().default = Some(behavior);
     }
 
-    /// Calls `hook` at the start of every charge (to move a test clock, run a reaper
-    /// "during" the payment, count calls, ...).
+    /// Calls `hook` during every charge not answered from an earlier final answer,
+    /// after any capture and before the answer (to move a test clock or run a reaper
+    /// "while the payment is in progress").
     pub fn on_charge(&self, hook: impl Fn(&ChargeRequest) + Send + Sync + 'static) {
         self.lock().hook = Some(Arc::new(hook));
     }
@@ -245,9 +246,6 @@ impl PaymentGateway for MemoryPaymentGateway {
             s.calls += 1;
             (s.hook.clone(), s.latency)
         };
-        if let Some(hook) = hook {
-            hook(request);
-        }
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
@@ -333,6 +331,9 @@ impl PaymentGateway for MemoryPaymentGateway {
                 }
             }
         };
+        if let Some(hook) = hook {
+            hook(request);
+        }
         if hang {
             std::future::pending::<()>().await;
         }

@@ -51,6 +51,12 @@ impl ReservationReaper {
         }
     }
 
+    /// The same reaper releasing up to `batch` reservations a pass (at least 1).
+    pub fn with_batch(mut self, batch: u32) -> Self {
+        self.batch = batch.clamp(1, crate::store::MAX_PAGE_SIZE);
+        self
+    }
+
     /// Releases the reservations expired now (one batch) and cancels their orders.
     pub async fn run_once(&self) -> Result<ReapReport> {
         let released = self
