@@ -23,13 +23,19 @@ async fn add_snapshots_the_catalog_price_merges_lines_and_slides_the_expiry() {
     let sku = f.product("A-1", "10.00 USD", 50).await;
     let carts = f.carts();
     let id = CartId::new_guest();
-    let cart = carts.add(&id, &CartOwner::Guest, &sku, 2).await.expect("add");
+    let cart = carts
+        .add(&id, &CartOwner::Guest, &sku, 2)
+        .await
+        .expect("add");
     assert_eq!(cart.items[0].unit_price.to_string(), "10.00 USD");
     let first_expiry = cart.expires_at;
 
     f.reprice(&sku, "12.50 USD").await;
     f.clock.advance(Duration::from_secs(3600));
-    let cart = carts.add(&id, &CartOwner::Guest, &sku, 3).await.expect("add");
+    let cart = carts
+        .add(&id, &CartOwner::Guest, &sku, 3)
+        .await
+        .expect("add");
     assert_eq!(cart.items.len(), 1, "same SKU merges into one line");
     assert_eq!(cart.items[0].quantity, 5);
     assert_eq!(
@@ -41,9 +47,21 @@ async fn add_snapshots_the_catalog_price_merges_lines_and_slides_the_expiry() {
 
     // The sliding expiry: 7 days after the last write, the cart is gone.
     f.clock.advance(Duration::from_secs(7 * 24 * 3600 - 1));
-    assert!(carts.get(&id, &CartOwner::Guest).await.expect("get").is_some());
+    assert!(
+        carts
+            .get(&id, &CartOwner::Guest)
+            .await
+            .expect("get")
+            .is_some()
+    );
     f.clock.advance(Duration::from_secs(1));
-    assert!(carts.get(&id, &CartOwner::Guest).await.expect("get").is_none());
+    assert!(
+        carts
+            .get(&id, &CartOwner::Guest)
+            .await
+            .expect("get")
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -86,14 +104,20 @@ async fn add_refuses_unknown_skus_missing_stock_and_broken_limits_without_writin
         Err(Error::Validation { .. })
     ));
     carts.add(&id, &g, &other, 10).await.expect("add");
-    assert!(matches!(
-        carts.add(&id, &g, &other, 1).await,
-        Err(Error::Validation { .. })
-    ), "line limit");
-    assert!(matches!(
-        carts.add(&id, &g, &third, 1).await,
-        Err(Error::Validation { .. })
-    ), "cart limit");
+    assert!(
+        matches!(
+            carts.add(&id, &g, &other, 1).await,
+            Err(Error::Validation { .. })
+        ),
+        "line limit"
+    );
+    assert!(
+        matches!(
+            carts.add(&id, &g, &third, 1).await,
+            Err(Error::Validation { .. })
+        ),
+        "cart limit"
+    );
     let cart = carts.get(&id, &g).await.expect("get").expect("cart");
     assert_eq!(
         cart.items.iter().map(|i| i.quantity).collect::<Vec<_>>(),
@@ -160,7 +184,10 @@ async fn update_remove_and_clear() {
     ));
     let cart = carts.set_quantity(&id, &owner, &a, 2).await.expect("lower");
     assert_eq!(cart.item(&a).map(|i| i.quantity), Some(2));
-    let cart = carts.set_quantity(&id, &owner, &a, 0).await.expect("zero removes");
+    let cart = carts
+        .set_quantity(&id, &owner, &a, 0)
+        .await
+        .expect("zero removes");
     assert!(cart.item(&a).is_none());
     assert!(matches!(
         carts.set_quantity(&id, &owner, &a, 1).await,
@@ -177,10 +204,8 @@ async fn update_remove_and_clear() {
 async fn concurrent_adds_to_one_cart_all_count() {
     let f = Fixture::new();
     let sku = f.product("A-1", "10.00 USD", 1000).await;
-    let others: Vec<Sku> = futures::future::join_all(
-        (0..8).map(|i| f.product_owned(format!("O-{i}"))),
-    )
-    .await;
+    let others: Vec<Sku> =
+        futures::future::join_all((0..8).map(|i| f.product_owned(format!("O-{i}")))).await;
     let carts = Arc::new(f.carts());
     let id = CartId::new_guest();
     let mut tasks = Vec::new();
@@ -188,8 +213,14 @@ async fn concurrent_adds_to_one_cart_all_count() {
         let (carts, id, sku) = (carts.clone(), id.clone(), sku.clone());
         let other = others[t % others.len()].clone();
         tasks.push(tokio::spawn(async move {
-            carts.add(&id, &CartOwner::Guest, &sku, 1).await.expect("add");
-            carts.add(&id, &CartOwner::Guest, &other, 1).await.expect("add other");
+            carts
+                .add(&id, &CartOwner::Guest, &sku, 1)
+                .await
+                .expect("add");
+            carts
+                .add(&id, &CartOwner::Guest, &other, 1)
+                .await
+                .expect("add other");
         }));
     }
     for t in tasks {
@@ -226,10 +257,19 @@ async fn sign_in_merges_by_the_documented_policy() {
     f.clock.advance(Duration::from_secs(60));
     f.reprice(&b, "4.00 USD").await;
     let guest = CartId::new_guest();
-    carts.add(&guest, &CartOwner::Guest, &a, 6).await.expect("add");
-    carts.add(&guest, &CartOwner::Guest, &b, 2).await.expect("add");
+    carts
+        .add(&guest, &CartOwner::Guest, &a, 6)
+        .await
+        .expect("add");
+    carts
+        .add(&guest, &CartOwner::Guest, &b, 2)
+        .await
+        .expect("add");
     f.restock(&gone, 1).await;
-    carts.add(&guest, &CartOwner::Guest, &gone, 1).await.expect("add");
+    carts
+        .add(&guest, &CartOwner::Guest, &gone, 1)
+        .await
+        .expect("add");
     f.stores
         .inventory
         .adjust(
@@ -246,13 +286,22 @@ async fn sign_in_merges_by_the_documented_policy() {
     assert_eq!(cart.item(&a).map(|i| i.quantity), Some(8));
     // b: adds up; the guest's later snapshot (4.00) wins.
     let line_b = cart.item(&b).expect("b");
-    assert_eq!((line_b.quantity, line_b.unit_price.to_string()), (3, "4.00 USD".into()));
+    assert_eq!(
+        (line_b.quantity, line_b.unit_price.to_string()),
+        (3, "4.00 USD".into())
+    );
     // c: no stock left: dropped.
     assert!(cart.item(&gone).is_none());
     assert_eq!(report.capped, vec![a.clone()]);
     assert_eq!(report.dropped, vec![gone.clone()]);
     // The guest cart is gone; signing in again merges nothing.
-    assert!(carts.get(&guest, &CartOwner::Guest).await.expect("get").is_none());
+    assert!(
+        carts
+            .get(&guest, &CartOwner::Guest)
+            .await
+            .expect("get")
+            .is_none()
+    );
     let (again, report) = carts.sign_in(&guest, &alice).await.expect("merge again");
     assert_eq!(again.items, cart.items);
     assert!(report.capped.is_empty() && report.dropped.is_empty());
@@ -269,7 +318,10 @@ async fn sign_in_is_atomic_with_concurrent_guest_writes() {
     for i in 0..40 {
         let (carts, guest, sku, alice) = (carts.clone(), guest.clone(), sku.clone(), alice.clone());
         tasks.push(tokio::spawn(async move {
-            carts.add(&guest, &CartOwner::Guest, &sku, 1).await.expect("add");
+            carts
+                .add(&guest, &CartOwner::Guest, &sku, 1)
+                .await
+                .expect("add");
             if i % 10 == 0 {
                 carts.sign_in(&guest, &alice).await.expect("merge");
             }
@@ -291,7 +343,11 @@ async fn sign_in_is_atomic_with_concurrent_guest_writes() {
         .expect("get")
         .and_then(|c| c.item(&sku).map(|i| i.quantity))
         .unwrap_or(0);
-    assert_eq!(merged + left, 40, "merged {merged}, left in guest cart {left}");
+    assert_eq!(
+        merged + left,
+        40,
+        "merged {merged}, left in guest cart {left}"
+    );
     let (cart, _) = carts.sign_in(&guest, &alice).await.expect("final merge");
     assert_eq!(cart.item(&sku).map(|i| i.quantity), Some(40));
 }
@@ -314,15 +370,30 @@ async fn client_carts_are_validated_and_priced_from_the_catalog_only() {
     assert_eq!(review.lines.len(), 3, "repeated SKUs are added up");
     let line_a = &review.lines[0];
     assert_eq!(line_a.quantity, 3);
-    assert_eq!(line_a.unit_price.map(|p| p.to_string()), Some("10.00 USD".into()));
-    assert_eq!(line_a.line_total.map(|p| p.to_string()), Some("30.00 USD".into()));
-    assert!(matches!(line_a.issues[..], [LineIssue::PriceChanged { .. }]));
+    assert_eq!(
+        line_a.unit_price.map(|p| p.to_string()),
+        Some("10.00 USD".into())
+    );
+    assert_eq!(
+        line_a.line_total.map(|p| p.to_string()),
+        Some("30.00 USD".into())
+    );
+    assert!(matches!(
+        line_a.issues[..],
+        [LineIssue::PriceChanged { .. }]
+    ));
     assert!(matches!(
         review.lines[1].issues[..],
-        [LineIssue::OutOfStock { requested: 2, available: 1 }]
+        [LineIssue::OutOfStock {
+            requested: 2,
+            available: 1
+        }]
     ));
     assert_eq!(review.lines[2].issues, vec![LineIssue::Unavailable]);
-    assert_eq!(review.subtotal.map(|m| m.to_string()), Some("36.00 USD".into()));
+    assert_eq!(
+        review.subtotal.map(|m| m.to_string()),
+        Some("36.00 USD".into())
+    );
     assert!(!review.is_ok());
     let _ = (&a, &b);
 
@@ -344,14 +415,20 @@ async fn client_carts_are_validated_and_priced_from_the_catalog_only() {
         r#"{{"items":[{}]}}"#,
         vec![r#"{"sku":"A-1","quantity":1}"#; 3000].join(",")
     );
-    assert!(matches!(ClientCart::from_json(&huge), Err(Error::Validation { .. })));
+    assert!(matches!(
+        ClientCart::from_json(&huge),
+        Err(Error::Validation { .. })
+    ));
     for bad in [
         r#"{"items":[{"sku":"A-1","quantity":0}]}"#,
         r#"{"items":[{"sku":"A-1","quantity":60},{"sku":"A-1","quantity":60}]}"#,
     ] {
         let cart = ClientCart::from_json(bad).expect("parses");
         assert!(
-            matches!(carts.price_client_cart(&cart).await, Err(Error::Validation { .. })),
+            matches!(
+                carts.price_client_cart(&cart).await,
+                Err(Error::Validation { .. })
+            ),
             "{bad}"
         );
     }
@@ -397,7 +474,11 @@ async fn a_client_cart_round_trips_and_imports_into_a_server_cart() {
     let cart = cart.expect("cart");
     let line_a = cart.item(&a).expect("a");
     assert_eq!(line_a.quantity, 2, "capped at the units available");
-    assert_eq!(line_a.unit_price.to_string(), "10.00 USD", "catalog price, not the client's");
+    assert_eq!(
+        line_a.unit_price.to_string(),
+        "10.00 USD",
+        "catalog price, not the client's"
+    );
     assert_eq!(cart.item(&b).map(|i| i.quantity), Some(3));
     assert_eq!(report.capped, vec![a.clone()]);
     assert_eq!(report.dropped, vec![Sku::new("NOPE").expect("sku")]);

@@ -55,7 +55,12 @@ async fn totals_are_computed_in_money_with_shipping_and_tax() {
     carts.add(&id, &owner, &a, 2).await.expect("add");
     let (order, created) = placed(
         checkout
-            .checkout(&CheckoutRequest::server_cart(c.clone(), id.clone(), owner.clone(), key("k1")))
+            .checkout(&CheckoutRequest::server_cart(
+                c.clone(),
+                id.clone(),
+                owner.clone(),
+                key("k1"),
+            ))
             .await
             .expect("checkout"),
     );
@@ -106,12 +111,20 @@ async fn a_price_change_is_reported_per_line_and_can_be_accepted() {
     assert_eq!(issues[0].0, &a);
     match issues[0].1 {
         LineIssue::PriceChanged { was, now } => {
-            assert_eq!((was.to_string(), now.to_string()), ("10.00 USD".into(), "12.00 USD".into()));
+            assert_eq!(
+                (was.to_string(), now.to_string()),
+                ("10.00 USD".into(), "12.00 USD".into())
+            );
         }
         other => panic!("{other:?}"),
     }
     assert!(
-        f.stores.orders.get_order_by_key(&key("k1")).await.expect("read").is_none(),
+        f.stores
+            .orders
+            .get_order_by_key(&key("k1"))
+            .await
+            .expect("read")
+            .is_none(),
         "nothing is created while the shopper has not accepted"
     );
     assert!(carts.get(&id, &owner).await.expect("get").is_some());
@@ -233,7 +246,8 @@ async fn concurrent_duplicate_checkouts_create_and_charge_one_order() {
     let a = f.product("A-1", "10.00 USD", 5).await;
     let checkout = Arc::new(f.checkout());
     let cart = ClientCart::from_json(r#"{"items":[{"sku":"A-1","quantity":2}]}"#).expect("cart");
-    let request = CheckoutRequest::client_cart(CustomerId::new("alice").expect("id"), cart, key("dup"));
+    let request =
+        CheckoutRequest::client_cart(CustomerId::new("alice").expect("id"), cart, key("dup"));
     let mut tasks = Vec::new();
     for _ in 0..24 {
         let (checkout, request) = (checkout.clone(), request.clone());
@@ -269,7 +283,10 @@ async fn concurrent_duplicate_checkouts_create_and_charge_one_order() {
         tokio::spawn(async move { p.process(&id).await })
     });
     for r in futures::future::join_all(runs).await {
-        assert_eq!(r.expect("task").expect("process").status, OrderStatus::Preparing);
+        assert_eq!(
+            r.expect("task").expect("process").status,
+            OrderStatus::Preparing
+        );
     }
     assert_eq!(f.payments.captures().len(), 1);
     assert_eq!(f.available(&a).await, 3);
@@ -285,12 +302,20 @@ async fn missing_empty_and_foreign_carts_are_errors() {
     let (c, id, owner) = alice();
     assert!(matches!(
         checkout
-            .checkout(&CheckoutRequest::server_cart(c.clone(), id.clone(), owner.clone(), key("k")))
+            .checkout(&CheckoutRequest::server_cart(
+                c.clone(),
+                id.clone(),
+                owner.clone(),
+                key("k")
+            ))
             .await,
         Err(Error::NotFound { .. })
     ));
     let empty = CheckoutRequest::client_cart(c.clone(), ClientCart::default(), key("k"));
-    assert!(matches!(checkout.checkout(&empty).await, Err(Error::Validation { .. })));
+    assert!(matches!(
+        checkout.checkout(&empty).await,
+        Err(Error::Validation { .. })
+    ));
     // Bob cannot check out Alice's cart.
     f.carts().add(&id, &owner, &a, 1).await.expect("add");
     let bob = CustomerId::new("bob").expect("id");
@@ -316,7 +341,10 @@ async fn missing_empty_and_foreign_carts_are_errors() {
         ClientCart::from_json(r#"{"items":[{"sku":"A-1","quantity":3}]}"#).expect("cart"),
         key("k"),
     );
-    assert!(matches!(limited.checkout(&big).await, Err(Error::Validation { .. })));
+    assert!(matches!(
+        limited.checkout(&big).await,
+        Err(Error::Validation { .. })
+    ));
 }
 
 #[tokio::test]
@@ -327,14 +355,19 @@ async fn a_client_cart_is_charged_at_catalog_prices() {
         r#"{"items":[{"sku":"A-1","quantity":2,"unit_price":{"amount":"10.00","currency":"USD"}}]}"#,
     )
     .expect("cart");
-    let request = CheckoutRequest::client_cart(CustomerId::new("alice").expect("id"), cart.clone(), key("k1"));
+    let request = CheckoutRequest::client_cart(
+        CustomerId::new("alice").expect("id"),
+        cart.clone(),
+        key("k1"),
+    );
     let (order, _) = placed(f.checkout().checkout(&request).await.expect("checkout"));
     assert_eq!(order.totals.total.to_string(), "20.00 USD");
 
     // A client that lies about the price gets a review, never a cheaper order.
     let mut lying = cart;
     lying.items[0].unit_price = Some("0.01 USD".parse().expect("m"));
-    let request = CheckoutRequest::client_cart(CustomerId::new("alice").expect("id"), lying, key("k2"));
+    let request =
+        CheckoutRequest::client_cart(CustomerId::new("alice").expect("id"), lying, key("k2"));
     let r = review(f.checkout().checkout(&request).await.expect("checkout"));
     let (order, _) = placed(
         f.checkout()

@@ -34,14 +34,29 @@ async fn an_order_goes_through_every_step_with_reasons_in_its_history() {
             (Some(PaymentConfirmed), Preparing)
         ]
     );
-    assert!(history[1].reason.contains("6 unit(s) reserved until"), "{}", history[1].reason);
-    assert!(history[2].reason.contains("captured (30.00 USD)"), "{}", history[2].reason);
-    assert!(history[3].reason.contains("sent to fulfilment (ful_"), "{}", history[3].reason);
+    assert!(
+        history[1].reason.contains("6 unit(s) reserved until"),
+        "{}",
+        history[1].reason
+    );
+    assert!(
+        history[2].reason.contains("captured (30.00 USD)"),
+        "{}",
+        history[2].reason
+    );
+    assert!(
+        history[3].reason.contains("sent to fulfilment (ful_"),
+        "{}",
+        history[3].reason
+    );
     assert!(history.windows(2).all(|w| w[0].at <= w[1].at));
 
     let capture = f.payments.capture_for(&order.id).expect("captured");
     assert_eq!(capture.amount.to_string(), "30.00 USD");
-    assert_eq!(done.payment_ref.as_deref(), Some(capture.payment_ref.as_str()));
+    assert_eq!(
+        done.payment_ref.as_deref(),
+        Some(capture.payment_ref.as_str())
+    );
     assert_eq!((f.available(&a).await, f.stock(&a).await.sold()), (8, 2));
     assert_eq!((f.available(&b).await, f.stock(&b).await.sold()), (6, 4));
     assert!(f.fulfillment.submission(&order.id).is_some());
@@ -67,7 +82,10 @@ async fn a_declined_payment_releases_the_stock_and_cancels_with_the_reason() {
         .script([ChargeBehavior::Decline("insufficient funds".into())]);
     let done = f.pipeline().process(&order.id).await.expect("process");
     assert_eq!(done.status, Cancelled);
-    assert_eq!(f.statuses(&order.id).await, vec![Created, PaymentPending, Cancelled]);
+    assert_eq!(
+        f.statuses(&order.id).await,
+        vec![Created, PaymentPending, Cancelled]
+    );
     let last = f.history(&order.id).await.pop().expect("entry");
     assert_eq!(last.reason, "payment declined: insufficient funds");
     assert_eq!(f.available(&a).await, 3, "the reservation was released");
@@ -92,7 +110,11 @@ async fn a_declined_payment_releases_the_stock_and_cancels_with_the_reason() {
 #[tokio::test]
 async fn gateway_failures_and_timeouts_are_retried_without_charging_twice() {
     for script in [
-        vec![ChargeBehavior::Fail, ChargeBehavior::Fail, ChargeBehavior::Approve],
+        vec![
+            ChargeBehavior::Fail,
+            ChargeBehavior::Fail,
+            ChargeBehavior::Approve,
+        ],
         vec![ChargeBehavior::Timeout, ChargeBehavior::Approve],
         vec![ChargeBehavior::LoseResponse],
         vec![ChargeBehavior::LoseResponseAndHang],
@@ -102,9 +124,12 @@ async fn gateway_failures_and_timeouts_are_retried_without_charging_twice() {
         let a = f.product("A-1", "10.00 USD", 3).await;
         let order = f.order("alice", &[(&a, 1)]).await;
         let tries = script.len() as u64;
-        let lost = script
-            .iter()
-            .any(|b| matches!(b, ChargeBehavior::LoseResponse | ChargeBehavior::LoseResponseAndHang));
+        let lost = script.iter().any(|b| {
+            matches!(
+                b,
+                ChargeBehavior::LoseResponse | ChargeBehavior::LoseResponseAndHang
+            )
+        });
         f.payments.script(script.clone());
         let done = f.pipeline().process(&order.id).await.expect("process");
         assert_eq!(done.status, Preparing, "{script:?}");
@@ -126,7 +151,10 @@ async fn a_gateway_that_keeps_failing_leaves_the_order_resumable() {
     let order = f.order("alice", &[(&a, 2)]).await;
     f.payments.set_default(ChargeBehavior::Fail);
     let pipeline = f.pipeline();
-    let err = pipeline.process(&order.id).await.expect_err("gives up for now");
+    let err = pipeline
+        .process(&order.id)
+        .await
+        .expect_err("gives up for now");
     assert!(err.is_retryable(), "{err}");
     assert_eq!(f.payments.calls(), 3, "three tries of the step");
     assert_eq!(f.status(&order.id).await, PaymentPending);
@@ -134,7 +162,10 @@ async fn a_gateway_that_keeps_failing_leaves_the_order_resumable() {
     assert!(f.payments.captures().is_empty());
 
     f.payments.set_default(ChargeBehavior::Approve);
-    assert_eq!(pipeline.process(&order.id).await.expect("resume").status, Preparing);
+    assert_eq!(
+        pipeline.process(&order.id).await.expect("resume").status,
+        Preparing
+    );
     assert_eq!(f.payments.captures().len(), 1);
 }
 
@@ -220,7 +251,10 @@ async fn inventory_faults_inside_steps_are_resumed() {
             inventory: faulty.clone(),
             ..f.stores.clone()
         };
-        let first = f.pipeline_on(&stores, test_config()).process(&order.id).await;
+        let first = f
+            .pipeline_on(&stores, test_config())
+            .process(&order.id)
+            .await;
         match fault {
             Fault::Crash => assert!(first.is_err(), "{call:?}"),
             Fault::LoseAnswer => assert_eq!(first.expect("process").status, Preparing),
@@ -254,12 +288,19 @@ async fn an_aborted_run_in_the_middle_of_the_charge_is_resumed_with_one_capture(
     run.abort();
     assert!(run.await.expect_err("aborted").is_cancelled());
     assert_eq!(f.status(&order.id).await, PaymentPending);
-    assert_eq!(f.captured_for(&order.id).len(), 1, "money moved, unrecorded");
+    assert_eq!(
+        f.captured_for(&order.id).len(),
+        1,
+        "money moved, unrecorded"
+    );
 
     let done = f.pipeline().process(&order.id).await.expect("resume");
     assert_eq!(done.status, Preparing);
     assert_eq!(f.captured_for(&order.id).len(), 1);
-    assert_eq!(done.payment_ref, Some(f.captured_for(&order.id)[0].payment_ref.clone()));
+    assert_eq!(
+        done.payment_ref,
+        Some(f.captured_for(&order.id)[0].payment_ref.clone())
+    );
 }
 
 /// The lease is extended when payment starts, so a slow payment (20 minutes on a
@@ -288,7 +329,11 @@ async fn the_lease_is_extended_while_payment_is_in_progress() {
     });
     let done = pipeline.process(&order.id).await.expect("process");
     assert_eq!(done.status, Preparing);
-    assert_eq!(*reaped.lock().expect("lock"), Some(ReapReport::default()), "nothing expired");
+    assert_eq!(
+        *reaped.lock().expect("lock"),
+        Some(ReapReport::default()),
+        "nothing expired"
+    );
     assert_eq!(f.stock(&a).await.sold(), 1);
     f.audit_clean().await;
 }
@@ -311,15 +356,32 @@ async fn a_reservation_that_expires_during_payment_refunds_and_cancels() {
         let (clock, inventory) = (f.clock.clone(), f.stores.inventory.clone());
         f.payments.on_charge(move |_| {
             clock.advance(Duration::from_secs(1200));
-            let (reaper, inventory, now) = (reaper.clone(), inventory.clone(), service_support::now(&clock));
+            let (reaper, inventory, now) = (
+                reaper.clone(),
+                inventory.clone(),
+                service_support::now(&clock),
+            );
             tokio::task::block_in_place(|| {
                 tokio::runtime::Handle::current().block_on(async move {
                     if reaper_cancels {
                         let r = reaper.run_once().await.expect("reap");
-                        assert_eq!(r, ReapReport { released: 1, cancelled: 1 });
+                        assert_eq!(
+                            r,
+                            ReapReport {
+                                released: 1,
+                                cancelled: 1
+                            }
+                        );
                     } else {
                         // A reaper that released the stock and died before cancelling.
-                        assert_eq!(inventory.release_expired(now, 10).await.expect("release").len(), 1);
+                        assert_eq!(
+                            inventory
+                                .release_expired(now, 10)
+                                .await
+                                .expect("release")
+                                .len(),
+                            1
+                        );
                     }
                 })
             });
@@ -362,7 +424,13 @@ async fn a_reservation_already_expired_when_payment_resumes_is_never_charged() {
                 .run_once()
                 .await
                 .expect("reap");
-            assert_eq!(r, ReapReport { released: 1, cancelled: 1 });
+            assert_eq!(
+                r,
+                ReapReport {
+                    released: 1,
+                    cancelled: 1
+                }
+            );
         }
         let done = pipeline.process(&order.id).await.expect("resume");
         assert_eq!(done.status, Cancelled, "reaped first: {reaped_first}");
@@ -382,8 +450,14 @@ async fn out_of_stock_and_unsold_orders_are_cancelled_at_validation() {
     let first = f.order("alice", &[(&a, 1)]).await;
     let second = f.order("bob", &[(&a, 1), (&b, 1)]).await;
     let pipeline = f.pipeline();
-    assert_eq!(pipeline.process(&first.id).await.expect("p").status, Preparing);
-    assert_eq!(pipeline.process(&second.id).await.expect("p").status, Cancelled);
+    assert_eq!(
+        pipeline.process(&first.id).await.expect("p").status,
+        Preparing
+    );
+    assert_eq!(
+        pipeline.process(&second.id).await.expect("p").status,
+        Cancelled
+    );
     let reason = f.history(&second.id).await.pop().expect("e").reason;
     assert_eq!(reason, "out of stock: A-1 (requested 1, available 0)");
     assert_eq!(f.available(&b).await, 5, "all or nothing");
@@ -396,7 +470,10 @@ async fn out_of_stock_and_unsold_orders_are_cancelled_at_validation() {
     )
     .await
     .expect("archive");
-    assert_eq!(pipeline.process(&third.id).await.expect("p").status, Cancelled);
+    assert_eq!(
+        pipeline.process(&third.id).await.expect("p").status,
+        Cancelled
+    );
     let reason = f.history(&third.id).await.pop().expect("e").reason;
     assert_eq!(reason, "validation failed: B-1 is no longer sold");
     assert!(f.captured_for(&second.id).is_empty() && f.captured_for(&third.id).is_empty());
@@ -410,7 +487,10 @@ async fn cancelling_before_payment_releases_the_stock() {
 
     // Before anything ran.
     let o1 = f.order("alice", &[(&a, 1)]).await;
-    let done = pipeline.cancel(&o1.id, "customer changed their mind").await.expect("cancel");
+    let done = pipeline
+        .cancel(&o1.id, "customer changed their mind")
+        .await
+        .expect("cancel");
     assert_eq!(done.status, Cancelled);
     assert_eq!(pipeline.process(&o1.id).await.expect("p").status, Cancelled);
     assert_eq!(f.available(&a).await, 4);
@@ -428,8 +508,14 @@ async fn cancelling_before_payment_releases_the_stock() {
     assert_eq!(pipeline.process(&o2.id).await.expect("p").status, Cancelled);
     assert!(f.payments.captures().is_empty());
     // Idempotent.
-    pipeline.cancel(&o2.id, "again").await.expect("cancel again");
-    assert_eq!(f.statuses(&o2.id).await, vec![Created, PaymentPending, Cancelled]);
+    pipeline
+        .cancel(&o2.id, "again")
+        .await
+        .expect("cancel again");
+    assert_eq!(
+        f.statuses(&o2.id).await,
+        vec![Created, PaymentPending, Cancelled]
+    );
     assert_eq!(f.history(&o2.id).await[2].reason, "cancelled: too slow");
 
     // A paid order cannot be cancelled, only refunded.
@@ -452,26 +538,31 @@ async fn refunds_return_stock_by_the_documented_policy() {
     let o1 = f.order("alice", &[(&a, 2)]).await;
     pipeline.process(&o1.id).await.expect("p");
     assert_eq!(f.available(&a).await, 8);
-    let done = pipeline.refund(&o1.id, "customer request").await.expect("refund");
+    let done = pipeline
+        .refund(&o1.id, "customer request")
+        .await
+        .expect("refund");
     assert_eq!(done.status, Refunded);
     assert_eq!(f.available(&a).await, 10);
     assert!(f.captured_for(&o1.id)[0].refunded);
     assert_eq!(f.fulfillment.submission(&o1.id).map(|s| s.1), Some(true));
-    assert!(f
-        .notifier
-        .sent_for(&o1.id)
-        .iter()
-        .any(|n| matches!(n.notification, Notification::OrderRefunded { .. })));
+    assert!(
+        f.notifier
+            .sent_for(&o1.id)
+            .iter()
+            .any(|n| matches!(n.notification, Notification::OrderRefunded { .. }))
+    );
     pipeline.refund(&o1.id, "again").await.expect("idempotent");
     assert_eq!(f.available(&a).await, 10);
 
-    // Refund after delivery: the units are written off.
+    // Refund of a PREPARING order that was never cancelled at fulfilment.
     let o2 = f.order("bob", &[(&a, 3)]).await;
     pipeline.process(&o2.id).await.expect("p");
-    assert!(matches!(
-        pipeline.refund(&o2.id, "x").await,
-        Ok(_)
-    ), "PREPARING can be refunded");
+    let refunded = pipeline.refund(&o2.id, "x").await.expect("refund");
+    assert_eq!(refunded.status, Refunded);
+    assert_eq!(f.available(&a).await, 10);
+
+    // Refund after delivery: the units are written off.
     let o3 = f.order("carol", &[(&a, 3)]).await;
     pipeline.process(&o3.id).await.expect("p");
     pipeline.mark_shipped(&o3.id, "1Z999").await.expect("ship");
@@ -481,14 +572,29 @@ async fn refunds_return_stock_by_the_documented_policy() {
     ));
     pipeline.mark_delivered(&o3.id).await.expect("deliver");
     let before = f.stock(&a).await;
-    pipeline.refund(&o3.id, "arrived broken").await.expect("refund");
+    pipeline
+        .refund(&o3.id, "arrived broken")
+        .await
+        .expect("refund");
     let after = f.stock(&a).await;
     assert_eq!(after.available(), before.available(), "not back on sale");
     assert_eq!(after.sold(), before.sold() - 3);
-    assert_eq!(after.levels[0].adjusted, before.levels[0].adjusted + 3, "written off");
+    assert_eq!(
+        after.levels[0].adjusted,
+        before.levels[0].adjusted + 3,
+        "written off"
+    );
     assert_eq!(
         f.statuses(&o3.id).await,
-        vec![Created, PaymentPending, PaymentConfirmed, Preparing, Shipped, Delivered, Refunded]
+        vec![
+            Created,
+            PaymentPending,
+            PaymentConfirmed,
+            Preparing,
+            Shipped,
+            Delivered,
+            Refunded
+        ]
     );
     // Never paid: cannot be refunded.
     let o4 = f.order("dave", &[(&a, 1)]).await;
@@ -519,7 +625,10 @@ async fn fulfilment_and_notification_failures_are_retried_and_deduplicated() {
     assert!(err.is_retryable());
     assert_eq!(f.status(&order.id).await, PaymentConfirmed);
     f.fulfillment.fail_next(0);
-    assert_eq!(f.pipeline().process(&order.id).await.expect("p").status, Preparing);
+    assert_eq!(
+        f.pipeline().process(&order.id).await.expect("p").status,
+        Preparing
+    );
     assert_eq!(f.captured_for(&order.id).len(), 1);
 }
 
@@ -539,7 +648,9 @@ async fn cancellations_racing_the_pipeline_converge() {
     for (i, o) in orders.iter().enumerate() {
         let (p1, p2, id) = (pipeline.clone(), pipeline.clone(), o.id.clone());
         let id2 = id.clone();
-        tasks.push(tokio::spawn(async move { p1.process(&id).await.map(|_| ()) }));
+        tasks.push(tokio::spawn(
+            async move { p1.process(&id).await.map(|_| ()) },
+        ));
         tasks.push(tokio::spawn(async move {
             if i % 3 == 0 {
                 tokio::task::yield_now().await;
@@ -556,7 +667,11 @@ async fn cancellations_racing_the_pipeline_converge() {
     let mut paid_units = 0;
     for o in &orders {
         let status = f.status(&o.id).await;
-        let kept: Vec<_> = f.captured_for(&o.id).into_iter().filter(|c| !c.refunded).collect();
+        let kept: Vec<_> = f
+            .captured_for(&o.id)
+            .into_iter()
+            .filter(|c| !c.refunded)
+            .collect();
         match status {
             Preparing => {
                 paid_units += 2;

@@ -115,7 +115,12 @@ impl Fixture {
     pub async fn restock(&self, sku: &Sku, units: u32) {
         self.stores
             .inventory
-            .restock(sku, &LocationId::new("main").expect("id"), units, "test stock")
+            .restock(
+                sku,
+                &LocationId::new("main").expect("id"),
+                units,
+                "test stock",
+            )
             .await
             .expect("restock");
     }
@@ -160,7 +165,12 @@ impl Fixture {
     }
 
     pub async fn available(&self, sku: &Sku) -> u64 {
-        self.stores.inventory.stock(sku).await.expect("stock").available()
+        self.stores
+            .inventory
+            .stock(sku)
+            .await
+            .expect("stock")
+            .available()
     }
 
     pub async fn stock(&self, sku: &Sku) -> SkuStock {
