@@ -348,7 +348,7 @@ impl OrderPipeline {
                     let units: u64 = r.lines.iter().map(|l| u64::from(l.quantity)).sum();
                     let reason = format!(
                         "validated; {units} unit(s) reserved until {}; awaiting payment",
-                        r.expires_at.to_rfc3339()
+                        r.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
                     );
                     self.move_to(order, OrderStatus::PaymentPending, reason, None)
                         .await
