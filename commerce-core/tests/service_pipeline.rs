@@ -596,6 +596,22 @@ async fn refunds_return_stock_by_the_documented_policy() {
             Refunded
         ]
     );
+    // Refund while fulfilment is down (PAYMENT_CONFIRMED): fulfilment is cancelled
+    // before it ever got the order, and a late submission is refused.
+    let o5 = f.order("erin", &[(&a, 1)]).await;
+    f.fulfillment.fail_next(3);
+    pipeline.process(&o5.id).await.expect_err("fulfilment down");
+    assert_eq!(f.status(&o5.id).await, PaymentConfirmed);
+    pipeline.refund(&o5.id, "changed mind").await.expect("refund");
+    assert_eq!(pipeline.process(&o5.id).await.expect("p").status, Refunded);
+    assert!(f.fulfillment.submission(&o5.id).is_none(), "never shipped");
+    let late = f.stores.orders.get_order(&o5.id).await.expect("r").expect("o");
+    assert!(matches!(
+        f.fulfillment.submit(&late).await,
+        Err(Error::InvalidTransition { .. })
+    ));
+    assert!(f.captured_for(&o5.id)[0].refunded);
+
     // Never paid: cannot be refunded.
     let o4 = f.order("dave", &[(&a, 1)]).await;
     assert!(matches!(

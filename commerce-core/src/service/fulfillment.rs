@@ -1,13 +1,13 @@
 //! Handing paid orders to the warehouse: the [`Fulfillment`] contract and an in-memory
 //! implementation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 
-use crate::error::{Error, Result};
+use crate::error::{EntityKind, Error, Result};
 use crate::id::OrderId;
 use crate::order::Order;
 
@@ -18,7 +18,9 @@ use crate::order::Order;
 ///   reference of the first submission and ships nothing twice (the pipeline calls it
 ///   again after a crash or a lost answer).
 /// * `cancel` stops a submitted order that has not shipped; it is idempotent, and
-///   cancelling an order that was never submitted succeeds.
+///   cancelling an order that was never submitted succeeds **and blocks it**: a later
+///   `submit` of that order is `InvalidTransition { entity: Order }` (so a submit
+///   racing a refund never ships a refunded order).
 #[async_trait]
 pub trait Fulfillment: Send + Sync + Debug + 'static {
     /// Submits a paid order; returns the fulfilment reference.
@@ -30,7 +32,8 @@ pub trait Fulfillment: Send + Sync + Debug + 'static {
 
 #[derive(Debug, Default)]
 struct State {
-    submitted: BTreeMap<OrderId, (String, bool)>,
+    submitted: BTreeMap<OrderId, String>,
+    cancelled: BTreeSet<OrderId>,
     fail_next: u32,
     calls: u64,
 }
@@ -58,7 +61,10 @@ impl MemoryFulfillment {
 
     /// The reference of `order`'s submission and whether it was cancelled.
     pub fn submission(&self, order: &OrderId) -> Option<(String, bool)> {
-        self.lock().submitted.get(order).cloned()
+        let s = self.lock();
+        s.submitted
+            .get(order)
+            .map(|r| (r.clone(), s.cancelled.contains(order)))
     }
 
     /// Number of distinct orders submitted.
@@ -86,20 +92,25 @@ impl Fulfillment for MemoryFulfillment {
     async fn submit(&self, order: &Order) -> Result<String> {
         let mut s = self.lock();
         Self::check_fail(&mut s)?;
+        if s.cancelled.contains(&order.id) {
+            return Err(Error::invalid_transition(
+                EntityKind::Order,
+                "CANCELLED",
+                "SUBMITTED",
+            ));
+        }
         let next = s.submitted.len() + 1;
-        let (reference, _) = s
+        Ok(s
             .submitted
             .entry(order.id.clone())
-            .or_insert_with(|| (format!("ful_{next:06}"), false));
-        Ok(reference.clone())
+            .or_insert_with(|| format!("ful_{next:06}"))
+            .clone())
     }
 
     async fn cancel(&self, order_id: &OrderId, _reason: &str) -> Result<()> {
         let mut s = self.lock();
         Self::check_fail(&mut s)?;
-        if let Some(entry) = s.submitted.get_mut(order_id) {
-            entry.1 = true;
-        }
+        s.cancelled.insert(order_id.clone());
         Ok(())
     }
 }

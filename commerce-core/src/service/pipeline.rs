@@ -541,14 +541,20 @@ impl OrderPipeline {
     // ---- PAYMENT_CONFIRMED: fulfilment ---------------------------------------------
 
     async fn fulfil(&self, order: &Order) -> Result<Next> {
-        let reference = retry(&self.config.step_retry, "fulfilment", || {
+        let submitted = retry(&self.config.step_retry, "fulfilment", || {
             with_timeout(
                 self.config.call_timeout,
                 "fulfilment",
                 self.fulfillment.submit(order),
             )
         })
-        .await?;
+        .await;
+        let reference = match submitted {
+            Ok(r) => r,
+            // Fulfilment was cancelled by a refund racing this step: reload.
+            Err(Error::InvalidTransition { .. }) => return Ok(Next::Continue),
+            Err(e) => return Err(e),
+        };
         self.move_to(
             order,
             OrderStatus::Preparing,
@@ -601,7 +607,9 @@ impl OrderPipeline {
         let restock = from != Some(OrderStatus::Delivered);
         self.refund_payment(order, &reason).await?;
         self.give_back_stock(order, restock, &reason).await?;
-        if from == Some(OrderStatus::Preparing) {
+        // A refund from PAYMENT_CONFIRMED may race the fulfilment step, so cancel
+        // (which also blocks a later submission) whenever the goods have not shipped.
+        if from != Some(OrderStatus::Delivered) {
             retry(&self.config.step_retry, "cancel fulfilment", || {
                 with_timeout(
                     self.config.call_timeout,

@@ -31,11 +31,11 @@ pub fn fast_retry(attempts: u32) -> RetryPolicy {
     }
 }
 
-/// Fast settings for tests: 3 tries a step, 1 ms apart, 100 ms payment timeout.
+/// Fast settings for tests: 3 tries a step, 1 ms apart, 250 ms timeouts.
 pub fn test_config() -> PipelineConfig {
     PipelineConfig {
-        payment_timeout: Duration::from_millis(100),
-        call_timeout: Duration::from_millis(100),
+        payment_timeout: Duration::from_millis(250),
+        call_timeout: Duration::from_millis(250),
         step_retry: fast_retry(3),
         ..PipelineConfig::default()
     }
