@@ -602,10 +602,19 @@ async fn refunds_return_stock_by_the_documented_policy() {
     f.fulfillment.fail_next(3);
     pipeline.process(&o5.id).await.expect_err("fulfilment down");
     assert_eq!(f.status(&o5.id).await, PaymentConfirmed);
-    pipeline.refund(&o5.id, "changed mind").await.expect("refund");
+    pipeline
+        .refund(&o5.id, "changed mind")
+        .await
+        .expect("refund");
     assert_eq!(pipeline.process(&o5.id).await.expect("p").status, Refunded);
     assert!(f.fulfillment.submission(&o5.id).is_none(), "never shipped");
-    let late = f.stores.orders.get_order(&o5.id).await.expect("r").expect("o");
+    let late = f
+        .stores
+        .orders
+        .get_order(&o5.id)
+        .await
+        .expect("r")
+        .expect("o");
     assert!(matches!(
         f.fulfillment.submit(&late).await,
         Err(Error::InvalidTransition { .. })

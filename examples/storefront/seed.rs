@@ -51,9 +51,13 @@ pub fn load_tree(path: Option<&Path>) -> (CategoryTree, String) {
             }
         }
     }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
     (
         CategoryTree::generated(),
-        "generated fallback tree (../shared/data/bestbuy-categories.json not found)".into(),
+        format!(
+            "generated fallback tree (no readable Best Buy file at {})",
+            tried.join(" or ")
+        ),
     )
 }
 

@@ -22,9 +22,6 @@ pub struct Shop {
     pub carts: CartService,
     /// Checkout.
     pub checkout: CheckoutService,
-    /// The order pipeline (for cancellations and refunds).
-    #[allow(dead_code)]
-    pub pipeline: Arc<OrderPipeline>,
     /// The (in-memory) payment gateway.
     pub payments: Arc<MemoryPaymentGateway>,
     /// The (in-memory) notifier.
@@ -83,7 +80,6 @@ impl Shop {
         Ok(Shop {
             carts: CartService::new(&stores, CartLimits::default()),
             checkout,
-            pipeline,
             payments,
             notifier,
             search,

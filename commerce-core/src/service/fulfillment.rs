@@ -100,8 +100,7 @@ impl Fulfillment for MemoryFulfillment {
             ));
         }
         let next = s.submitted.len() + 1;
-        Ok(s
-            .submitted
+        Ok(s.submitted
             .entry(order.id.clone())
             .or_insert_with(|| format!("ful_{next:06}"))
             .clone())
