@@ -50,6 +50,17 @@
 //! extension configured, or a charge slower than the lease), the payment is refunded
 //! and the order cancelled ("reservation expired during payment").
 //!
+//! # When things keep failing
+//!
+//! Each step retries retryable failures a few times on its own
+//! ([`PipelineConfig::step_retry`]); a run that still fails leaves the order where it
+//! got to and its queue job is retried later with the worker's backoff
+//! ([`WorkerConfig::retry`]), then dead-lettered. An order dead-lettered while waiting
+//! for payment keeps its stock only until its reservation lapses: the reaper then
+//! cancels it and voids its payment key. A paid order that cannot reach fulfilment
+//! stays PAYMENT_CONFIRMED for an operator (paid orders are never cancelled
+//! automatically).
+//!
 //! # Example
 //!
 //! ```
