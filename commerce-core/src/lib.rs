@@ -9,6 +9,8 @@
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
 //!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`, `CoPurchaseStore`,
 //!   `HistoryStore`.
+//! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
+//!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
 //! * Recommendations ([`recommend`]), the product page under a latency budget
 //!   ([`page`]) and graceful degradation ([`resilience`]).
@@ -50,6 +52,7 @@ pub mod page;
 pub mod recommend;
 pub mod resilience;
 pub mod sample;
+pub mod service;
 pub mod store;
 
 #[cfg(feature = "testkit")]
