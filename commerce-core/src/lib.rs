@@ -7,8 +7,13 @@
 //! * Domain: [`money`], [`id`], [`catalog`] (products, variants, the category tree),
 //!   [`cart`], [`inventory`], [`order`], [`event`].
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
-//!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`.
+//!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`, `CoPurchaseStore`,
+//!   `HistoryStore`.
+//! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
+//!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
+//! * Recommendations ([`recommend`]), the product page under a latency budget
+//!   ([`page`]) and graceful degradation ([`resilience`]).
 //! * Time: [`clock`], injected everywhere time matters.
 //!
 //! ```
@@ -43,6 +48,11 @@ pub mod inventory;
 pub mod memory;
 pub mod money;
 pub mod order;
+pub mod page;
+pub mod recommend;
+pub mod resilience;
+pub mod sample;
+pub mod service;
 pub mod store;
 
 #[cfg(feature = "testkit")]

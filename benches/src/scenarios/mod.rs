@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
+mod recommend;
 
 /// A runnable scenario.
 #[derive(Debug, Clone, Copy)]
@@ -21,5 +22,6 @@ pub struct Scenario {
 pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     out.extend(memory::scenarios());
+    out.extend(recommend::scenarios());
     out
 }

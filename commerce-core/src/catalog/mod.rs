@@ -1,7 +1,7 @@
 //! The catalog: products with variants, slugs, and the category tree.
 
 mod category;
-mod import;
+pub mod import;
 mod product;
 mod slug;
 

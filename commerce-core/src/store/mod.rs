@@ -15,6 +15,7 @@ mod events;
 mod inventory;
 mod order;
 mod queue;
+mod recommend;
 pub mod search;
 
 pub use cart::CartStore;
@@ -23,6 +24,7 @@ pub use events::{EventLog, EventLogExt};
 pub use inventory::{InventoryStore, InventoryStoreExt};
 pub use order::{CreateOutcome, OrderQuery, OrderStore};
 pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
+pub use recommend::{CoPurchaseStore, HistoryStore};
 pub use search::SearchIndex;
 
 use serde::{Deserialize, Serialize};

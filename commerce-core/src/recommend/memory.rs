@@ -1,0 +1,213 @@
+//! In-memory co-purchase counts and histories: the reference implementations.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use tracing::instrument;
+
+use super::basket::{Basket, ProductCount, RecordOutcome};
+use super::history::{HISTORY_CAPACITY, Interaction};
+use crate::error::Result;
+use crate::id::{CustomerId, OrderId, ProductId};
+use crate::store::{CoPurchaseStore, HistoryStore, check_limit};
+
+/// Product ids interned as `u32` so that pair counts cost a few bytes each.
+#[derive(Debug, Default)]
+struct State {
+    orders: HashSet<OrderId>,
+    ids: Vec<ProductId>,
+    index: HashMap<ProductId, u32>,
+    /// `pairs[x][y]`: orders holding both (x's row lists what was also bought).
+    pairs: HashMap<u32, HashMap<u32, u64>>,
+    popularity: HashMap<u32, u64>,
+    /// Popularity ranked: count descending, then id ascending.
+    ranked: BTreeSet<(Reverse<u64>, ProductId)>,
+}
+
+impl State {
+    fn intern(&mut self, id: &ProductId) -> u32 {
+        if let Some(&i) = self.index.get(id) {
+            return i;
+        }
+        // More than 4 billion distinct products do not fit in memory anyway.
+        let i = u32::try_from(self.ids.len()).unwrap_or(u32::MAX);
+        self.ids.push(id.clone());
+        self.index.insert(id.clone(), i);
+        i
+    }
+}
+
+/// The in-memory [`CoPurchaseStore`]: a read-write lock over interned counts, held only
+/// inside one call, so every call is atomic and linearizable.
+///
+/// `also_bought` selects the top `limit` of the product's row in linear time; recording
+/// a basket of `n` paired products costs `n × (n − 1)` hash-map increments.
+///
+/// ```
+/// use commerce_core::id::{OrderId, ProductId};
+/// use commerce_core::recommend::{Basket, MemoryCoPurchase, RecordOutcome};
+/// use commerce_core::store::CoPurchaseStore;
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let store = MemoryCoPurchase::new();
+/// let p = |s: &str| ProductId::new(s).unwrap();
+/// let basket = Basket::new(OrderId::new("o-1")?, [p("phone"), p("case")]);
+/// assert_eq!(store.record(&basket).await?, RecordOutcome::Recorded);
+/// assert_eq!(store.record(&basket).await?, RecordOutcome::Duplicate);
+/// let also = store.also_bought(&p("phone"), 10).await?;
+/// assert_eq!((also[0].product_id.as_str(), also[0].count), ("case", 1));
+/// # Ok::<(), commerce_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Default)]
+pub struct MemoryCoPurchase {
+    state: RwLock<State>,
+}
+
+impl MemoryCoPurchase {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl CoPurchaseStore for MemoryCoPurchase {
+    #[instrument(level = "debug", skip_all, fields(order = %basket.order_id(), products = basket.products().len()))]
+    async fn record(&self, basket: &Basket) -> Result<RecordOutcome> {
+        let mut state = self.write();
+        if !state.orders.insert(basket.order_id().clone()) {
+            return Ok(RecordOutcome::Duplicate);
+        }
+        let all: Vec<u32> = basket.products().iter().map(|p| state.intern(p)).collect();
+        for (&i, id) in all.iter().zip(basket.products()) {
+            let count = state.popularity.entry(i).or_default();
+            let old = *count;
+            *count += 1;
+            state.ranked.remove(&(Reverse(old), id.clone()));
+            state.ranked.insert((Reverse(old + 1), id.clone()));
+        }
+        let paired = &all[..basket.paired().len()];
+        for &x in paired {
+            let row = state.pairs.entry(x).or_default();
+            for &y in paired {
+                if x != y {
+                    *row.entry(y).or_default() += 1;
+                }
+            }
+        }
+        Ok(RecordOutcome::Recorded)
+    }
+
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
+    async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>> {
+        let limit = check_limit(limit)?;
+        let state = self.read();
+        let Some(row) = state.index.get(product).and_then(|i| state.pairs.get(i)) else {
+            return Ok(Vec::new());
+        };
+        // Select on borrowed ids; clone only the winners.
+        let mut items: Vec<(u64, &ProductId)> = row
+            .iter()
+            .filter_map(|(&y, &count)| state.ids.get(y as usize).map(|id| (count, id)))
+            .collect();
+        let rank =
+            |a: &(u64, &ProductId), b: &(u64, &ProductId)| b.0.cmp(&a.0).then_with(|| a.1.cmp(b.1));
+        if items.len() > limit {
+            items.select_nth_unstable_by(limit, rank);
+            items.truncate(limit);
+        }
+        items.sort_by(rank);
+        Ok(items
+            .into_iter()
+            .map(|(count, id)| ProductCount {
+                product_id: id.clone(),
+                count,
+            })
+            .collect())
+    }
+
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
+    async fn popular(&self, limit: u32) -> Result<Vec<ProductCount>> {
+        let limit = check_limit(limit)?;
+        Ok(self
+            .read()
+            .ranked
+            .iter()
+            .take(limit)
+            .map(|(Reverse(count), id)| ProductCount {
+                product_id: id.clone(),
+                count: *count,
+            })
+            .collect())
+    }
+
+    async fn orders_recorded(&self) -> Result<u64> {
+        Ok(self.read().orders.len() as u64)
+    }
+}
+
+/// The in-memory [`HistoryStore`]: the newest [`HISTORY_CAPACITY`] interactions per
+/// shopper.
+#[derive(Debug, Default)]
+pub struct MemoryHistory {
+    state: Mutex<HistoryState>,
+}
+
+#[derive(Debug, Default)]
+struct HistoryState {
+    seq: u64,
+    /// Oldest first by `(at, seq)`.
+    by_customer: HashMap<CustomerId, VecDeque<(u64, Interaction)>>,
+}
+
+impl MemoryHistory {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HistoryState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[async_trait]
+impl HistoryStore for MemoryHistory {
+    #[instrument(level = "trace", skip(self, interaction), fields(kind = interaction.kind.as_str()))]
+    async fn record(&self, customer: &CustomerId, interaction: &Interaction) -> Result<()> {
+        let mut state = self.lock();
+        state.seq += 1;
+        let seq = state.seq;
+        let list = state.by_customer.entry(customer.clone()).or_default();
+        if list.iter().any(|(_, i)| i == interaction) {
+            return Ok(());
+        }
+        let at = list.partition_point(|(s, i)| (i.at, *s) <= (interaction.at, seq));
+        list.insert(at, (seq, interaction.clone()));
+        while list.len() > HISTORY_CAPACITY {
+            list.pop_front();
+        }
+        Ok(())
+    }
+
+    #[instrument(level = "trace", skip(self), err(level = "debug"))]
+    async fn recent(&self, customer: &CustomerId, limit: u32) -> Result<Vec<Interaction>> {
+        let limit = check_limit(limit)?;
+        Ok(self
+            .lock()
+            .by_customer
+            .get(customer)
+            .map(|l| l.iter().rev().take(limit).map(|(_, i)| i.clone()).collect())
+            .unwrap_or_default())
+    }
+}

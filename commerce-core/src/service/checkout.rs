@@ -1,0 +1,301 @@
+//! Checkout: revalidate the cart, compute the totals, create the order under an
+//! idempotency key.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::cart::{CartLimits, CartOwner};
+use crate::error::{EntityKind, Error, Result};
+use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
+use crate::money::Money;
+use crate::order::{NewOrder, NewOrderLine, Order};
+use crate::service::Stores;
+use crate::service::cart::{cart_lines, check_owner};
+use crate::service::client_cart::ClientCart;
+use crate::service::pricing::{PriceRules, Revalidation, revalidate};
+use crate::store::{CartStore, CatalogStore, InventoryStore, OrderStore};
+
+/// Where the cart being checked out lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CartSource {
+    /// A server-side cart; it is deleted once the order is created.
+    Server {
+        /// The cart.
+        id: CartId,
+        /// Its owner.
+        owner: CartOwner,
+    },
+    /// A cart the client holds (its prices are ignored).
+    Client(ClientCart),
+}
+
+/// A checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutRequest {
+    /// The buyer.
+    pub customer_id: CustomerId,
+    /// The cart.
+    pub cart: CartSource,
+    /// A key the client chose for this checkout (e.g. a UUID made when the checkout
+    /// page loaded): retrying with it returns the same order.
+    pub idempotency_key: IdempotencyKey,
+    /// New prices the shopper agreed to, per SKU (from
+    /// [`Revalidation::price_changes`]).
+    #[serde(default)]
+    pub accepted_prices: BTreeMap<Sku, Money>,
+}
+
+impl CheckoutRequest {
+    /// A checkout of a server cart.
+    pub fn server_cart(
+        customer_id: CustomerId,
+        id: CartId,
+        owner: CartOwner,
+        idempotency_key: IdempotencyKey,
+    ) -> Self {
+        CheckoutRequest {
+            customer_id,
+            cart: CartSource::Server { id, owner },
+            idempotency_key,
+            accepted_prices: BTreeMap::new(),
+        }
+    }
+
+    /// A checkout of a client-held cart.
+    pub fn client_cart(
+        customer_id: CustomerId,
+        cart: ClientCart,
+        idempotency_key: IdempotencyKey,
+    ) -> Self {
+        CheckoutRequest {
+            customer_id,
+            cart: CartSource::Client(cart),
+            idempotency_key,
+            accepted_prices: BTreeMap::new(),
+        }
+    }
+
+    /// The same request, agreeing to the new prices `review` reported.
+    pub fn accepting(mut self, review: &Revalidation) -> Self {
+        self.accepted_prices.extend(review.price_changes());
+        self
+    }
+}
+
+/// What a checkout did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[allow(clippy::large_enum_variant)]
+pub enum CheckoutOutcome {
+    /// The order exists in status `CREATED`, ready for the pipeline.
+    Placed {
+        /// The order.
+        order: Order,
+        /// Whether this call created it (`false`: the key's order already existed).
+        created: bool,
+    },
+    /// Nothing was created: lines changed price, are out of stock or no longer sold.
+    NeedsReview(Revalidation),
+}
+
+impl CheckoutOutcome {
+    /// The order, if one was placed.
+    pub fn order(&self) -> Option<&Order> {
+        match self {
+            CheckoutOutcome::Placed { order, .. } => Some(order),
+            CheckoutOutcome::NeedsReview(_) => None,
+        }
+    }
+}
+
+/// Shipping, tax and price-change policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutConfig {
+    /// Flat shipping charge, in major units of the order's currency.
+    pub flat_shipping: Decimal,
+    /// Shipping is free from this subtotal on (major units), if set.
+    pub free_shipping_from: Option<Decimal>,
+    /// Tax rate on the subtotal (0.0825 for 8.25 %), rounded half to even.
+    pub tax_rate: Decimal,
+    /// Take a price drop without asking the shopper (rises always need acceptance).
+    pub auto_accept_price_drops: bool,
+    /// Cart limits (client carts are checked against them).
+    pub limits: CartLimits,
+}
+
+impl Default for CheckoutConfig {
+    /// No shipping charge, no tax, price drops accepted, default cart limits.
+    fn default() -> Self {
+        CheckoutConfig {
+            flat_shipping: Decimal::ZERO,
+            free_shipping_from: None,
+            tax_rate: Decimal::ZERO,
+            auto_accept_price_drops: true,
+            limits: CartLimits::default(),
+        }
+    }
+}
+
+/// Turns carts into orders.
+///
+/// A checkout:
+/// 1. returns the order already created under the idempotency key, if any (a retried
+///    checkout never creates a second order, so the pipeline never charges twice);
+/// 2. re-checks every line against the catalog and the inventory: a line whose
+///    catalog price differs from the price the shopper saw is reported (unless the
+///    request accepts that price, or it dropped and drops are auto-accepted), as is a
+///    line that is out of stock or no longer sold — nothing is created then;
+/// 3. prices every line at the **catalog** price, adds shipping and tax in [`Money`],
+///    and creates the order in `CREATED` under the key (exactly one order per key,
+///    even under concurrent retries);
+/// 4. deletes the server cart.
+///
+/// The order then goes through the [`OrderPipeline`](crate::service::OrderPipeline),
+/// reached via the event log ([`OrderRelay`](crate::service::OrderRelay)).
+#[derive(Debug, Clone)]
+pub struct CheckoutService {
+    carts: Arc<dyn CartStore>,
+    catalog: Arc<dyn CatalogStore>,
+    inventory: Arc<dyn InventoryStore>,
+    orders: Arc<dyn OrderStore>,
+    config: CheckoutConfig,
+}
+
+impl CheckoutService {
+    /// A checkout service.
+    pub fn new(stores: &Stores, config: CheckoutConfig) -> Self {
+        CheckoutService {
+            carts: stores.carts.clone(),
+            catalog: stores.catalog.clone(),
+            inventory: stores.inventory.clone(),
+            orders: stores.orders.clone(),
+            config,
+        }
+    }
+
+    /// Checks out (see the [type docs](CheckoutService)).
+    ///
+    /// Errors: a missing cart is `NotFound { kind: Cart }`, an empty one `Validation`;
+    /// a key used by another customer is `Conflict { kind: Order }`.
+    #[instrument(level = "debug", skip_all, fields(customer = %request.customer_id, key = %request.idempotency_key), err(level = "debug"))]
+    pub async fn checkout(&self, request: &CheckoutRequest) -> Result<CheckoutOutcome> {
+        if let Some(order) = self.existing(request).await? {
+            return Ok(CheckoutOutcome::Placed {
+                order,
+                created: false,
+            });
+        }
+        let lines = match &request.cart {
+            CartSource::Server { id, owner } => {
+                check_owner(id, owner)?;
+                if let CartOwner::Customer(c) = owner {
+                    if c != &request.customer_id {
+                        return Err(Error::not_found(EntityKind::Cart, id));
+                    }
+                }
+                let cart = self
+                    .carts
+                    .get_cart(id, owner)
+                    .await?
+                    .ok_or_else(|| Error::not_found(EntityKind::Cart, id))?;
+                cart_lines(&cart)
+            }
+            CartSource::Client(cart) => cart.lines(&self.config.limits)?,
+        };
+        if lines.is_empty() {
+            return Err(Error::validation("cart", "is empty"));
+        }
+        let review = revalidate(
+            self.catalog.as_ref(),
+            self.inventory.as_ref(),
+            &lines,
+            &PriceRules {
+                accepted: Some(&request.accepted_prices),
+                auto_accept_drops: self.config.auto_accept_price_drops,
+            },
+        )
+        .await?;
+        if !review.is_ok() {
+            return Ok(CheckoutOutcome::NeedsReview(review));
+        }
+        let new = self.new_order(request, &review)?;
+        let outcome = self.orders.create_order(new).await?;
+        let created = outcome.is_created();
+        if created {
+            if let CartSource::Server { id, owner } = &request.cart {
+                if let Err(e) = self.carts.clear_cart(id, owner).await {
+                    tracing::warn!(cart_id = %id, error = %e, "order placed but the cart was not cleared");
+                }
+            }
+        }
+        Ok(CheckoutOutcome::Placed {
+            order: outcome.into_order(),
+            created,
+        })
+    }
+
+    async fn existing(&self, request: &CheckoutRequest) -> Result<Option<Order>> {
+        match self
+            .orders
+            .get_order_by_key(&request.idempotency_key)
+            .await?
+        {
+            Some(o) if o.customer_id != request.customer_id => Err(Error::conflict(
+                EntityKind::Order,
+                "the idempotency key belongs to another customer's order",
+            )),
+            other => Ok(other),
+        }
+    }
+
+    /// The order for a clean revalidation: catalog prices, shipping, tax.
+    fn new_order(&self, request: &CheckoutRequest, review: &Revalidation) -> Result<NewOrder> {
+        let mut lines = Vec::with_capacity(review.lines.len());
+        for l in &review.lines {
+            let (Some(product_id), Some(title), Some(unit_price)) =
+                (&l.product_id, &l.title, l.unit_price)
+            else {
+                return Err(Error::not_found(EntityKind::Variant, &l.sku));
+            };
+            lines.push(NewOrderLine {
+                product_id: product_id.clone(),
+                sku: l.sku.clone(),
+                title: title.clone(),
+                quantity: l.quantity,
+                unit_price,
+            });
+        }
+        let subtotal = review
+            .subtotal
+            .ok_or_else(|| Error::validation("cart", "has no priced line"))?;
+        let (shipping, tax) = self.charges(&subtotal)?;
+        Ok(NewOrder {
+            id: None,
+            customer_id: request.customer_id.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            lines,
+            shipping,
+            tax,
+        })
+    }
+
+    /// Shipping and tax for `subtotal`.
+    pub fn charges(&self, subtotal: &Money) -> Result<(Money, Money)> {
+        let currency = subtotal.currency();
+        let free = self
+            .config
+            .free_shipping_from
+            .is_some_and(|from| subtotal.amount() >= from);
+        let shipping = if free {
+            Money::zero(currency)
+        } else {
+            Money::new(self.config.flat_shipping, currency)?
+        };
+        let tax = subtotal.mul_decimal_rounded(self.config.tax_rate)?;
+        Ok((shipping, tax))
+    }
+}

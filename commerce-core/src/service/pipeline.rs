@@ -1,0 +1,691 @@
+//! The order pipeline: an order's persisted [`OrderStatus`] decides its next step.
+//!
+//! | status            | step (each idempotent)                                                      | next                                   |
+//! |-------------------|-----------------------------------------------------------------------------|----------------------------------------|
+//! | CREATED           | validate; reserve stock (`reserve` is idempotent per order)                 | PAYMENT_PENDING, or CANCELLED           |
+//! | PAYMENT_PENDING   | extend the lease; charge (one gateway key per order); confirm the stock     | PAYMENT_CONFIRMED, or CANCELLED         |
+//! | PAYMENT_CONFIRMED | submit to fulfilment (idempotent per order)                                 | PREPARING                              |
+//! | PREPARING         | notify "confirmed" (deduplicated per order and kind)                        | rests (SHIPPED / DELIVERED come from fulfilment) |
+//! | CANCELLED         | release or return the stock, void or refund the payment, notify             | rests                                  |
+//! | REFUNDED          | refund the payment, return the stock by policy, cancel fulfilment, notify   | rests                                  |
+//!
+//! Every status change is a compare-and-set ([`OrderStore::transition`]) written with
+//! its reason; a step's side effect happens *before* the status that records it, and is
+//! repeated harmlessly if the process dies in between. So an order can be resumed from
+//! its stored state at any point, by any node, any number of times, and two workers
+//! racing on one order converge (the loser of a compare-and-set reloads and goes on
+//! from the winner's status).
+//!
+//! **Compensation** converges the same way: whoever moves an order to CANCELLED or
+//! REFUNDED, the CANCELLED/REFUNDED step undoes what may have been done (all undo
+//! operations are idempotent), and a racing step that finds the order moved away runs
+//! the same cleanup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::instrument;
+
+use crate::error::{EntityKind, Error, Result};
+use crate::id::OrderId;
+use crate::inventory::{DEFAULT_RESERVATION_TTL, ReservationRequest, ReservationState};
+use crate::order::{Order, OrderStatus, Transition};
+use crate::service::Stores;
+use crate::service::fulfillment::Fulfillment;
+use crate::service::notify::{Notification, Notifier};
+use crate::service::payment::{
+    ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, payment_key,
+};
+use crate::service::retry::{retry, with_timeout};
+use crate::store::{CatalogStore, InventoryStore, OrderStore, RetryPolicy};
+
+/// Pipeline settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineConfig {
+    /// How long stock is held for an order before payment starts.
+    pub reservation_ttl: Duration,
+    /// The lease policy while paying: `Some(lease)` extends the reservation to now +
+    /// `lease` just before charging (so a slow gateway cannot let the stock lapse
+    /// mid-payment); `None` leaves the reservation's expiry as it is.
+    pub payment_lease: Option<Duration>,
+    /// The longest a charge or refund call may take before it counts as a (retryable)
+    /// failure.
+    pub payment_timeout: Duration,
+    /// The longest a fulfilment or notification call may take.
+    pub call_timeout: Duration,
+    /// Retries of one step within one run (only retryable errors are retried).
+    pub step_retry: RetryPolicy,
+}
+
+impl Default for PipelineConfig {
+    /// 15-minute reservations extended by 15 minutes when payment starts, 30 s
+    /// timeouts, 3 tries per step from 50 ms up to 2 s apart.
+    fn default() -> Self {
+        PipelineConfig {
+            reservation_ttl: DEFAULT_RESERVATION_TTL,
+            payment_lease: Some(Duration::from_secs(15 * 60)),
+            payment_timeout: Duration::from_secs(30),
+            call_timeout: Duration::from_secs(30),
+            step_retry: RetryPolicy {
+                max_attempts: 3,
+                base_delay: Duration::from_millis(50),
+                max_delay: Duration::from_secs(2),
+            },
+        }
+    }
+}
+
+/// The most status changes one `process` call makes before it reports that the order
+/// does not settle (a loop guard; a normal order needs four).
+const MAX_ROUNDS: usize = 12;
+
+enum Next {
+    /// The status changed (or may have): reload and take the next step.
+    Continue,
+    /// Nothing more to do until something outside the pipeline happens.
+    Rest,
+}
+
+/// Drives orders through their statuses; see the [module docs](self).
+///
+/// Cancellation and refunds ([`OrderPipeline::cancel`], [`OrderPipeline::refund`])
+/// return stock by this policy:
+/// * before payment (CREATED, PAYMENT_PENDING): the reservation is released and any
+///   capture under the order's payment key is refunded (or the key voided);
+/// * paid but not shipped (PAYMENT_CONFIRMED, PREPARING): the sold units go back to
+///   `available` (they never left the warehouse), fulfilment is cancelled;
+/// * delivered: the sold units are written off (`sold` to `adjusted`); goods that come
+///   back resellable are put back with [`InventoryStore::restock`] after inspection.
+#[derive(Debug, Clone)]
+pub struct OrderPipeline {
+    orders: Arc<dyn OrderStore>,
+    inventory: Arc<dyn InventoryStore>,
+    catalog: Arc<dyn CatalogStore>,
+    payments: Arc<dyn PaymentGateway>,
+    fulfillment: Arc<dyn Fulfillment>,
+    notifier: Arc<dyn Notifier>,
+    config: PipelineConfig,
+}
+
+impl OrderPipeline {
+    /// A pipeline over `stores` and the three outside services.
+    pub fn new(
+        stores: &Stores,
+        payments: Arc<dyn PaymentGateway>,
+        fulfillment: Arc<dyn Fulfillment>,
+        notifier: Arc<dyn Notifier>,
+        config: PipelineConfig,
+    ) -> Self {
+        OrderPipeline {
+            orders: stores.orders.clone(),
+            inventory: stores.inventory.clone(),
+            catalog: stores.catalog.clone(),
+            payments,
+            fulfillment,
+            notifier,
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Takes the order's steps from its stored status until it rests (PREPARING and
+    /// notified, SHIPPED, DELIVERED, or CANCELLED / REFUNDED and cleaned up), and
+    /// returns it as stored then.
+    ///
+    /// An error leaves the order where it got to: a later call resumes it. Retryable
+    /// errors (a gateway that keeps failing or timing out) are worth retrying later;
+    /// the queue workers do exactly that.
+    #[instrument(level = "debug", skip(self), err(level = "debug"))]
+    pub async fn process(&self, order_id: &OrderId) -> Result<Order> {
+        for _ in 0..MAX_ROUNDS {
+            let order = self.load(order_id).await?;
+            match self.advance(&order).await? {
+                Next::Continue => {}
+                Next::Rest => return Ok(order),
+            }
+        }
+        Err(Error::backend(
+            true,
+            format!("order {order_id} did not settle after {MAX_ROUNDS} steps"),
+        ))
+    }
+
+    /// Cancels an order that has not been paid, then cleans up (releases the stock,
+    /// voids the payment key, tells the customer). Idempotent on a cancelled order;
+    /// a paid order is `InvalidTransition` (refund it instead).
+    #[instrument(level = "debug", skip(self), err(level = "debug"))]
+    pub async fn cancel(&self, order_id: &OrderId, reason: &str) -> Result<Order> {
+        self.settle_into(
+            order_id,
+            OrderStatus::Cancelled,
+            &format!("cancelled: {reason}"),
+        )
+        .await
+    }
+
+    /// Refunds a paid order (PAYMENT_CONFIRMED, PREPARING or DELIVERED), then refunds
+    /// the payment and returns the stock by the policy in the [type docs](Self).
+    /// Idempotent on a refunded order; other statuses are `InvalidTransition`.
+    #[instrument(level = "debug", skip(self), err(level = "debug"))]
+    pub async fn refund(&self, order_id: &OrderId, reason: &str) -> Result<Order> {
+        self.settle_into(
+            order_id,
+            OrderStatus::Refunded,
+            &format!("refunded: {reason}"),
+        )
+        .await
+    }
+
+    /// Cancels the order whose reservation expired (called by the reaper), if it is
+    /// still waiting for stock or payment; otherwise leaves it alone.
+    pub async fn expire(&self, order_id: &OrderId) -> Result<Option<Order>> {
+        let Some(order) = self.orders.get_order(order_id).await? else {
+            return Ok(None);
+        };
+        if !matches!(
+            order.status,
+            OrderStatus::Created | OrderStatus::PaymentPending
+        ) {
+            return Ok(None);
+        }
+        match self
+            .settle_into(
+                order_id,
+                OrderStatus::Cancelled,
+                "reservation expired before payment completed",
+            )
+            .await
+        {
+            Ok(order) => Ok(Some(order)),
+            // Paid meanwhile (an expired but unreaped reservation may still be
+            // confirmed): nothing to cancel.
+            Err(Error::InvalidTransition { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records that fulfilment shipped the order (PREPARING to SHIPPED).
+    pub async fn mark_shipped(&self, order_id: &OrderId, tracking: &str) -> Result<Order> {
+        self.orders
+            .transition(
+                order_id,
+                &Transition::new(
+                    OrderStatus::Preparing,
+                    OrderStatus::Shipped,
+                    format!("shipped; tracking {tracking}"),
+                ),
+            )
+            .await
+    }
+
+    /// Records that the order arrived (SHIPPED to DELIVERED).
+    pub async fn mark_delivered(&self, order_id: &OrderId) -> Result<Order> {
+        self.orders
+            .transition(
+                order_id,
+                &Transition::new(OrderStatus::Shipped, OrderStatus::Delivered, "delivered"),
+            )
+            .await
+    }
+
+    /// Moves the order to `to` (CANCELLED or REFUNDED) from whatever legal status it is
+    /// in, retrying lost compare-and-sets, then runs the cleanup.
+    async fn settle_into(
+        &self,
+        order_id: &OrderId,
+        to: OrderStatus,
+        reason: &str,
+    ) -> Result<Order> {
+        for _ in 0..MAX_ROUNDS {
+            let order = self.load(order_id).await?;
+            if order.status != to {
+                order.status.check_transition(to)?;
+                let change = Transition::new(order.status, to, truncate(reason));
+                match self.orders.transition(order_id, &change).await {
+                    Ok(_) => {}
+                    Err(e) if e.is_conflict() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            return self.process(order_id).await;
+        }
+        Err(Error::conflict(
+            EntityKind::Order,
+            format!("order {order_id} kept changing; try again"),
+        ))
+    }
+
+    async fn load(&self, id: &OrderId) -> Result<Order> {
+        retry(&self.config.step_retry, "load order", || {
+            self.orders.get_order(id)
+        })
+        .await?
+        .ok_or_else(|| Error::not_found(EntityKind::Order, id))
+    }
+
+    /// One step for the order's current status.
+    async fn advance(&self, order: &Order) -> Result<Next> {
+        match order.status {
+            OrderStatus::Created => self.reserve(order).await,
+            OrderStatus::PaymentPending => self.pay(order).await,
+            OrderStatus::PaymentConfirmed => self.fulfil(order).await,
+            OrderStatus::Preparing => {
+                self.notify(order, Notification::OrderConfirmed).await?;
+                Ok(Next::Rest)
+            }
+            OrderStatus::Shipped | OrderStatus::Delivered => Ok(Next::Rest),
+            OrderStatus::Cancelled => {
+                self.clean_up_cancelled(order).await?;
+                Ok(Next::Rest)
+            }
+            OrderStatus::Refunded => {
+                self.clean_up_refunded(order).await?;
+                Ok(Next::Rest)
+            }
+        }
+    }
+
+    /// Writes `order.status -> to`; a lost compare-and-set is fine (the caller reloads).
+    async fn move_to(
+        &self,
+        order: &Order,
+        to: OrderStatus,
+        reason: String,
+        payment_ref: Option<String>,
+    ) -> Result<Next> {
+        let change = Transition {
+            from: order.status,
+            to,
+            reason: truncate(&reason),
+            payment_ref,
+        };
+        match retry(&self.config.step_retry, "transition", || {
+            self.orders.transition(&order.id, &change)
+        })
+        .await
+        {
+            Ok(_) => Ok(Next::Continue),
+            // Someone else moved it, or an earlier try of ours committed and its answer
+            // was lost: either way, reload.
+            Err(e) if e.is_conflict() => Ok(Next::Continue),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn cancel_with(&self, order: &Order, reason: String) -> Result<Next> {
+        tracing::info!(order_id = %order.id, %reason, "cancelling order");
+        self.move_to(order, OrderStatus::Cancelled, reason, None)
+            .await
+    }
+
+    // ---- CREATED: validate, reserve ---------------------------------------------
+
+    async fn reserve(&self, order: &Order) -> Result<Next> {
+        if let Err(problem) = self.validate(order).await? {
+            return self
+                .cancel_with(order, format!("validation failed: {problem}"))
+                .await;
+        }
+        let request = ReservationRequest {
+            ttl: self.config.reservation_ttl,
+            ..ReservationRequest::new(
+                order.id.clone(),
+                order.lines.iter().map(|l| (l.sku.clone(), l.quantity)),
+            )
+        };
+        let reserved = retry(&self.config.step_retry, "reserve", || {
+            self.inventory.reserve(&request)
+        })
+        .await;
+        match reserved {
+            Ok(r) => match r.state {
+                ReservationState::Active => {
+                    let units: u64 = r.lines.iter().map(|l| u64::from(l.quantity)).sum();
+                    let reason = format!(
+                        "validated; {units} unit(s) reserved until {}; awaiting payment",
+                        r.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
+                    );
+                    self.move_to(order, OrderStatus::PaymentPending, reason, None)
+                        .await
+                }
+                ReservationState::Released => {
+                    let why = r.reason.unwrap_or_else(|| "released".into());
+                    self.cancel_with(
+                        order,
+                        format!("reservation released before payment ({why})"),
+                    )
+                    .await
+                }
+                other => Err(Error::permanent(
+                    format!(
+                        "order {} is CREATED but its reservation is {other}",
+                        order.id
+                    ),
+                    "inconsistent state",
+                )),
+            },
+            Err(Error::OutOfStock {
+                sku,
+                requested,
+                available,
+            }) => {
+                self.cancel_with(
+                    order,
+                    format!("out of stock: {sku} (requested {requested}, available {available})"),
+                )
+                .await
+            }
+            Err(Error::NotFound {
+                kind: EntityKind::Stock,
+                id,
+            }) => {
+                self.cancel_with(order, format!("out of stock: {id} is not stocked"))
+                    .await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Checks the order can still be sold and its money adds up. The prices are those
+    /// the customer accepted at checkout and are honoured as they are.
+    async fn validate(&self, order: &Order) -> Result<std::result::Result<(), String>> {
+        for line in &order.lines {
+            let product = retry(&self.config.step_retry, "validate", || {
+                self.catalog.get_product_by_sku(&line.sku)
+            })
+            .await?;
+            let sold = product.is_some_and(|p| p.is_active() && p.variant(&line.sku).is_some());
+            if !sold {
+                return Ok(Err(format!("{} is no longer sold", line.sku)));
+            }
+            let expected = line.unit_price.checked_mul(u64::from(line.quantity))?;
+            if expected != line.line_total {
+                return Ok(Err(format!("line total of {} does not add up", line.sku)));
+            }
+        }
+        let t = &order.totals;
+        let total = t.subtotal.checked_add(&t.shipping)?.checked_add(&t.tax)?;
+        if total != t.total {
+            return Ok(Err("the order total does not add up".into()));
+        }
+        Ok(Ok(()))
+    }
+
+    // ---- PAYMENT_PENDING: extend, charge, confirm ----------------------------------
+
+    async fn pay(&self, order: &Order) -> Result<Next> {
+        let reservation = retry(&self.config.step_retry, "read reservation", || {
+            self.inventory.reservation(&order.id)
+        })
+        .await?
+        .ok_or_else(|| {
+            Error::permanent(
+                format!(
+                    "order {} is PAYMENT_PENDING without a reservation",
+                    order.id
+                ),
+                "inconsistent state",
+            )
+        })?;
+        match reservation.state {
+            ReservationState::Released => {
+                let why = reservation.reason.unwrap_or_else(|| "released".into());
+                return self
+                    .cancel_with(
+                        order,
+                        format!("reservation lapsed before payment was taken ({why})"),
+                    )
+                    .await;
+            }
+            ReservationState::Returned => {
+                return Err(Error::permanent(
+                    format!(
+                        "order {} is PAYMENT_PENDING but its stock was returned",
+                        order.id
+                    ),
+                    "inconsistent state",
+                ));
+            }
+            // Paid in an earlier run that stopped before recording it; the charge
+            // below returns that payment (same key) without charging again.
+            ReservationState::Confirmed => {}
+            ReservationState::Active => {
+                if let Some(lease) = self.config.payment_lease {
+                    let extended = retry(&self.config.step_retry, "extend reservation", || {
+                        self.inventory.extend(&order.id, lease)
+                    })
+                    .await;
+                    match extended {
+                        Ok(_) => {}
+                        Err(Error::InvalidTransition { .. }) => {
+                            return self
+                                .cancel_with(
+                                    order,
+                                    "reservation expired before payment was taken".into(),
+                                )
+                                .await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        match self.charge(order).await? {
+            ChargeOutcome::Declined { reason } => {
+                self.cancel_with(order, format!("payment declined: {reason}"))
+                    .await
+            }
+            ChargeOutcome::Approved { payment_ref } => {
+                let confirmed = retry(&self.config.step_retry, "confirm reservation", || {
+                    self.inventory.confirm(&order.id)
+                })
+                .await;
+                match confirmed {
+                    Ok(_) => {
+                        let reason = format!(
+                            "payment {payment_ref} captured ({}); reserved stock sold",
+                            order.totals.total
+                        );
+                        self.move_to(
+                            order,
+                            OrderStatus::PaymentConfirmed,
+                            reason,
+                            Some(payment_ref),
+                        )
+                        .await
+                    }
+                    // The reservation lapsed and was released while the charge ran:
+                    // the units may be sold to someone else, so the payment goes back.
+                    Err(Error::InvalidTransition { .. }) => {
+                        self.cancel_with(
+                            order,
+                            format!(
+                                "reservation expired during payment; payment {payment_ref} refunded"
+                            ),
+                        )
+                        .await
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+        }
+    }
+
+    async fn charge(&self, order: &Order) -> Result<ChargeOutcome> {
+        if order.totals.total.is_zero() {
+            return Ok(ChargeOutcome::Approved {
+                payment_ref: "no-charge".into(),
+            });
+        }
+        let request = ChargeRequest {
+            idempotency_key: payment_key(&order.id)?,
+            order_id: order.id.clone(),
+            customer_id: order.customer_id.clone(),
+            amount: order.totals.total,
+        };
+        retry(&self.config.step_retry, "charge", || {
+            with_timeout(
+                self.config.payment_timeout,
+                "payment gateway",
+                self.payments.charge(&request),
+            )
+        })
+        .await
+    }
+
+    // ---- PAYMENT_CONFIRMED: fulfilment ---------------------------------------------
+
+    async fn fulfil(&self, order: &Order) -> Result<Next> {
+        let submitted = retry(&self.config.step_retry, "fulfilment", || {
+            with_timeout(
+                self.config.call_timeout,
+                "fulfilment",
+                self.fulfillment.submit(order),
+            )
+        })
+        .await;
+        let reference = match submitted {
+            Ok(r) => r,
+            // Fulfilment was cancelled by a refund racing this step: reload.
+            Err(Error::InvalidTransition { .. }) => return Ok(Next::Continue),
+            Err(e) => return Err(e),
+        };
+        self.move_to(
+            order,
+            OrderStatus::Preparing,
+            format!("sent to fulfilment ({reference})"),
+            None,
+        )
+        .await
+    }
+
+    async fn notify(&self, order: &Order, notification: Notification) -> Result<()> {
+        retry(&self.config.step_retry, "notify", || {
+            with_timeout(
+                self.config.call_timeout,
+                "notifier",
+                self.notifier.notify(order, &notification),
+            )
+        })
+        .await
+    }
+
+    // ---- compensation -----------------------------------------------------------------
+
+    /// The status the order left when it entered its current one, and why.
+    async fn entry(&self, order: &Order) -> Result<(Option<OrderStatus>, String)> {
+        let history = retry(&self.config.step_retry, "history", || {
+            self.orders.history(&order.id)
+        })
+        .await?;
+        Ok(history
+            .iter()
+            .rev()
+            .find(|c| c.to == order.status)
+            .map(|c| (c.from, c.reason.clone()))
+            .unwrap_or((None, String::new())))
+    }
+
+    async fn clean_up_cancelled(&self, order: &Order) -> Result<()> {
+        let (from, reason) = self.entry(order).await?;
+        self.give_back_stock(order, true, &reason).await?;
+        // A charge can only have been attempted once the order was PAYMENT_PENDING.
+        if from == Some(OrderStatus::PaymentPending) {
+            self.refund_payment(order, &reason).await?;
+        }
+        self.notify(order, Notification::OrderCancelled { reason })
+            .await
+    }
+
+    async fn clean_up_refunded(&self, order: &Order) -> Result<()> {
+        let (from, reason) = self.entry(order).await?;
+        let restock = from != Some(OrderStatus::Delivered);
+        self.refund_payment(order, &reason).await?;
+        self.give_back_stock(order, restock, &reason).await?;
+        // A refund from PAYMENT_CONFIRMED may race the fulfilment step, so cancel
+        // (which also blocks a later submission) whenever the goods have not shipped.
+        if from != Some(OrderStatus::Delivered) {
+            retry(&self.config.step_retry, "cancel fulfilment", || {
+                with_timeout(
+                    self.config.call_timeout,
+                    "fulfilment",
+                    self.fulfillment.cancel(&order.id, &reason),
+                )
+            })
+            .await?;
+        }
+        self.notify(order, Notification::OrderRefunded { reason })
+            .await
+    }
+
+    /// Releases an active reservation or returns a confirmed one (`restock` decides
+    /// whether sold units go back to `available` or are written off).
+    async fn give_back_stock(&self, order: &Order, restock: bool, reason: &str) -> Result<()> {
+        let reason = truncate(reason);
+        // A racing step may confirm the reservation between our read and our release:
+        // read again and return it instead.
+        for _ in 0..3 {
+            let reservation = retry(&self.config.step_retry, "read reservation", || {
+                self.inventory.reservation(&order.id)
+            })
+            .await?;
+            let result = match reservation.map(|r| r.state) {
+                Some(ReservationState::Active) => {
+                    retry(&self.config.step_retry, "release", || {
+                        self.inventory.release(&order.id, &reason)
+                    })
+                    .await
+                }
+                Some(ReservationState::Confirmed) => {
+                    retry(&self.config.step_retry, "return stock", || {
+                        self.inventory.return_stock(&order.id, restock, &reason)
+                    })
+                    .await
+                }
+                _ => return Ok(()),
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(Error::InvalidTransition { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::backend(
+            true,
+            format!("the reservation of order {} kept changing", order.id),
+        ))
+    }
+
+    async fn refund_payment(&self, order: &Order, reason: &str) -> Result<()> {
+        if order.totals.total.is_zero() {
+            return Ok(());
+        }
+        let key = payment_key(&order.id)?;
+        let outcome = retry(&self.config.step_retry, "refund", || {
+            with_timeout(
+                self.config.payment_timeout,
+                "payment gateway",
+                self.payments.refund(&key, reason),
+            )
+        })
+        .await?;
+        if let RefundOutcome::Refunded {
+            payment_ref,
+            amount,
+        } = outcome
+        {
+            tracing::info!(order_id = %order.id, %payment_ref, %amount, "payment refunded");
+        }
+        Ok(())
+    }
+}
+
+/// Reasons are at most 500 characters in the history.
+fn truncate(reason: &str) -> String {
+    reason.chars().take(500).collect()
+}

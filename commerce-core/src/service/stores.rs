@@ -1,0 +1,62 @@
+//! The bundle of stores the services are built on.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::memory::MemoryEngine;
+use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+
+/// One handle per contract, as trait objects, plus the clock.
+///
+/// The services only ever see these traits, so the same service code runs on the
+/// in-memory engine ([`Stores::memory`]) and on any adapter (PostgreSQL, Redis, your
+/// own): build a `Stores` from whatever implements the contracts.
+///
+/// The clock should be the one the stores use, so that "now" agrees everywhere
+/// (reservation expiry, cart expiry, queue leases).
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Products and categories.
+    pub catalog: Arc<dyn CatalogStore>,
+    /// Server-side carts.
+    pub carts: Arc<dyn CartStore>,
+    /// Stock and reservations.
+    pub inventory: Arc<dyn InventoryStore>,
+    /// Orders and their history.
+    pub orders: Arc<dyn OrderStore>,
+    /// The event log (transactional outbox).
+    pub events: Arc<dyn EventLog>,
+    /// The queue orders are processed from.
+    pub queue: Arc<dyn OrderQueue>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Stores {
+    /// The stores of an in-memory engine, sharing its clock.
+    ///
+    /// ```
+    /// use commerce_core::memory::MemoryEngine;
+    /// use commerce_core::service::Stores;
+    ///
+    /// let stores = Stores::memory(&MemoryEngine::new());
+    /// # let _ = stores;
+    /// ```
+    pub fn memory(engine: &MemoryEngine) -> Self {
+        Stores {
+            catalog: engine.catalog.clone(),
+            carts: engine.carts.clone(),
+            inventory: engine.inventory.clone(),
+            orders: engine.orders.clone(),
+            events: engine.events.clone(),
+            queue: engine.queue.clone(),
+            clock: engine.clock.clone(),
+        }
+    }
+}
+
+impl From<&MemoryEngine> for Stores {
+    fn from(engine: &MemoryEngine) -> Self {
+        Stores::memory(engine)
+    }
+}

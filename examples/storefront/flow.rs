@@ -1,0 +1,241 @@
+//! The shopper's path: browse a category subtree, search, fill a cart (as a guest, then
+//! signed in), check out, and follow the order through the pipeline.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use commerce_core::cart::CartOwner;
+use commerce_core::catalog::{CategoryPath, ProductStatus};
+use commerce_core::id::{CartId, CustomerId, IdempotencyKey, ProductId};
+use commerce_core::service::{CheckoutOutcome, CheckoutRequest};
+use commerce_core::store::search::{FacetRequest, SearchHit, SearchQuery};
+use commerce_core::store::{CatalogStoreExt, InventoryStoreExt, ProductQuery};
+use commerce_core::{Error, Result};
+
+use crate::seed::Seeded;
+use crate::shop::Shop;
+
+/// Lists the products of the busiest second-level category.
+pub async fn browse(shop: &Shop, seeded: &Seeded) -> Result<()> {
+    let mut per_branch: BTreeMap<CategoryPath, u64> = BTreeMap::new();
+    for (leaf, n) in &seeded.per_category {
+        let branch = std::iter::once(leaf.clone())
+            .chain(leaf.ancestors())
+            .find(|c| c.depth() == 2)
+            .unwrap_or_else(|| leaf.clone());
+        *per_branch.entry(branch).or_default() += n;
+    }
+    let Some((branch, _)) = per_branch
+        .iter()
+        .max_by_key(|(c, n)| (**n, std::cmp::Reverse(*c)))
+    else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    let query = ProductQuery {
+        status: Some(ProductStatus::Active),
+        limit: 1000,
+        ..ProductQuery::in_category(branch.clone())
+    };
+    let products = shop.stores.catalog.list_all_products(&query).await?;
+    let took = started.elapsed();
+    println!(
+        "  browse \"{branch}\": {} categories in the subtree, {} products (listed in {took:.2?})",
+        seeded.tree.subtree(branch).count(),
+        products.len()
+    );
+    for p in products.iter().take(3) {
+        println!("    {:<60} from {}", ellipsis(&p.title, 60), p.min_price());
+    }
+    Ok(())
+}
+
+/// Runs a few shopper-style queries and shows the first that finds something.
+pub async fn search(shop: &Shop, seeded: &Seeded) -> Result<Vec<SearchHit>> {
+    let mut queries: Vec<String> = [
+        "sony headphone",
+        "samsung tv",
+        "apple laptop",
+        "canon camera",
+        "bose speaker",
+    ]
+    .map(String::from)
+    .to_vec();
+    if let Some(sku) = seeded.skus.first() {
+        if let Some(p) = shop.stores.catalog.get_product_by_sku(sku).await? {
+            queries.push(p.brand);
+        }
+    }
+    let mut last = Vec::new();
+    for text in queries {
+        let started = Instant::now();
+        let results = shop
+            .search
+            .search(&SearchQuery {
+                limit: 5,
+                facets: FacetRequest {
+                    brands: true,
+                    categories: true,
+                    ..FacetRequest::default()
+                },
+                ..SearchQuery::text(text.clone())
+            })
+            .await?;
+        last = results.hits.clone();
+        if results.hits.len() < 3 {
+            continue;
+        }
+        let took = started.elapsed();
+        let roots: Vec<String> = results
+            .facets
+            .categories
+            .iter()
+            .take(3)
+            .map(|f| format!("{} ({})", f.value, f.count))
+            .collect();
+        println!(
+            "  search \"{text}\": {} hits in {took:.2?}; top categories: {}",
+            results.total,
+            roots.join(", ")
+        );
+        println!(
+            "    (in-memory index; commerce-search's tantivy index plugs in as the same SearchIndex)"
+        );
+        for h in &results.hits {
+            println!("    {:<60} {}", ellipsis(&h.title, 60), h.price);
+        }
+        return Ok(results.hits);
+    }
+    Ok(last)
+}
+
+/// Fills a cart from the search hits (or any seeded products), signs in, checks out,
+/// and prints the order's history.
+pub async fn shop_and_checkout(shop: &Shop, seeded: &Seeded, hits: &[SearchHit]) -> Result<()> {
+    let mut products: Vec<ProductId> = hits.iter().map(|h| h.product_id.clone()).collect();
+    for sku in seeded.skus.iter().take(20) {
+        if let Some(p) = shop.stores.catalog.get_product_by_sku(sku).await? {
+            products.push(p.id);
+        }
+    }
+    let mut skus = Vec::new();
+    for id in &products {
+        if let Some(p) = shop.stores.catalog.get_product(id).await? {
+            for v in &p.variants {
+                if shop.stores.inventory.available(&v.sku).await? >= 2 {
+                    skus.push(v.sku.clone());
+                    break;
+                }
+            }
+        }
+        if skus.len() == 2 {
+            break;
+        }
+    }
+    let [first, second, ..] = skus.as_slice() else {
+        println!("  (not enough stocked search hits for the cart demo)");
+        return Ok(());
+    };
+
+    // As a guest.
+    let guest = CartId::new_guest();
+    shop.carts.add(&guest, &CartOwner::Guest, first, 2).await?;
+    shop.carts.add(&guest, &CartOwner::Guest, second, 1).await?;
+    // The customer's cart from an earlier visit holds one of the first item too.
+    let customer = CustomerId::new("demo-customer")?;
+    let owner = CartOwner::Customer(customer.clone());
+    let cart_id = CartId::for_customer(&customer);
+    shop.carts.add(&cart_id, &owner, first, 1).await?;
+    let (cart, report) = shop.carts.sign_in(&guest, &customer).await?;
+    println!(
+        "  cart: guest cart merged into {}'s on sign-in: {} lines, {} units{}",
+        customer,
+        cart.items.len(),
+        cart.total_quantity(),
+        if report.capped.is_empty() && report.dropped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (capped {:?}, dropped {:?})",
+                report.capped, report.dropped
+            )
+        }
+    );
+    for i in &cart.items {
+        println!("    {:>2} x {:<22} at {}", i.quantity, i.sku, i.unit_price);
+    }
+
+    let key = IdempotencyKey::new("storefront-demo-checkout-1")?;
+    let request = CheckoutRequest::server_cart(customer.clone(), cart_id, owner, key);
+    let order = match shop.checkout.checkout(&request).await? {
+        CheckoutOutcome::Placed { order, .. } => order,
+        CheckoutOutcome::NeedsReview(review) => {
+            let issues: Vec<_> = review.issues().collect();
+            println!("  checkout needs review: {issues:?}");
+            return Ok(());
+        }
+    };
+    let t = &order.totals;
+    println!(
+        "  checkout: order {} — subtotal {}, shipping {}, tax {}, total {}",
+        order.id, t.subtotal, t.shipping, t.tax, t.total
+    );
+    let started = Instant::now();
+    let settled = shop
+        .wait_settled(&order.id, Duration::from_secs(30))
+        .await?;
+    println!(
+        "  pipeline: {} in {:.2?} (event log -> queue -> worker)",
+        settled.status,
+        started.elapsed()
+    );
+    let again = shop.checkout.checkout(&request).await?;
+    let same = again.order().map(|o| &o.id) == Some(&order.id);
+    let captures = shop
+        .payments
+        .captures()
+        .iter()
+        .filter(|c| c.order_id == order.id)
+        .count();
+    println!(
+        "  retried checkout with the same key: {} order; captures for it: {captures}",
+        if same { "same" } else { "DIFFERENT" }
+    );
+    println!("  order history:");
+    for c in shop.stores.orders.history(&order.id).await? {
+        let from = c.from.map_or("-".to_string(), |f| f.to_string());
+        println!(
+            "    {}  {:>17} -> {:<17} {}",
+            c.at.format("%H:%M:%S%.3f"),
+            from,
+            c.to,
+            c.reason
+        );
+    }
+    let sent = shop.notifier.sent_for(&order.id);
+    println!(
+        "  customer notified: {}",
+        sent.iter()
+            .map(|n| n.notification.kind())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !same || captures != 1 {
+        return Err(Error::backend(
+            false,
+            "the retried checkout was not idempotent",
+        ));
+    }
+    Ok(())
+}
+
+/// The first `n` characters of `s`, with an ellipsis if cut.
+pub fn ellipsis(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut out: String = s.chars().take(n - 1).collect();
+        out.push('…');
+        out
+    }
+}

@@ -1,0 +1,136 @@
+//! Seeding: the category tree, a sample catalog, its stock, and the search index.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use commerce_core::Result;
+use commerce_core::catalog::{CategoryPath, CategoryTree, import_bestbuy_file};
+use commerce_core::id::{LocationId, Sku};
+use commerce_core::sample::SampleCatalog;
+use commerce_core::service::Stores;
+use commerce_core::store::{CatalogStoreExt, SearchIndex};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// What was seeded.
+#[derive(Debug)]
+pub struct Seeded {
+    /// The category tree.
+    pub tree: CategoryTree,
+    /// Products created.
+    pub products: u64,
+    /// Variants (SKUs) created.
+    pub variants: u64,
+    /// Units stocked.
+    pub units: u64,
+    /// Products per leaf category.
+    pub per_category: BTreeMap<CategoryPath, u64>,
+    /// One SKU per product, for the demo.
+    pub skus: Vec<Sku>,
+    /// Time taken.
+    pub elapsed: Duration,
+}
+
+/// The Best Buy tree, or the generated one when the file is absent.
+pub fn load_tree(path: Option<&Path>) -> (CategoryTree, String) {
+    let candidates: Vec<PathBuf> = match path {
+        Some(p) => vec![p.to_path_buf()],
+        None => vec![
+            PathBuf::from("../shared/data/bestbuy-categories.json"),
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/bestbuy-categories.json"),
+        ],
+    };
+    for file in &candidates {
+        if file.exists() {
+            match import_bestbuy_file(file) {
+                Ok(report) => {
+                    let source = format!("Best Buy ({}): {}", file.display(), report.summary());
+                    return (report.tree, source);
+                }
+                Err(e) => eprintln!("  could not import {}: {e}", file.display()),
+            }
+        }
+    }
+    let tried: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    (
+        CategoryTree::generated(),
+        format!(
+            "generated fallback tree (no readable Best Buy file at {})",
+            tried.join(" or ")
+        ),
+    )
+}
+
+/// Seeds `n` products over `tree`, stocks every variant, and indexes the products.
+pub async fn seed(
+    stores: &Stores,
+    search: &dyn SearchIndex,
+    tree: CategoryTree,
+    n: u64,
+    seed: u64,
+) -> Result<Seeded> {
+    let started = Instant::now();
+    let categories: Vec<_> = tree.iter().cloned().collect();
+    stores.catalog.put_categories(&categories).await?;
+    let sample = SampleCatalog::new(&tree, seed);
+    let locations = [LocationId::new("wh-east")?, LocationId::new("wh-west")?];
+
+    let bar = ProgressBar::new(n).with_style(
+        ProgressStyle::with_template(
+            "  seeding {bar:40.cyan/blue} {pos:>6}/{len} products {per_sec:>12} eta {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut out = Seeded {
+        tree,
+        products: 0,
+        variants: 0,
+        units: 0,
+        per_category: BTreeMap::new(),
+        skus: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    let mut batch = Vec::with_capacity(500);
+    for i in 0..n {
+        let product = stores.catalog.create_product(sample.product(i)).await?;
+        for (v, variant) in product.variants.iter().enumerate() {
+            // Most SKUs sit in one warehouse, every third also in the other; a few are
+            // sold out.
+            let units = variant.inventory_count;
+            if units > 0 {
+                let at = &locations[(i as usize + v) % 2];
+                stores
+                    .inventory
+                    .restock(&variant.sku, at, units, "initial stock")
+                    .await?;
+                out.units += u64::from(units);
+                if (i + v as u64) % 3 == 0 {
+                    let other = &locations[(i as usize + v + 1) % 2];
+                    stores
+                        .inventory
+                        .restock(&variant.sku, other, 25, "initial stock")
+                        .await?;
+                    out.units += 25;
+                }
+            }
+        }
+        out.products += 1;
+        out.variants += product.variants.len() as u64;
+        *out.per_category
+            .entry(product.category.clone())
+            .or_default() += 1;
+        out.skus
+            .extend(product.variants.first().map(|v| v.sku.clone()));
+        batch.push(product);
+        if batch.len() == 500 {
+            search.upsert(&batch).await?;
+            batch.clear();
+        }
+        bar.inc(1);
+    }
+    search.upsert(&batch).await?;
+    search.refresh().await?;
+    bar.finish_and_clear();
+    out.elapsed = started.elapsed();
+    Ok(out)
+}
