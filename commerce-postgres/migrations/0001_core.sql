@@ -130,13 +130,14 @@ BEGIN
     FOR i IN 1 .. array_length(p_skus, 1) LOOP
         v_sku := p_skus[i];
         v_q := p_qtys[i];
-        -- Fast path: the first location (in id order) that covers the whole line.
+        -- Fast path: the SKU's first location (lowest id) covers the whole line. The
+        -- guarded UPDATE locks only that row and re-checks `available >= v_q` on its
+        -- newest version. (If the re-check fails the row stays locked; it is the
+        -- SKU's first row, so the slow path below still locks in location order.)
         UPDATE stock_levels l
            SET available = l.available - v_q, reserved = l.reserved + v_q
-          FROM (SELECT c.location FROM stock_levels c
-                 WHERE c.sku = v_sku AND c.available >= v_q
-                 ORDER BY c.location LIMIT 1 FOR UPDATE) pick
-         WHERE l.sku = v_sku AND l.location = pick.location AND l.available >= v_q
+         WHERE l.sku = v_sku AND l.available >= v_q
+           AND l.location = (SELECT min(c.location) FROM stock_levels c WHERE c.sku = v_sku)
         RETURNING l.location INTO v_loc;
         IF FOUND THEN
             v_allocs := v_allocs || jsonb_build_object('sku', v_sku, 'location', v_loc, 'quantity', v_q);
@@ -145,14 +146,29 @@ BEGIN
             v_mov_q := v_mov_q || v_q;
             CONTINUE;
         END IF;
-        -- Slow path: split greedily over the locations in order, then backorder.
-        SELECT s.backorder_allowed INTO v_allowed FROM stock_skus s WHERE s.sku = v_sku FOR UPDATE;
-        v_meta := FOUND;
+        -- Slow path: lock every level of the SKU in location order, then its record;
+        -- serve from the first location that covers the line, else split greedily
+        -- over the locations in order, then backorder if allowed.
         v_total := 0;
+        v_loc := NULL;
         FOR r IN SELECT c.location, c.available FROM stock_levels c
                   WHERE c.sku = v_sku ORDER BY c.location FOR UPDATE LOOP
             v_total := v_total + r.available;
+            IF v_loc IS NULL AND r.available >= v_q THEN
+                v_loc := r.location;
+            END IF;
         END LOOP;
+        SELECT s.backorder_allowed INTO v_allowed FROM stock_skus s WHERE s.sku = v_sku FOR UPDATE;
+        v_meta := FOUND;
+        IF v_loc IS NOT NULL THEN
+            UPDATE stock_levels c SET available = c.available - v_q, reserved = c.reserved + v_q
+             WHERE c.sku = v_sku AND c.location = v_loc;
+            v_allocs := v_allocs || jsonb_build_object('sku', v_sku, 'location', v_loc, 'quantity', v_q);
+            v_mov_sku := v_mov_sku || v_sku;
+            v_mov_loc := v_mov_loc || v_loc;
+            v_mov_q := v_mov_q || v_q;
+            CONTINUE;
+        END IF;
         IF v_total = 0 AND NOT v_meta AND NOT EXISTS (SELECT 1 FROM stock_levels c WHERE c.sku = v_sku) THEN
             RAISE EXCEPTION 'unknown sku' USING ERRCODE = 'CM002', DETAIL = v_sku;
         END IF;

@@ -1,8 +1,8 @@
 //! The adapter's private error type and its mapping to [`commerce_core::Error`] by
 //! SQLSTATE code (never by message text).
 
-use commerce_core::Error;
 use commerce_core::EntityKind;
+use commerce_core::Error;
 
 /// What can go wrong talking to PostgreSQL.
 #[derive(Debug, thiserror::Error)]
@@ -85,7 +85,7 @@ fn map_sqlx(e: sqlx::Error) -> Error {
                     "input",
                     "a value cannot be stored (invalid characters or too long)",
                 ),
-                _ => Error::permanent("database error", e),
+                _ => Error::permanent(format!("database error {code}: {}", d.message()), e),
             }
         }
         sqlx::Error::PoolTimedOut => Error::retryable("no database connection free in time", e),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use commerce_core::clock::{self, Timestamp};
 use commerce_core::EntityKind;
+use commerce_core::clock::{self, Timestamp};
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{LocationId, OrderId, Sku};
 use commerce_core::inventory::{
@@ -33,8 +33,8 @@ use crate::error::{DbResult, PgError, code, corrupt};
 /// * `release_expired` claims due reservations with one `UPDATE ... WHERE order_id IN
 ///   (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`, so concurrent reapers never claim
 ///   the same one, then gives their units back in the same transaction.
-/// * Rows of one SKU are always locked SKU record first, then levels in location
-///   order; SKUs in byte order.
+/// * Rows are always locked SKU by SKU in byte order; within a SKU its levels in
+///   location order, then its SKU record.
 #[derive(Debug)]
 pub struct PgInventory {
     db: Arc<Db>,
@@ -118,14 +118,14 @@ struct Mov {
     reason: Option<String>,
 }
 
-/// Allocations sorted in lock order: by SKU, the SKU record (backorder) before levels,
-/// levels by location.
+/// Allocations sorted in lock order: by SKU, levels by location, then the SKU record
+/// (backorders).
 fn lock_order(allocs: &[Allocation]) -> Vec<&Allocation> {
     let mut v: Vec<&Allocation> = allocs.iter().collect();
     v.sort_by(|a, b| {
-        (&a.sku, a.location.is_some(), &a.location).cmp(&(
+        (&a.sku, a.location.is_none(), &a.location).cmp(&(
             &b.sku,
-            b.location.is_some(),
+            b.location.is_none(),
             &b.location,
         ))
     });
@@ -211,7 +211,7 @@ impl PgInventory {
         for a in lock_order(&all) {
             *agg.entry((
                 a.sku.to_string(),
-                a.location.is_some(),
+                a.location.is_none(),
                 a.location.as_ref().map(|l| l.to_string()),
             ))
             .or_default() += i64::from(a.quantity);
@@ -314,7 +314,9 @@ impl PgInventory {
         r.state = to;
         r.closed_at = Some(now);
         r.reason = reason.map(str::to_owned);
-        self.db.append_in(&mut tx, now, &[reservation_event(&r)]).await?;
+        self.db
+            .append_in(&mut tx, now, &[reservation_event(&r)])
+            .await?;
         tx.commit().await.db()?;
         Ok(r)
     }
@@ -334,6 +336,17 @@ impl InventoryStore for PgInventory {
         let now = self.db.now();
         let q = i64::from(quantity);
         let mut tx = self.db.pool.begin().await.db()?;
+        // lock order: the level, then the SKU record
+        sqlx::query(sql!(
+            "INSERT INTO {t} AS l (sku, location) VALUES ($1, $2)
+             ON CONFLICT (sku, location) DO UPDATE SET received = l.received",
+            t = self.db.t("stock_levels")
+        ))
+        .bind(sku.as_str())
+        .bind(location.as_str())
+        .execute(&mut *tx)
+        .await
+        .db()?;
         let owed: i64 = sqlx::query_scalar(sql!(
             "INSERT INTO {t} (sku) VALUES ($1)
              ON CONFLICT (sku) DO UPDATE SET sku = EXCLUDED.sku
@@ -357,11 +370,10 @@ impl InventoryStore for PgInventory {
             .db()?;
         }
         let row = sqlx::query(sql!(
-            "INSERT INTO {t} AS l (sku, location, received, sold, available)
-             VALUES ($1, $2, $3, $4, $3 - $4)
-             ON CONFLICT (sku, location) DO UPDATE
+            "UPDATE {t} AS l
                SET received = l.received + $3, sold = l.sold + $4,
                    available = l.available + $3 - $4
+             WHERE sku = $1 AND location = $2
              RETURNING *",
             t = self.db.t("stock_levels")
         ))
@@ -693,7 +705,8 @@ impl InventoryStore for PgInventory {
             r.allocations
                 .iter()
                 .position(|a| {
-                    a.sku.as_str() == m.sku && a.location.as_ref().map(|l| l.to_string()) == m.location
+                    a.sku.as_str() == m.sku
+                        && a.location.as_ref().map(|l| l.to_string()) == m.location
                 })
                 .unwrap_or(usize::MAX)
         };
@@ -712,7 +725,9 @@ impl InventoryStore for PgInventory {
         r.state = ReservationState::Returned;
         r.closed_at = Some(now);
         r.reason = Some(reason.to_owned());
-        self.db.append_in(&mut tx, now, &[reservation_event(&r)]).await?;
+        self.db
+            .append_in(&mut tx, now, &[reservation_event(&r)])
+            .await?;
         tx.commit().await.db()?;
         Ok(r)
     }

@@ -44,8 +44,8 @@ use std::time::Duration;
 use commerce_core::clock::{Clock, SystemClock};
 use commerce_core::{Error, Result};
 pub use sqlx;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
