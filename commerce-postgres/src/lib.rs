@@ -32,6 +32,7 @@ macro_rules! sql {
     };
 }
 
+mod catalog;
 mod db;
 mod error;
 mod events;
@@ -47,6 +48,7 @@ pub use sqlx;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use catalog::PgCatalog;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
@@ -206,6 +208,8 @@ pub struct PgCommerce {
     pub inventory: Arc<PgInventory>,
     /// Orders and their history.
     pub orders: Arc<PgOrders>,
+    /// Products, variants and categories (reads may go to a replica).
+    pub catalog: Arc<PgCatalog>,
 }
 
 impl PgCommerce {
@@ -227,8 +231,17 @@ impl PgCommerce {
             events: Arc::new(PgEventLog::new(db.clone())),
             inventory: Arc::new(PgInventory::new(db.clone())),
             orders: Arc::new(PgOrders::new(db.clone())),
+            catalog: Arc::new(PgCatalog::new(db.clone(), None)),
             db,
         }
+    }
+
+    /// Routes reads that may lag (product pages, catalog listings, categories) to
+    /// `replica`, a pool on a streaming replica of the primary. Inventory, orders, the
+    /// outbox and every write always use the primary.
+    pub fn with_replica(mut self, replica: PgPool) -> Self {
+        self.catalog = Arc::new(PgCatalog::new(self.db.clone(), Some(replica)));
+        self
     }
 
     /// Creates the schema if needed and applies the embedded migrations to it.

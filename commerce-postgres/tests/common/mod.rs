@@ -78,6 +78,7 @@ impl StoreBuilder for PgBuilder {
         let pg = self.engine(clock).await?;
         Ok(Stores::new()
             .with_events(pg.events.clone())
+            .with_catalog(pg.catalog.clone())
             .with_inventory(pg.inventory.clone())
             .with_orders(pg.orders.clone()))
     }
