@@ -10,15 +10,15 @@ use commerce_core::clock::{self, Timestamp};
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{LocationId, OrderId, Sku};
 use commerce_core::inventory::{
-    Allocation, InvariantViolation, MAX_QUANTITY, MovementKind, Reservation, ReservationLine,
-    ReservationRequest, ReservationState, SkuStock, StockLevel, StockMovement, check_quantity,
-    replay,
+    Allocation, InvariantViolation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest,
+    ReservationState, SkuStock, StockLevel, StockMovement, check_quantity, replay,
 };
 use commerce_core::store::{InventoryStore, check_limit};
 use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
+use crate::combiner::{Combiner, HotSkuConfig};
 use crate::db::Db;
 use crate::error::{DbResult, PgError, code, corrupt};
 
@@ -39,6 +39,7 @@ use crate::error::{DbResult, PgError, code, corrupt};
 pub struct PgInventory {
     db: Arc<Db>,
     reserve_sql: String,
+    combiner: Option<Arc<Combiner>>,
 }
 
 fn check_reason(reason: &str) -> Result<()> {
@@ -133,12 +134,16 @@ fn lock_order(allocs: &[Allocation]) -> Vec<&Allocation> {
 }
 
 impl PgInventory {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
+    pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
         let reserve_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
             db.t("reserve")
         );
-        PgInventory { db, reserve_sql }
+        PgInventory {
+            combiner: hot.map(|h| Combiner::new(h, db.clone())),
+            db,
+            reserve_sql,
+        }
     }
 
     async fn write_movements(
@@ -538,6 +543,13 @@ impl InventoryStore for PgInventory {
 
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {
         let lines = request.normalized_lines()?;
+        if let (Some(c), [line]) = (&self.combiner, lines.as_slice()) {
+            if c.applies_to(&line.sku) {
+                return c
+                    .reserve(request.order_id.clone(), line.clone(), request.ttl)
+                    .await;
+            }
+        }
         let now = self.db.now();
         let expires = clock::add(now, request.ttl);
         let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
@@ -952,6 +964,3 @@ fn reserve_error(e: sqlx::Error) -> Error {
         _ => pg.into(),
     }
 }
-
-#[allow(dead_code)]
-fn _unused(_: ReservationLine) {}

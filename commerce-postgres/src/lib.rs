@@ -33,6 +33,7 @@ macro_rules! sql {
 }
 
 mod catalog;
+mod combiner;
 mod db;
 mod error;
 mod events;
@@ -49,6 +50,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use catalog::PgCatalog;
+pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
@@ -80,6 +82,7 @@ pub struct PgConfig {
     lock_timeout: Option<Duration>,
     max_connections: u32,
     acquire_timeout: Duration,
+    hot_sku: Option<HotSkuConfig>,
 }
 
 impl Default for PgConfig {
@@ -92,6 +95,7 @@ impl Default for PgConfig {
             lock_timeout: Some(Duration::from_secs(10)),
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
+            hot_sku: None,
         }
     }
 }
@@ -156,6 +160,12 @@ impl PgConfig {
     /// pool is made from a URL).
     pub fn acquire_timeout(mut self, t: Duration) -> Self {
         self.acquire_timeout = t;
+        self
+    }
+
+    /// Turns on the hot-SKU request combiner (off by default): see [`HotSkuConfig`].
+    pub fn combine_hot_skus(mut self, hot: HotSkuConfig) -> Self {
+        self.hot_sku = Some(hot);
         self
     }
 
@@ -229,7 +239,7 @@ impl PgCommerce {
         let db = Arc::new(Db::new(pool, &config));
         PgCommerce {
             events: Arc::new(PgEventLog::new(db.clone())),
-            inventory: Arc::new(PgInventory::new(db.clone())),
+            inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
             orders: Arc::new(PgOrders::new(db.clone())),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
             db,

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
 use commerce_core::testkit::{StoreBuilder, Stores};
 use commerce_postgres::sqlx::{self, PgPool};
-use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
 use tokio::sync::OnceCell;
 
 /// `DATABASE_URL` or the local default.
@@ -38,9 +38,18 @@ pub async fn drop_schema(pool: &PgPool, schema: &str) {
 pub struct PgBuilder {
     pool: OnceCell<PgPool>,
     made: Mutex<Vec<String>>,
+    hot: Option<HotSkuConfig>,
 }
 
 impl PgBuilder {
+    /// Stores with the hot-SKU request combiner on for every SKU.
+    pub fn with_hot_skus(hot: HotSkuConfig) -> Self {
+        PgBuilder {
+            hot: Some(hot),
+            ..Self::default()
+        }
+    }
+
     pub async fn pool(&self) -> PgPool {
         self.pool
             .get_or_init(|| async {
@@ -63,10 +72,11 @@ impl PgBuilder {
     pub async fn engine(&self, clock: Arc<ManualClock>) -> commerce_core::Result<PgCommerce> {
         let schema = fresh_schema("cpt");
         self.made.lock().unwrap().push(schema.clone());
-        let pg = PgCommerce::from_pool(
-            self.pool().await,
-            PgConfig::new().schema(schema)?.clock(clock),
-        );
+        let mut config = PgConfig::new().schema(schema)?.clock(clock);
+        if let Some(hot) = &self.hot {
+            config = config.combine_hot_skus(hot.clone());
+        }
+        let pg = PgCommerce::from_pool(self.pool().await, config);
         pg.migrate().await?;
         Ok(pg)
     }
