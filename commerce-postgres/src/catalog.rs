@@ -181,6 +181,7 @@ impl CatalogStore for PgCatalog {
         let mut tx = self.db.pool.begin().await.db()?;
         self.write_product(&mut tx, &product, true).await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(product)
     }
 
@@ -220,6 +221,7 @@ impl CatalogStore for PgCatalog {
         product.validate()?;
         self.write_product(&mut tx, &product, false).await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(product)
     }
 

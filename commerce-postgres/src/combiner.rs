@@ -169,6 +169,7 @@ impl Combiner {
             };
             match self.run(&sku, &batch).await {
                 Ok(results) => {
+                    self.db.written();
                     for (p, r) in batch.into_iter().zip(results) {
                         let _ = p.reply.send(r);
                     }

@@ -1,6 +1,9 @@
 //! The shared handle every store holds: pool, schema, clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Notify;
 
 use commerce_core::clock::{Clock, Timestamp};
 use commerce_core::event::DomainEvent;
@@ -20,10 +23,34 @@ pub(crate) struct Db {
     pub pool: PgPool,
     pub schema: String,
     pub clock: Arc<dyn Clock>,
-    /// The NOTIFY channel, when notifications are on.
+    /// Passed to the SQL functions as their in-transaction NOTIFY channel: always
+    /// `None` (a NOTIFY inside the transaction would serialise every commit).
     pub channel: Option<String>,
-    /// The LISTEN channel (always known, for waiters).
+    /// The LISTEN/NOTIFY channel.
     pub listen_channel: String,
+    /// Wakes this process's waiters after a write committed.
+    pub wake: Arc<Notify>,
+    notifier: Option<Arc<Notifier>>,
+}
+
+/// Sends one coalesced `NOTIFY` after commits, in its own tiny transaction, so other
+/// processes' waiters wake without the business transactions ever taking the
+/// notification queue lock.
+#[derive(Debug, Default)]
+struct Notifier {
+    dirty: AtomicBool,
+    started: AtomicBool,
+    closed: AtomicBool,
+    kick: Notify,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Some(n) = &self.notifier {
+            n.closed.store(true, Ordering::SeqCst);
+            n.kick.notify_one();
+        }
+    }
 }
 
 impl Db {
@@ -33,9 +60,39 @@ impl Db {
             pool,
             schema: config.schema.clone(),
             clock: config.clock.clone(),
-            channel: config.notify.then(|| listen_channel.clone()),
+            channel: None,
+            notifier: config.notify.then(|| Arc::new(Notifier::default())),
             listen_channel,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Called after a transaction that appended events committed.
+    pub fn written(&self) {
+        self.wake.notify_waiters();
+        let Some(n) = &self.notifier else { return };
+        n.dirty.store(true, Ordering::SeqCst);
+        if !n.started.swap(true, Ordering::SeqCst) {
+            let (n2, pool, channel) = (n.clone(), self.pool.clone(), self.listen_channel.clone());
+            tokio::spawn(async move {
+                loop {
+                    n2.kick.notified().await;
+                    if n2.closed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    if n2.dirty.swap(false, Ordering::SeqCst) {
+                        let sent = sqlx::query("SELECT pg_notify($1, '')")
+                            .bind(&channel)
+                            .execute(&pool)
+                            .await;
+                        if let Err(e) = sent {
+                            tracing::debug!(error = %e, "NOTIFY failed; waiters fall back to polling");
+                        }
+                    }
+                }
+            });
+        }
+        n.kick.notify_one();
     }
 
     /// `schema.name`, for SQL text (the schema is a validated identifier).

@@ -11,7 +11,6 @@ use commerce_core::store::{EventLog, check_limit};
 use commerce_core::{Error, Result};
 use sqlx::Row;
 use sqlx::postgres::PgListener;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::db::Db;
@@ -32,13 +31,15 @@ const POLL: Duration = Duration::from_millis(100);
 ///   same lock exclusively for an instant before reading, so every id below the ones it
 ///   returns has committed or rolled back.
 /// * Waiters are woken by `LISTEN/NOTIFY` (one listening connection per log, started
-///   on the first wait) and also re-check every 100 ms, so a lost notification or
-///   notifications turned off ([`PgConfig::notify`](crate::PgConfig::notify)) only
-///   delay them.
+///   on the first wait). The `NOTIFY` is sent **after** the writing transaction
+///   commits, coalesced, in its own statement: a NOTIFY inside the business
+///   transaction would make PostgreSQL serialise every commit on the notification
+///   queue lock. Waiters in the same process are woken directly. They also re-check
+///   every 100 ms, so a lost notification (or notifications turned off with
+///   [`PgConfig::notify`](crate::PgConfig::notify)) only delays them.
 #[derive(Debug)]
 pub struct PgEventLog {
     db: Arc<Db>,
-    wake: Arc<Notify>,
     listener: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -54,7 +55,6 @@ impl PgEventLog {
     pub(crate) fn new(db: Arc<Db>) -> Self {
         PgEventLog {
             db,
-            wake: Arc::new(Notify::new()),
             listener: Mutex::new(None),
         }
     }
@@ -68,7 +68,7 @@ impl PgEventLog {
         }
         let pool = self.db.pool.clone();
         let channel = self.db.listen_channel.clone();
-        let wake = self.wake.clone();
+        let wake = self.db.wake.clone();
         *guard = Some(tokio::spawn(async move {
             loop {
                 let listener = async {
@@ -124,6 +124,7 @@ impl EventLog for PgEventLog {
         let mut tx = self.db.pool.begin().await.db()?;
         let ids = self.db.append_in(&mut tx, self.db.now(), &events).await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(ids)
     }
 
@@ -182,7 +183,7 @@ impl EventLog for PgEventLog {
         self.ensure_listener();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.wake.notified();
+            let notified = self.db.wake.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if self.has_after(after).await? {

@@ -323,6 +323,7 @@ impl PgInventory {
             .append_in(&mut tx, now, &[reservation_event(&r)])
             .await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(r)
     }
 }
@@ -492,6 +493,7 @@ impl InventoryStore for PgInventory {
             )
             .await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(level)
     }
 
@@ -588,6 +590,9 @@ impl InventoryStore for PgInventory {
             closed_at: row.try_get("closed_at").db()?,
             reason: row.try_get("reason").db()?,
         };
+        if outcome == "created" {
+            self.db.written();
+        }
         if outcome == "existing" && r.lines != lines {
             return Err(Error::conflict(
                 EntityKind::Reservation,
@@ -629,6 +634,7 @@ impl InventoryStore for PgInventory {
         .await
         .db()?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(r)
     }
 
@@ -741,6 +747,7 @@ impl InventoryStore for PgInventory {
             .append_in(&mut tx, now, &[reservation_event(&r)])
             .await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(r)
     }
 
@@ -784,6 +791,7 @@ impl InventoryStore for PgInventory {
         let events: Vec<DomainEvent> = released.iter().map(reservation_event).collect();
         self.db.append_in(&mut tx, now, &events).await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(released)
     }
 

@@ -127,10 +127,10 @@ impl PgConfig {
         self
     }
 
-    /// Whether writes send a `NOTIFY` so that [`EventLog::wait_for_events`]
-    /// (commerce_core::store::EventLog) wakes at once (default on). Off, waiters notice
-    /// new events by polling every 100 ms; PostgreSQL serialises the commits of
-    /// notifying transactions, so turning it off raises write throughput.
+    /// Whether writes wake waiters of other processes with a `NOTIFY` (default on).
+    /// It is sent after the commit, coalesced, outside the business transaction (a
+    /// NOTIFY inside it would serialise every commit). Off, other processes' waiters
+    /// notice new events by polling every 100 ms.
     pub fn notify(mut self, on: bool) -> Self {
         self.notify = on;
         self

@@ -120,6 +120,7 @@ impl OrderStore for PgOrders {
             )
             .await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(CreateOutcome::Created(order))
     }
 
@@ -192,6 +193,7 @@ impl OrderStore for PgOrders {
             )
             .await?;
         tx.commit().await.db()?;
+        self.db.written();
         Ok(order)
     }
 
