@@ -933,7 +933,7 @@ fn movement_from(row: &PgRow) -> Result<StockMovement> {
 }
 
 /// Maps the errors `reserve()` raises by SQLSTATE.
-fn reserve_error(e: sqlx::Error) -> Error {
+pub(crate) fn reserve_error(e: sqlx::Error) -> Error {
     let pg = PgError::Sqlx(e);
     match pg.code().as_deref() {
         Some(code::OUT_OF_STOCK) => {

@@ -33,6 +33,7 @@ macro_rules! sql {
 }
 
 mod catalog;
+mod checkout;
 mod combiner;
 mod db;
 mod error;
@@ -50,6 +51,7 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use catalog::PgCatalog;
+pub use checkout::PgCheckout;
 pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
@@ -220,6 +222,8 @@ pub struct PgCommerce {
     pub orders: Arc<PgOrders>,
     /// Products, variants and categories (reads may go to a replica).
     pub catalog: Arc<PgCatalog>,
+    /// The fused checkout steps (two commits per order).
+    pub checkout: Arc<PgCheckout>,
 }
 
 impl PgCommerce {
@@ -242,6 +246,7 @@ impl PgCommerce {
             inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
             orders: Arc::new(PgOrders::new(db.clone())),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
+            checkout: Arc::new(PgCheckout::new(db.clone())),
             db,
         }
     }

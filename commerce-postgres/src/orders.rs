@@ -27,7 +27,7 @@ pub struct PgOrders {
     db: Arc<Db>,
 }
 
-fn order_from(row: &PgRow) -> Result<Order> {
+pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
     let body: serde_json::Value = row.try_get("body").db()?;
     let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
     order.status = OrderStatus::parse(&row.try_get::<String, _>("status").db()?)?;

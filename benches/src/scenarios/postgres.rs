@@ -6,7 +6,8 @@
 //! * `inventory-hot`: every buyer reserves one unit of the same SKU, 64 tasks; two
 //!   lines: without and with the hot-SKU request combiner (`hot_technique`).
 //! * `checkout`: create order, reserve, pay (in-memory gateway), confirm; every step
-//!   appends its outbox event.
+//!   appends its outbox event. Uses the fused steps of `PgCheckout` (two commits per
+//!   order).
 //! * `product-read`: product by slug with its variants, over `--products` products
 //!   (default 1,000,000; `--quick` 10,000); the loaded catalog is kept and reused.
 //!
@@ -24,11 +25,11 @@ use commerce_core::catalog::Slug;
 use commerce_core::id::{CustomerId, IdempotencyKey, OrderId, ProductId, Sku};
 use commerce_core::inventory::ReservationRequest;
 use commerce_core::money::Money;
-use commerce_core::order::{NewOrder, NewOrderLine, OrderStatus, Transition};
+use commerce_core::order::{NewOrder, NewOrderLine};
 use commerce_core::service::{
     ChargeOutcome, ChargeRequest, MemoryPaymentGateway, PaymentGateway, payment_key,
 };
-use commerce_core::store::{CatalogStore, InventoryStore, OrderStore};
+use commerce_core::store::{CatalogStore, InventoryStore};
 use commerce_postgres::sqlx::{self, PgPool};
 use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
 use futures::FutureExt;
@@ -85,6 +86,15 @@ async fn fresh(pool: &PgPool, name: &str, config: PgConfig) -> BenchResult<PgCom
     let pg = PgCommerce::from_pool(pool.clone(), config.schema(name)?);
     pg.migrate().await?;
     Ok(pg)
+}
+
+async fn drop_schema(settings: &Settings, schema: &str) -> BenchResult<()> {
+    let pool = pool(settings, 1).await?;
+    sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
+        .execute(&pool)
+        .await?;
+    pool.close().await;
+    Ok(())
 }
 
 /// `n` SKUs `S1..Sn` with `units` each at LOCATION, ledger included (bulk SQL).
@@ -246,10 +256,10 @@ async fn inventory_spread(settings: Settings) -> BenchResult<Vec<Report>> {
     .await;
     let over = oversold(&pool, schema).await?;
     let script = reservation_script(schema, &format!("\\set n random(1, {skus})"), "'S' || :n");
+    drop(pg);
+    pool.close().await;
     let baseline = pgbench(&settings, script, concurrency, seconds).await?;
-    sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-        .execute(&pool)
-        .await?;
+    drop_schema(&settings, schema).await?;
     Ok(vec![
         result
             .report("inventory-spread", "postgres")
@@ -263,12 +273,12 @@ async fn inventory_spread(settings: Settings) -> BenchResult<Vec<Report>> {
 async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
     let concurrency = settings.concurrency_or(64);
     let seconds = settings.seconds_or(10.0);
-    let pool = pool(&settings, concurrency as u32 + 2).await?;
     let schema = "bench_inventory_hot";
     let stock: i64 = 50_000_000;
     let script = reservation_script(schema, "", "'HOT'");
     let mut reports = Vec::new();
     for technique in ["none", "combiner"] {
+        let pool = pool(&settings, concurrency as u32 + 2).await?;
         let mut config = PgConfig::new();
         if technique == "combiner" {
             config = config.combine_hot_skus(HotSkuConfig::all().max_batch(256));
@@ -313,6 +323,8 @@ async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
         .bind(stock)
         .execute(&pool)
         .await?;
+        drop(pg);
+        pool.close().await;
         let baseline = pgbench(&settings, script.clone(), concurrency, seconds).await?;
         reports.push(
             result
@@ -323,9 +335,7 @@ async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
                 .baseline(baseline),
         );
     }
-    sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-        .execute(&pool)
-        .await?;
+    drop_schema(&settings, schema).await?;
     Ok(reports)
 }
 
@@ -343,9 +353,9 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
     let customer = CustomerId::new("bench-customer")?;
     let product = ProductId::new("bench-product")?;
     let seq = Arc::new(AtomicU64::new(0));
-    let (orders, inventory) = (pg.orders.clone(), pg.inventory.clone());
+    let checkout = pg.checkout.clone();
     let result = run_closed_loop(concurrency, seconds, move |_, _| {
-        let (orders, inventory, gateway) = (orders.clone(), inventory.clone(), gateway.clone());
+        let (checkout, gateway) = (checkout.clone(), gateway.clone());
         let (customer, product) = (customer.clone(), product.clone());
         let n = seq.fetch_add(1, Ordering::Relaxed);
         async move {
@@ -357,7 +367,7 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
                     idempotency_key: IdempotencyKey::new(format!("bench-{}", OrderId::generate()))?,
                     lines: vec![NewOrderLine {
                         product_id: product,
-                        sku: sku.clone(),
+                        sku,
                         title: "Bench item".into(),
                         quantity: 1,
                         unit_price: price,
@@ -365,20 +375,11 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
                     shipping: zero,
                     tax: zero,
                 };
-                let order = orders.create_order(new).await?.into_order();
-                inventory
-                    .reserve(&ReservationRequest::new(order.id.clone(), [(sku, 1)]))
-                    .await?;
-                let order = orders
-                    .transition(
-                        &order.id,
-                        &Transition::new(
-                            OrderStatus::Created,
-                            OrderStatus::PaymentPending,
-                            "reserved",
-                        ),
-                    )
-                    .await?;
+                // create order + reserve + PAYMENT_PENDING: one transaction
+                let order = checkout
+                    .place_order(new, Duration::from_secs(900), "stock reserved")
+                    .await?
+                    .into_order();
                 let charge = gateway
                     .charge(&ChargeRequest {
                         idempotency_key: payment_key(&order.id)?,
@@ -390,14 +391,10 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
                 let ChargeOutcome::Approved { payment_ref } = charge else {
                     return Ok::<_, Error>(false);
                 };
-                inventory.confirm(&order.id).await?;
-                let mut paid = Transition::new(
-                    OrderStatus::PaymentPending,
-                    OrderStatus::PaymentConfirmed,
-                    "paid",
-                );
-                paid.payment_ref = Some(payment_ref);
-                orders.transition(&order.id, &paid).await?;
+                // confirm the stock + PAYMENT_CONFIRMED: one transaction
+                checkout
+                    .complete_payment(&order.id, &payment_ref, "paid")
+                    .await?;
                 Ok(true)
             };
             match step.await {
@@ -413,10 +410,10 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
     .await;
     let over = oversold(&pool, schema).await?;
     let script = reservation_script(schema, &format!("\\set n random(1, {skus})"), "'S' || :n");
+    drop(pg);
+    pool.close().await;
     let baseline = pgbench(&settings, script, concurrency, seconds).await?;
-    sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
-        .execute(&pool)
-        .await?;
+    drop_schema(&settings, schema).await?;
     Ok(vec![
         result
             .report("checkout", "postgres")
@@ -538,6 +535,8 @@ async fn product_read(settings: Settings) -> BenchResult<Vec<Report>> {
         }
     })
     .await;
+    drop(pg);
+    pool.close().await;
     let script = format!(
         "\\set n random(1, {n})
 SELECT p.body, (SELECT jsonb_agg(v.body ORDER BY v.position) FROM \"{schema}\".variants v WHERE v.product_id = p.id) FROM \"{schema}\".products p WHERE p.slug = 'product-' || :n;
