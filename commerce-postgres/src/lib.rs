@@ -32,6 +32,7 @@ macro_rules! sql {
     };
 }
 
+mod carts;
 mod catalog;
 mod checkout;
 mod combiner;
@@ -40,6 +41,7 @@ mod error;
 mod events;
 mod inventory;
 mod orders;
+mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,12 +52,14 @@ pub use sqlx;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+pub use carts::PgCarts;
 pub use catalog::PgCatalog;
 pub use checkout::PgCheckout;
 pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
+pub use queue::PgQueue;
 
 use db::Db;
 
@@ -224,6 +228,10 @@ pub struct PgCommerce {
     pub catalog: Arc<PgCatalog>,
     /// The fused checkout steps (two commits per order).
     pub checkout: Arc<PgCheckout>,
+    /// The order queue.
+    pub queue: Arc<PgQueue>,
+    /// Server-side carts.
+    pub carts: Arc<PgCarts>,
 }
 
 impl PgCommerce {
@@ -247,6 +255,8 @@ impl PgCommerce {
             orders: Arc::new(PgOrders::new(db.clone())),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
             checkout: Arc::new(PgCheckout::new(db.clone())),
+            queue: Arc::new(PgQueue::new(db.clone())),
+            carts: Arc::new(PgCarts::new(db.clone())),
             db,
         }
     }

@@ -89,6 +89,8 @@ impl StoreBuilder for PgBuilder {
         Ok(Stores::new()
             .with_events(pg.events.clone())
             .with_catalog(pg.catalog.clone())
+            .with_queue(pg.queue.clone())
+            .with_carts(pg.carts.clone())
             .with_inventory(pg.inventory.clone())
             .with_orders(pg.orders.clone()))
     }
