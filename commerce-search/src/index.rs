@@ -12,7 +12,7 @@ use commerce_core::id::ProductId;
 use commerce_core::money::{Currency, Money};
 use commerce_core::store::SearchIndex;
 use commerce_core::store::search::{
-    FacetCount, Facets, SearchHit, SearchQuery, SearchResults, SortOrder, Suggestion,
+    FacetCount, Facets, SearchHit, SearchQuery, SearchResults, Suggestion,
 };
 use commerce_core::{Error, Result};
 use tantivy::collector::TopDocs;
@@ -385,9 +385,8 @@ impl TantivySearch {
         let page: Vec<(SortKey, DocAddress)> = gathered.top.iter().skip(offset).copied().collect();
         let snippets = if q.highlight && !ws.is_empty() {
             let terms: BTreeMap<String, f32> = ws.iter().map(|w| (w.term.clone(), 1.0)).collect();
-            let mut title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);
-            let mut description = SnippetGenerator::new(terms, analyzer(), f.description, 160);
-            let _ = (&mut title, &mut description);
+            let title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);
+            let description = SnippetGenerator::new(terms, analyzer(), f.description, 160);
             Some((title, description))
         } else {
             None
@@ -632,10 +631,9 @@ impl Inner {
     fn load_suggestions(&self) -> std::result::Result<(), SearchError> {
         let searcher = self.reader.searcher();
         let mut changes = Vec::new();
-        for (ord, seg) in searcher.segment_readers().iter().enumerate() {
+        for seg in searcher.segment_readers() {
             let store = seg.get_store_reader(64)?;
             for doc_id in seg.doc_ids_alive() {
-                let _ = ord;
                 let doc: TantivyDocument = store.get(doc_id)?;
                 let text = |field| {
                     doc.get_first(field)
@@ -724,7 +722,3 @@ impl SearchIndex for TantivySearch {
         Ok(self.inner.reader.searcher().num_docs())
     }
 }
-
-/// Re-exported for [`SortOrder`] users of this module's docs.
-#[doc(hidden)]
-pub type _Sort = SortOrder;

@@ -7,8 +7,8 @@ use std::ops::Bound;
 use commerce_core::store::search::SearchFilters;
 use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
+    RangeQuery, TermQuery,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption};
 use tantivy::tokenizer::{
@@ -35,10 +35,14 @@ pub struct Boosts {
     pub typo: f32,
     /// Multiplier of a prefix match of the last word (search as you type).
     pub prefix: f32,
+    /// Multiplier (of the title boost) when the words appear close together, in order,
+    /// in the title.
+    pub proximity: f32,
 }
 
 impl Default for Boosts {
-    /// Title 3, brand 2, category 1.5, attributes 1, description 0.5; typo 0.2, prefix 0.3.
+    /// Title 3, brand 2, category 1.5, attributes 1, description 0.5; typo 0.2, prefix
+    /// 0.3, proximity 1.
     fn default() -> Self {
         Boosts {
             title: 3.0,
@@ -48,6 +52,7 @@ impl Default for Boosts {
             description: 0.5,
             typo: 0.2,
             prefix: 0.3,
+            proximity: 1.0,
         }
     }
 }
@@ -172,6 +177,22 @@ pub(crate) fn text_query(
             Occur::Should
         };
         groups.push((occur, Box::new(BooleanQuery::new(alts))));
+    }
+    if words.len() >= 2 {
+        // Proximity: the words close together in the title, in order, rank higher.
+        let terms: Vec<Term> = words
+            .iter()
+            .map(|w| Term::from_field_text(fields.title, &w.term))
+            .collect();
+        let mut phrase = PhraseQuery::new(terms);
+        phrase.set_slop(2);
+        groups.push((
+            Occur::Should,
+            Box::new(BoostQuery::new(
+                Box::new(phrase),
+                boosts.title * boosts.proximity,
+            )),
+        ));
     }
     Some(Box::new(BooleanQuery::new(groups)))
 }

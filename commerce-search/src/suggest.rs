@@ -183,9 +183,7 @@ impl Suggestions {
     fn scan(&self, prefix: &str, limit: usize) -> Vec<Suggestion> {
         let s = self.state.read().unwrap_or_else(|e| e.into_inner());
         // Min-heap of the best `limit` by weight (ties: the smaller key first).
-        let mut heap: BinaryHeap<(std::cmp::Reverse<u64>, &str)> = BinaryHeap::new();
         let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::new();
-        let _ = &mut heap;
         for (key, e) in s
             .entries
             .range::<str, _>((
