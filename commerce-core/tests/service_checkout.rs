@@ -40,7 +40,7 @@ fn review(outcome: CheckoutOutcome) -> Revalidation {
 #[tokio::test]
 async fn totals_are_computed_in_money_with_shipping_and_tax() {
     let f = Fixture::new();
-    f.product("A-1", "10.00 USD", 50).await;
+    let a = f.product("A-1", "10.00 USD", 50).await;
     let checkout = CheckoutService::new(
         &f.stores,
         CheckoutConfig {
@@ -95,7 +95,7 @@ async fn totals_are_computed_in_money_with_shipping_and_tax() {
 #[tokio::test]
 async fn a_price_change_is_reported_per_line_and_can_be_accepted() {
     let f = Fixture::new();
-    f.product("A-1", "10.00 USD", 50).await;
+    let a = f.product("A-1", "10.00 USD", 50).await;
     let b = f.product("B-1", "4.00 USD", 50).await;
     let carts = f.carts();
     let checkout = f.checkout();
@@ -150,7 +150,7 @@ async fn a_price_change_is_reported_per_line_and_can_be_accepted() {
 #[tokio::test]
 async fn price_drops_are_taken_unless_configured_otherwise() {
     let f = Fixture::new();
-    f.product("A-1", "10.00 USD", 50).await;
+    let a = f.product("A-1", "10.00 USD", 50).await;
     let carts = f.carts();
     let (c, id, owner) = alice();
     carts.add(&id, &owner, &a, 1).await.expect("add");
