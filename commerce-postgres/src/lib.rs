@@ -42,6 +42,7 @@ mod events;
 mod inventory;
 mod orders;
 mod queue;
+pub mod recommend;
 
 use std::sync::Arc;
 use std::time::Duration;
