@@ -1,1 +1,36 @@
-//! commerce-core adapter (redis).
+//! Redis adapter of the commerce crates: server-side carts, a read-through product
+//! cache, rate limiting and flash-sale admission, on one Redis server or a Redis
+//! Cluster.
+//!
+//! * [`RedisCarts`] — the [`CartStore`](commerce_core::store::CartStore): every write is
+//!   one Lua script (atomic, sliding expiry, limits enforced, no lost update).
+//!
+//! Everything is built on a [`RedisBackend`] made from a [`RedisConfig`]: one node
+//! (a reconnecting [`ConnectionManager`](redis::aio::ConnectionManager)) or a cluster
+//! ([`cluster_async`](redis::cluster_async)), and a validated key prefix that namespaces
+//! every key. Keys that change together share a hash slot (`{cart id}` hash tags); no
+//! path uses `KEYS`.
+//!
+//! ```no_run
+//! # async fn demo() -> commerce_core::Result<()> {
+//! use std::sync::Arc;
+//! use commerce_core::clock::SystemClock;
+//! use commerce_redis::{RedisCarts, RedisConfig};
+//!
+//! let redis = RedisConfig::from_urls("redis://127.0.0.1:6379")
+//!     .with_prefix("shop")?
+//!     .connect()
+//!     .await?;
+//! let carts = RedisCarts::new(redis.clone(), Arc::new(SystemClock));
+//! # let _ = carts; Ok(()) }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
+
+pub use redis;
+
+mod backend;
+mod carts;
+mod error;
+
+pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
+pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};

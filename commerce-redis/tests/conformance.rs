@@ -1,0 +1,52 @@
+//! The conformance kit's cart suite on one Redis server and on the local Redis Cluster.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use commerce_core::clock::ManualClock;
+use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_redis::{RedisBackend, RedisCarts};
+
+#[derive(Debug)]
+struct Builder {
+    cluster: bool,
+    made: Mutex<Vec<RedisBackend>>,
+}
+
+impl Builder {
+    fn new(cluster: bool) -> Self {
+        Builder {
+            cluster,
+            made: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl StoreBuilder for Builder {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+        let redis = if self.cluster {
+            common::cluster("kit").await
+        } else {
+            common::single("kit").await
+        };
+        self.made.lock().expect("lock").push(redis.clone());
+        Ok(Stores::new().with_carts(Arc::new(RedisCarts::new(redis, clock))))
+    }
+
+    async fn teardown(&self) -> commerce_core::Result<()> {
+        let made: Vec<RedisBackend> = std::mem::take(&mut *self.made.lock().expect("lock"));
+        for redis in made {
+            redis.delete_all().await?;
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn conformance_single_and_cluster() {
+    testkit::test_all(&Builder::new(false)).await;
+    testkit::test_all(&Builder::new(true)).await;
+}
