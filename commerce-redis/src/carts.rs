@@ -126,6 +126,9 @@ impl fmt::Debug for RedisCarts {
     }
 }
 
+/// A merge script's answer: the customer cart's fields, the capped and dropped SKUs.
+type MergeOutput = (Vec<String>, Vec<String>, Vec<String>);
+
 struct Line {
     seq: u64,
     quantity: Option<u32>,
@@ -259,7 +262,7 @@ impl RedisCarts {
         customer: &CustomerId,
         caps: &BTreeMap<Sku, u32>,
         limits: &CartLimits,
-    ) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+    ) -> Result<MergeOutput> {
         let now = self.clock.now();
         let target = CartId::for_customer(customer);
         let owner = owner_key(&CartOwner::Customer(customer.clone()));
@@ -278,10 +281,10 @@ impl RedisCarts {
             .map_err(map)?;
         let Some((token, fields)) = claim else {
             // Nothing to merge: the customer cart as it is (checked by the same script).
-            return self.apply(&target, &owner, "", caps, &[], limits).await;
+            return self.apply(&target, &owner, None, caps, limits).await;
         };
         let applied = self
-            .apply(&target, &owner, &token, caps, &fields, limits)
+            .apply(&target, &owner, Some((&token, &fields)), caps, limits)
             .await;
         match &applied {
             Ok(_) => {
@@ -305,17 +308,26 @@ impl RedisCarts {
         applied
     }
 
+    /// Phase 2 of a cluster merge (or, with no claim, a read of the customer cart
+    /// through the one-node merge script with no guest, which applies the same checks).
     async fn apply(
         &self,
         target: &CartId,
         owner: &str,
-        token: &str,
+        claim: Option<(&str, &[String])>,
         caps: &BTreeMap<Sku, u32>,
-        fields: &[String],
         limits: &CartLimits,
-    ) -> Result<(Vec<String>, Vec<String>, Vec<String>)> {
+    ) -> Result<MergeOutput> {
         let now = self.clock.now();
-        let mut inv = APPLY.key(self.key(target));
+        let key = self.key(target);
+        let mut inv = match claim {
+            Some(_) => APPLY.key(&key),
+            None => {
+                let mut inv = MERGE.key(&key);
+                inv.key(&key);
+                inv
+            }
+        };
         inv.arg(owner)
             .arg(time_key(now))
             .arg(time_key(clock::add(now, limits.ttl)))
@@ -323,13 +335,12 @@ impl RedisCarts {
             .arg(limits.max_line_quantity)
             .arg(limits.max_lines)
             .arg(target.as_str());
-        if token.is_empty() {
-            // No claim: only read (a token never applied, no lines).
-            inv.arg("-");
-        } else {
-            inv.arg(token);
-        }
-        inv.arg(caps.len());
+        let Some((token, fields)) = claim else {
+            inv.arg(0);
+            let mut conn = self.redis.conn();
+            return inv.invoke_async(&mut conn).await.map_err(map);
+        };
+        inv.arg(token).arg(caps.len());
         for (sku, cap) in caps {
             inv.arg(sku.as_str()).arg(*cap);
         }
@@ -337,20 +348,6 @@ impl RedisCarts {
             inv.arg(f);
         }
         let mut conn = self.redis.conn();
-        if token.is_empty() {
-            // Read the customer cart through the merge script with no guest.
-            let mut read = MERGE.key(self.key(target));
-            read.key(self.key(target))
-                .arg(owner)
-                .arg(time_key(now))
-                .arg(time_key(clock::add(now, limits.ttl)))
-                .arg(ttl_ms(limits))
-                .arg(limits.max_line_quantity)
-                .arg(limits.max_lines)
-                .arg(target.as_str())
-                .arg(0);
-            return read.invoke_async(&mut conn).await.map_err(map);
-        }
         inv.invoke_async(&mut conn).await.map_err(map)
     }
 }
