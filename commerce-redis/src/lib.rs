@@ -4,6 +4,9 @@
 //!
 //! * [`RedisCarts`] — the [`CartStore`](commerce_core::store::CartStore): every write is
 //!   one Lua script (atomic, sliding expiry, limits enforced, no lost update).
+//! * [`RedisRateLimiter`] — a distributed GCRA limiter behind commerce-core's
+//!   [`UserRateLimit`](commerce_core::resilience::UserRateLimit) (the in-process one is
+//!   [`commerce_core::ratelimit::InProcessRateLimiter`]).
 //!
 //! Everything is built on a [`RedisBackend`] made from a [`RedisConfig`]: one node
 //! (a reconnecting [`ConnectionManager`](redis::aio::ConnectionManager)) or a cluster
@@ -31,6 +34,8 @@ pub use redis;
 mod backend;
 mod carts;
 mod error;
+mod ratelimit;
 
 pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
 pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};
+pub use ratelimit::RedisRateLimiter;
