@@ -4,6 +4,10 @@
 //!
 //! * [`RedisCarts`] — the [`CartStore`](commerce_core::store::CartStore): every write is
 //!   one Lua script (atomic, sliding expiry, limits enforced, no lost update).
+//! * [`CachedCatalog`] — a read-through product cache wrapping any
+//!   [`CatalogStore`](commerce_core::store::CatalogStore) (TTLs, single-flight loads,
+//!   negative caching, fall-through when Redis is down), kept fresh by
+//!   [`CacheInvalidator`] from the domain events.
 //! * [`RedisRateLimiter`] — a distributed GCRA limiter behind commerce-core's
 //!   [`UserRateLimit`](commerce_core::resilience::UserRateLimit) (the in-process one is
 //!   [`commerce_core::ratelimit::InProcessRateLimiter`]).
@@ -32,10 +36,12 @@
 pub use redis;
 
 mod backend;
+mod cache;
 mod carts;
 mod error;
 mod ratelimit;
 
 pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
+pub use cache::{CacheConfig, CacheInvalidator, CachedCatalog};
 pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};
 pub use ratelimit::RedisRateLimiter;

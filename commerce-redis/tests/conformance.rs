@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
+use commerce_core::memory::MemoryEngine;
 use commerce_core::testkit::{self, StoreBuilder, Stores};
-use commerce_redis::{RedisBackend, RedisCarts};
+use commerce_redis::{CacheConfig, CachedCatalog, RedisBackend, RedisCarts};
 
+/// Carts on Redis, and the memory catalog behind a Redis [`CachedCatalog`].
 #[derive(Debug)]
 struct Builder {
     cluster: bool,
@@ -33,7 +35,16 @@ impl StoreBuilder for Builder {
             common::single("kit").await
         };
         self.made.lock().expect("lock").push(redis.clone());
-        Ok(Stores::new().with_carts(Arc::new(RedisCarts::new(redis, clock))))
+        let engine = MemoryEngine::with_clock(clock.clone());
+        let catalog = CachedCatalog::new(
+            engine.catalog.clone(),
+            redis.clone(),
+            CacheConfig::default(),
+        );
+        Ok(Stores::new()
+            .with_carts(Arc::new(RedisCarts::new(redis, clock)))
+            .with_catalog(Arc::new(catalog))
+            .with_events(engine.events.clone()))
     }
 
     async fn teardown(&self) -> commerce_core::Result<()> {
