@@ -11,6 +11,8 @@
 //! * [`RedisRateLimiter`] — a distributed GCRA limiter behind commerce-core's
 //!   [`UserRateLimit`](commerce_core::resilience::UserRateLimit) (the in-process one is
 //!   [`commerce_core::ratelimit::InProcessRateLimiter`]).
+//! * [`FlashSaleGate`] — an atomic token gate that admits at most as many buyers as
+//!   there is stock before they reach the inventory store.
 //!
 //! Everything is built on a [`RedisBackend`] made from a [`RedisConfig`]: one node
 //! (a reconnecting [`ConnectionManager`](redis::aio::ConnectionManager)) or a cluster
@@ -39,9 +41,11 @@ mod backend;
 mod cache;
 mod carts;
 mod error;
+mod flash;
 mod ratelimit;
 
 pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
 pub use cache::{CacheConfig, CacheInvalidator, CachedCatalog};
 pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};
+pub use flash::{AdmissionTicket, FlashSaleGate};
 pub use ratelimit::RedisRateLimiter;
