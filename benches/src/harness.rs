@@ -160,7 +160,9 @@ impl LoadResult {
             .field("seconds", round3(self.elapsed.as_secs_f64()))
             .field("ops_per_sec", round1(self.ops_per_sec()))
             .field("p50_ms", round3(self.latencies.quantile_ms(0.50)))
+            .field("p90_ms", round3(self.latencies.quantile_ms(0.90)))
             .field("p99_ms", round3(self.latencies.quantile_ms(0.99)))
+            .field("p999_ms", round3(self.latencies.quantile_ms(0.999)))
             .field("errors", self.errors)
             .field("rejected", self.rejected)
     }
@@ -274,6 +276,16 @@ impl Report {
     /// A numeric field.
     pub fn get_f64(&self, key: &str) -> Option<f64> {
         self.0.get(key).and_then(Value::as_f64)
+    }
+
+    /// The field names, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// A text field.
+    pub fn get_str(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(Value::as_str)
     }
 
     /// The JSON line.

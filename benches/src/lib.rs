@@ -6,4 +6,5 @@
 //! issuing its next operation as soon as the previous one finishes, for `seconds`.
 
 pub mod harness;
+pub mod plot;
 pub mod scenarios;

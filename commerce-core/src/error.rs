@@ -142,6 +142,14 @@ pub enum Error {
         right: Currency,
     },
 
+    /// Too many requests from one user (a per-user rate limit); nothing was done.
+    /// Repeating the call after `retry_after` may succeed.
+    #[error("rate limited: retry after {} ms", retry_after.as_millis())]
+    RateLimited {
+        /// When the next request would be admitted.
+        retry_after: std::time::Duration,
+    },
+
     /// The backend (database, cache, network, index) failed.
     ///
     /// `retryable` says whether the same call may succeed if repeated (a dropped

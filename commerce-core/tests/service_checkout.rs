@@ -377,3 +377,98 @@ async fn a_client_cart_is_charged_at_catalog_prices() {
     );
     assert_eq!(order.totals.total.to_string(), "20.00 USD");
 }
+
+/// Admits `budget` checkouts per customer, then limits; or fails every call.
+#[derive(Debug)]
+struct CountingLimiter {
+    budget: u32,
+    failing: bool,
+    used: std::sync::Mutex<BTreeMap<String, u32>>,
+}
+
+#[async_trait::async_trait]
+impl commerce_core::resilience::UserRateLimit for CountingLimiter {
+    async fn admit(
+        &self,
+        action: commerce_core::resilience::LimitedAction,
+        user: &str,
+    ) -> commerce_core::Result<commerce_core::resilience::Admission> {
+        assert_eq!(action, commerce_core::resilience::LimitedAction::Checkout);
+        if self.failing {
+            return Err(Error::backend(true, "limiter down"));
+        }
+        let mut used = self.used.lock().unwrap();
+        let n = used.entry(user.to_owned()).or_default();
+        *n += 1;
+        Ok(if *n <= self.budget {
+            commerce_core::resilience::Admission::Admitted
+        } else {
+            commerce_core::resilience::Admission::Limited {
+                retry_after: std::time::Duration::from_secs(30),
+            }
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_customer_over_the_checkout_rate_is_limited_and_nothing_is_created() {
+    let f = Fixture::new();
+    f.product("A-1", "10.00 USD", 50).await;
+    let limiter = Arc::new(CountingLimiter {
+        budget: 2,
+        failing: false,
+        used: Default::default(),
+    });
+    let checkout = f.checkout().with_rate_limit(limiter, f.clock.clone());
+    let cart = || ClientCart::from_json(r#"{"items":[{"sku":"A-1","quantity":1}]}"#).expect("cart");
+    let (alice, _, _) = alice();
+    for k in ["k1", "k2"] {
+        let request = CheckoutRequest::client_cart(alice.clone(), cart(), key(k));
+        placed(checkout.checkout(&request).await.expect("within the rate"));
+    }
+    let request = CheckoutRequest::client_cart(alice.clone(), cart(), key("k3"));
+    match checkout.checkout(&request).await {
+        Err(Error::RateLimited { retry_after }) => {
+            assert_eq!(retry_after, std::time::Duration::from_secs(30))
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert!(
+        f.stores
+            .orders
+            .get_order_by_key(&key("k3"))
+            .await
+            .expect("read")
+            .is_none(),
+        "a limited checkout creates nothing"
+    );
+    // Another customer has their own budget.
+    let bob = CustomerId::new("bob").expect("id");
+    let request = CheckoutRequest::client_cart(bob, cart(), key("b1"));
+    placed(
+        checkout
+            .checkout(&request)
+            .await
+            .expect("bob is not limited"),
+    );
+}
+
+#[tokio::test]
+async fn a_failing_rate_limiter_lets_checkout_through() {
+    let f = Fixture::new();
+    f.product("A-1", "10.00 USD", 5).await;
+    let limiter = Arc::new(CountingLimiter {
+        budget: 0,
+        failing: true,
+        used: Default::default(),
+    });
+    let checkout = f.checkout().with_rate_limit(limiter, f.clock.clone());
+    let (alice, _, _) = alice();
+    let request = CheckoutRequest::client_cart(
+        alice,
+        ClientCart::from_json(r#"{"items":[{"sku":"A-1","quantity":1}]}"#).expect("cart"),
+        key("k1"),
+    );
+    let (_, created) = placed(checkout.checkout(&request).await.expect("fails open"));
+    assert!(created);
+}

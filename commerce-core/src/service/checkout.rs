@@ -3,16 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::cart::{CartLimits, CartOwner};
+use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
 use crate::money::Money;
 use crate::order::{NewOrder, NewOrderLine, Order};
+use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
@@ -163,6 +166,7 @@ pub struct CheckoutService {
     inventory: Arc<dyn InventoryStore>,
     orders: Arc<dyn OrderStore>,
     config: CheckoutConfig,
+    limiter: Option<(Arc<dyn UserRateLimit>, Guard)>,
 }
 
 impl CheckoutService {
@@ -174,15 +178,78 @@ impl CheckoutService {
             inventory: stores.inventory.clone(),
             orders: stores.orders.clone(),
             config,
+            limiter: None,
+        }
+    }
+
+    /// Rate-limits checkouts per customer with `limiter` ([`LimitedAction::Checkout`],
+    /// keyed by the customer id): a customer over their rate gets
+    /// [`Error::RateLimited`] before anything is read or written. The limiter is a
+    /// non-essential part: guarded by a 10 ms deadline and a circuit breaker on
+    /// `clock`, and a limiter that fails or is slow lets the checkout through (checkout
+    /// never depends on it).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use commerce_core::clock::SystemClock;
+    /// # use commerce_core::memory::MemoryEngine;
+    /// # use commerce_core::resilience::{Admission, LimitedAction, UserRateLimit};
+    /// # use commerce_core::service::{CheckoutConfig, CheckoutService, Stores};
+    /// #[derive(Debug)]
+    /// struct NoMoreToday;
+    ///
+    /// #[async_trait::async_trait]
+    /// impl UserRateLimit for NoMoreToday {
+    ///     async fn admit(&self, _: LimitedAction, _: &str) -> commerce_core::Result<Admission> {
+    ///         Ok(Admission::Limited { retry_after: std::time::Duration::from_secs(60) })
+    ///     }
+    /// }
+    ///
+    /// # fn stores() -> Stores { Stores::memory(&MemoryEngine::new()) }
+    /// let checkout = CheckoutService::new(&stores(), CheckoutConfig::default())
+    ///     .with_rate_limit(Arc::new(NoMoreToday), Arc::new(SystemClock));
+    /// ```
+    pub fn with_rate_limit(
+        mut self,
+        limiter: Arc<dyn UserRateLimit>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let guard = Guard::new(
+            Section::RateLimit,
+            Duration::from_millis(10),
+            BreakerConfig::default(),
+            clock,
+        );
+        self.limiter = Some((limiter, guard));
+        self
+    }
+
+    /// Asks the limiter, if any, about the customer; fails open when it cannot answer.
+    async fn admit(&self, customer: &CustomerId) -> Result<()> {
+        let Some((limiter, guard)) = &self.limiter else {
+            return Ok(());
+        };
+        match guard
+            .run(limiter.admit(LimitedAction::Checkout, customer.as_str()))
+            .await
+        {
+            Ok(Admission::Limited { retry_after }) => Err(Error::RateLimited { retry_after }),
+            Ok(Admission::Admitted) => Ok(()),
+            Err(omission) => {
+                tracing::warn!(customer = %customer, ?omission, "rate limiter unavailable; checkout let through");
+                Ok(())
+            }
         }
     }
 
     /// Checks out (see the [type docs](CheckoutService)).
     ///
     /// Errors: a missing cart is `NotFound { kind: Cart }`, an empty one `Validation`;
-    /// a key used by another customer is `Conflict { kind: Order }`.
+    /// a key used by another customer is `Conflict { kind: Order }`; a customer over
+    /// the rate set by [`with_rate_limit`](Self::with_rate_limit) is `RateLimited`.
     #[instrument(level = "debug", skip_all, fields(customer = %request.customer_id, key = %request.idempotency_key), err(level = "debug"))]
     pub async fn checkout(&self, request: &CheckoutRequest) -> Result<CheckoutOutcome> {
+        self.admit(&request.customer_id).await?;
         if let Some(order) = self.existing(request).await? {
             return Ok(CheckoutOutcome::Placed {
                 order,

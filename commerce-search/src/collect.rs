@@ -1,0 +1,494 @@
+//! One collector for a whole result page: the total, the top documents in the requested
+//! order after an optional cursor, the facet counts and the personalised re-ranking, in
+//! a single pass over the matching documents.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use commerce_core::store::search::{Affinity, SortOrder};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::{ColumnValues, StrColumn};
+use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use crate::schema::names;
+
+/// The position of a document in a result order; larger is better (comes first).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct SortKey {
+    /// The score, or the sort field mapped so that larger comes first.
+    pub primary: f64,
+    /// Popularity for relevance (ties), else 0.
+    pub secondary: u64,
+    /// `u64::MAX - key(id)`: a total, stable order.
+    pub tie: u64,
+}
+
+impl SortKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.primary
+            .total_cmp(&other.primary)
+            .then(self.secondary.cmp(&other.secondary))
+            .then(self.tie.cmp(&other.tie))
+    }
+
+    /// The cursor text of this key.
+    pub fn encode(&self) -> String {
+        format!(
+            "{:016x}.{:x}.{:x}",
+            self.primary.to_bits(),
+            self.secondary,
+            self.tie
+        )
+    }
+
+    /// Parses a cursor; `None` when it is not one of ours.
+    pub fn decode(text: &str) -> Option<SortKey> {
+        let mut parts = text.split('.');
+        let primary = f64::from_bits(u64::from_str_radix(parts.next()?, 16).ok()?);
+        let secondary = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let tie = u64::from_str_radix(parts.next()?, 16).ok()?;
+        if parts.next().is_some() || primary.is_nan() {
+            return None;
+        }
+        Some(SortKey {
+            primary,
+            secondary,
+            tie,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    key: SortKey,
+    doc: DocAddress,
+}
+
+// Ordered so that the *worst* entry is the greatest: a max-heap then evicts it first.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.key.cmp(&self.key)
+    }
+}
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub(crate) struct Gather {
+    pub sort: SortOrder,
+    /// Keep this many best documents (offset + limit).
+    pub top: usize,
+    /// Only documents strictly after this key.
+    pub after: Option<SortKey>,
+    pub brands: bool,
+    /// Count categories (the caller maps paths to children).
+    pub categories: bool,
+    /// Price bucket upper bounds, minor units, ascending.
+    pub price_bounds: Vec<u64>,
+    pub ratings: bool,
+    /// Attribute names to count.
+    pub attributes: Vec<String>,
+    pub affinity: Option<Arc<Affinity>>,
+}
+
+/// The result of a [`Gather`].
+#[derive(Debug, Default)]
+pub(crate) struct Gathered {
+    pub total: u64,
+    /// Best first.
+    pub top: Vec<(SortKey, DocAddress)>,
+    pub brands: HashMap<String, u64>,
+    pub categories: HashMap<String, u64>,
+    pub prices: Vec<u64>,
+    /// `4+`, `3+`, `2+`, `1+`.
+    pub ratings: [u64; 4],
+    /// `name=value` to count.
+    pub attributes: HashMap<String, u64>,
+}
+
+type Values = Arc<dyn ColumnValues<u64>>;
+
+pub(crate) struct SegmentGather {
+    segment: SegmentOrdinal,
+    sort: SortOrder,
+    top: usize,
+    after: Option<SortKey>,
+    heap: BinaryHeap<Entry>,
+    total: u64,
+    key: Values,
+    sort_values: Option<Values>,
+    popularity: Option<Values>,
+    price: Option<Values>,
+    rating: Option<Values>,
+    price_bounds: Vec<u64>,
+    prices: Vec<u64>,
+    ratings: [u64; 4],
+    brand: Option<StrColumn>,
+    brand_counts: Vec<u64>,
+    category: Option<StrColumn>,
+    category_counts: Vec<u64>,
+    attr: Option<StrColumn>,
+    attr_counts: Vec<u64>,
+    attr_names: Vec<String>,
+    brand_weight: Vec<f32>,
+    category_weight: Vec<f32>,
+}
+
+fn values(reader: &SegmentReader, field: &str) -> tantivy::Result<Values> {
+    Ok(reader.fast_fields().u64(field)?.first_or_default_col(0))
+}
+
+/// Affinity weight per dictionary ordinal of a string column.
+fn weights(column: &StrColumn, weight: impl Fn(&str) -> f32) -> tantivy::Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(column.num_terms());
+    let mut text = String::new();
+    for ord in 0..column.num_terms() as u64 {
+        text.clear();
+        column.ord_to_str(ord, &mut text)?;
+        out.push(weight(&text));
+    }
+    Ok(out)
+}
+
+fn category_weight(affinity: &Affinity, path: &str) -> f32 {
+    affinity
+        .categories
+        .iter()
+        .filter(|(c, _)| {
+            let c = c.as_str();
+            path == c
+                || (path.len() > c.len()
+                    && path.starts_with(c)
+                    && path[c.len()..].starts_with(" > "))
+        })
+        .map(|(_, w)| w.clamp(0.0, 1.0))
+        .fold(0.0, f32::max)
+}
+
+/// How much affinity can lift a score: `score * (1 + BOOST * (brand + category) / 2)`.
+pub(crate) const PERSONALIZATION_BOOST: f32 = 1.0;
+
+impl Collector for Gather {
+    type Fruit = Gathered;
+    type Child = SegmentGather;
+
+    fn for_segment(
+        &self,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<SegmentGather> {
+        let ff = reader.fast_fields();
+        let need_brand =
+            self.brands || self.affinity.as_ref().is_some_and(|a| !a.brands.is_empty());
+        let need_category = self.categories
+            || self
+                .affinity
+                .as_ref()
+                .is_some_and(|a| !a.categories.is_empty());
+        let brand = if need_brand {
+            ff.str(names::BRAND)?
+        } else {
+            None
+        };
+        let category = if need_category {
+            ff.str(names::CATEGORY_PATH)?
+        } else {
+            None
+        };
+        let attr = if self.attributes.is_empty() {
+            None
+        } else {
+            ff.str(names::ATTR)?
+        };
+        let (brand_weight, category_weight_v) = match (&self.affinity, self.sort) {
+            (Some(a), SortOrder::Relevance) => (
+                match &brand {
+                    Some(b) if !a.brands.is_empty() => weights(b, |s| {
+                        a.brands.get(s).copied().unwrap_or(0.0).clamp(0.0, 1.0)
+                    })?,
+                    _ => Vec::new(),
+                },
+                match &category {
+                    Some(c) if !a.categories.is_empty() => weights(c, |s| category_weight(a, s))?,
+                    _ => Vec::new(),
+                },
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let sort_values = match self.sort {
+            SortOrder::Relevance => None,
+            SortOrder::PriceAscending | SortOrder::PriceDescending => {
+                Some(values(reader, names::PRICE)?)
+            }
+            SortOrder::Newest => Some(values(reader, names::CREATED)?),
+            SortOrder::Popularity => Some(values(reader, names::POPULARITY)?),
+        };
+        Ok(SegmentGather {
+            segment,
+            sort: self.sort,
+            top: self.top,
+            after: self.after,
+            heap: BinaryHeap::with_capacity(self.top + 1),
+            total: 0,
+            key: values(reader, names::KEY)?,
+            sort_values,
+            popularity: if self.sort == SortOrder::Relevance {
+                Some(values(reader, names::POPULARITY)?)
+            } else {
+                None
+            },
+            price: if self.price_bounds.is_empty() {
+                None
+            } else {
+                Some(values(reader, names::PRICE)?)
+            },
+            rating: if self.ratings {
+                Some(values(reader, names::RATING)?)
+            } else {
+                None
+            },
+            prices: vec![
+                0;
+                if self.price_bounds.is_empty() {
+                    0
+                } else {
+                    self.price_bounds.len() + 1
+                }
+            ],
+            price_bounds: self.price_bounds.clone(),
+            ratings: [0; 4],
+            brand_counts: if self.brands {
+                vec![0; brand.as_ref().map_or(0, |b| b.num_terms())]
+            } else {
+                Vec::new()
+            },
+            brand,
+            category_counts: if self.categories {
+                vec![0; category.as_ref().map_or(0, |c| c.num_terms())]
+            } else {
+                Vec::new()
+            },
+            category,
+            attr_counts: vec![0; attr.as_ref().map_or(0, |a| a.num_terms())],
+            attr,
+            attr_names: self.attributes.clone(),
+            brand_weight,
+            category_weight: category_weight_v,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.sort == SortOrder::Relevance
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Gathered>) -> tantivy::Result<Gathered> {
+        let mut out = Gathered {
+            prices: vec![
+                0;
+                if self.price_bounds.is_empty() {
+                    0
+                } else {
+                    self.price_bounds.len() + 1
+                }
+            ],
+            ..Gathered::default()
+        };
+        let mut top = Vec::new();
+        for f in fruits {
+            out.total += f.total;
+            top.extend(f.top);
+            for (k, v) in f.brands {
+                *out.brands.entry(k).or_default() += v;
+            }
+            for (k, v) in f.categories {
+                *out.categories.entry(k).or_default() += v;
+            }
+            for (k, v) in f.attributes {
+                *out.attributes.entry(k).or_default() += v;
+            }
+            for (o, v) in out.prices.iter_mut().zip(f.prices) {
+                *o += v;
+            }
+            for (o, v) in out.ratings.iter_mut().zip(f.ratings) {
+                *o += v;
+            }
+        }
+        top.sort_by(|a, b| b.0.cmp(&a.0));
+        top.truncate(self.top);
+        out.top = top;
+        Ok(out)
+    }
+}
+
+fn ord_counts(column: &StrColumn, counts: &[u64]) -> tantivy::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for (ord, &n) in counts.iter().enumerate() {
+        if n > 0 {
+            let mut text = String::new();
+            column.ord_to_str(ord as u64, &mut text)?;
+            out.push((text, n));
+        }
+    }
+    Ok(out)
+}
+
+impl SegmentGather {
+    fn harvest_inner(self) -> tantivy::Result<Gathered> {
+        let mut out = Gathered {
+            total: self.total,
+            prices: self.prices,
+            ratings: self.ratings,
+            ..Gathered::default()
+        };
+        let mut top: Vec<(SortKey, DocAddress)> =
+            self.heap.into_iter().map(|e| (e.key, e.doc)).collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0));
+        out.top = top;
+        if let Some(b) = &self.brand {
+            out.brands = ord_counts(b, &self.brand_counts)?.into_iter().collect();
+        }
+        if let Some(c) = &self.category {
+            out.categories = ord_counts(c, &self.category_counts)?.into_iter().collect();
+        }
+        if let Some(a) = &self.attr {
+            out.attributes = ord_counts(a, &self.attr_counts)?
+                .into_iter()
+                .filter(|(kv, _)| {
+                    kv.split_once('=')
+                        .is_some_and(|(k, _)| self.attr_names.iter().any(|n| n == k))
+                })
+                .collect();
+        }
+        Ok(out)
+    }
+}
+
+impl SegmentCollector for SegmentGather {
+    type Fruit = Gathered;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.total += 1;
+        // Facets.
+        if let Some(price) = &self.price {
+            let p = price.get_val(doc);
+            let bucket = self.price_bounds.partition_point(|&b| b <= p);
+            if let Some(slot) = self.prices.get_mut(bucket) {
+                *slot += 1;
+            }
+        }
+        if let Some(rating) = &self.rating {
+            let r = rating.get_val(doc);
+            if r > 0 {
+                let tenths = r - 1;
+                for (i, min) in [40u64, 30, 20, 10].into_iter().enumerate() {
+                    if tenths >= min {
+                        self.ratings[i] += 1;
+                    }
+                }
+            }
+        }
+        let mut brand_ord = None;
+        if let Some(b) = &self.brand {
+            brand_ord = b.term_ords(doc).next();
+            if let (Some(ord), false) = (brand_ord, self.brand_counts.is_empty()) {
+                if let Some(slot) = self.brand_counts.get_mut(ord as usize) {
+                    *slot += 1;
+                }
+            }
+        }
+        let mut category_ord = None;
+        if let Some(c) = &self.category {
+            category_ord = c.term_ords(doc).next();
+            if let (Some(ord), false) = (category_ord, self.category_counts.is_empty()) {
+                if let Some(slot) = self.category_counts.get_mut(ord as usize) {
+                    *slot += 1;
+                }
+            }
+        }
+        if let Some(a) = &self.attr {
+            for ord in a.term_ords(doc) {
+                if let Some(slot) = self.attr_counts.get_mut(ord as usize) {
+                    *slot += 1;
+                }
+            }
+        }
+        // Order.
+        let primary = match (&self.sort_values, self.sort) {
+            (Some(v), SortOrder::PriceAscending) => -(v.get_val(doc) as f64),
+            (Some(v), _) => v.get_val(doc) as f64,
+            (None, _) => {
+                let mut s = score;
+                if !self.brand_weight.is_empty() || !self.category_weight.is_empty() {
+                    let bw = brand_ord
+                        .and_then(|o| self.brand_weight.get(o as usize).copied())
+                        .unwrap_or(0.0);
+                    let cw = category_ord
+                        .and_then(|o| self.category_weight.get(o as usize).copied())
+                        .unwrap_or(0.0);
+                    s *= 1.0 + PERSONALIZATION_BOOST * (bw + cw) / 2.0;
+                }
+                f64::from(s)
+            }
+        };
+        let key = SortKey {
+            primary,
+            secondary: self.popularity.as_ref().map_or(0, |p| p.get_val(doc)),
+            tie: u64::MAX - self.key.get_val(doc),
+        };
+        if let Some(after) = &self.after {
+            if key.cmp(after) != Ordering::Less {
+                return;
+            }
+        }
+        if self.top == 0 {
+            return;
+        }
+        if self.heap.len() >= self.top {
+            match self.heap.peek() {
+                Some(worst) if key.cmp(&worst.key) == Ordering::Greater => {
+                    self.heap.pop();
+                }
+                _ => return,
+            }
+        }
+        self.heap.push(Entry {
+            key,
+            doc: DocAddress::new(self.segment, doc),
+        });
+    }
+
+    fn harvest(self) -> Gathered {
+        // Dictionary reads only fail on a corrupt segment; the counts are then left out
+        // rather than failing the search (the hits are still right).
+        let total = self.total;
+        let mut top: Vec<(SortKey, DocAddress)> =
+            self.heap.iter().map(|e| (e.key, e.doc)).collect();
+        top.sort_by(|a, b| b.0.cmp(&a.0));
+        let prices = self.prices.clone();
+        let ratings = self.ratings;
+        match self.harvest_inner() {
+            Ok(g) => g,
+            Err(e) => {
+                tracing::warn!(error = %e, "facet dictionary unreadable");
+                Gathered {
+                    total,
+                    top,
+                    prices,
+                    ratings,
+                    ..Gathered::default()
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,724 @@
+//! [`TantivySearch`]: the [`SearchIndex`] on tantivy.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_core::catalog::{CategoryPath, Product, Rating, Slug};
+use commerce_core::id::ProductId;
+use commerce_core::money::{Currency, Money};
+use commerce_core::store::SearchIndex;
+use commerce_core::store::search::{
+    FacetCount, Facets, SearchHit, SearchQuery, SearchResults, Suggestion,
+};
+use commerce_core::{Error, Result};
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, BoostQuery, MoreLikeThisQuery, Occur, Query, TermQuery};
+use tantivy::schema::{Facet, IndexRecordOption, OwnedValue, Value};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
+use tantivy::{TantivyDocument, TantivyError};
+
+use crate::collect::{Gather, Gathered, SortKey};
+use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
+use crate::schema::{ANALYZER, Fields, analyzer, schema};
+use crate::suggest::{Change, SuggestDoc, Suggestions};
+
+/// The adapter's own errors, mapped to [`commerce_core::Error`] at the boundary.
+#[derive(Debug, thiserror::Error)]
+enum SearchError {
+    #[error("tantivy: {0}")]
+    Tantivy(#[from] TantivyError),
+    #[error("opening the index directory: {0}")]
+    Directory(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("background task: {0}")]
+    Join(#[from] tokio::task::JoinError),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<SearchError> for Error {
+    fn from(e: SearchError) -> Self {
+        let retryable = match &e {
+            // Lock held by another writer, or an I/O hiccup: may clear up.
+            SearchError::Tantivy(TantivyError::LockFailure(..))
+            | SearchError::Tantivy(TantivyError::IoError(_))
+            | SearchError::Io(_) => true,
+            _ => false,
+        };
+        if retryable {
+            Error::retryable("search index", e)
+        } else {
+            Error::permanent("search index", e)
+        }
+    }
+}
+
+fn err(e: impl Into<SearchError>) -> Error {
+    Error::from(e.into())
+}
+
+/// Settings of a [`TantivySearch`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchConfig {
+    /// Commit pending writes this often in the background (`None`: only on
+    /// [`SearchIndex::refresh`]). This is the visibility delay of a write, plus the
+    /// commit itself (milliseconds for a small batch). Default 500 ms.
+    pub commit_interval: Option<Duration>,
+    /// Indexing threads (default: the available cores, at most 4).
+    pub writer_threads: usize,
+    /// Indexing memory budget in bytes, shared by the threads (default 256 MB; at least
+    /// 15 MB per thread).
+    pub writer_memory: usize,
+    /// Field boosts.
+    pub boosts: Boosts,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            commit_interval: Some(Duration::from_millis(500)),
+            writer_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(4),
+            writer_memory: 256 << 20,
+            boosts: Boosts::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    changes: Vec<Change>,
+}
+
+struct Inner {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    /// Writes (`add_document`, `delete_term`) take it shared; a commit exclusively.
+    writer: RwLock<IndexWriter>,
+    pending: Mutex<Pending>,
+    dirty: AtomicBool,
+    suggestions: Suggestions,
+    config: SearchConfig,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TantivySearch")
+            .field("docs", &self.reader.searcher().num_docs())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The product search index on tantivy: on disk ([`TantivySearch::open_or_create`]) or
+/// in memory ([`TantivySearch::in_ram`]).
+///
+/// * **Visibility**: writes are committed in the background every
+///   [`SearchConfig::commit_interval`] (default 500 ms) and on [`SearchIndex::refresh`];
+///   a change is searchable within that interval plus the commit time.
+/// * **Durability**: a commit is durable; after a crash the index reopens with every
+///   committed document, and what was pending since the last commit is lost (replay it
+///   from the event log: [`SearchSync`](crate::SearchSync) commits its checkpoint only
+///   after a refresh).
+/// * **Paging**: `offset` keeps `offset + limit` documents in a heap while scanning the
+///   matches (O(matches · log(offset + limit))); a cursor
+///   ([`SearchResults::next_cursor`]) keeps only `limit`, so page 1,000 costs what
+///   page 1 does.
+/// * Mixed currencies: a price filter or price bucket compares minor units, and a price
+///   filter only matches products in its own currency.
+///
+/// ```
+/// use commerce_core::catalog::CategoryTree;
+/// use commerce_core::sample::SampleCatalog;
+/// use commerce_core::store::{SearchIndex, search::SearchQuery};
+/// use commerce_search::TantivySearch;
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let index = TantivySearch::in_ram()?;
+/// let sample = SampleCatalog::new(&CategoryTree::generated(), 1);
+/// let products: Vec<_> = (0..100)
+///     .map(|i| commerce_search::sample_product(&sample, i))
+///     .collect();
+/// index.upsert(&products).await?;
+/// index.refresh().await?;
+/// let found = index.search(&SearchQuery::text(&products[0].brand)).await?;
+/// assert!(found.total > 0);
+/// # Ok::<(), commerce_core::Error>(()) }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+pub struct TantivySearch {
+    inner: Arc<Inner>,
+}
+
+impl TantivySearch {
+    /// An index in memory with the default settings.
+    pub fn in_ram() -> Result<Self> {
+        Self::in_ram_with(SearchConfig::default())
+    }
+
+    /// An index in memory.
+    pub fn in_ram_with(config: SearchConfig) -> Result<Self> {
+        let (schema, _) = schema();
+        Self::from_index(Index::create_in_ram(schema), config)
+    }
+
+    /// Opens the index in `dir`, creating the directory and the index if needed.
+    pub fn open_or_create(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open_or_create_with(dir, SearchConfig::default())
+    }
+
+    /// Opens the index in `dir` with `config`, creating it if needed.
+    pub fn open_or_create_with(dir: impl AsRef<Path>, config: SearchConfig) -> Result<Self> {
+        std::fs::create_dir_all(dir.as_ref()).map_err(err)?;
+        let directory = MmapDirectory::open(dir.as_ref()).map_err(err)?;
+        let (schema, _) = schema();
+        let index = Index::open_or_create(directory, schema).map_err(err)?;
+        Self::from_index(index, config)
+    }
+
+    fn from_index(index: Index, config: SearchConfig) -> Result<Self> {
+        index.tokenizers().register(ANALYZER, analyzer());
+        let fields = Fields::from_schema(&index.schema()).map_err(err)?;
+        let threads = config.writer_threads.max(1);
+        let memory = config.writer_memory.max(threads * (16 << 20));
+        let writer = index
+            .writer_with_num_threads(threads, memory)
+            .map_err(err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(err)?;
+        let inner = Arc::new(Inner {
+            index,
+            fields,
+            reader,
+            writer: RwLock::new(writer),
+            pending: Mutex::new(Pending::default()),
+            dirty: AtomicBool::new(false),
+            suggestions: Suggestions::default(),
+            config,
+        });
+        inner.load_suggestions().map_err(err)?;
+        if let Some(every) = inner.config.commit_interval {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("search-commit".into())
+                .spawn(move || committer(weak, every))
+                .map_err(err)?;
+        }
+        Ok(TantivySearch { inner })
+    }
+
+    /// The tantivy index (for direct queries; see [`crate::schema::names`]).
+    pub fn index(&self) -> &Index {
+        &self.inner.index
+    }
+
+    /// The schema's fields.
+    pub fn fields(&self) -> &Fields {
+        &self.inner.fields
+    }
+
+    /// A searcher on the last refreshed state.
+    pub fn searcher(&self) -> Searcher {
+        self.inner.reader.searcher()
+    }
+
+    /// Bytes the index takes (on disk, or in memory for [`TantivySearch::in_ram`]).
+    pub fn size_bytes(&self) -> Result<u64> {
+        let usage = self.searcher().space_usage().map_err(err)?;
+        Ok(usage.total().get_bytes())
+    }
+
+    /// Number of distinct autocomplete suggestions held in memory.
+    pub fn suggestion_count(&self) -> usize {
+        self.inner.suggestions.len()
+    }
+
+    /// Removes every document (visible at the next commit; searches see the old state
+    /// until then). Used by [`rebuild`](crate::rebuild).
+    pub fn clear(&self) -> Result<()> {
+        let w = self.inner.writer.read().unwrap_or_else(|e| e.into_inner());
+        w.delete_all_documents().map_err(err)?;
+        self.inner.push(Change::Clear);
+        Ok(())
+    }
+
+    /// Commits and reloads synchronously (what [`SearchIndex::refresh`] runs on a
+    /// blocking thread).
+    pub fn commit(&self) -> Result<()> {
+        self.inner.commit().map_err(err)
+    }
+
+    fn upsert_sync(&self, products: &[Product]) -> Result<()> {
+        let inner = &self.inner;
+        let w = inner.writer.read().unwrap_or_else(|e| e.into_inner());
+        let mut changes = Vec::with_capacity(products.len());
+        for p in products {
+            w.delete_term(Term::from_field_text(inner.fields.id, p.id.as_str()));
+            if p.is_active() {
+                w.add_document(inner.fields.document(p)).map_err(err)?;
+                changes.push(Change::Upsert(
+                    p.id.as_str().to_owned(),
+                    SuggestDoc {
+                        title: p.title.clone(),
+                        brand: p.brand.clone(),
+                        categories: p.category.segments().map(str::to_owned).collect(),
+                        popularity: p.popularity,
+                    },
+                ));
+            } else {
+                changes.push(Change::Remove(p.id.as_str().to_owned()));
+            }
+        }
+        inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes
+            .extend(changes);
+        inner.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        key: &SortKey,
+        addr: DocAddress,
+    ) -> Result<(SearchHit, TantivyDocument)> {
+        let f = &self.inner.fields;
+        let doc: TantivyDocument = searcher.doc(addr).map_err(err)?;
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let num = |field| doc.get_first(field).and_then(|v| v.as_u64()).unwrap_or(0);
+        let bad = |what: &str| {
+            Error::permanent("search index", format!("stored document has a bad {what}"))
+        };
+        let currency = Currency::parse(&text(f.currency)).map_err(|_| bad("currency"))?;
+        let price =
+            Money::from_minor_units(i64::try_from(num(f.price)).unwrap_or(i64::MAX), currency)
+                .map_err(|_| bad("price"))?;
+        let rating = match num(f.rating) {
+            0 => None,
+            r => Rating::from_tenths(u8::try_from(r - 1).unwrap_or(u8::MAX)).ok(),
+        };
+        let hit = SearchHit {
+            product_id: ProductId::new(text(f.id)).map_err(|_| bad("id"))?,
+            slug: Slug::new(text(f.slug)).map_err(|_| bad("slug"))?,
+            title: text(f.title),
+            brand: text(f.brand),
+            category: CategoryPath::parse(&text(f.category_path)).map_err(|_| bad("category"))?,
+            price,
+            rating,
+            score: key.primary as f32,
+            snippet: None,
+        };
+        Ok((hit, doc))
+    }
+
+    fn search_sync(&self, q: &SearchQuery) -> Result<SearchResults> {
+        let inner = &self.inner;
+        let f = &inner.fields;
+        let searcher = inner.reader.searcher();
+        let ws = words(&q.text);
+        let prefix_last = !q.text.ends_with(char::is_whitespace);
+        let filters = || filter_queries(f, &q.filters);
+        let limit = q.limit.clamp(1, 100) as usize;
+        let after = q.cursor.as_deref().and_then(SortKey::decode);
+        let offset = if after.is_some() {
+            0
+        } else {
+            q.offset as usize
+        };
+        let price_bounds: Vec<u64> = q
+            .facets
+            .price_buckets
+            .iter()
+            .map(|m| m.to_minor_units().max(0) as u64)
+            .collect();
+        let gather = Gather {
+            sort: q.sort,
+            top: offset.saturating_add(limit),
+            after,
+            brands: q.facets.brands,
+            categories: q.facets.categories,
+            price_bounds,
+            ratings: q.facets.ratings,
+            attributes: q.facets.attributes.clone(),
+            affinity: q.personalization.clone().map(Arc::new),
+        };
+        let mut opts = TextOptions {
+            typos: q.typo_tolerance,
+            prefix_last,
+            all_words: true,
+        };
+        let mut text = text_query(f, &inner.config.boosts, &ws, opts);
+        let mut gathered: Gathered = searcher
+            .search(
+                &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
+                &gather,
+            )
+            .map_err(err)?;
+        if gathered.total == 0 && ws.len() > 1 && after.is_none() {
+            // No product has every word: rank those with the most of them.
+            opts.all_words = false;
+            text = text_query(f, &inner.config.boosts, &ws, opts);
+            gathered = searcher
+                .search(
+                    &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
+                    &gather,
+                )
+                .map_err(err)?;
+        }
+        let page: Vec<(SortKey, DocAddress)> = gathered.top.iter().skip(offset).copied().collect();
+        let snippets = if q.highlight && !ws.is_empty() {
+            let terms: BTreeMap<String, f32> = ws.iter().map(|w| (w.term.clone(), 1.0)).collect();
+            let title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);
+            let description = SnippetGenerator::new(terms, analyzer(), f.description, 160);
+            Some((title, description))
+        } else {
+            None
+        };
+        let mut hits = Vec::with_capacity(page.len());
+        for (key, addr) in &page {
+            let (mut hit, doc) = self.hit(&searcher, key, *addr)?;
+            if let Some((title, description)) = &snippets {
+                let mut s = title.snippet_from_doc(&doc);
+                if s.highlighted().is_empty() {
+                    let d = description.snippet_from_doc(&doc);
+                    if !d.highlighted().is_empty() {
+                        s = d;
+                    }
+                }
+                s.set_snippet_prefix_postfix("<mark>", "</mark>");
+                hit.snippet = Some(s.to_html());
+            }
+            hits.push(hit);
+        }
+        let next_cursor = if page.len() == limit && (offset + limit) < gathered.total as usize {
+            page.last().map(|(k, _)| k.encode())
+        } else {
+            None
+        };
+        let facets = self.facets(q, &mut gathered);
+        Ok(SearchResults {
+            total: gathered.total,
+            hits,
+            facets,
+            next_cursor,
+        })
+    }
+
+    fn facets(&self, q: &SearchQuery, g: &mut Gathered) -> Facets {
+        let mut facets = Facets::default();
+        let sorted = |m: HashMap<String, u64>| {
+            let mut v: Vec<FacetCount> = m
+                .into_iter()
+                .map(|(value, count)| FacetCount { value, count })
+                .collect();
+            v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+            v
+        };
+        if q.facets.brands {
+            facets.brands = sorted(std::mem::take(&mut g.brands));
+        }
+        if q.facets.categories {
+            let depth = q.filters.category.as_ref().map_or(1, |c| c.depth() + 1);
+            let mut m: HashMap<String, u64> = HashMap::new();
+            for (path, n) in g.categories.drain() {
+                let mut level = String::new();
+                for (i, seg) in path.split(CategoryPath::SEPARATOR).enumerate() {
+                    if i > 0 {
+                        level.push_str(CategoryPath::SEPARATOR);
+                    }
+                    level.push_str(seg);
+                    if i + 1 == depth {
+                        *m.entry(level.clone()).or_default() += n;
+                        break;
+                    }
+                }
+            }
+            facets.categories = sorted(m);
+        }
+        if !q.facets.price_buckets.is_empty() {
+            let b = &q.facets.price_buckets;
+            facets.prices = g
+                .prices
+                .iter()
+                .enumerate()
+                .map(|(i, &count)| {
+                    let value = if i == 0 {
+                        format!("<{}", b[0].amount())
+                    } else if i == b.len() {
+                        format!(">={}", b[i - 1].amount())
+                    } else {
+                        format!("{}-{}", b[i - 1].amount(), b[i].amount())
+                    };
+                    FacetCount { value, count }
+                })
+                .collect();
+        }
+        if q.facets.ratings {
+            facets.ratings = ["4+", "3+", "2+", "1+"]
+                .iter()
+                .zip(g.ratings)
+                .map(|(l, count)| FacetCount {
+                    value: (*l).to_owned(),
+                    count,
+                })
+                .collect();
+        }
+        for name in &q.facets.attributes {
+            let mut m = HashMap::new();
+            for (kv, n) in &g.attributes {
+                if let Some((k, v)) = kv.split_once('=') {
+                    if k == name {
+                        m.insert(v.to_owned(), *n);
+                    }
+                }
+            }
+            facets.attributes.insert(name.clone(), sorted(m));
+        }
+        facets
+    }
+
+    fn similar_sync(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
+        let f = &self.inner.fields;
+        let searcher = self.inner.reader.searcher();
+        let id_term = Term::from_field_text(f.id, id.as_str());
+        let found = searcher
+            .search(
+                &TermQuery::new(id_term.clone(), IndexRecordOption::Basic),
+                &TopDocs::with_limit(1).order_by_score(),
+            )
+            .map_err(err)?;
+        let Some((_, addr)) = found.first() else {
+            return Ok(Vec::new());
+        };
+        let doc: TantivyDocument = searcher.doc(*addr).map_err(err)?;
+        let get = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let category = get(f.category_path);
+        let mut attrs = Vec::new();
+        // Attribute values from the fast column (not stored).
+        let seg = searcher.segment_reader(addr.segment_ord);
+        if let Some(col) = seg
+            .fast_fields()
+            .str(crate::schema::names::ATTR)
+            .map_err(err)?
+        {
+            for ord in col.term_ords(addr.doc_id) {
+                let mut kv = String::new();
+                col.ord_to_str(ord, &mut kv).map_err(err)?;
+                if let Some((_, v)) = kv.split_once('=') {
+                    if v.chars().any(char::is_alphabetic) && v != "true" && v != "false" {
+                        attrs.push(OwnedValue::Str(v.to_owned()));
+                    }
+                }
+            }
+        }
+        let mlt = MoreLikeThisQuery::builder()
+            .with_min_doc_frequency(1)
+            .with_min_term_frequency(1)
+            .with_min_word_length(2)
+            .with_max_query_terms(16)
+            .with_document_fields(vec![
+                (f.title, vec![OwnedValue::Str(get(f.title))]),
+                (f.attrs_text, attrs),
+            ]);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![
+            (Occur::Should, Box::new(mlt)),
+            (
+                Occur::MustNot,
+                Box::new(TermQuery::new(id_term, IndexRecordOption::Basic)),
+            ),
+        ];
+        if let Ok(path) = CategoryPath::parse(&category) {
+            // Same category first, then the same parent.
+            clauses.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(
+                    Box::new(TermQuery::new(
+                        Term::from_facet(f.category, &Facet::from_path(path.segments())),
+                        IndexRecordOption::Basic,
+                    )),
+                    5.0,
+                )),
+            ));
+            if let Some(parent) = path.parent() {
+                clauses.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(
+                        Box::new(TermQuery::new(
+                            Term::from_facet(f.category, &Facet::from_path(parent.segments())),
+                            IndexRecordOption::Basic,
+                        )),
+                        2.0,
+                    )),
+                ));
+            }
+        }
+        let query = BooleanQuery::new(clauses);
+        let top = searcher
+            .search(
+                &query,
+                &TopDocs::with_limit(limit.clamp(1, 100) as usize).order_by_score(),
+            )
+            .map_err(err)?;
+        top.into_iter()
+            .map(|(score, addr)| {
+                let key = SortKey {
+                    primary: f64::from(score),
+                    secondary: 0,
+                    tie: 0,
+                };
+                self.hit(&searcher, &key, addr).map(|(h, _)| h)
+            })
+            .collect()
+    }
+}
+
+impl Inner {
+    fn push(&self, change: Change) {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .changes
+            .push(change);
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    fn commit(&self) -> std::result::Result<(), SearchError> {
+        let mut w = self.writer.write().unwrap_or_else(|e| e.into_inner());
+        self.dirty.store(false, Ordering::Release);
+        let changes = std::mem::take(
+            &mut self
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .changes,
+        );
+        if let Err(e) = w.commit() {
+            // Keep the changes for the next attempt.
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let later = std::mem::replace(&mut p.changes, changes);
+            p.changes.extend(later);
+            self.dirty.store(true, Ordering::Release);
+            return Err(e.into());
+        }
+        drop(w);
+        self.reader.reload()?;
+        self.suggestions.apply(changes);
+        Ok(())
+    }
+
+    /// Fills the autocomplete store from the committed documents (on open).
+    fn load_suggestions(&self) -> std::result::Result<(), SearchError> {
+        let searcher = self.reader.searcher();
+        let mut changes = Vec::new();
+        for seg in searcher.segment_readers() {
+            let store = seg.get_store_reader(64)?;
+            for doc_id in seg.doc_ids_alive() {
+                let doc: TantivyDocument = store.get(doc_id)?;
+                let text = |field| {
+                    doc.get_first(field)
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                };
+                let path = text(self.fields.category_path);
+                changes.push(Change::Upsert(
+                    text(self.fields.id),
+                    SuggestDoc {
+                        title: text(self.fields.title),
+                        brand: text(self.fields.brand),
+                        categories: path
+                            .split(CategoryPath::SEPARATOR)
+                            .map(str::to_owned)
+                            .collect(),
+                        popularity: doc
+                            .get_first(self.fields.popularity)
+                            .and_then(|v| v.as_u64())
+                            .unwrap_or(0),
+                    },
+                ));
+            }
+        }
+        self.suggestions.apply(changes);
+        Ok(())
+    }
+}
+
+fn committer(inner: Weak<Inner>, every: Duration) {
+    loop {
+        std::thread::sleep(every);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        if inner.dirty.load(Ordering::Acquire) {
+            if let Err(e) = inner.commit() {
+                tracing::warn!(error = %e, "background commit of the search index failed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl SearchIndex for TantivySearch {
+    async fn upsert(&self, products: &[Product]) -> Result<()> {
+        self.upsert_sync(products)
+    }
+
+    async fn remove(&self, ids: &[ProductId]) -> Result<()> {
+        let w = self.inner.writer.read().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            w.delete_term(Term::from_field_text(self.inner.fields.id, id.as_str()));
+        }
+        drop(w);
+        for id in ids {
+            self.inner.push(Change::Remove(id.as_str().to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn refresh(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.commit())
+            .await
+            .map_err(err)?
+            .map_err(Error::from)
+    }
+
+    async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
+        self.search_sync(query)
+    }
+
+    async fn autocomplete(&self, prefix: &str, limit: u32) -> Result<Vec<Suggestion>> {
+        Ok(self
+            .inner
+            .suggestions
+            .lookup(prefix, limit.clamp(0, 50) as usize))
+    }
+
+    async fn similar(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
+        self.similar_sync(id, limit)
+    }
+
+    async fn count(&self) -> Result<u64> {
+        Ok(self.inner.reader.searcher().num_docs())
+    }
+}

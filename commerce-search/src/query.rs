@@ -1,0 +1,288 @@
+//! Turning what a user typed into a tantivy query, without a query syntax: the text is
+//! tokenised with the index's own analyzer and every word becomes a group of term
+//! queries (exact, typo-tolerant, prefix) over the text fields with their boosts.
+
+use std::ops::Bound;
+
+use commerce_core::store::search::SearchFilters;
+use tantivy::Term;
+use tantivy::query::{
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
+    RangeQuery, TermQuery,
+};
+use tantivy::schema::{Facet, Field, IndexRecordOption};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+
+use crate::schema::{Fields, analyzer};
+
+/// Field boosts of the full-text search: title over brand over description.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Boosts {
+    /// Title.
+    pub title: f32,
+    /// Brand.
+    pub brand: f32,
+    /// Category names.
+    pub category: f32,
+    /// Attribute values (color, size...).
+    pub attributes: f32,
+    /// Description.
+    pub description: f32,
+    /// Multiplier of a typo (fuzzy) match relative to the field's boost; a typo match is
+    /// scored as a constant, far below an exact BM25 match of the same field.
+    pub typo: f32,
+    /// Multiplier of a prefix match of the last word (search as you type).
+    pub prefix: f32,
+    /// Multiplier (of the title boost) when the words appear close together, in order,
+    /// in the title.
+    pub proximity: f32,
+}
+
+impl Default for Boosts {
+    /// Title 3, brand 2, category 1.5, attributes 1, description 0.5; typo 0.2, prefix
+    /// 0.3, proximity 1.
+    fn default() -> Self {
+        Boosts {
+            title: 3.0,
+            brand: 2.0,
+            category: 1.5,
+            attributes: 1.0,
+            description: 0.5,
+            typo: 0.2,
+            prefix: 0.3,
+            proximity: 1.0,
+        }
+    }
+}
+
+/// One word of the user's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Word {
+    /// Lower-cased, accent-folded, as typed.
+    pub plain: String,
+    /// As indexed (stemmed).
+    pub term: String,
+}
+
+/// How many typos a word of `chars` letters may have (Meilisearch's rule): fewer than 5
+/// letters none, 5 to 8 one, 9 or more two.
+pub fn allowed_typos(chars: usize) -> u8 {
+    match chars {
+        0..=4 => 0,
+        5..=8 => 1,
+        _ => 2,
+    }
+}
+
+/// Splits `text` into words as the index does. Never fails; syntax characters are
+/// separators.
+pub(crate) fn words(text: &str) -> Vec<Word> {
+    let mut plain_analyzer = TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build();
+    let mut stemmed = analyzer();
+    let mut plain = Vec::new();
+    plain_analyzer
+        .token_stream(text)
+        .process(&mut |t| plain.push(t.text.clone()));
+    let mut terms = Vec::new();
+    stemmed
+        .token_stream(text)
+        .process(&mut |t| terms.push(t.text.clone()));
+    plain
+        .into_iter()
+        .zip(terms)
+        .take(32)
+        .map(|(plain, term)| Word { plain, term })
+        .collect()
+}
+
+/// Options of the text part of a query.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TextOptions {
+    pub typos: bool,
+    /// Treat the last word as a prefix too (the user may still be typing it).
+    pub prefix_last: bool,
+    /// Every word must match (else: any word, ranked by how many match).
+    pub all_words: bool,
+}
+
+fn term_query(field: Field, text: &str, boost: f32) -> Box<dyn Query> {
+    let q = TermQuery::new(
+        Term::from_field_text(field, text),
+        IndexRecordOption::WithFreqs,
+    );
+    Box::new(BoostQuery::new(Box::new(q), boost))
+}
+
+/// The text query; `None` when the text has no words (browse: everything matches).
+pub(crate) fn text_query(
+    fields: &Fields,
+    boosts: &Boosts,
+    words: &[Word],
+    opts: TextOptions,
+) -> Option<Box<dyn Query>> {
+    if words.is_empty() {
+        return None;
+    }
+    let exact_fields = [
+        (fields.title, boosts.title),
+        (fields.brand_text, boosts.brand),
+        (fields.category_text, boosts.category),
+        (fields.attrs_text, boosts.attributes),
+        (fields.description, boosts.description),
+    ];
+    let fuzzy_fields = [
+        (fields.title, boosts.title),
+        (fields.brand_text, boosts.brand),
+        (fields.category_text, boosts.category),
+    ];
+    let mut groups: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    for (i, w) in words.iter().enumerate() {
+        let mut alts: Vec<(Occur, Box<dyn Query>)> = exact_fields
+            .iter()
+            .map(|&(f, b)| (Occur::Should, term_query(f, &w.term, b)))
+            .collect();
+        let typos = allowed_typos(w.plain.chars().count());
+        if opts.typos && typos > 0 {
+            for &(f, b) in &fuzzy_fields {
+                let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f, &w.term), typos, true);
+                alts.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo)),
+                ));
+            }
+        }
+        let last = i + 1 == words.len();
+        if opts.prefix_last && last && w.plain.chars().count() >= 2 {
+            for (f, b) in [
+                (fields.title, boosts.title),
+                (fields.brand_text, boosts.brand),
+            ] {
+                let prefix =
+                    FuzzyTermQuery::new_prefix(Term::from_field_text(f, &w.plain), 0, true);
+                alts.push((
+                    Occur::Should,
+                    Box::new(BoostQuery::new(Box::new(prefix), b * boosts.prefix)),
+                ));
+            }
+        }
+        let occur = if opts.all_words {
+            Occur::Must
+        } else {
+            Occur::Should
+        };
+        groups.push((occur, Box::new(BooleanQuery::new(alts))));
+    }
+    if words.len() >= 2 {
+        // Proximity: the words close together in the title, in order, rank higher.
+        let terms: Vec<Term> = words
+            .iter()
+            .map(|w| Term::from_field_text(fields.title, &w.term))
+            .collect();
+        let mut phrase = PhraseQuery::new(terms);
+        phrase.set_slop(2);
+        groups.push((
+            Occur::Should,
+            Box::new(BoostQuery::new(
+                Box::new(phrase),
+                boosts.title * boosts.proximity,
+            )),
+        ));
+    }
+    Some(Box::new(BooleanQuery::new(groups)))
+}
+
+/// The filter clauses (unscored); empty when nothing is filtered.
+pub(crate) fn filter_queries(fields: &Fields, f: &SearchFilters) -> Vec<Box<dyn Query>> {
+    let mut out: Vec<Box<dyn Query>> = Vec::new();
+    if let Some(category) = &f.category {
+        out.push(Box::new(TermQuery::new(
+            Term::from_facet(fields.category, &Facet::from_path(category.segments())),
+            IndexRecordOption::Basic,
+        )));
+    }
+    if !f.brands.is_empty() {
+        let brands: Vec<(Occur, Box<dyn Query>)> = f
+            .brands
+            .iter()
+            .map(|b| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(fields.brand, b),
+                    IndexRecordOption::Basic,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        out.push(Box::new(BooleanQuery::new(brands)));
+    }
+    let min = f.price.min.map(|m| m.to_minor_units().max(0) as u64);
+    let max = f.price.max.map(|m| m.to_minor_units());
+    if let Some(max) = max {
+        if max < 0 {
+            // Nothing costs less than zero.
+            out.push(Box::new(BooleanQuery::new(vec![(
+                Occur::MustNot,
+                Box::new(AllQuery) as Box<dyn Query>,
+            )])));
+        }
+    }
+    if min.is_some() || max.is_some() {
+        let currency = f.price.min.or(f.price.max).map(|m| m.currency());
+        let lower = min.map_or(Bound::Unbounded, |m| {
+            Bound::Included(Term::from_field_u64(fields.price, m))
+        });
+        let upper = max.map_or(Bound::Unbounded, |m| {
+            Bound::Included(Term::from_field_u64(fields.price, m.max(0) as u64))
+        });
+        out.push(Box::new(RangeQuery::new(lower, upper)));
+        if let Some(c) = currency {
+            out.push(Box::new(TermQuery::new(
+                Term::from_field_text(fields.currency, c.code()),
+                IndexRecordOption::Basic,
+            )));
+        }
+    }
+    if let Some(r) = f.min_rating {
+        out.push(Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_u64(
+                fields.rating,
+                u64::from(r.tenths()) + 1,
+            )),
+            Bound::Unbounded,
+        )));
+    }
+    for (k, v) in &f.attributes {
+        out.push(Box::new(TermQuery::new(
+            Term::from_field_text(fields.attr, &format!("{k}={v}")),
+            IndexRecordOption::Basic,
+        )));
+    }
+    if f.in_stock_only {
+        out.push(Box::new(TermQuery::new(
+            Term::from_field_u64(fields.in_stock, 1),
+            IndexRecordOption::Basic,
+        )));
+    }
+    out
+}
+
+/// Text and filters together.
+pub(crate) fn full_query(
+    text: Option<Box<dyn Query>>,
+    filters: Vec<Box<dyn Query>>,
+) -> Box<dyn Query> {
+    if filters.is_empty() {
+        return text.unwrap_or_else(|| Box::new(AllQuery));
+    }
+    let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    clauses.push((Occur::Must, text.unwrap_or_else(|| Box::new(AllQuery))));
+    for f in filters {
+        clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(f, 0.0))));
+    }
+    Box::new(BooleanQuery::new(clauses))
+}

@@ -1,0 +1,290 @@
+//! Autocomplete: an in-memory ordered map of suggestion texts (titles, brands, category
+//! names) by their normalised form, weighted by the popularity of the products behind
+//! them. A prefix is a range scan of the map; the answers for short prefixes (the ones
+//! with many candidates) are cached until the next refresh.
+
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::{Mutex, RwLock};
+
+use commerce_core::store::search::{Suggestion, SuggestionKind};
+
+/// The normalised form: ASCII-folded, lower-case, runs of anything but letters and
+/// digits collapsed into one space, trimmed at the start (a trailing space is kept: the
+/// user finished a word).
+pub(crate) fn normalise(text: &str) -> String {
+    let folded = deunicode::deunicode(text);
+    let mut out = String::with_capacity(folded.len());
+    let mut space = false;
+    for c in folded.chars() {
+        if c.is_ascii_alphanumeric() {
+            if space && !out.is_empty() {
+                out.push(' ');
+            }
+            space = false;
+            out.push(c.to_ascii_lowercase());
+        } else {
+            space = true;
+        }
+    }
+    if space && !out.is_empty() {
+        out.push(' ');
+    }
+    out
+}
+
+/// What a product contributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SuggestDoc {
+    pub title: String,
+    pub brand: String,
+    /// Category path segments.
+    pub categories: Vec<String>,
+    pub popularity: u64,
+}
+
+/// A change, applied at refresh.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    Upsert(String, SuggestDoc),
+    Remove(String),
+    Clear,
+}
+
+#[derive(Debug)]
+struct Entry {
+    text: Box<str>,
+    kind: SuggestionKind,
+    weight: u64,
+    refs: u32,
+}
+
+fn kind_tag(kind: SuggestionKind) -> char {
+    match kind {
+        SuggestionKind::Brand => '\u{1}',
+        SuggestionKind::Category => '\u{2}',
+        SuggestionKind::Title => '\u{3}',
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: BTreeMap<Box<str>, Entry>,
+    docs: HashMap<Box<str>, SuggestDoc>,
+}
+
+impl State {
+    fn add(&mut self, text: &str, kind: SuggestionKind, weight: u64) {
+        let mut key = normalise(text).trim_end().to_owned();
+        if key.is_empty() {
+            return;
+        }
+        key.push(kind_tag(kind));
+        let e = self.entries.entry(key.into()).or_insert_with(|| Entry {
+            text: text.into(),
+            kind,
+            weight: 0,
+            refs: 0,
+        });
+        e.weight = e.weight.saturating_add(weight);
+        e.refs += 1;
+    }
+
+    fn sub(&mut self, text: &str, kind: SuggestionKind, weight: u64) {
+        let mut key = normalise(text).trim_end().to_owned();
+        key.push(kind_tag(kind));
+        if let Some(e) = self.entries.get_mut(key.as_str()) {
+            e.weight = e.weight.saturating_sub(weight);
+            e.refs = e.refs.saturating_sub(1);
+            if e.refs == 0 {
+                self.entries.remove(key.as_str());
+            }
+        }
+    }
+
+    fn apply_doc(&mut self, d: &SuggestDoc, add: bool) {
+        // +1 so that products without popularity still count.
+        let w = d.popularity.saturating_add(1);
+        let mut items = vec![
+            (d.title.as_str(), SuggestionKind::Title),
+            (d.brand.as_str(), SuggestionKind::Brand),
+        ];
+        items.extend(
+            d.categories
+                .iter()
+                .map(|c| (c.as_str(), SuggestionKind::Category)),
+        );
+        for (text, kind) in items {
+            if add {
+                self.add(text, kind, w);
+            } else {
+                self.sub(text, kind, w);
+            }
+        }
+    }
+
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Clear => {
+                self.entries.clear();
+                self.docs.clear();
+            }
+            Change::Remove(id) => {
+                if let Some(old) = self.docs.remove(id.as_str()) {
+                    self.apply_doc(&old, false);
+                }
+            }
+            Change::Upsert(id, doc) => {
+                if let Some(old) = self.docs.remove(id.as_str()) {
+                    self.apply_doc(&old, false);
+                }
+                self.apply_doc(&doc, true);
+                self.docs.insert(id.into(), doc);
+            }
+        }
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Ranked<'a>(std::cmp::Reverse<u64>, &'a str);
+
+/// Prefixes up to this many characters are cached.
+const CACHE_CHARS: usize = 4;
+/// Suggestions kept per cached prefix.
+const CACHE_DEPTH: usize = 20;
+/// Cached prefixes at most (then the cache is dropped and refilled).
+const CACHE_ENTRIES: usize = 50_000;
+
+/// The autocomplete store.
+#[derive(Debug, Default)]
+pub(crate) struct Suggestions {
+    state: RwLock<State>,
+    cache: Mutex<HashMap<String, Vec<Suggestion>>>,
+}
+
+impl Suggestions {
+    pub fn apply(&self, changes: impl IntoIterator<Item = Change>) {
+        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+        for c in changes {
+            s.apply(c);
+        }
+        drop(s);
+        self.cache.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Number of distinct suggestions.
+    pub fn len(&self) -> usize {
+        self.state
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .entries
+            .len()
+    }
+
+    fn scan(&self, prefix: &str, limit: usize) -> Vec<Suggestion> {
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        // Min-heap of the best `limit` by weight (ties: the smaller key first).
+        let mut best: BinaryHeap<Ranked<'_>> = BinaryHeap::new();
+        for (key, e) in s
+            .entries
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
+            // `best` is a max-heap on (Reverse(weight), key): its top is the worst.
+            let r = Ranked(std::cmp::Reverse(e.weight), key);
+            if best.len() < limit {
+                best.push(r);
+            } else if best.peek().is_some_and(|w| r < *w) {
+                best.pop();
+                best.push(r);
+            }
+        }
+        let mut ranked = best.into_sorted_vec();
+        ranked.truncate(limit);
+        ranked
+            .into_iter()
+            .filter_map(|Ranked(_, key)| s.entries.get(key))
+            .map(|e| Suggestion {
+                text: e.text.to_string(),
+                kind: e.kind,
+                score: e.weight as f32,
+            })
+            .collect()
+    }
+
+    /// The best `limit` suggestions starting with `prefix`.
+    pub fn lookup(&self, prefix: &str, limit: usize) -> Vec<Suggestion> {
+        let p = normalise(prefix);
+        if p.trim().is_empty() || limit == 0 {
+            return Vec::new();
+        }
+        if p.chars().count() <= CACHE_CHARS && limit <= CACHE_DEPTH {
+            if let Some(hit) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&p) {
+                return hit.iter().take(limit).cloned().collect();
+            }
+            let found = self.scan(&p, CACHE_DEPTH);
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+            cache.insert(p, found.clone());
+            return found.into_iter().take(limit).collect();
+        }
+        self.scan(&p, limit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(title: &str, brand: &str, popularity: u64) -> SuggestDoc {
+        SuggestDoc {
+            title: title.into(),
+            brand: brand.into(),
+            categories: vec!["Cell Phones".into()],
+            popularity,
+        }
+    }
+
+    #[test]
+    fn prefix_ranked_by_weight_and_updates_apply() {
+        let s = Suggestions::default();
+        s.apply([
+            Change::Upsert("a".into(), doc("Samsung Galaxy S24", "Samsung", 10)),
+            Change::Upsert("b".into(), doc("Samsung Galaxy A15", "Samsung", 50)),
+            Change::Upsert("c".into(), doc("Sony WH-1000XM5", "Sony", 5)),
+        ]);
+        let got: Vec<String> = s.lookup("sam", 10).into_iter().map(|x| x.text).collect();
+        assert_eq!(got, ["Samsung", "Samsung Galaxy A15", "Samsung Galaxy S24"]);
+        let got: Vec<String> = s
+            .lookup("Samsung Galaxy S", 10)
+            .into_iter()
+            .map(|x| x.text)
+            .collect();
+        assert_eq!(got, ["Samsung Galaxy S24"]);
+        assert_eq!(s.lookup("cell", 5)[0].kind, SuggestionKind::Category);
+        s.apply([Change::Remove("b".into())]);
+        let got: Vec<String> = s
+            .lookup("samsung g", 10)
+            .into_iter()
+            .map(|x| x.text)
+            .collect();
+        assert_eq!(got, ["Samsung Galaxy S24"]);
+        s.apply([Change::Upsert(
+            "a".into(),
+            doc("Samsung Galaxy S25", "Samsung", 10),
+        )]);
+        let got: Vec<String> = s
+            .lookup("samsung g", 10)
+            .into_iter()
+            .map(|x| x.text)
+            .collect();
+        assert_eq!(got, ["Samsung Galaxy S25"]);
+        s.apply([Change::Clear]);
+        assert!(s.lookup("s", 10).is_empty());
+        assert!(s.lookup("  ", 10).is_empty());
+    }
+}
