@@ -37,6 +37,11 @@
 
 pub use redis;
 
+/// The README's examples, compiled as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod backend;
 mod cache;
 mod carts;
