@@ -5,14 +5,17 @@ return run(function()
   local owner, now, exp, ttl = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
   local maxq, maxlines = tonumber(ARGV[5]), tonumber(ARGV[6])
   local sku, qty, icur = ARGV[7], tonumber(ARGV[8]), ARGV[9]
-  local st = cart_state(key, owner, now)
-  if st == 'other' then
+  -- One read: ownership, expiry, currency, line count and the line.
+  local h = redis.call('HMGET', key, 'o', 'e', 'cur', 'n', 'q:' .. sku)
+  local st = 'live'
+  if not h[1] or not h[2] or h[2] <= now then
+    st = 'none'
+  elseif h[1] ~= owner then
     bad('CARTNOTFOUND', ARGV[14])
   end
   local cur, n, oldq = '', 0, false
   if st == 'live' then
-    local h = redis.call('HMGET', key, 'cur', 'n', 'q:' .. sku)
-    cur, n, oldq = h[1] or '', tonumber(h[2]) or 0, h[3]
+    cur, n, oldq = h[3] or '', tonumber(h[4]) or 0, h[5]
   end
   if cur ~= '' and cur ~= icur then
     bad('CARTCURRENCY', cur .. ' ' .. icur)
@@ -35,11 +38,12 @@ return run(function()
     create(key, owner, now, exp)
   end
   if oldq then
-    redis.call('HSET', key, 'q:' .. sku, total, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12])
+    redis.call('HSET', key, 'q:' .. sku, total, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'u', now, 'e', exp)
   else
-    add_line(key, sku, qty, ARGV[11], ARGV[13], ARGV[12])
-    redis.call('HSET', key, 'cur', icur)
+    local seq = redis.call('HINCRBY', key, 's', 1)
+    redis.call('HSET', key, 'q:' .. sku, qty, 'i:' .. sku, seq, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'n', n + 1, 'cur', icur, 'u', now, 'e', exp)
   end
-  touch(key, now, exp, ttl)
+  redis.call('HINCRBY', key, 'v', 1)
+  redis.call('PEXPIRE', key, ttl)
   return redis.call('HGETALL', key)
 end)
