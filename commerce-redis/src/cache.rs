@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
+use commerce_core::clock::SystemClock;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, ProductId, Sku};
+use commerce_core::resilience::{BreakerConfig, CircuitBreaker};
 use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery};
 use commerce_core::{Error, Result};
 use redis::Script;
@@ -21,11 +23,12 @@ use crate::error::map;
 static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_put.lua")));
 static UNMARK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cache_unmark.lua")));
+static UNLOCK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/unlock.lua")));
 static INVALIDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cache_invalidate.lua")));
 
 /// Time-to-lives and stampede settings of a [`CachedCatalog`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CacheConfig {
     /// How long a product stays cached (default 5 minutes). Prices on pages may lag a
     /// change by at most this when an invalidation is lost; checkout re-prices anyway.
@@ -39,6 +42,12 @@ pub struct CacheConfig {
     /// How long a process that lost the loader lock waits for the winner's result before
     /// loading itself (default 100 ms).
     pub lock_wait: Duration,
+    /// Longest wait for one cache command before the read falls through to the wrapped
+    /// store (default 250 ms).
+    pub command_timeout: Duration,
+    /// The breaker that stops asking a failing Redis (reads go straight to the wrapped
+    /// store while it is open).
+    pub breaker: BreakerConfig,
 }
 
 impl Default for CacheConfig {
@@ -49,6 +58,8 @@ impl Default for CacheConfig {
             invalidation_ttl: Duration::from_secs(60),
             lock_ttl: Duration::from_secs(2),
             lock_wait: Duration::from_millis(100),
+            command_timeout: Duration::from_millis(250),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -100,6 +111,7 @@ pub struct CachedCatalog<S: CatalogStore> {
     redis: RedisBackend,
     config: CacheConfig,
     flights: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    breaker: CircuitBreaker,
 }
 
 impl<S: CatalogStore> fmt::Debug for CachedCatalog<S> {
@@ -124,12 +136,43 @@ impl<S: CatalogStore> CachedCatalog<S> {
             redis,
             config,
             flights: Mutex::new(HashMap::new()),
+            breaker: CircuitBreaker::new("product-cache", config.breaker, Arc::new(SystemClock)),
         }
     }
 
     /// The wrapped store.
     pub fn inner(&self) -> &Arc<S> {
         &self.inner
+    }
+
+    /// The breaker of the cache (open: Redis is skipped).
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// Runs one cache operation through the breaker and the command timeout.
+    async fn guarded<T>(&self, op: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+        let Some(permit) = self.breaker.try_acquire() else {
+            return Err(Error::backend(true, "product cache: circuit open"));
+        };
+        match tokio::time::timeout(self.config.command_timeout, op).await {
+            Ok(Ok(v)) => {
+                permit.success();
+                Ok(v)
+            }
+            Ok(Err(e)) => {
+                if e.is_retryable() {
+                    permit.failure();
+                } else {
+                    permit.success();
+                }
+                Err(e)
+            }
+            Err(_) => {
+                permit.failure();
+                Err(Error::backend(true, "product cache: command timed out"))
+            }
+        }
     }
 
     fn product_key(&self, id: &ProductId) -> String {
@@ -149,6 +192,10 @@ impl<S: CatalogStore> CachedCatalog<S> {
     }
 
     async fn cached_product(&self, id: &ProductId) -> Result<Entry<Product>> {
+        self.guarded(self.cached_product_raw(id)).await
+    }
+
+    async fn cached_product_raw(&self, id: &ProductId) -> Result<Entry<Product>> {
         let mut conn = self.redis.conn();
         let raw: Option<String> = redis::cmd("GET")
             .arg(self.product_key(id))
@@ -170,6 +217,10 @@ impl<S: CatalogStore> CachedCatalog<S> {
     }
 
     async fn cached_pointer(&self, key: &str) -> Result<Entry<ProductId>> {
+        self.guarded(self.cached_pointer_raw(key)).await
+    }
+
+    async fn cached_pointer_raw(&self, key: &str) -> Result<Entry<ProductId>> {
         let mut conn = self.redis.conn();
         let raw: Option<String> = redis::cmd("GET")
             .arg(key)
@@ -188,6 +239,10 @@ impl<S: CatalogStore> CachedCatalog<S> {
 
     /// Caches `product` under its id and points its slug and SKUs to it.
     async fn fill(&self, product: &Product) -> Result<()> {
+        self.guarded(self.fill_raw(product)).await
+    }
+
+    async fn fill_raw(&self, product: &Product) -> Result<()> {
         let json = serde_json::to_string(product)
             .map_err(|e| Error::permanent("serializing a product", e))?;
         let mut conn = self.redis.conn();
@@ -216,6 +271,10 @@ impl<S: CatalogStore> CachedCatalog<S> {
     }
 
     async fn fill_missing(&self, key: &str) -> Result<()> {
+        self.guarded(self.fill_missing_raw(key)).await
+    }
+
+    async fn fill_missing_raw(&self, key: &str) -> Result<()> {
         let mut conn = self.redis.conn();
         redis::cmd("SET")
             .arg(key)
@@ -266,29 +325,38 @@ impl<S: CatalogStore> CachedCatalog<S> {
         flights.entry(key.to_owned()).or_default().clone()
     }
 
-    /// Takes the cross-process loader lock; `false` if another process holds it (or
-    /// Redis does not answer, in which case there is nothing to protect).
-    async fn try_lock(&self, key: &str) -> bool {
-        let mut conn = self.redis.conn();
-        let got: std::result::Result<Option<String>, _> = redis::cmd("SET")
-            .arg(self.lock_key(key))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(self.config.lock_ttl.as_millis().max(1) as u64)
-            .query_async(&mut conn)
+    /// Takes the cross-process loader lock: `Some(token)` if we hold it, `None` if
+    /// another process does (or Redis does not answer, in which case there is nothing
+    /// to protect and the caller loads without waiting).
+    async fn try_lock(&self, key: &str) -> (Option<String>, bool) {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let got = self
+            .guarded(async {
+                let mut conn = self.redis.conn();
+                redis::cmd("SET")
+                    .arg(self.lock_key(key))
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(self.config.lock_ttl.as_millis().max(1) as u64)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map_err(map)
+            })
             .await;
         match got {
-            Ok(v) => v.is_some(),
-            Err(_) => true,
+            Ok(Some(_)) => (Some(token), true),
+            Ok(None) => (None, false),
+            Err(_) => (None, true),
         }
     }
 
-    async fn unlock(&self, key: &str) {
+    async fn unlock(&self, key: &str, token: &str) {
         let mut conn = self.redis.conn();
-        let _ = redis::cmd("DEL")
-            .arg(self.lock_key(key))
-            .query_async::<u64>(&mut conn)
+        let _ = UNLOCK
+            .key(self.lock_key(key))
+            .arg(token)
+            .invoke_async::<u64>(&mut conn)
             .await;
     }
 
@@ -314,8 +382,8 @@ impl<S: CatalogStore> CachedCatalog<S> {
                 Entry::Miss => {}
             }
         }
-        let locked = self.try_lock(&key).await;
-        if !locked {
+        let (token, go) = self.try_lock(&key).await;
+        if !go {
             let deadline = tokio::time::Instant::now() + self.config.lock_wait;
             while tokio::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(5)).await;
@@ -336,8 +404,8 @@ impl<S: CatalogStore> CachedCatalog<S> {
                 tracing::debug!(error = %e, "could not fill the product cache");
             }
         }
-        if locked {
-            self.unlock(&key).await;
+        if let Some(token) = token {
+            self.unlock(&key, &token).await;
         }
         loaded
     }
@@ -401,22 +469,32 @@ impl<S: CatalogStore> CachedCatalog<S> {
         slug: &Slug,
         skus: &[Sku],
     ) {
-        let mut conn = self.redis.conn();
-        if let Some(id) = id {
-            let _ = INVALIDATE
-                .key(self.product_key(id))
-                .arg(next_version)
-                .arg(secs(self.config.invalidation_ttl))
-                .invoke_async::<u64>(&mut conn)
-                .await;
-        }
-        let mut keys = vec![self.slug_key(slug)];
-        keys.extend(skus.iter().map(|s| self.sku_key(s)));
-        for key in keys {
-            let _ = redis::cmd("DEL")
-                .arg(key)
-                .query_async::<u64>(&mut conn)
-                .await;
+        let marked = self
+            .guarded(async {
+                let mut conn = self.redis.conn();
+                if let Some(id) = id {
+                    INVALIDATE
+                        .key(self.product_key(id))
+                        .arg(next_version)
+                        .arg(secs(self.config.invalidation_ttl))
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                        .map_err(map)?;
+                }
+                let mut keys = vec![self.slug_key(slug)];
+                keys.extend(skus.iter().map(|s| self.sku_key(s)));
+                for key in keys {
+                    redis::cmd("DEL")
+                        .arg(key)
+                        .query_async::<u64>(&mut conn)
+                        .await
+                        .map_err(map)?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = marked {
+            tracing::debug!(error = %e, "could not mark the product cache before a write");
         }
     }
 }

@@ -85,7 +85,11 @@ async fn read_through_single_flight_negative_and_invalidation(redis: RedisBacken
     let cache = Arc::new(CachedCatalog::new(
         counting.clone(),
         redis.clone(),
-        CacheConfig::default(),
+        CacheConfig {
+            // Generous: a loaded test machine must not turn hits into fall-throughs.
+            command_timeout: std::time::Duration::from_secs(5),
+            ..CacheConfig::default()
+        },
     ));
 
     // A stampede on a cold key: one load.

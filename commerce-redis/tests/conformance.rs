@@ -39,7 +39,11 @@ impl StoreBuilder for Builder {
         let catalog = CachedCatalog::new(
             engine.catalog.clone(),
             redis.clone(),
-            CacheConfig::default(),
+            CacheConfig {
+                // Generous: a loaded test machine must not turn hits into fall-throughs.
+                command_timeout: std::time::Duration::from_secs(5),
+                ..CacheConfig::default()
+            },
         );
         Ok(Stores::new()
             .with_carts(Arc::new(RedisCarts::new(redis, clock)))
