@@ -8,7 +8,7 @@ return run(function()
   -- One read: ownership, expiry, currency, line count and the line.
   local h = redis.call('HMGET', key, 'o', 'e', 'cur', 'n', 'q:' .. sku)
   local st = 'live'
-  if not h[1] or not h[2] or h[2] <= now then
+  if not h[1] or not h[2] or time_le(h[2], now) then
     st = 'none'
   elseif h[1] ~= owner then
     bad('CARTNOTFOUND', ARGV[14])

@@ -8,10 +8,20 @@ local function bad(code, detail)
   error({cart_err = code .. ' ' .. detail})
 end
 
+-- a <= b for time keys (20 digits of offset seconds, exact in a double, then 9 of
+-- nanoseconds), compared as numbers so no locale collation is involved.
+local function time_le(a, b)
+  local sa, sb = tonumber(string.sub(a, 1, 20)), tonumber(string.sub(b, 1, 20))
+  if sa ~= sb then
+    return sa < sb
+  end
+  return tonumber(string.sub(a, 21)) <= tonumber(string.sub(b, 21))
+end
+
 -- 'none' (missing or expired), 'live' (owned by owner) or 'other' (live, someone else's)
 local function cart_state(key, owner, now)
   local h = redis.call('HMGET', key, 'o', 'e')
-  if not h[1] or not h[2] or h[2] <= now then
+  if not h[1] or not h[2] or time_le(h[2], now) then
     return 'none'
   end
   if h[1] ~= owner then
@@ -101,7 +111,7 @@ local function merge_into(key, lines, gcur, caps, maxq, maxlines)
           table.insert(capped, g.sku)
         end
         redis.call('HSET', key, 'q:' .. g.sku, merged)
-        if g['a:'] > have[2] then
+        if not time_le(g['a:'], have[2]) then
           redis.call('HSET', key, 'm:' .. g.sku, g['m:'], 'a:' .. g.sku, g['a:'])
         end
       elseif cap == 0 or n >= maxlines then
