@@ -11,6 +11,7 @@ use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
 use commerce_core::clock::SystemClock;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, ProductId, Sku};
+use commerce_core::page::{ProductCache, ProductKey};
 use commerce_core::resilience::{BreakerConfig, CircuitBreaker};
 use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery};
 use commerce_core::{Error, Result};
@@ -564,6 +565,45 @@ impl<S: CatalogStore> CatalogStore for CachedCatalog<S> {
 
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
         self.inner.categories(root).await
+    }
+}
+
+/// The same Redis entries as a [`ProductCache`] for
+/// [`ProductPages::with_cache`](commerce_core::page::ProductPages::with_cache): `get`
+/// only reads (a miss is `None`), `put` fills (never over a newer version), `invalidate`
+/// drops the product so that slug lookups miss too.
+#[async_trait]
+impl<S: CatalogStore> ProductCache for CachedCatalog<S> {
+    async fn get(&self, key: &ProductKey) -> Result<Option<Product>> {
+        let id = match key {
+            ProductKey::Id(id) => id.clone(),
+            ProductKey::Slug(slug) => match self.cached_pointer(&self.slug_key(slug)).await? {
+                Entry::Hit(id) => id,
+                Entry::Missing | Entry::Miss => return Ok(None),
+            },
+        };
+        Ok(match self.cached_product(&id).await? {
+            Entry::Hit(p) if key.matches(&p) => Some(p),
+            _ => None,
+        })
+    }
+
+    async fn put(&self, product: &Product) -> Result<()> {
+        self.fill(product).await
+    }
+
+    async fn invalidate(&self, id: &ProductId) -> Result<()> {
+        let key = self.product_key(id);
+        self.guarded(async {
+            let mut conn = self.redis.conn();
+            redis::cmd("DEL")
+                .arg(key)
+                .query_async::<u64>(&mut conn)
+                .await
+                .map(|_| ())
+                .map_err(map)
+        })
+        .await
     }
 }
 

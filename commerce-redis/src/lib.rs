@@ -7,7 +7,8 @@
 //! * [`CachedCatalog`] — a read-through product cache wrapping any
 //!   [`CatalogStore`](commerce_core::store::CatalogStore) (TTLs, single-flight loads,
 //!   negative caching, fall-through when Redis is down), kept fresh by
-//!   [`CacheInvalidator`] from the domain events.
+//!   [`CacheInvalidator`] from the domain events; also a
+//!   [`ProductCache`](commerce_core::page::ProductCache) for the product pages.
 //! * [`RedisRateLimiter`] — a distributed GCRA limiter behind commerce-core's
 //!   [`UserRateLimit`](commerce_core::resilience::UserRateLimit) (the in-process one is
 //!   [`commerce_core::ratelimit::InProcessRateLimiter`]).

@@ -213,6 +213,56 @@ async fn read_through_single_flight_negative_and_invalidation(redis: RedisBacken
     );
 }
 
+async fn as_a_product_cache(redis: RedisBackend) {
+    use commerce_core::page::{ProductCache, ProductKey};
+    let engine = MemoryEngine::new();
+    let cache = CachedCatalog::new(engine.catalog.clone(), redis, CacheConfig::default());
+    let v1 = engine
+        .catalog
+        .create_product(new_product("PC-1"))
+        .await
+        .expect("insert");
+    let by_id = ProductKey::Id(v1.id.clone());
+    let by_slug = ProductKey::Slug(v1.slug.clone());
+    assert_eq!(
+        ProductCache::get(&cache, &by_id).await.expect("get"),
+        None,
+        "a miss"
+    );
+    cache.put(&v1).await.expect("put");
+    assert_eq!(
+        ProductCache::get(&cache, &by_id).await.expect("get"),
+        Some(v1.clone())
+    );
+    assert_eq!(
+        ProductCache::get(&cache, &by_slug).await.expect("get"),
+        Some(v1.clone())
+    );
+    let mut v2 = v1.clone();
+    v2.version += 1;
+    v2.title = "Newer".into();
+    cache.put(&v2).await.expect("put v2");
+    cache.put(&v1).await.expect("put v1 again");
+    assert_eq!(
+        ProductCache::get(&cache, &by_id).await.expect("get"),
+        Some(v2.clone()),
+        "an older version never replaces a newer one"
+    );
+    ProductCache::invalidate(&cache, &v1.id)
+        .await
+        .expect("invalidate");
+    assert_eq!(ProductCache::get(&cache, &by_id).await.expect("get"), None);
+    assert_eq!(
+        ProductCache::get(&cache, &by_slug).await.expect("get"),
+        None
+    );
+    cache.put(&v1).await.expect("put after invalidate");
+    assert_eq!(
+        ProductCache::get(&cache, &by_slug).await.expect("get"),
+        Some(v1)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_catalog_on_single_redis_and_cluster() {
     for redis in [
@@ -220,6 +270,7 @@ async fn cached_catalog_on_single_redis_and_cluster() {
         common::cluster("cache").await,
     ] {
         read_through_single_flight_negative_and_invalidation(redis.clone()).await;
+        as_a_product_cache(redis.clone()).await;
         redis.delete_all().await.expect("cleanup");
     }
 }
