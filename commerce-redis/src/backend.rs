@@ -256,12 +256,49 @@ impl RedisBackend {
             .map_err(map)
     }
 
+    /// The URLs of the cluster's masters, from `CLUSTER NODES` on the first seed that
+    /// answers (the seeds themselves if none does).
+    async fn cluster_masters(&self, seeds: &[String]) -> Result<Vec<String>> {
+        for seed in seeds {
+            let Ok(client) = redis::Client::open(seed.as_str()) else {
+                continue;
+            };
+            let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+                continue;
+            };
+            let Ok(nodes) = redis::cmd("CLUSTER")
+                .arg("NODES")
+                .query_async::<String>(&mut conn)
+                .await
+            else {
+                continue;
+            };
+            let masters: Vec<String> = nodes
+                .lines()
+                .filter_map(|line| {
+                    let mut fields = line.split_whitespace();
+                    let addr = fields.nth(1)?;
+                    let flags = fields.next()?;
+                    if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                        return None;
+                    }
+                    let hostport = addr.split('@').next()?;
+                    Some(format!("redis://{hostport}"))
+                })
+                .collect();
+            if !masters.is_empty() {
+                return Ok(masters);
+            }
+        }
+        Ok(seeds.to_vec())
+    }
+
     /// Deletes every key under the prefix, node by node with `SCAN` (never `KEYS`).
     /// Returns how many keys were deleted. Meant for tests and tenant removal.
     pub async fn delete_all(&self) -> Result<u64> {
         let nodes: Vec<String> = match &self.config.topology {
             Topology::Single(url) => vec![url.clone()],
-            Topology::Cluster(seeds) => seeds.clone(),
+            Topology::Cluster(seeds) => self.cluster_masters(seeds).await?,
         };
         let pattern = format!("{}:*", self.prefix);
         let mut deleted = 0u64;
