@@ -6,16 +6,16 @@ return run(function()
   local maxq, maxlines = tonumber(ARGV[5]), tonumber(ARGV[6])
   local sku, qty, icur = ARGV[7], tonumber(ARGV[8]), ARGV[9]
   -- One read: ownership, expiry, currency, line count and the line.
-  local h = redis.call('HMGET', key, 'o', 'e', 'cur', 'n', 'q:' .. sku)
+  local h = redis.call('HMGET', key, 'o', 'e', 'cur', 'n', 'q:' .. sku, 'v')
   local st = 'live'
   if not h[1] or not h[2] or time_le(h[2], now) then
     st = 'none'
   elseif h[1] ~= owner then
     bad('CARTNOTFOUND', ARGV[14])
   end
-  local cur, n, oldq = '', 0, false
+  local cur, n, oldq, version = '', 0, false, 0
   if st == 'live' then
-    cur, n, oldq = h[3] or '', tonumber(h[4]) or 0, h[5]
+    cur, n, oldq, version = h[3] or '', tonumber(h[4]) or 0, h[5], tonumber(h[6]) or 0
   end
   if cur ~= '' and cur ~= icur then
     bad('CARTCURRENCY', cur .. ' ' .. icur)
@@ -38,12 +38,11 @@ return run(function()
     create(key, owner, now, exp)
   end
   if oldq then
-    redis.call('HSET', key, 'q:' .. sku, total, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'u', now, 'e', exp)
+    redis.call('HSET', key, 'q:' .. sku, total, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'u', now, 'e', exp, 'v', version + 1)
   else
     local seq = redis.call('HINCRBY', key, 's', 1)
-    redis.call('HSET', key, 'q:' .. sku, qty, 'i:' .. sku, seq, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'n', n + 1, 'cur', icur, 'u', now, 'e', exp)
+    redis.call('HSET', key, 'q:' .. sku, qty, 'i:' .. sku, seq, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'n', n + 1, 'cur', icur, 'u', now, 'e', exp, 'v', version + 1)
   end
-  redis.call('HINCRBY', key, 'v', 1)
   redis.call('PEXPIRE', key, ttl)
   return redis.call('HGETALL', key)
 end)
