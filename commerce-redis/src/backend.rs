@@ -125,8 +125,11 @@ impl RedisConfig {
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(self.response_timeout))
                     .set_connection_timeout(Some(self.connection_timeout))
-                    .set_number_of_retries(2)
-                    .set_max_delay(Duration::from_millis(500));
+                    // Fail fast while Redis is down (a retryable error in tens of
+                    // milliseconds); the manager reconnects on the next request.
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(100));
                 Conn::Single(
                     ConnectionManager::new_with_config(client, config)
                         .await

@@ -151,7 +151,7 @@ async fn a_crash_during_merges_never_leaves_a_cart_half_merged() {
     let clock = Arc::new(ManualClock::default());
     let carts = Arc::new(RedisCarts::new(redis.clone(), clock.clone()));
     let limits = CartLimits::default();
-    let pairs = 60;
+    let pairs = 60usize;
     let mut setup = Vec::new();
     for n in 0..pairs {
         let guest = CartId::new_guest();
@@ -178,15 +178,22 @@ async fn a_crash_during_merges_never_leaves_a_cart_half_merged() {
             .expect("customer add");
         setup.push((guest, customer, before));
     }
-    let merged = Arc::new(AtomicU64::new(0));
-    let merges: Vec<_> = setup
+    // A third merges before the crash, a third is in flight when it happens, a third
+    // comes after (and must fail, retryably).
+    let third = pairs / 3;
+    for (guest, customer, _) in &setup[..third] {
+        carts
+            .merge_carts(guest, customer, &BTreeMap::new(), &limits)
+            .await
+            .expect("merge before the crash");
+    }
+    let merged = Arc::new(AtomicU64::new(third as u64));
+    let in_flight: Vec<_> = setup[third..2 * third]
         .iter()
         .cloned()
-        .enumerate()
-        .map(|(n, (guest, customer, _))| {
+        .map(|(guest, customer, _)| {
             let (carts, merged) = (carts.clone(), merged.clone());
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(5 * n as u64)).await;
                 match carts
                     .merge_carts(&guest, &customer, &BTreeMap::new(), &CartLimits::default())
                     .await
@@ -199,10 +206,23 @@ async fn a_crash_during_merges_never_leaves_a_cart_half_merged() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(150)).await;
     server.kill();
-    for m in merges {
+    for m in in_flight {
         m.await.expect("merge task");
+    }
+    for (guest, customer, _) in setup[2 * third..].iter().take(3) {
+        let started = std::time::Instant::now();
+        let down = carts
+            .merge_carts(guest, customer, &BTreeMap::new(), &limits)
+            .await;
+        assert!(
+            matches!(&down, Err(e) if e.is_retryable()),
+            "a merge while Redis is down: {down:?}"
+        );
+        eprintln!(
+            "a merge with Redis down failed after {:?}",
+            started.elapsed()
+        );
     }
     server.restart();
     let mut whole = 0;
