@@ -267,6 +267,11 @@ impl RedisCarts {
         let target = CartId::for_customer(customer);
         let owner = owner_key(&CartOwner::Customer(customer.clone()));
         let (gkey, ckey) = (self.key(guest), self.claim_key(guest));
+        if guest == &target {
+            // The "guest" cart is the customer cart's own id: nothing can move; the
+            // one-key read path applies the ownership check.
+            return self.apply(&target, &owner, None, caps, limits).await;
+        }
         let mut conn = self.redis.conn();
         let token = uuid::Uuid::new_v4().simple().to_string();
         let claim: Option<(String, Vec<String>)> = CLAIM
