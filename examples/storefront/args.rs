@@ -26,10 +26,13 @@ pub struct Args {
     /// Seed of the sample catalog.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// PostgreSQL for the source of truth (not wired in yet: the in-memory engine runs).
+    /// PostgreSQL for the source of truth (catalog, inventory, orders, outbox, queue).
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
-    /// Redis for carts (not wired in yet: the in-memory engine runs).
+    /// The PostgreSQL schema the example owns (dropped and recreated on every run).
+    #[arg(long, default_value = "storefront_example")]
+    pub schema: String,
+    /// Redis (or comma-separated Redis Cluster nodes) for carts and the product cache.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
 }

@@ -15,10 +15,14 @@
 //!    through the same path; prints confirmed orders, out-of-stock rejections, units
 //!    oversold (read back from the inventory store; must be 0) and throughput.
 //!
-//! Everything runs in process (the in-memory engine). `--database-url` / `DATABASE_URL`
-//! and `--redis-url` / `REDIS_URL` are accepted; the adapters are not wired in yet.
+//! With no flags everything runs in process (the in-memory engine, tantivy in RAM).
+//! `--database-url` / `DATABASE_URL` puts the catalog, inventory, orders, outbox and
+//! queue in PostgreSQL (schema `--schema`, recreated on each run); `--redis-url` /
+//! `REDIS_URL` puts the carts in Redis and a read-through product cache in front of the
+//! catalog. The flow is the same code on every backend.
 
 mod args;
+mod backends;
 mod flash_sale;
 mod flow;
 mod seed;
@@ -28,8 +32,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use commerce_core::memory::MemoryEngine;
-use commerce_core::service::Stores;
 use commerce_core::store::SearchIndex;
 use tracing_subscriber::EnvFilter;
 
@@ -66,19 +68,12 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> commerce_core::Result<bool> {
     let started = std::time::Instant::now();
-    println!("commerce storefront (embedded defaults: in-memory engine, tantivy search in RAM)");
-    if args.database_url.is_some() {
-        println!(
-            "  note: a PostgreSQL URL was given (--database-url / DATABASE_URL), but the PostgreSQL adapter is not available to this example yet; using the in-memory engine"
-        );
+    println!("commerce storefront");
+    let backends = backends::open(&args).await?;
+    for line in &backends.description {
+        println!("  {line}");
     }
-    if args.redis_url.is_some() {
-        println!(
-            "  note: a Redis URL was given (--redis-url / REDIS_URL), but the Redis adapter is not available to this example yet; using the in-memory engine"
-        );
-    }
-    let engine = MemoryEngine::new();
-    let stores = Stores::memory(&engine);
+    let stores = backends.stores.clone();
     // commerce-search's tantivy index, in RAM (`TantivySearch::open_or_create(dir)` keeps
     // it on disk).
     let search: Arc<dyn SearchIndex> = Arc::new(commerce_search::TantivySearch::in_ram()?);
@@ -113,6 +108,7 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
     let report = flash_sale::run(&shop, &hot, args.buyers, args.flash_units).await?;
 
     let totals = shop.stop().await?;
+    backends.stop();
     println!(
         "\n  background: {} orders relayed from the event log, {} jobs acked by {} workers (max {} at once), {} retried, {} dead-lettered; reaper released {} reservations",
         totals.relayed,

@@ -1,0 +1,177 @@
+//! Which stores the shop runs on: the in-memory engine by default; PostgreSQL
+//! (commerce-postgres: catalog, inventory, orders, outbox, queue) when a database URL is
+//! given; Redis (commerce-redis: carts, and a read-through product cache in front of
+//! the catalog, invalidated from the outbox) when a Redis URL is given.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_core::Result;
+use commerce_core::clock::SystemClock;
+use commerce_core::id::ConsumerName;
+use commerce_core::memory::MemoryEngine;
+use commerce_core::service::Stores;
+use commerce_core::store::{CatalogStore, EventLog};
+use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
+use tokio::task::JoinHandle;
+
+use crate::args::Args;
+
+/// The stores, what they are, and the background loops they need.
+pub struct Backends {
+    /// The stores the services run on.
+    pub stores: Stores,
+    /// One line per store family: where it lives.
+    pub description: Vec<String>,
+    /// The cache invalidator, when the catalog is cached in Redis.
+    invalidator: Option<JoinHandle<()>>,
+}
+
+impl Backends {
+    /// Stops the background loops.
+    pub fn stop(self) {
+        if let Some(task) = self.invalidator {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the stores `args` ask for.
+pub async fn open(args: &Args) -> Result<Backends> {
+    let mut description = Vec::new();
+    let mut stores = match &args.database_url {
+        None => {
+            description
+                .push("catalog, inventory, orders, outbox, queue: in-memory engine".to_owned());
+            Stores::memory(&MemoryEngine::new())
+        }
+        Some(url) => {
+            let config = PgConfig::new().schema(args.schema.clone())?;
+            let pg = PgCommerce::connect(url, config).await?;
+            // The example owns its schema: it starts from an empty one on every run.
+            sqlx_drop_schema(&pg).await?;
+            pg.migrate().await?;
+            description.push(format!(
+                "catalog, inventory, orders, outbox, queue: PostgreSQL (schema {:?}, recreated)",
+                pg.schema()
+            ));
+            Stores {
+                catalog: pg.catalog.clone(),
+                carts: pg.carts.clone(),
+                inventory: pg.inventory.clone(),
+                orders: pg.orders.clone(),
+                events: pg.events.clone(),
+                queue: pg.queue.clone(),
+                clock: Arc::new(SystemClock),
+            }
+        }
+    };
+    let mut invalidator = None;
+    if let Some(url) = &args.redis_url {
+        let redis = RedisConfig::from_urls(url)
+            .with_prefix(format!("storefront-{}", std::process::id()))?
+            .connect()
+            .await?;
+        stores.carts = Arc::new(RedisCarts::new(redis.clone(), stores.clock.clone()));
+        let (catalog, task) = cache(stores.catalog.clone(), redis.clone(), stores.events.clone())?;
+        stores.catalog = catalog;
+        invalidator = Some(task);
+        description.push(format!(
+            "carts, product cache: Redis{} (prefix {:?})",
+            if redis.is_cluster() { " Cluster" } else { "" },
+            redis.prefix()
+        ));
+    } else {
+        description.push(if args.database_url.is_some() {
+            "carts: PostgreSQL".to_owned()
+        } else {
+            "carts: in-memory engine".to_owned()
+        });
+    }
+    description.push("search: tantivy in RAM (commerce-search)".to_owned());
+    Ok(Backends {
+        stores,
+        description,
+        invalidator,
+    })
+}
+
+/// Wraps `catalog` in the Redis read-through cache and starts its invalidator.
+fn cache(
+    catalog: Arc<dyn CatalogStore>,
+    redis: commerce_redis::RedisBackend,
+    events: Arc<dyn EventLog>,
+) -> Result<(Arc<dyn CatalogStore>, JoinHandle<()>)> {
+    let cached = Arc::new(CachedCatalog::new(
+        Arc::new(DynCatalog(catalog)),
+        redis,
+        CacheConfig::default(),
+    ));
+    let invalidator = CacheInvalidator::new(
+        cached.clone(),
+        events,
+        ConsumerName::new("storefront-cache")?,
+    );
+    let task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = invalidator.run_once(Duration::from_millis(200)).await {
+                tracing::warn!(error = %e, "cache invalidation failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok((cached, task))
+}
+
+async fn sqlx_drop_schema(pg: &PgCommerce) -> Result<()> {
+    let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", pg.schema());
+    commerce_postgres::sqlx::query(commerce_postgres::sqlx::AssertSqlSafe(sql))
+        .execute(pg.pool())
+        .await
+        .map_err(|e| commerce_core::Error::retryable("drop the example's schema", e))?;
+    Ok(())
+}
+
+/// A `dyn CatalogStore` as a sized `CatalogStore` (the cache is generic over its inner
+/// store).
+#[derive(Debug)]
+struct DynCatalog(Arc<dyn CatalogStore>);
+
+mod dyn_catalog {
+    use async_trait::async_trait;
+    use commerce_core::Result;
+    use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
+    use commerce_core::id::{ProductId, Sku};
+    use commerce_core::store::{CatalogStore, Page, ProductQuery};
+
+    use super::DynCatalog;
+
+    #[async_trait]
+    impl CatalogStore for DynCatalog {
+        async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
+            self.0.insert_product(new, slug).await
+        }
+        async fn update_product(&self, product: Product) -> Result<Product> {
+            self.0.update_product(product).await
+        }
+        async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+            self.0.get_product(id).await
+        }
+        async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
+            self.0.get_product_by_slug(slug).await
+        }
+        async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
+            self.0.get_product_by_sku(sku).await
+        }
+        async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
+            self.0.list_products(query).await
+        }
+        async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+            self.0.put_categories(categories).await
+        }
+        async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
+            self.0.categories(root).await
+        }
+    }
+}
