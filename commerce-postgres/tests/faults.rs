@@ -32,9 +32,18 @@ async fn engine(config: PgConfig) -> (PgCommerce, String) {
         .schema(schema.clone())
         .unwrap()
         .clock(Arc::new(ManualClock::default()));
-    let pg = PgCommerce::connect(&common::database_url(), config)
-        .await
-        .expect("PostgreSQL must run (bash scripts/test.sh)");
+    // the shared server may be at its connection limit for a moment: retry briefly
+    let mut attempt = 0;
+    let pg = loop {
+        match PgCommerce::connect(&common::database_url(), config.clone()).await {
+            Ok(pg) => break pg,
+            Err(e) if e.is_retryable() && attempt < 40 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("PostgreSQL must run (bash scripts/test.sh): {e:?}"),
+        }
+    };
     pg.migrate().await.unwrap();
     (pg, schema)
 }
