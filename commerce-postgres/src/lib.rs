@@ -292,6 +292,16 @@ impl PgCommerce {
     pub fn schema(&self) -> &str {
         &self.db.schema
     }
+
+    /// The co-purchase counts ("also bought") in this schema.
+    pub fn co_purchase(&self) -> recommend::PgCoPurchase {
+        recommend::PgCoPurchase::from_db(self.db.pool.clone(), self.db.schema.clone())
+    }
+
+    /// The shopper histories in this schema.
+    pub fn history(&self) -> recommend::PgHistory {
+        recommend::PgHistory::from_db(self.db.pool.clone(), self.db.schema.clone())
+    }
 }
 
 /// The README's examples, compiled as doc tests.

@@ -7,6 +7,7 @@ use crate::harness::{BenchResult, Report, Settings};
 mod memory;
 mod postgres;
 mod recommend;
+mod redis;
 
 /// A runnable scenario.
 #[derive(Debug, Clone, Copy)]
@@ -25,5 +26,6 @@ pub fn all() -> Vec<Scenario> {
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
+    out.extend(redis::scenarios());
     out
 }
