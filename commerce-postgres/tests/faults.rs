@@ -26,8 +26,9 @@ fn loc() -> LocationId {
 }
 
 /// A fresh schema on its own pool made from `config` (timeouts, pool size).
-async fn engine(config: PgConfig) -> (PgCommerce, String) {
+async fn engine(config: PgConfig) -> (PgCommerce, common::SchemaGuard) {
     let schema = common::fresh_schema("flt");
+    let guard = common::SchemaGuard(schema.clone());
     let config = config
         .schema(schema.clone())
         .unwrap()
@@ -45,12 +46,7 @@ async fn engine(config: PgConfig) -> (PgCommerce, String) {
         }
     };
     pg.migrate().await.unwrap();
-    (pg, schema)
-}
-
-async fn cleanup(schema: &str) {
-    let pool = PgPool::connect(&common::database_url()).await.unwrap();
-    common::drop_schema(&pool, schema).await;
+    (pg, guard)
 }
 
 /// Another session holding `sku`'s level row locked until it is dropped.
@@ -109,12 +105,12 @@ async fn restock_all(pg: &PgCommerce, skus: &[&str], units: u32) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connection_killed_mid_reservation_leaves_nothing_half_reserved() {
-    let (pg, schema) = engine(PgConfig::new()).await;
+    let (pg, guard) = engine(PgConfig::new()).await;
     restock_all(&pg, &["A", "M", "Z"], 10).await;
     let events_before = pg.events.read(EventId(0), 1000).await.unwrap().len();
     // Z is reserved last (SKU order); holding its row makes the reservation stop after
     // it has already updated A and M inside its transaction.
-    let mut holder = hold_row_lock(&schema, "Z").await;
+    let mut holder = hold_row_lock(&guard.0, "Z").await;
     let holder_pid = backend_pid(&mut holder).await;
     let inventory = pg.inventory.clone();
     let reservation = tokio::spawn(async move {
@@ -171,19 +167,19 @@ async fn connection_killed_mid_reservation_leaves_nothing_half_reserved() {
     );
     pg.inventory.reserve(&req).await.unwrap();
     assert_eq!(pg.inventory.available(&sku("M")).await.unwrap(), 7);
-    cleanup(&schema).await;
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_lock_held_too_long_is_a_retryable_error_in_bounded_time() {
-    let (pg, schema) = engine(
+    let (pg, guard) = engine(
         PgConfig::new()
             .lock_timeout(Duration::from_millis(300))
             .statement_timeout(Duration::from_secs(30)),
     )
     .await;
     restock_all(&pg, &["A", "B"], 5).await;
-    let holder = hold_row_lock(&schema, "B").await;
+    let holder = hold_row_lock(&guard.0, "B").await;
     let started = Instant::now();
     let err = pg
         .inventory
@@ -202,19 +198,19 @@ async fn a_lock_held_too_long_is_a_retryable_error_in_bounded_time() {
     drop(holder);
     assert_eq!(pg.inventory.available(&sku("A")).await.unwrap(), 5);
     assert!(pg.inventory.audit().await.unwrap().is_empty());
-    cleanup(&schema).await;
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_statement_timeout_is_a_retryable_error_in_bounded_time() {
-    let (pg, schema) = engine(
+    let (pg, guard) = engine(
         PgConfig::new()
             .lock_timeout(None)
             .statement_timeout(Duration::from_millis(300)),
     )
     .await;
     restock_all(&pg, &["A"], 5).await;
-    let holder = hold_row_lock(&schema, "A").await;
+    let holder = hold_row_lock(&guard.0, "A").await;
     let started = Instant::now();
     let err = pg
         .inventory
@@ -225,12 +221,12 @@ async fn a_statement_timeout_is_a_retryable_error_in_bounded_time() {
     assert!(started.elapsed() < Duration::from_secs(10));
     drop(holder);
     assert_eq!(pg.inventory.available(&sku("A")).await.unwrap(), 5);
-    cleanup(&schema).await;
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_exhausted_pool_is_a_retryable_error_in_bounded_time() {
-    let (pg, schema) = engine(
+    let (pg, guard) = engine(
         PgConfig::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_millis(300)),
@@ -250,7 +246,7 @@ async fn an_exhausted_pool_is_a_retryable_error_in_bounded_time() {
             .levels
             .is_empty()
     );
-    cleanup(&schema).await;
+    drop(guard);
 }
 
 #[tokio::test(flavor = "multi_thread")]
