@@ -33,22 +33,19 @@ pub struct PgCatalog {
     by_slug_sql: String,
 }
 
-const PRODUCT_COLUMNS: &str = "p.id, p.status, p.version, p.body, p.created_at, p.updated_at,
-    COALESCE((SELECT jsonb_agg(v.body ORDER BY v.position) FROM {variants} v
-              WHERE v.product_id = p.id), '[]'::jsonb) AS variants";
+/// The stored product as one JSON document: the body with its variants and the
+/// authoritative status, version and timestamps from their columns, decoded in one pass.
+const PRODUCT_COLUMNS: &str = "p.body || jsonb_build_object(
+    'variants', COALESCE((SELECT jsonb_agg(v.body ORDER BY v.position) FROM {variants} v
+                          WHERE v.product_id = p.id), '[]'::jsonb),
+    'status', p.status, 'version', p.version,
+    'created_at', p.created_at, 'updated_at', p.updated_at) AS product";
 
 fn product_from(row: &PgRow) -> Result<Product> {
-    let mut body: serde_json::Value = row.try_get("body").db()?;
-    let variants: serde_json::Value = row.try_get("variants").db()?;
-    if let Some(o) = body.as_object_mut() {
-        o.insert("variants".into(), variants);
-    }
-    let mut p: Product = serde_json::from_value(body).map_err(corrupt)?;
-    p.status = ProductStatus::parse(&row.try_get::<String, _>("status").db()?)?;
-    p.version = u64::try_from(row.try_get::<i64, _>("version").db()?).unwrap_or(0);
-    p.created_at = row.try_get("created_at").db()?;
-    p.updated_at = row.try_get("updated_at").db()?;
-    Ok(p)
+    let product: sqlx::types::Json<Product> = row
+        .try_get("product")
+        .map_err(|e| corrupt(format!("stored product: {e}")))?;
+    Ok(product.0)
 }
 
 fn conflict_of(e: sqlx::Error, p: &Product) -> Error {

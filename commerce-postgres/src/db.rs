@@ -143,6 +143,16 @@ impl Db {
 /// connection that is closed afterwards.
 pub(crate) async fn migrate_on(conn: &mut PgConnection, schema: &str) -> Result<()> {
     crate::validate_schema(schema)?;
+    // Migrations wait for sqlx's migration lock and may take long locks: the pool's
+    // short timeouts do not apply to them (this connection is closed afterwards).
+    sqlx::query("SET lock_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .db()?;
+    sqlx::query("SET statement_timeout = 0")
+        .execute(&mut *conn)
+        .await
+        .db()?;
     sqlx::query(sql!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
         .execute(&mut *conn)
         .await

@@ -50,7 +50,7 @@ impl From<PgError> for Error {
     fn from(e: PgError) -> Self {
         match e {
             PgError::Sqlx(e) => map_sqlx(e),
-            PgError::Migrate(e) => Error::permanent("migration failed", e),
+            PgError::Migrate(e) => Error::permanent(format!("migration failed: {e}"), e),
             PgError::Corrupt(m) => Error::backend(false, format!("corrupt row: {m}")),
         }
     }

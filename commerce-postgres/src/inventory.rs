@@ -134,6 +134,14 @@ fn lock_order(allocs: &[Allocation]) -> Vec<&Allocation> {
 }
 
 impl PgInventory {
+    /// Checks every level's counters against the invariant, the live reservations and
+    /// a replay of the ledger, and the SKU records' backorder counts; returns the drift
+    /// found (empty when all is well). The same as [`InventoryStore::audit`]; reads one
+    /// consistent snapshot (`REPEATABLE READ`), meant for operations and tests.
+    pub async fn verify_invariants(&self) -> Result<Vec<InvariantViolation>> {
+        self.audit().await
+    }
+
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
         let reserve_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",

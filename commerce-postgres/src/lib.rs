@@ -6,6 +6,14 @@
 //! one configurable schema (default `commerce`) created and migrated by
 //! [`PgCommerce::migrate`].
 //!
+//! * [`PgCommerce`]: one of each store on one pool and schema: [`PgEventLog`] (the
+//!   outbox), [`PgInventory`], [`PgOrders`], [`PgCatalog`], [`PgQueue`], [`PgCarts`]
+//!   and the fused checkout steps [`PgCheckout`].
+//! * [`PgCommerce::with_replica`] routes browse reads to a replica pool.
+//! * [`HotSkuConfig`] turns on the hot-SKU request combiner (flash sales).
+//!
+//! The README (shown on crates.io) explains how a host wires the crate in.
+//!
 //! ```no_run
 //! use commerce_postgres::{PgCommerce, PgConfig};
 //! use commerce_core::store::InventoryStore;
@@ -295,3 +303,8 @@ impl PgCommerce {
         recommend::PgHistory::from_db(self.db.pool.clone(), self.db.schema.clone())
     }
 }
+
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -271,7 +271,8 @@ async fn inventory_spread(settings: Settings) -> BenchResult<Vec<Report>> {
 }
 
 async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
-    let concurrency = settings.concurrency_or(64);
+    // --quick (CI) uses fewer connections on a shared server
+    let concurrency = settings.concurrency_or(if settings.quick { 16 } else { 64 });
     let seconds = settings.seconds_or(10.0);
     let schema = "bench_inventory_hot";
     let stock: i64 = 50_000_000;
@@ -341,7 +342,7 @@ async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
 
 async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
     let skus: u64 = if settings.quick { 10_000 } else { 100_000 };
-    let concurrency = settings.concurrency_or(32);
+    let concurrency = settings.concurrency_or(if settings.quick { 16 } else { 32 });
     let seconds = settings.seconds_or(10.0);
     let pool = pool(&settings, concurrency as u32 + 2).await?;
     let schema = "bench_checkout";

@@ -104,3 +104,28 @@ impl StoreBuilder for PgBuilder {
         Ok(())
     }
 }
+
+/// Drops its schema when dropped, also when the test panics.
+#[derive(Debug)]
+pub struct SchemaGuard(pub String);
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let schema = self.0.clone();
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(pool) = PgPool::connect(&database_url()).await {
+                    drop_schema(&pool, &schema).await;
+                    pool.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
