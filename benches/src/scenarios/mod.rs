@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
+mod postgres;
 mod recommend;
 mod redis;
 
@@ -24,6 +25,7 @@ pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
+    out.extend(postgres::scenarios());
     out.extend(redis::scenarios());
     out
 }
