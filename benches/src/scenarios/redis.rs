@@ -35,7 +35,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "flash-sale",
-            about: "redis: 100,000 buyers, 100 units through the FlashSaleGate to the inventory store",
+            about: "redis: 100,000 buyers, 100 units through the FlashSaleGate to the inventory store (PostgreSQL with DATABASE_URL)",
             run: |s| flash_sale(s).boxed(),
         },
     ]
@@ -221,14 +221,58 @@ async fn product_read_cached(settings: Settings) -> BenchResult<Vec<Report>> {
     ])
 }
 
+/// The inventory store of the flash sale: PostgreSQL in a fresh schema when
+/// `DATABASE_URL` is set (and `--backend memory` was not given), else the memory engine.
+struct SaleInventory {
+    store: Arc<dyn InventoryStore>,
+    backend: &'static str,
+    pg: Option<(commerce_postgres::PgCommerce, String)>,
+    _memory: Option<MemoryEngine>,
+}
+
+async fn sale_inventory(settings: &Settings) -> BenchResult<SaleInventory> {
+    if let (Some(url), false) = (
+        settings.database_url.as_deref(),
+        settings.backend_or("postgres") == "memory",
+    ) {
+        use commerce_postgres::sqlx;
+        let schema = format!("bench_flash_{}", std::process::id());
+        let pg = commerce_postgres::PgCommerce::connect(
+            url,
+            commerce_postgres::PgConfig::new()
+                .schema(schema.clone())?
+                .max_connections(32),
+        )
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(pg.pool())
+        .await?;
+        pg.migrate().await?;
+        return Ok(SaleInventory {
+            store: pg.inventory.clone(),
+            backend: "redis-gate+postgres-inventory",
+            pg: Some((pg, schema)),
+            _memory: None,
+        });
+    }
+    let engine = MemoryEngine::new();
+    Ok(SaleInventory {
+        store: engine.inventory.clone(),
+        backend: "redis-gate+memory-inventory",
+        pg: None,
+        _memory: Some(engine),
+    })
+}
+
 async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
     let redis = connect(&settings, "flash").await?;
-    let engine = MemoryEngine::new();
+    let sale = sale_inventory(&settings).await?;
     let units: u32 = 100;
     let buyers: u64 = if settings.quick { 10_000 } else { 100_000 };
     let sku = Sku::new("HOT-1")?;
-    engine
-        .inventory
+    sale.store
         .restock(&sku, &LocationId::new("main")?, units, "flash sale")
         .await?;
     let gate = Arc::new(FlashSaleGate::new(
@@ -236,12 +280,12 @@ async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
         sku.clone(),
         Duration::from_secs(600),
     ));
-    gate.reconcile(engine.inventory.as_ref()).await?;
+    gate.reconcile(sale.store.as_ref()).await?;
     let concurrency = settings.concurrency_or(100);
     let per_task = buyers.div_ceil(concurrency as u64);
     let attempts = Arc::new(AtomicU64::new(0));
     let orders = Arc::new(AtomicU64::new(0));
-    let inventory: Arc<dyn InventoryStore> = engine.inventory.clone();
+    let inventory = sale.store.clone();
     let (a, o) = (attempts.clone(), orders.clone());
     let result = run_until(
         concurrency,
@@ -283,16 +327,23 @@ async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
         },
     )
     .await;
-    let stock = engine.inventory.stock(&Sku::new("HOT-1")?).await?;
+    let stock = sale.store.stock(&Sku::new("HOT-1")?).await?;
     let sold = stock.reserved() + stock.levels.iter().map(|l| l.sold).sum::<u64>();
     let oversold = sold.saturating_sub(u64::from(units))
         + orders
             .load(Ordering::SeqCst)
             .saturating_sub(u64::from(units));
     redis.delete_all().await?;
+    if let Some((pg, schema)) = &sale.pg {
+        commerce_postgres::sqlx::query(commerce_postgres::sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(pg.pool())
+        .await?;
+    }
     Ok(vec![
         result
-            .report("flash-sale", "redis-gate+memory-inventory")
+            .report("flash-sale", sale.backend)
             .field("buyers", buyers)
             .field(
                 "buyers_per_sec",
