@@ -152,8 +152,13 @@ impl RedisCarts {
     }
 
     /// Decodes a cart hash (a flat field/value list). `None` if empty.
-    fn decode(&self, id: &CartId, flat: Vec<String>) -> Result<Option<Cart>> {
-        if flat.is_empty() {
+    fn decode<S: AsRef<str>>(
+        &self,
+        id: &CartId,
+        flat: impl IntoIterator<Item = S>,
+    ) -> Result<Option<Cart>> {
+        let mut it = flat.into_iter().peekable();
+        if it.peek().is_none() {
             return Ok(None);
         }
         let key = self.key(id);
@@ -162,9 +167,9 @@ impl RedisCarts {
         let mut version = None;
         let (mut created, mut updated, mut expires) = (None, None, None);
         let mut lines: BTreeMap<String, Line> = BTreeMap::new();
-        let mut it = flat.into_iter();
         while let (Some(f), Some(v)) = (it.next(), it.next()) {
-            match f.as_str() {
+            let (f, v) = (f.as_ref(), v.as_ref());
+            match f {
                 "o" => {
                     owner = Some(match v.strip_prefix("c:") {
                         Some(c) => {
@@ -175,9 +180,9 @@ impl RedisCarts {
                     })
                 }
                 "v" => version = Some(v.parse::<u64>().map_err(|_| corrupt("version"))?),
-                "c" => created = parse_time_key(&v),
-                "u" => updated = parse_time_key(&v),
-                "e" => expires = parse_time_key(&v),
+                "c" => created = parse_time_key(v),
+                "u" => updated = parse_time_key(v),
+                "e" => expires = parse_time_key(v),
                 _ => {
                     let Some((kind, sku)) = f.split_at_checked(2) else {
                         continue;
@@ -200,11 +205,11 @@ impl RedisCarts {
                         }
                         "m:" => {
                             lines.entry(sku.to_owned()).or_insert_with(line).price =
-                                Some(serde_json::from_str(&v).map_err(|_| corrupt("unit price"))?)
+                                Some(serde_json::from_str(v).map_err(|_| corrupt("unit price"))?)
                         }
                         "a:" => {
                             lines.entry(sku.to_owned()).or_insert_with(line).added_at =
-                                Some(parse_time_key(&v).ok_or_else(|| corrupt("added_at"))?)
+                                Some(parse_time_key(v).ok_or_else(|| corrupt("added_at"))?)
                         }
                         "p:" => {
                             lines.entry(sku.to_owned()).or_insert_with(line).product =
@@ -251,8 +256,11 @@ impl RedisCarts {
         }))
     }
 
-    fn written(&self, id: &CartId, flat: Vec<String>) -> Result<Cart> {
-        self.decode(id, flat)?
+    /// Decodes what a write script returns: the cart's fields and values joined by NUL
+    /// (one bulk string is much cheaper to parse than an array of them).
+    fn written(&self, id: &CartId, packed: String) -> Result<Cart> {
+        let fields = packed.split('\0').filter(|_| !packed.is_empty());
+        self.decode(id, fields)?
             .ok_or_else(|| Error::backend(false, "redis: a cart script returned no cart"))
     }
 
@@ -384,7 +392,7 @@ impl CartStore for RedisCarts {
         let price = serde_json::to_string(&item.unit_price)
             .map_err(|e| Error::permanent("serializing a price", e))?;
         let mut conn = self.redis.conn();
-        let flat: Vec<String> = ADD
+        let packed: String = ADD
             .key(self.key(id))
             .arg(owner_key(owner))
             .arg(time_key(now))
@@ -407,7 +415,7 @@ impl CartStore for RedisCarts {
             .invoke_async(&mut conn)
             .await
             .map_err(map)?;
-        self.written(id, flat)
+        self.written(id, packed)
     }
 
     #[instrument(level = "debug", skip_all, fields(cart_id = %id, sku = %sku), err(level = "debug"))]
@@ -421,7 +429,7 @@ impl CartStore for RedisCarts {
     ) -> Result<Cart> {
         let now = self.clock.now();
         let mut conn = self.redis.conn();
-        let flat: Vec<String> = SET
+        let packed: String = SET
             .key(self.key(id))
             .arg(owner_key(owner))
             .arg(time_key(now))
@@ -434,7 +442,7 @@ impl CartStore for RedisCarts {
             .invoke_async(&mut conn)
             .await
             .map_err(map)?;
-        self.written(id, flat)
+        self.written(id, packed)
     }
 
     async fn remove_item(

@@ -35,7 +35,7 @@ pub(super) fn scenarios() -> Vec<Scenario> {
         },
         Scenario {
             name: "flash-sale",
-            about: "redis: 100,000 buyers, 100 units through the FlashSaleGate to the inventory store",
+            about: "redis: 100,000 buyers, 100 units through the FlashSaleGate to the inventory store (PostgreSQL with DATABASE_URL)",
             run: |s| flash_sale(s).boxed(),
         },
     ]
@@ -79,21 +79,25 @@ fn host_port(url: &str) -> (String, u16) {
 /// slide the TTL, return the cart.
 const BASELINE_SCRIPT: &str = "redis.call('HINCRBY',KEYS[1],'q:'..ARGV[1],ARGV[2]) redis.call('HINCRBY',KEYS[1],'v',1) redis.call('PEXPIRE',KEYS[1],ARGV[3]) return redis.call('HGETALL',KEYS[1])";
 
-/// Runs `redis-benchmark` with the one-line cart script over `clients` distinct keys;
-/// returns its requests per second.
+/// Runs `redis-benchmark -n requests -c clients -q <command...>`; returns its requests
+/// per second.
 async fn redis_benchmark(
     url: &str,
-    prefix: &str,
     requests: u64,
     clients: usize,
+    command: &[&str],
 ) -> BenchResult<f64> {
     let (host, port) = host_port(url);
-    let key = format!("{prefix}:cart:{{__rand_int__}}");
     let out = tokio::process::Command::new("redis-benchmark")
         .args(["-h", &host, "-p", &port.to_string()])
-        .args(["-n", &requests.to_string(), "-c", &clients.to_string()])
-        .args(["-r", &clients.to_string(), "-q"])
-        .args(["EVAL", BASELINE_SCRIPT, "1", &key, "A", "1", "604800000"])
+        .args([
+            "-n",
+            &requests.to_string(),
+            "-c",
+            &clients.to_string(),
+            "-q",
+        ])
+        .args(command)
         .output()
         .await
         .map_err(|e| format!("redis-benchmark could not run: {e}"))?;
@@ -111,19 +115,103 @@ async fn redis_benchmark(
         })
 }
 
+/// The baseline around our run: a short calibration, then half the measurement time
+/// before our run and half after (so a machine whose load changes is seen by both).
+/// Returns the mean rate of the two halves.
+struct Baseline {
+    url: String,
+    clients: usize,
+    command: Vec<String>,
+    half_requests: u64,
+    rates: Vec<f64>,
+    error: Option<String>,
+}
+
+impl Baseline {
+    async fn start(url: &str, clients: usize, command: &[&str], settings: &Settings) -> Self {
+        let mut b = Baseline {
+            url: url.to_owned(),
+            clients,
+            command: command.iter().map(|s| s.to_string()).collect(),
+            half_requests: 0,
+            rates: Vec::new(),
+            error: None,
+        };
+        let duration = settings.seconds_or(10.0).as_secs_f64();
+        match b.run(if settings.quick { 5_000 } else { 20_000 }).await {
+            Ok(rate) => {
+                b.half_requests = ((rate * duration / 2.0) as u64).max(1_000);
+                b.half().await;
+            }
+            Err(e) => b.error = Some(e.to_string()),
+        }
+        b
+    }
+
+    async fn run(&self, requests: u64) -> BenchResult<f64> {
+        let command: Vec<&str> = self.command.iter().map(String::as_str).collect();
+        redis_benchmark(&self.url, requests, self.clients, &command).await
+    }
+
+    async fn half(&mut self) {
+        if self.error.is_some() {
+            return;
+        }
+        match self.run(self.half_requests).await {
+            Ok(rate) => self.rates.push(rate),
+            Err(e) => self.error = Some(e.to_string()),
+        }
+    }
+
+    fn apply(self, report: Report) -> Report {
+        match (self.error, self.rates.len()) {
+            (None, n) if n > 0 => {
+                let mean = self.rates.iter().sum::<f64>() / n as f64;
+                report
+                    .field(
+                        "baseline_runs_ops_per_sec",
+                        self.rates
+                            .iter()
+                            .map(|r| crate::harness::round1(*r))
+                            .collect::<Vec<_>>(),
+                    )
+                    .baseline(mean)
+            }
+            (e, _) => {
+                let e = e.unwrap_or_else(|| "no baseline run".into());
+                eprintln!("baseline unavailable: {e}");
+                report.field("baseline_error", e)
+            }
+        }
+    }
+}
+
 async fn cart_add(settings: Settings) -> BenchResult<Vec<Report>> {
     let redis = connect(&settings, "cart").await?;
     let concurrency = settings.concurrency_or(50);
     let duration = settings.seconds_or(10.0);
     let url = redis_url(&settings);
 
-    // The baseline first, sized to take about as long as our run.
-    let requests = if settings.quick {
-        20_000
-    } else {
-        (160_000.0 * duration.as_secs_f64()) as u64
-    };
-    let baseline = redis_benchmark(&url, redis.prefix(), requests, concurrency).await;
+    // The baseline: the one-line script over `concurrency` distinct carts (-r).
+    let key = format!("{}:cart:{{__rand_int__}}", redis.prefix());
+    let clients = concurrency.to_string();
+    let mut baseline = Baseline::start(
+        &url,
+        concurrency,
+        &[
+            "-r",
+            &clients,
+            "EVAL",
+            BASELINE_SCRIPT,
+            "1",
+            &key,
+            "A",
+            "1",
+            "604800000",
+        ],
+        &settings,
+    )
+    .await;
 
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let carts = Arc::new(RedisCarts::new(redis.clone(), clock.clone()));
@@ -155,22 +243,16 @@ async fn cart_add(settings: Settings) -> BenchResult<Vec<Report>> {
         }
     })
     .await;
+    baseline.half().await;
     redis.delete_all().await?;
-    let mut report = result
+    let report = result
         .report("cart-add", "redis")
         .field("concurrency", concurrency)
         .field(
             "baseline",
-            "redis-benchmark EVAL one-line cart script, same clients",
+            "redis-benchmark EVAL one-line cart script, same clients, half before and half after",
         );
-    match baseline {
-        Ok(rps) => report = report.baseline(rps),
-        Err(e) => {
-            eprintln!("cart-add: baseline unavailable: {e}");
-            report = report.field("baseline_error", e.to_string());
-        }
-    }
-    Ok(vec![report])
+    Ok(vec![baseline.apply(report)])
 }
 
 async fn product_read_cached(settings: Settings) -> BenchResult<Vec<Report>> {
@@ -199,8 +281,17 @@ async fn product_read_cached(settings: Settings) -> BenchResult<Vec<Report>> {
     for id in &ids {
         cache.get_product(id).await?; // warm
     }
-    let ids = Arc::new(ids);
     let concurrency = settings.concurrency_or(50);
+    // The baseline: GET of one cached product entry, same clients.
+    let entry = format!("{}:cat:{{p:{}}}", redis.prefix(), ids[0]);
+    let mut baseline = Baseline::start(
+        &redis_url(&settings),
+        concurrency,
+        &["GET", &entry],
+        &settings,
+    )
+    .await;
+    let ids = Arc::new(ids);
     let result = run_closed_loop(concurrency, settings.seconds_or(10.0), move |task, i| {
         let (cache, ids) = (cache.clone(), ids.clone());
         async move {
@@ -212,23 +303,71 @@ async fn product_read_cached(settings: Settings) -> BenchResult<Vec<Report>> {
         }
     })
     .await;
+    baseline.half().await;
     redis.delete_all().await?;
-    Ok(vec![
-        result
-            .report("product-read-cached", "redis")
-            .field("products", n)
-            .field("concurrency", concurrency),
-    ])
+    let report = result
+        .report("product-read-cached", "redis")
+        .field("products", n)
+        .field("concurrency", concurrency)
+        .field(
+            "baseline",
+            "redis-benchmark GET of a cached product entry, same clients, half before and half after",
+        );
+    Ok(vec![baseline.apply(report)])
+}
+
+/// The inventory store of the flash sale: PostgreSQL in a fresh schema when
+/// `DATABASE_URL` is set (and `--backend memory` was not given), else the memory engine.
+struct SaleInventory {
+    store: Arc<dyn InventoryStore>,
+    backend: &'static str,
+    pg: Option<(commerce_postgres::PgCommerce, String)>,
+    _memory: Option<MemoryEngine>,
+}
+
+async fn sale_inventory(settings: &Settings) -> BenchResult<SaleInventory> {
+    if let (Some(url), false) = (
+        settings.database_url.as_deref(),
+        settings.backend_or("postgres") == "memory",
+    ) {
+        use commerce_postgres::sqlx;
+        let schema = format!("bench_flash_{}", std::process::id());
+        let pg = commerce_postgres::PgCommerce::connect(
+            url,
+            commerce_postgres::PgConfig::new()
+                .schema(schema.clone())?
+                .max_connections(32),
+        )
+        .await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(pg.pool())
+        .await?;
+        pg.migrate().await?;
+        return Ok(SaleInventory {
+            store: pg.inventory.clone(),
+            backend: "redis-gate+postgres-inventory",
+            pg: Some((pg, schema)),
+            _memory: None,
+        });
+    }
+    let engine = MemoryEngine::new();
+    Ok(SaleInventory {
+        store: engine.inventory.clone(),
+        backend: "redis-gate+memory-inventory",
+        pg: None,
+        _memory: Some(engine),
+    })
 }
 
 async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
     let redis = connect(&settings, "flash").await?;
-    let engine = MemoryEngine::new();
+    let sale = sale_inventory(&settings).await?;
     let units: u32 = 100;
     let buyers: u64 = if settings.quick { 10_000 } else { 100_000 };
     let sku = Sku::new("HOT-1")?;
-    engine
-        .inventory
+    sale.store
         .restock(&sku, &LocationId::new("main")?, units, "flash sale")
         .await?;
     let gate = Arc::new(FlashSaleGate::new(
@@ -236,12 +375,12 @@ async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
         sku.clone(),
         Duration::from_secs(600),
     ));
-    gate.reconcile(engine.inventory.as_ref()).await?;
+    gate.reconcile(sale.store.as_ref()).await?;
     let concurrency = settings.concurrency_or(100);
     let per_task = buyers.div_ceil(concurrency as u64);
     let attempts = Arc::new(AtomicU64::new(0));
     let orders = Arc::new(AtomicU64::new(0));
-    let inventory: Arc<dyn InventoryStore> = engine.inventory.clone();
+    let inventory = sale.store.clone();
     let (a, o) = (attempts.clone(), orders.clone());
     let result = run_until(
         concurrency,
@@ -283,16 +422,23 @@ async fn flash_sale(settings: Settings) -> BenchResult<Vec<Report>> {
         },
     )
     .await;
-    let stock = engine.inventory.stock(&Sku::new("HOT-1")?).await?;
+    let stock = sale.store.stock(&Sku::new("HOT-1")?).await?;
     let sold = stock.reserved() + stock.levels.iter().map(|l| l.sold).sum::<u64>();
     let oversold = sold.saturating_sub(u64::from(units))
         + orders
             .load(Ordering::SeqCst)
             .saturating_sub(u64::from(units));
     redis.delete_all().await?;
+    if let Some((pg, schema)) = &sale.pg {
+        commerce_postgres::sqlx::query(commerce_postgres::sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(pg.pool())
+        .await?;
+    }
     Ok(vec![
         result
-            .report("flash-sale", "redis-gate+memory-inventory")
+            .report("flash-sale", sale.backend)
             .field("buyers", buyers)
             .field(
                 "buyers_per_sec",

@@ -44,5 +44,5 @@ return run(function()
     redis.call('HSET', key, 'q:' .. sku, qty, 'i:' .. sku, seq, 'm:' .. sku, ARGV[11], 'a:' .. sku, ARGV[13], 'p:' .. sku, ARGV[12], 'n', n + 1, 'cur', icur, 'u', now, 'e', exp, 'v', version + 1)
   end
   redis.call('PEXPIRE', key, ttl)
-  return redis.call('HGETALL', key)
+  return table.concat(redis.call('HGETALL', key), '\0')
 end)

@@ -19,5 +19,5 @@ return run(function()
     redis.call('HSET', key, 'q:' .. sku, qty)
   end
   touch(key, now, exp, ttl)
-  return redis.call('HGETALL', key)
+  return table.concat(redis.call('HGETALL', key), '\0')
 end)

@@ -35,6 +35,8 @@ pub async fn single(name: &str) -> RedisBackend {
     RedisConfig::single(redis_url())
         .with_prefix(prefix(name))
         .expect("valid prefix")
+        // Generous: a loaded shared test machine must not turn slow answers into errors.
+        .with_response_timeout(std::time::Duration::from_secs(15))
         .connect()
         .await
         .unwrap_or_else(|e| panic!("Redis at {} is not reachable: {e}", redis_url()))
@@ -45,6 +47,8 @@ pub async fn cluster(name: &str) -> RedisBackend {
     RedisConfig::cluster(cluster_urls())
         .with_prefix(prefix(name))
         .expect("valid prefix")
+        // Generous: a loaded shared test machine must not turn slow answers into errors.
+        .with_response_timeout(std::time::Duration::from_secs(15))
         .connect()
         .await
         .unwrap_or_else(|e| panic!("the Redis Cluster is not reachable: {e}"))
