@@ -6,6 +6,7 @@ use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
 mod recommend;
+mod search;
 
 /// A runnable scenario.
 #[derive(Debug, Clone, Copy)]
@@ -23,5 +24,6 @@ pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
+    out.extend(search::scenarios());
     out
 }
