@@ -23,7 +23,7 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 use tantivy::{TantivyDocument, TantivyError};
 
-use crate::collect::{Gather, Gathered, SortKey};
+use crate::collect::{ColumnCache, Gather, Gathered, SortKey};
 use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
 use crate::schema::{ANALYZER, Fields, analyzer, schema};
 use crate::suggest::{Change, SuggestDoc, Suggestions};
@@ -76,6 +76,11 @@ pub struct SearchConfig {
     pub writer_memory: usize,
     /// Field boosts.
     pub boosts: Boosts,
+    /// Typo variants of a word are looked for only when the word as typed is in fewer
+    /// than this many products' title, brand or category (default 50): a word that is
+    /// common as typed is taken as meant (its typo variants would rank below its exact
+    /// matches anyway), which keeps fuzzy matching off the hot path of ordinary queries.
+    pub typo_df_cutoff: u64,
 }
 
 impl Default for SearchConfig {
@@ -87,6 +92,7 @@ impl Default for SearchConfig {
                 .min(4),
             writer_memory: 256 << 20,
             boosts: Boosts::default(),
+            typo_df_cutoff: 50,
         }
     }
 }
@@ -105,6 +111,7 @@ struct Inner {
     pending: Mutex<Pending>,
     dirty: AtomicBool,
     suggestions: Suggestions,
+    columns: Arc<ColumnCache>,
     config: SearchConfig,
 }
 
@@ -204,6 +211,7 @@ impl TantivySearch {
             pending: Mutex::new(Pending::default()),
             dirty: AtomicBool::new(false),
             suggestions: Suggestions::default(),
+            columns: Arc::default(),
             config,
         });
         inner.load_suggestions().map_err(err)?;
@@ -270,6 +278,7 @@ impl TantivySearch {
         }
         drop(w);
         self.inner.reader.reload().map_err(err)?;
+        self.inner.columns.clear();
         Ok(())
     }
 
@@ -373,13 +382,28 @@ impl TantivySearch {
             ratings: q.facets.ratings,
             attributes: q.facets.attributes.clone(),
             affinity: q.personalization.clone().map(Arc::new),
+            columns: inner.columns.clone(),
         };
         let mut opts = TextOptions {
             typos: q.typo_tolerance,
             prefix_last,
             all_words: true,
         };
-        let mut text = text_query(f, &inner.config.boosts, &ws, opts);
+        let typo_ok: Vec<bool> = ws
+            .iter()
+            .map(|w| {
+                let df: u64 = [f.title, f.brand_text, f.category_text]
+                    .iter()
+                    .map(|&field| {
+                        searcher
+                            .doc_freq(&Term::from_field_text(field, &w.term))
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                df < inner.config.typo_df_cutoff
+            })
+            .collect();
+        let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
         let mut gathered: Gathered = searcher
             .search(
                 &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
@@ -389,7 +413,7 @@ impl TantivySearch {
         if gathered.total == 0 && ws.len() > 1 && after.is_none() {
             // No product has every word: rank those with the most of them.
             opts.all_words = false;
-            text = text_query(f, &inner.config.boosts, &ws, opts);
+            text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
             gathered = searcher
                 .search(
                     &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
@@ -638,6 +662,7 @@ impl Inner {
         }
         drop(w);
         self.reader.reload()?;
+        self.columns.clear();
         self.suggestions.apply(changes);
         Ok(())
     }

@@ -124,6 +124,7 @@ pub(crate) fn text_query(
     fields: &Fields,
     boosts: &Boosts,
     words: &[Word],
+    typo_ok: &[bool],
     opts: TextOptions,
 ) -> Option<Box<dyn Query>> {
     if words.is_empty() {
@@ -148,7 +149,7 @@ pub(crate) fn text_query(
             .map(|&(f, b)| (Occur::Should, term_query(f, &w.term, b)))
             .collect();
         let typos = allowed_typos(w.plain.chars().count());
-        if opts.typos && typos > 0 {
+        if opts.typos && typos > 0 && typo_ok.get(i).copied().unwrap_or(true) {
             for &(f, b) in &fuzzy_fields {
                 let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f, &w.term), typos, true);
                 alts.push((

@@ -318,6 +318,7 @@ impl Raw {
                 words.push((t.text.clone(), raw.chars().count()));
             }
         }
+        let searcher = self.index.searcher();
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         for (term, len) in &words {
             let mut alts: Vec<(Occur, Box<dyn Query>)> = Vec::new();
@@ -338,7 +339,17 @@ impl Raw {
                 ));
             }
             let typos = allowed_typos(*len);
-            if typos > 0 {
+            // The same rule as the layer: typo variants only for a word that is rare as
+            // typed (`SearchConfig::typo_df_cutoff`).
+            let df: u64 = [f.title, f.brand_text, f.category_text]
+                .iter()
+                .map(|&field| {
+                    searcher
+                        .doc_freq(&Term::from_field_text(field, term))
+                        .unwrap_or(0)
+                })
+                .sum();
+            if typos > 0 && df < SearchConfig::default().typo_df_cutoff {
                 for (field, boost) in [(f.title, 3.0), (f.brand_text, 2.0), (f.category_text, 1.5)]
                 {
                     let fq = FuzzyTermQuery::new(Term::from_field_text(field, term), typos, true);
@@ -377,7 +388,6 @@ impl Raw {
                 TokenizerManager::default(),
             ),
         );
-        let searcher = self.index.searcher();
         let (top, count, facet_counts, agg) = searcher.search(
             &query,
             &(
