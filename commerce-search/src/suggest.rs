@@ -35,19 +35,29 @@ pub(crate) fn normalise(text: &str) -> String {
 /// What a product contributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SuggestDoc {
-    pub title: String,
-    pub brand: String,
-    /// Category path segments.
-    pub categories: Vec<String>,
+    pub title: Box<str>,
+    pub brand: Box<str>,
+    /// The category path (`A > B > C`); every segment is a suggestion.
+    pub category: Box<str>,
     pub popularity: u64,
 }
 
-/// A change, applied at refresh.
+/// A change, applied at refresh; products are named by the hash of their id.
 #[derive(Debug, Clone)]
 pub(crate) enum Change {
-    Upsert(String, SuggestDoc),
-    Remove(String),
+    Upsert(u64, SuggestDoc),
+    Remove(u64),
     Clear,
+}
+
+/// What is kept per product to take its contribution back: the title and interned
+/// brand and category (a few dozen bytes besides the title).
+#[derive(Debug)]
+struct Kept {
+    title: Box<str>,
+    brand: u32,
+    category: u32,
+    popularity: u64,
 }
 
 #[derive(Debug)]
@@ -69,7 +79,10 @@ fn kind_tag(kind: SuggestionKind) -> char {
 #[derive(Debug, Default)]
 struct State {
     entries: BTreeMap<Box<str>, Entry>,
-    docs: HashMap<Box<str>, SuggestDoc>,
+    docs: HashMap<u64, Kept>,
+    /// Interned brands and category paths.
+    names: Vec<Box<str>>,
+    name_ids: HashMap<Box<str>, u32>,
 }
 
 impl State {
@@ -101,18 +114,28 @@ impl State {
         }
     }
 
-    fn apply_doc(&mut self, d: &SuggestDoc, add: bool) {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.name_ids.get(name) {
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.into());
+        self.name_ids.insert(name.into(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> Box<str> {
+        self.names.get(id as usize).cloned().unwrap_or_default()
+    }
+
+    fn apply_doc(&mut self, title: &str, brand: &str, category: &str, popularity: u64, add: bool) {
         // +1 so that products without popularity still count.
-        let w = d.popularity.saturating_add(1);
+        let w = popularity.saturating_add(1);
         let mut items = vec![
-            (d.title.as_str(), SuggestionKind::Title),
-            (d.brand.as_str(), SuggestionKind::Brand),
+            (title, SuggestionKind::Title),
+            (brand, SuggestionKind::Brand),
         ];
-        items.extend(
-            d.categories
-                .iter()
-                .map(|c| (c.as_str(), SuggestionKind::Category)),
-        );
+        items.extend(category.split(" > ").map(|c| (c, SuggestionKind::Category)));
         for (text, kind) in items {
             if add {
                 self.add(text, kind, w);
@@ -122,23 +145,30 @@ impl State {
         }
     }
 
+    fn take_back(&mut self, id: u64) {
+        if let Some(old) = self.docs.remove(&id) {
+            let (brand, category) = (self.name(old.brand), self.name(old.category));
+            self.apply_doc(&old.title, &brand, &category, old.popularity, false);
+        }
+    }
+
     fn apply(&mut self, change: Change) {
         match change {
             Change::Clear => {
                 self.entries.clear();
                 self.docs.clear();
             }
-            Change::Remove(id) => {
-                if let Some(old) = self.docs.remove(id.as_str()) {
-                    self.apply_doc(&old, false);
-                }
-            }
+            Change::Remove(id) => self.take_back(id),
             Change::Upsert(id, doc) => {
-                if let Some(old) = self.docs.remove(id.as_str()) {
-                    self.apply_doc(&old, false);
-                }
-                self.apply_doc(&doc, true);
-                self.docs.insert(id.into(), doc);
+                self.take_back(id);
+                self.apply_doc(&doc.title, &doc.brand, &doc.category, doc.popularity, true);
+                let kept = Kept {
+                    brand: self.intern(&doc.brand),
+                    category: self.intern(&doc.category),
+                    title: doc.title,
+                    popularity: doc.popularity,
+                };
+                self.docs.insert(id, kept);
             }
         }
     }
@@ -244,7 +274,7 @@ mod tests {
         SuggestDoc {
             title: title.into(),
             brand: brand.into(),
-            categories: vec!["Cell Phones".into()],
+            category: "Cell Phones".into(),
             popularity,
         }
     }
@@ -253,9 +283,9 @@ mod tests {
     fn prefix_ranked_by_weight_and_updates_apply() {
         let s = Suggestions::default();
         s.apply([
-            Change::Upsert("a".into(), doc("Samsung Galaxy S24", "Samsung", 10)),
-            Change::Upsert("b".into(), doc("Samsung Galaxy A15", "Samsung", 50)),
-            Change::Upsert("c".into(), doc("Sony WH-1000XM5", "Sony", 5)),
+            Change::Upsert(1, doc("Samsung Galaxy S24", "Samsung", 10)),
+            Change::Upsert(2, doc("Samsung Galaxy A15", "Samsung", 50)),
+            Change::Upsert(3, doc("Sony WH-1000XM5", "Sony", 5)),
         ]);
         let got: Vec<String> = s.lookup("sam", 10).into_iter().map(|x| x.text).collect();
         assert_eq!(got, ["Samsung", "Samsung Galaxy A15", "Samsung Galaxy S24"]);
@@ -266,17 +296,14 @@ mod tests {
             .collect();
         assert_eq!(got, ["Samsung Galaxy S24"]);
         assert_eq!(s.lookup("cell", 5)[0].kind, SuggestionKind::Category);
-        s.apply([Change::Remove("b".into())]);
+        s.apply([Change::Remove(2)]);
         let got: Vec<String> = s
             .lookup("samsung g", 10)
             .into_iter()
             .map(|x| x.text)
             .collect();
         assert_eq!(got, ["Samsung Galaxy S24"]);
-        s.apply([Change::Upsert(
-            "a".into(),
-            doc("Samsung Galaxy S25", "Samsung", 10),
-        )]);
+        s.apply([Change::Upsert(1, doc("Samsung Galaxy S25", "Samsung", 10))]);
         let got: Vec<String> = s
             .lookup("samsung g", 10)
             .into_iter()

@@ -164,7 +164,8 @@ pub async fn rebuild(
     let mut n = 0u64;
     loop {
         let page = catalog.list_products(&query).await?;
-        index.upsert(&page.items).await?;
+        // After `clear`, nothing is indexed: no delete-by-id needed.
+        index.insert_new(&page.items)?;
         n += page.items.len() as u64;
         bar.inc(page.items.len() as u64);
         match page.next {

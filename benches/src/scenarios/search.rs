@@ -39,7 +39,7 @@ use commerce_search::tantivy::aggregation::{
 };
 use commerce_search::tantivy::collector::{Count, FacetCollector, TopDocs};
 use commerce_search::tantivy::query::{
-    BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery,
+    BooleanQuery, BoostQuery, FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, TermQuery,
 };
 use commerce_search::tantivy::schema::{Facet, IndexRecordOption};
 use commerce_search::tantivy::tokenizer::TokenizerManager;
@@ -102,6 +102,33 @@ fn proc_status(key: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// CPU seconds (user + system) this process has used (`/proc/self/stat`, 100 ticks/s).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // After the command: state is field 0, utime 11, stime 12.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The 1-minute load average (the machine is shared; figures depend on it).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|x| x.parse().ok()))
+        .unwrap_or(0.0)
+}
+
 fn dir_size(path: &std::path::Path) -> u64 {
     std::fs::read_dir(path)
         .map(|rd| {
@@ -117,6 +144,8 @@ fn dir_size(path: &std::path::Path) -> u64 {
 struct Built {
     index: TantivySearch,
     seconds: f64,
+    /// CPU seconds of the build (generation included).
+    cpu: f64,
     merge_seconds: f64,
 }
 
@@ -129,6 +158,7 @@ async fn build(n: u64) -> BenchResult<Built> {
     let index = TantivySearch::open_or_create_with(&path, config())?;
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Product>>(4);
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let generator = std::thread::spawn(move || {
         let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
         let mut i = 0;
@@ -142,16 +172,18 @@ async fn build(n: u64) -> BenchResult<Built> {
         }
     });
     while let Ok(batch) = rx.recv() {
-        index.upsert(&batch).await?;
+        index.insert_new(&batch)?;
     }
     index.refresh().await?;
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu_start;
     let _ = generator.join();
     let merge = Instant::now();
     index.compact()?;
     Ok(Built {
         index,
         seconds,
+        cpu,
         merge_seconds: merge.elapsed().as_secs_f64(),
     })
 }
@@ -186,6 +218,12 @@ async fn index_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             .field("products", n)
             .field("indexed", count)
             .field("products_per_sec", round1(rate))
+            .field("cpu_seconds", round3(built.cpu))
+            .field(
+                "products_per_cpu_second",
+                round1(n as f64 / built.cpu.max(1e-9)),
+            )
+            .field("load_average", load_average())
             .field("merge_seconds", round3(built.merge_seconds))
             .field("index_bytes", size)
             .field("index_mb_per_million", per_million(size))
@@ -360,6 +398,20 @@ impl Raw {
                 }
             }
             clauses.push((Occur::Must, Box::new(BooleanQuery::new(alts))));
+        }
+        if words.len() >= 2 {
+            // The same proximity clause as the layer.
+            let mut phrase = PhraseQuery::new(
+                words
+                    .iter()
+                    .map(|(t, _)| Term::from_field_text(f.title, t))
+                    .collect(),
+            );
+            phrase.set_slop(2);
+            clauses.push((
+                Occur::Should,
+                Box::new(BoostQuery::new(Box::new(phrase), 3.0)),
+            ));
         }
         clauses.push((
             Occur::Must,
@@ -628,6 +680,7 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
         .field("raw_ops_per_sec", round1(raw_result.ops_per_sec()))
         .field("raw_errors", raw_result.errors)
         .field("layer_overhead_p50", round3(p50 / raw_p50.max(1e-9) - 1.0))
+        .field("load_average", load_average())
         .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0));
     match pg {
         Some(pg) => {
