@@ -263,14 +263,14 @@ impl TantivySearch {
     /// Commits and reloads synchronously (what [`SearchIndex::refresh`] runs on a
     /// blocking thread).
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit().map_err(err)
+        self.inner.commit(true).map_err(err)
     }
 
     /// Commits, then merges every segment into one and waits for it (after a bulk
     /// [`rebuild`](crate::rebuild): fewer segments, faster queries). Writes wait
     /// meanwhile; searches go on.
     pub fn compact(&self) -> Result<()> {
-        self.inner.commit().map_err(err)?;
+        self.inner.commit(true).map_err(err)?;
         let mut w = self.inner.writer.write().unwrap_or_else(|e| e.into_inner());
         let ids = self.inner.index.searchable_segment_ids().map_err(err)?;
         if ids.len() > 1 {
@@ -652,7 +652,9 @@ impl Inner {
         self.dirty.store(true, Ordering::Release);
     }
 
-    fn commit(&self) -> std::result::Result<(), SearchError> {
+    /// Commits, reloads, applies the autocomplete changes; `refresh` also rebuilds the
+    /// autocomplete prefix table now (else at most once a second).
+    fn commit(&self, refresh: bool) -> std::result::Result<(), SearchError> {
         let mut w = self.writer.write().unwrap_or_else(|e| e.into_inner());
         self.dirty.store(false, Ordering::Release);
         let changes = std::mem::take(
@@ -674,6 +676,7 @@ impl Inner {
         self.reader.reload()?;
         self.columns.clear();
         self.suggestions.apply(changes);
+        self.suggestions.maintain(refresh);
         Ok(())
     }
 
@@ -705,6 +708,7 @@ impl Inner {
             }
         }
         self.suggestions.apply(changes);
+        self.suggestions.maintain(true);
         Ok(())
     }
 }
@@ -715,8 +719,10 @@ fn committer(inner: Weak<Inner>, every: Duration) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.dirty.load(Ordering::Acquire) {
-            if let Err(e) = inner.commit() {
+        if !inner.dirty.load(Ordering::Acquire) {
+            inner.suggestions.maintain(false);
+        } else {
+            if let Err(e) = inner.commit(false) {
                 tracing::warn!(error = %e, "background commit of the search index failed");
             }
         }
@@ -743,7 +749,7 @@ impl SearchIndex for TantivySearch {
 
     async fn refresh(&self) -> Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit())
+        tokio::task::spawn_blocking(move || inner.commit(true))
             .await
             .map_err(err)?
             .map_err(Error::from)
