@@ -146,6 +146,8 @@ struct Built {
     seconds: f64,
     /// CPU seconds of the build (generation included).
     cpu: f64,
+    /// Wall time the generator thread spent making products.
+    generate_seconds: f64,
     merge_seconds: f64,
 }
 
@@ -162,14 +164,18 @@ async fn build(n: u64) -> BenchResult<Built> {
     let generator = std::thread::spawn(move || {
         let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
         let mut i = 0;
+        let mut busy = Duration::ZERO;
         while i < n {
             let end = (i + 5_000).min(n);
+            let t = Instant::now();
             let batch: Vec<Product> = (i..end).map(|j| sample_product(&sample, j)).collect();
+            busy += t.elapsed();
             if tx.send(batch).is_err() {
-                return;
+                break;
             }
             i = end;
         }
+        busy
     });
     while let Ok(batch) = rx.recv() {
         index.insert_new(&batch)?;
@@ -177,13 +183,14 @@ async fn build(n: u64) -> BenchResult<Built> {
     index.refresh().await?;
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
-    let _ = generator.join();
+    let generate_seconds = generator.join().map_or(0.0, |d| d.as_secs_f64());
     let merge = Instant::now();
     index.compact()?;
     Ok(Built {
         index,
         seconds,
         cpu,
+        generate_seconds,
         merge_seconds: merge.elapsed().as_secs_f64(),
     })
 }
@@ -223,6 +230,7 @@ async fn index_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
                 "products_per_cpu_second",
                 round1(n as f64 / built.cpu.max(1e-9)),
             )
+            .field("generate_seconds", round3(built.generate_seconds))
             .field("load_average", load_average())
             .field("merge_seconds", round3(built.merge_seconds))
             .field("index_bytes", size)
