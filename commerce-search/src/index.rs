@@ -272,9 +272,22 @@ impl TantivySearch {
     pub fn compact(&self) -> Result<()> {
         self.inner.commit(true).map_err(err)?;
         let mut w = self.inner.writer.write().unwrap_or_else(|e| e.into_inner());
-        let ids = self.inner.index.searchable_segment_ids().map_err(err)?;
-        if ids.len() > 1 {
-            w.merge(&ids).wait().map_err(err)?;
+        // Background merges may hold some segments; with the writer held no new ones
+        // appear, so they finish and the merge of everything goes through.
+        let mut attempts = 0;
+        loop {
+            let ids = self.inner.index.searchable_segment_ids().map_err(err)?;
+            if ids.len() <= 1 {
+                break;
+            }
+            match w.merge(&ids).wait() {
+                Ok(_) => break,
+                Err(TantivyError::InvalidArgument(_)) if attempts < 600 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(e)),
+            }
         }
         drop(w);
         self.inner.reader.reload().map_err(err)?;
