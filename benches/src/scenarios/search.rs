@@ -146,7 +146,7 @@ struct Built {
     seconds: f64,
     /// CPU seconds of the build (generation included).
     cpu: f64,
-    /// Wall time the generator thread spent making products.
+    /// Wall time the generator threads spent making products (summed).
     generate_seconds: f64,
     merge_seconds: f64,
 }
@@ -161,29 +161,42 @@ async fn build(n: u64) -> BenchResult<Built> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Product>>(4);
     let start = Instant::now();
     let cpu_start = cpu_seconds();
-    let generator = std::thread::spawn(move || {
-        let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
-        let mut i = 0;
-        let mut busy = Duration::ZERO;
-        while i < n {
-            let end = (i + 5_000).min(n);
-            let t = Instant::now();
-            let batch: Vec<Product> = (i..end).map(|j| sample_product(&sample, j)).collect();
-            busy += t.elapsed();
-            if tx.send(batch).is_err() {
-                break;
-            }
-            i = end;
-        }
-        busy
-    });
+    // Two generator threads (even and odd batches): making the products costs about
+    // as much as indexing them.
+    const BATCH: u64 = 5_000;
+    let generators: Vec<_> = (0..2u64)
+        .map(|g| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let mut busy = Duration::ZERO;
+                let mut i = g * BATCH;
+                while i < n {
+                    let end = (i + BATCH).min(n);
+                    let t = Instant::now();
+                    let batch: Vec<Product> =
+                        (i..end).map(|j| sample_product(&sample, j)).collect();
+                    busy += t.elapsed();
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                    i += 2 * BATCH;
+                }
+                busy
+            })
+        })
+        .collect();
+    drop(tx);
     while let Ok(batch) = rx.recv() {
         index.insert_new(&batch)?;
     }
     index.refresh().await?;
     let seconds = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu_start;
-    let generate_seconds = generator.join().map_or(0.0, |d| d.as_secs_f64());
+    let generate_seconds: f64 = generators
+        .into_iter()
+        .map(|g| g.join().map_or(0.0, |d| d.as_secs_f64()))
+        .sum();
     let merge = Instant::now();
     index.compact()?;
     Ok(Built {
