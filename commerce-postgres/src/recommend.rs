@@ -23,37 +23,37 @@ use commerce_core::{Error, Result};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::instrument;
 
-/// Maps a driver error by kind: lost connections, pool timeouts, serialization
-/// failures (40001) and deadlocks (40P01) are retryable; the rest are not.
-fn map_db(e: sqlx::Error) -> Error {
-    let retryable = match &e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
-        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("40001" | "40P01")),
-        _ => false,
-    };
-    if retryable {
-        Error::retryable("postgres", e)
-    } else {
-        Error::permanent("postgres", e)
-    }
-}
+use crate::error::DbResult;
 
-/// [`CoPurchaseStore`] on PostgreSQL (tables from `migrations/0900_recommend.sql`).
+/// [`CoPurchaseStore`] on PostgreSQL (tables from `migrations/0900_recommend.sql`, created by
+/// [`PgCommerce::migrate`](crate::PgCommerce::migrate)).
 #[derive(Debug, Clone)]
 pub struct PgCoPurchase {
     pool: PgPool,
+    schema: String,
 }
 
 impl PgCoPurchase {
-    /// The store on `pool`, whose connections' `search_path` is the migrated schema.
-    pub fn new(pool: PgPool) -> Self {
-        PgCoPurchase { pool }
+    /// From an already validated schema.
+    pub(crate) fn from_db(pool: PgPool, schema: String) -> Self {
+        PgCoPurchase { pool, schema }
+    }
+
+    /// The store on `pool`, in `schema` (migrated by
+    /// [`PgCommerce::migrate`](crate::PgCommerce::migrate)); `Validation` for a schema
+    /// name that is not a plain identifier.
+    pub fn new(pool: PgPool, schema: &str) -> Result<Self> {
+        crate::validate_schema(schema)?;
+        Ok(PgCoPurchase {
+            pool,
+            schema: schema.to_owned(),
+        })
     }
 
     /// Counts the baskets of `baskets` that are new (their order ids were inserted now),
     /// in one transaction; returns one outcome per basket.
     async fn record_batch(&self, baskets: &[&Basket]) -> Result<Vec<RecordOutcome>> {
-        let mut tx = self.pool.begin().await.map_err(map_db)?;
+        let mut tx = self.pool.begin().await.db()?;
         // Order ids first: the ones that come back are new. Sorted, so that two
         // concurrent batches lock the ids in the same order.
         let mut ids: Vec<String> = baskets
@@ -62,16 +62,17 @@ impl PgCoPurchase {
             .collect();
         ids.sort();
         ids.dedup();
-        let fresh: Vec<String> = sqlx::query_scalar(
-            "INSERT INTO co_purchase_orders (order_id)
+        let fresh: Vec<String> = sqlx::query_scalar(sql!(
+            "INSERT INTO \"{s}\".co_purchase_orders (order_id)
              SELECT id FROM unnest($1::text[]) AS t(id) ORDER BY id
              ON CONFLICT (order_id) DO NOTHING
              RETURNING order_id",
-        )
+            s = self.schema
+        ))
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await
-        .map_err(map_db)?;
+        .db()?;
         let mut fresh: std::collections::HashSet<String> = fresh.into_iter().collect();
 
         let mut outcomes = Vec::with_capacity(baskets.len());
@@ -91,14 +92,15 @@ impl PgCoPurchase {
                 outcomes.push(RecordOutcome::Duplicate);
             }
         }
-        upsert_popularity(&mut tx, &popularity).await?;
-        upsert_pairs(&mut tx, &pairs).await?;
-        tx.commit().await.map_err(map_db)?;
+        upsert_popularity(&self.schema, &mut tx, &popularity).await?;
+        upsert_pairs(&self.schema, &mut tx, &pairs).await?;
+        tx.commit().await.db()?;
         Ok(outcomes)
     }
 }
 
 async fn upsert_popularity(
+    schema: &str,
     tx: &mut Transaction<'_, Postgres>,
     counts: &BTreeMap<&str, i64>,
 ) -> Result<()> {
@@ -106,21 +108,23 @@ async fn upsert_popularity(
         return Ok(());
     }
     let (ids, adds): (Vec<&str>, Vec<i64>) = counts.iter().map(|(k, v)| (*k, *v)).unzip();
-    sqlx::query(
-        "INSERT INTO co_purchase_popularity (product_id, orders)
+    sqlx::query(sql!(
+        "INSERT INTO \"{s}\".co_purchase_popularity (product_id, orders)
          SELECT id, n FROM unnest($1::text[], $2::int8[]) AS t(id, n) ORDER BY id
          ON CONFLICT (product_id)
-         DO UPDATE SET orders = co_purchase_popularity.orders + EXCLUDED.orders",
-    )
+         DO UPDATE SET orders = \"{s}\".co_purchase_popularity.orders + EXCLUDED.orders",
+        s = schema
+    ))
     .bind(&ids)
     .bind(&adds)
     .execute(&mut **tx)
     .await
-    .map_err(map_db)?;
+    .db()?;
     Ok(())
 }
 
 async fn upsert_pairs(
+    schema: &str,
     tx: &mut Transaction<'_, Postgres>,
     counts: &BTreeMap<(&str, &str), i64>,
 ) -> Result<()> {
@@ -135,19 +139,20 @@ async fn upsert_pairs(
         ys.push(*y);
         adds.push(*n);
     }
-    sqlx::query(
-        "INSERT INTO co_purchase_pairs (product_id, other_id, orders)
+    sqlx::query(sql!(
+        "INSERT INTO \"{s}\".co_purchase_pairs (product_id, other_id, orders)
          SELECT x, y, n FROM unnest($1::text[], $2::text[], $3::int8[]) AS t(x, y, n)
          ORDER BY x, y
          ON CONFLICT (product_id, other_id)
-         DO UPDATE SET orders = co_purchase_pairs.orders + EXCLUDED.orders",
-    )
+         DO UPDATE SET orders = \"{s}\".co_purchase_pairs.orders + EXCLUDED.orders",
+        s = schema
+    ))
     .bind(&xs)
     .bind(&ys)
     .bind(&adds)
     .execute(&mut **tx)
     .await
-    .map_err(map_db)?;
+    .db()?;
     Ok(())
 }
 
@@ -183,40 +188,45 @@ impl CoPurchaseStore for PgCoPurchase {
     #[instrument(level = "debug", skip(self), err)]
     async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>> {
         check_limit(limit)?;
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT other_id, orders FROM co_purchase_pairs
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql!(
+            "SELECT other_id, orders FROM \"{s}\".co_purchase_pairs
              WHERE product_id = $1
              ORDER BY orders DESC, other_id COLLATE \"C\"
              LIMIT $2",
-        )
+            s = self.schema
+        ))
         .bind(product.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(map_db)?;
+        .db()?;
         product_counts(rows)
     }
 
     #[instrument(level = "debug", skip(self), err)]
     async fn popular(&self, limit: u32) -> Result<Vec<ProductCount>> {
         check_limit(limit)?;
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT product_id, orders FROM co_purchase_popularity
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql!(
+            "SELECT product_id, orders FROM \"{s}\".co_purchase_popularity
              ORDER BY orders DESC, product_id COLLATE \"C\"
              LIMIT $1",
-        )
+            s = self.schema
+        ))
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(map_db)?;
+        .db()?;
         product_counts(rows)
     }
 
     async fn orders_recorded(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM co_purchase_orders")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(map_db)?;
+        let n: i64 = sqlx::query_scalar(sql!(
+            "SELECT count(*) FROM \"{s}\".co_purchase_orders",
+            s = self.schema
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .db()?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 }
@@ -226,12 +236,22 @@ impl CoPurchaseStore for PgCoPurchase {
 #[derive(Debug, Clone)]
 pub struct PgHistory {
     pool: PgPool,
+    schema: String,
 }
 
 impl PgHistory {
-    /// The store on `pool` (see [`PgCoPurchase::new`]).
-    pub fn new(pool: PgPool) -> Self {
-        PgHistory { pool }
+    /// From an already validated schema.
+    pub(crate) fn from_db(pool: PgPool, schema: String) -> Self {
+        PgHistory { pool, schema }
+    }
+
+    /// The store on `pool`, in `schema` (see [`PgCoPurchase::new`]).
+    pub fn new(pool: PgPool, schema: &str) -> Result<Self> {
+        crate::validate_schema(schema)?;
+        Ok(PgHistory {
+            pool,
+            schema: schema.to_owned(),
+        })
     }
 }
 
@@ -259,11 +279,13 @@ type HistoryRow = (
 impl HistoryStore for PgHistory {
     #[instrument(level = "debug", skip_all, fields(customer = %customer, product = %interaction.product_id), err)]
     async fn record(&self, customer: &CustomerId, interaction: &Interaction) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(map_db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO shopper_history (customer_id, product_id, brand, category, kind, at)
+        let mut tx = self.pool.begin().await.db()?;
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO \"{s}\".shopper_history (customer_id, product_id, brand, category, kind, at)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (customer_id, product_id, kind, at) DO NOTHING",
+            s = self.schema
+        ),
         )
         .bind(customer.as_str())
         .bind(interaction.product_id.as_str())
@@ -273,39 +295,41 @@ impl HistoryStore for PgHistory {
         .bind(interaction.at)
         .execute(&mut *tx)
         .await
-        .map_err(map_db)?
+        .db()?
         .rows_affected();
         if inserted > 0 {
-            sqlx::query(
-                "DELETE FROM shopper_history
+            sqlx::query(sql!(
+                "DELETE FROM \"{s}\".shopper_history
                  WHERE customer_id = $1 AND seq IN (
-                     SELECT seq FROM shopper_history WHERE customer_id = $1
+                     SELECT seq FROM \"{s}\".shopper_history WHERE customer_id = $1
                      ORDER BY at DESC, seq DESC OFFSET $2)",
-            )
+                s = self.schema
+            ))
             .bind(customer.as_str())
             .bind(HISTORY_CAPACITY as i64)
             .execute(&mut *tx)
             .await
-            .map_err(map_db)?;
+            .db()?;
         }
-        tx.commit().await.map_err(map_db)?;
+        tx.commit().await.db()?;
         Ok(())
     }
 
     #[instrument(level = "debug", skip(self), err)]
     async fn recent(&self, customer: &CustomerId, limit: u32) -> Result<Vec<Interaction>> {
         check_limit(limit)?;
-        let rows: Vec<HistoryRow> = sqlx::query_as(
-            "SELECT product_id, brand, category, kind, at FROM shopper_history
+        let rows: Vec<HistoryRow> = sqlx::query_as(sql!(
+            "SELECT product_id, brand, category, kind, at FROM \"{s}\".shopper_history
              WHERE customer_id = $1
              ORDER BY at DESC, seq DESC
              LIMIT $2",
-        )
+            s = self.schema
+        ))
         .bind(customer.as_str())
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(map_db)?;
+        .db()?;
         rows.into_iter()
             .map(|(product, brand, category, kind, at)| {
                 Ok(Interaction {

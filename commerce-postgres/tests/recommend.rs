@@ -1,13 +1,12 @@
 //! The co-purchase and history contracts (commerce-core's recommend conformance checks)
 //! against PostgreSQL, each check on a fresh schema.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use commerce_core::recommend::conformance;
 use commerce_postgres::recommend::{PgCoPurchase, PgHistory};
 use commerce_postgres::sqlx::PgPool;
-use commerce_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use commerce_postgres::{PgCommerce, PgConfig};
 
 fn database_url() -> String {
     std::env::var("DATABASE_URL")
@@ -33,32 +32,15 @@ impl Schemas {
     }
 }
 
-/// A pool on a new schema holding the recommend tables.
-async fn fresh_pool(schemas: &Schemas) -> PgPool {
+/// A pool and a new, migrated schema.
+async fn fresh(schemas: &Schemas) -> (PgPool, String) {
     let schema = format!("t_rec_{:016x}", rand_u64());
     schemas.0.lock().unwrap().push(schema.clone());
-    let admin = PgPool::connect(&database_url())
+    let pg = PgCommerce::connect(&database_url(), PgConfig::new().schema(&schema).unwrap())
         .await
         .expect("PostgreSQL must run (bash scripts/test.sh starts it)");
-    commerce_postgres::sqlx::raw_sql(commerce_postgres::sqlx::AssertSqlSafe(format!(
-        "CREATE SCHEMA {schema}"
-    )))
-    .execute(&admin)
-    .await
-    .unwrap();
-    let options = PgConnectOptions::from_str(&database_url())
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    let pool = PgPoolOptions::new()
-        .max_connections(16)
-        .connect_with(options)
-        .await
-        .unwrap();
-    commerce_postgres::sqlx::raw_sql(include_str!("../migrations/0900_recommend.sql"))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool
+    pg.migrate().await.unwrap();
+    (pg.pool().clone(), schema)
 }
 
 fn rand_u64() -> u64 {
@@ -78,7 +60,10 @@ async fn co_purchase_contract() {
     let schemas = Schemas::default();
     conformance::co_purchase_contract(|| {
         let schemas = schemas.clone();
-        async move { Arc::new(PgCoPurchase::new(fresh_pool(&schemas).await)) }
+        async move {
+            let (pool, schema) = fresh(&schemas).await;
+            Arc::new(PgCoPurchase::new(pool, &schema).unwrap())
+        }
     })
     .await;
     schemas.drop_all().await;
@@ -87,6 +72,7 @@ async fn co_purchase_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn history_contract() {
     let schemas = Schemas::default();
-    conformance::history_contract(Arc::new(PgHistory::new(fresh_pool(&schemas).await))).await;
+    let (pool, schema) = fresh(&schemas).await;
+    conformance::history_contract(Arc::new(PgHistory::new(pool, &schema).unwrap())).await;
     schemas.drop_all().await;
 }

@@ -98,9 +98,6 @@ pub async fn search(shop: &Shop, seeded: &Seeded) -> Result<Vec<SearchHit>> {
             results.total,
             roots.join(", ")
         );
-        println!(
-            "    (in-memory index; commerce-search's tantivy index plugs in as the same SearchIndex)"
-        );
         for h in &results.hits {
             println!("    {:<60} {}", ellipsis(&h.title, 60), h.price);
         }

@@ -21,7 +21,6 @@
 mod args;
 mod flash_sale;
 mod flow;
-mod search;
 mod seed;
 mod shop;
 
@@ -35,7 +34,6 @@ use commerce_core::store::SearchIndex;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::Args;
-use crate::search::NaiveSearch;
 use crate::shop::Shop;
 
 fn main() -> ExitCode {
@@ -68,7 +66,7 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> commerce_core::Result<bool> {
     let started = std::time::Instant::now();
-    println!("commerce storefront (embedded defaults: in-memory engine, in-memory search)");
+    println!("commerce storefront (embedded defaults: in-memory engine, tantivy search in RAM)");
     if args.database_url.is_some() {
         println!(
             "  note: a PostgreSQL URL was given (--database-url / DATABASE_URL), but the PostgreSQL adapter is not available to this example yet; using the in-memory engine"
@@ -81,7 +79,9 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
     }
     let engine = MemoryEngine::new();
     let stores = Stores::memory(&engine);
-    let search: Arc<dyn SearchIndex> = Arc::new(NaiveSearch::default());
+    // commerce-search's tantivy index, in RAM (`TantivySearch::open_or_create(dir)` keeps
+    // it on disk).
+    let search: Arc<dyn SearchIndex> = Arc::new(commerce_search::TantivySearch::in_ram()?);
 
     println!("\n1. Catalog");
     let (tree, source) = seed::load_tree(args.categories.as_deref());

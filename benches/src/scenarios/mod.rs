@@ -5,7 +5,9 @@ use futures::future::BoxFuture;
 use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
+mod postgres;
 mod recommend;
+mod redis;
 mod search;
 
 /// A runnable scenario.
@@ -24,6 +26,8 @@ pub fn all() -> Vec<Scenario> {
     let mut out = Vec::new();
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
+    out.extend(postgres::scenarios());
+    out.extend(redis::scenarios());
     out.extend(search::scenarios());
     out
 }

@@ -1,0 +1,395 @@
+//! Products, variants and categories: [`PgCatalog`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use commerce_core::EntityKind;
+use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, ProductStatus, Slug};
+use commerce_core::event::DomainEvent;
+use commerce_core::id::{CategoryId, ProductId, Sku};
+use commerce_core::store::{CatalogStore, Page, ProductQuery, check_limit};
+use commerce_core::{Error, Result};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, PgPool, Row};
+
+use crate::db::Db;
+use crate::error::{DbResult, PgError, code, corrupt};
+
+/// The [`CatalogStore`] on PostgreSQL.
+///
+/// * Tables `products` (JSONB `attributes` with a GIN `jsonb_path_ops` index serving
+///   attribute filters; `category COLLATE "C"` with a btree `(category, id)` serving
+///   subtree ranges), `variants` (SKU primary key: a SKU belongs to one product) and
+///   `categories`.
+/// * Unique ids, slugs and SKUs are unique indexes; a violation is mapped by its
+///   constraint name to `Conflict { Product | Slug | Variant }`.
+/// * Updates are optimistic: they succeed only at the stored version, under a row lock.
+/// * Reads may be routed to a replica pool ([`PgCommerce::with_replica`](crate::PgCommerce::with_replica)):
+///   product pages, listings and categories; writes always go to the primary.
+#[derive(Debug)]
+pub struct PgCatalog {
+    db: Arc<Db>,
+    read_pool: PgPool,
+    by_slug_sql: String,
+}
+
+const PRODUCT_COLUMNS: &str = "p.id, p.status, p.version, p.body, p.created_at, p.updated_at,
+    COALESCE((SELECT jsonb_agg(v.body ORDER BY v.position) FROM {variants} v
+              WHERE v.product_id = p.id), '[]'::jsonb) AS variants";
+
+fn product_from(row: &PgRow) -> Result<Product> {
+    let mut body: serde_json::Value = row.try_get("body").db()?;
+    let variants: serde_json::Value = row.try_get("variants").db()?;
+    if let Some(o) = body.as_object_mut() {
+        o.insert("variants".into(), variants);
+    }
+    let mut p: Product = serde_json::from_value(body).map_err(corrupt)?;
+    p.status = ProductStatus::parse(&row.try_get::<String, _>("status").db()?)?;
+    p.version = u64::try_from(row.try_get::<i64, _>("version").db()?).unwrap_or(0);
+    p.created_at = row.try_get("created_at").db()?;
+    p.updated_at = row.try_get("updated_at").db()?;
+    Ok(p)
+}
+
+fn conflict_of(e: sqlx::Error, p: &Product) -> Error {
+    let pg = PgError::from(e);
+    if pg.code().as_deref() == Some(code::UNIQUE_VIOLATION) {
+        let constraint = match &pg {
+            PgError::Sqlx(sqlx::Error::Database(d)) => d.constraint().map(str::to_owned),
+            _ => None,
+        };
+        return match constraint.as_deref() {
+            Some("products_slug_key") => {
+                Error::conflict(EntityKind::Slug, format!("slug {} is taken", p.slug))
+            }
+            Some("variants_pkey") => Error::conflict(
+                EntityKind::Variant,
+                "a SKU of this product belongs to another product",
+            ),
+            _ => Error::conflict(EntityKind::Product, format!("product {} exists", p.id)),
+        };
+    }
+    pg.into()
+}
+
+impl PgCatalog {
+    pub(crate) fn new(db: Arc<Db>, read_pool: Option<PgPool>) -> Self {
+        let by_slug_sql = format!(
+            "SELECT {} FROM {} p WHERE p.slug = $1",
+            PRODUCT_COLUMNS.replace("{variants}", &db.t("variants")),
+            db.t("products")
+        );
+        PgCatalog {
+            read_pool: read_pool.unwrap_or_else(|| db.pool.clone()),
+            db,
+            by_slug_sql,
+        }
+    }
+
+    fn select(&self) -> String {
+        format!(
+            "SELECT {} FROM {} p",
+            PRODUCT_COLUMNS.replace("{variants}", &self.db.t("variants")),
+            self.db.t("products")
+        )
+    }
+
+    async fn write_product(
+        &self,
+        conn: &mut PgConnection,
+        p: &Product,
+        insert: bool,
+    ) -> Result<()> {
+        let mut body = serde_json::to_value(p).map_err(corrupt)?;
+        if let Some(o) = body.as_object_mut() {
+            o.remove("variants");
+        }
+        let attributes = serde_json::to_value(&p.attributes).map_err(corrupt)?;
+        let q = if insert {
+            sql!(
+                "INSERT INTO {} (id, slug, category, status, version, attributes, body,
+                                 created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                self.db.t("products")
+            )
+        } else {
+            sql!(
+                "UPDATE {} SET slug = $2, category = $3, status = $4, version = $5,
+                        attributes = $6, body = $7, created_at = $8, updated_at = $9
+                 WHERE id = $1",
+                self.db.t("products")
+            )
+        };
+        sqlx::query(q)
+            .bind(p.id.as_str())
+            .bind(p.slug.as_str())
+            .bind(p.category.as_str())
+            .bind(p.status.as_str())
+            .bind(p.version as i64)
+            .bind(&attributes)
+            .bind(&body)
+            .bind(p.created_at)
+            .bind(p.updated_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| conflict_of(e, p))?;
+        if !insert {
+            sqlx::query(sql!(
+                "DELETE FROM {} WHERE product_id = $1",
+                self.db.t("variants")
+            ))
+            .bind(p.id.as_str())
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        }
+        let skus: Vec<&str> = p.variants.iter().map(|v| v.sku.as_str()).collect();
+        let bodies = p
+            .variants
+            .iter()
+            .map(|v| serde_json::to_value(v).map_err(corrupt))
+            .collect::<Result<Vec<_>>>()?;
+        sqlx::query(sql!(
+            "INSERT INTO {} (sku, product_id, position, body)
+             SELECT s, $3, n::int, b FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS t(s, b, n)",
+            self.db.t("variants")
+        ))
+        .bind(skus)
+        .bind(bodies)
+        .bind(p.id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_of(e, p))?;
+        self.db
+            .append_in(
+                conn,
+                p.updated_at,
+                &[DomainEvent::ProductChanged {
+                    product_id: p.id.clone(),
+                    version: p.version,
+                }],
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl CatalogStore for PgCatalog {
+    async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
+        let product = new.into_product(slug, self.db.now())?;
+        let mut tx = self.db.pool.begin().await.db()?;
+        self.write_product(&mut tx, &product, true).await?;
+        tx.commit().await.db()?;
+        self.db.written();
+        Ok(product)
+    }
+
+    async fn update_product(&self, mut product: Product) -> Result<Product> {
+        let now = self.db.now();
+        let mut tx = self.db.pool.begin().await.db()?;
+        let stored: Option<(
+            String,
+            i64,
+            chrono::DateTime<chrono::Utc>,
+            chrono::DateTime<chrono::Utc>,
+        )> = sqlx::query_as(sql!(
+            "SELECT status, version, created_at, updated_at FROM {} WHERE id = $1 FOR UPDATE",
+            self.db.t("products")
+        ))
+        .bind(product.id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some((status, version, created_at, updated_at)) = stored else {
+            return Err(Error::not_found(EntityKind::Product, &product.id));
+        };
+        let version = u64::try_from(version).unwrap_or(0);
+        if version != product.version {
+            return Err(Error::conflict(
+                EntityKind::Product,
+                format!("version {} is stale (stored {version})", product.version),
+            ));
+        }
+        let status = ProductStatus::parse(&status)?;
+        if status != product.status {
+            status.transition_to(product.status)?;
+        }
+        product.version = version + 1;
+        product.created_at = created_at;
+        product.updated_at = now.max(updated_at);
+        product.validate()?;
+        self.write_product(&mut tx, &product, false).await?;
+        tx.commit().await.db()?;
+        self.db.written();
+        Ok(product)
+    }
+
+    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
+        let row = sqlx::query(sql!("{} WHERE p.id = $1", self.select()))
+            .bind(id.as_str())
+            .fetch_optional(&self.read_pool)
+            .await
+            .db()?;
+        row.as_ref().map(product_from).transpose()
+    }
+
+    async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.by_slug_sql.as_str()))
+            .bind(slug.as_str())
+            .fetch_optional(&self.read_pool)
+            .await
+            .db()?;
+        row.as_ref().map(product_from).transpose()
+    }
+
+    async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
+        let row = sqlx::query(sql!(
+            "{} WHERE p.id = (SELECT product_id FROM {} WHERE sku = $1)",
+            self.select(),
+            self.db.t("variants")
+        ))
+        .bind(sku.as_str())
+        .fetch_optional(&self.read_pool)
+        .await
+        .db()?;
+        row.as_ref().map(product_from).transpose()
+    }
+
+    async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
+        let limit = check_limit(query.limit)?;
+        let (cat, lower, upper) = match &query.category {
+            Some(c) => {
+                let (l, u) = c.subtree_range();
+                (Some(c.as_str().to_owned()), Some(l), Some(u))
+            }
+            None => (None, None, None),
+        };
+        let attrs = if query.attributes.is_empty() {
+            None
+        } else {
+            let mut m = serde_json::Map::new();
+            for (k, v) in &query.attributes {
+                if m.contains_key(k) && m.get(k) != Some(&serde_json::to_value(v).map_err(corrupt)?)
+                {
+                    // two different values for one attribute: nothing can match
+                    return Ok(Page::empty());
+                }
+                m.insert(k.clone(), serde_json::to_value(v).map_err(corrupt)?);
+            }
+            Some(serde_json::Value::Object(m))
+        };
+        // Only the filters in use go into the SQL, so the planner can serve the category
+        // range from `products_category` and attribute filters from the GIN index.
+        let mut conds: Vec<String> = Vec::new();
+        let mut n = 0;
+        let mut p = || {
+            n += 1;
+            format!("${n}")
+        };
+        if cat.is_some() {
+            let (a, b, c) = (p(), p(), p());
+            conds.push(format!(
+                "(p.category = {a} OR (p.category >= {b} AND p.category < {c}))"
+            ));
+        }
+        if query.status.is_some() {
+            conds.push(format!("p.status = {}", p()));
+        }
+        if attrs.is_some() {
+            conds.push(format!("p.attributes @> {}", p()));
+        }
+        if query.after.is_some() {
+            conds.push(format!("p.id > {}", p()));
+        }
+        let limit_param = p();
+        let where_clause = if conds.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conds.join(" AND "))
+        };
+        let text = format!(
+            "{} {where_clause} ORDER BY p.id LIMIT {limit_param}",
+            self.select()
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(text));
+        if let (Some(c), Some(l), Some(u)) = (cat, lower, upper) {
+            q = q.bind(c).bind(l).bind(u);
+        }
+        if let Some(s) = query.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(a) = attrs {
+            q = q.bind(a);
+        }
+        if let Some(after) = &query.after {
+            q = q.bind(after.as_str().to_owned());
+        }
+        let rows = q
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.read_pool)
+            .await
+            .db()?;
+        let mut items = rows.iter().map(product_from).collect::<Result<Vec<_>>>()?;
+        let next = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|p| p.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+        if categories.is_empty() {
+            return Ok(0);
+        }
+        let paths: Vec<&str> = categories.iter().map(|c| c.path.as_str()).collect();
+        let ids: Vec<&str> = categories.iter().map(|c| c.id.as_str()).collect();
+        let mut tx = self.db.pool.begin().await.db()?;
+        // last one wins for a repeated path, like a map insert
+        sqlx::query(sql!(
+            "INSERT INTO {t} (path, id)
+             SELECT DISTINCT ON (p) p, i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(p, i, n)
+              ORDER BY p, n DESC
+             ON CONFLICT (path) DO UPDATE SET id = EXCLUDED.id",
+            t = self.db.t("categories")
+        ))
+        .bind(paths)
+        .bind(ids)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        tx.commit().await.db()?;
+        Ok(categories.len() as u64)
+    }
+
+    async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
+        let (r, lower, upper) = match root {
+            Some(c) => {
+                let (l, u) = c.subtree_range();
+                (Some(c.as_str().to_owned()), Some(l), Some(u))
+            }
+            None => (None, None, None),
+        };
+        let rows: Vec<(String, String)> = sqlx::query_as(sql!(
+            "SELECT path, id FROM {} WHERE $1::text IS NULL OR path = $1
+                OR (path >= $2 AND path < $3) ORDER BY path",
+            self.db.t("categories")
+        ))
+        .bind(r)
+        .bind(lower)
+        .bind(upper)
+        .fetch_all(&self.read_pool)
+        .await
+        .db()?;
+        rows.into_iter()
+            .map(|(path, id)| {
+                Ok(Category {
+                    id: CategoryId::new(id)?,
+                    path: CategoryPath::parse(&path)?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,117 @@
+//! The adapter's private error type and its mapping to [`commerce_core::Error`] by
+//! SQLSTATE code (never by message text).
+
+use commerce_core::EntityKind;
+use commerce_core::Error;
+
+/// What can go wrong talking to PostgreSQL.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PgError {
+    /// A driver or server error.
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A stored row could not be turned back into a domain value.
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+/// SQLSTATE codes this crate acts on.
+pub(crate) mod code {
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
+    pub const CRASH_SHUTDOWN: &str = "57P02";
+    pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// Raised by `reserve()`: out of stock (DETAIL is JSON).
+    pub const OUT_OF_STOCK: &str = "CM001";
+    /// Raised by `reserve()`: unknown SKU (DETAIL is the SKU).
+    pub const UNKNOWN_SKU: &str = "CM002";
+}
+
+impl PgError {
+    /// The SQLSTATE of a server error.
+    pub(crate) fn code(&self) -> Option<String> {
+        match self {
+            PgError::Sqlx(sqlx::Error::Database(d)) => d.code().map(|c| c.into_owned()),
+            _ => None,
+        }
+    }
+}
+
+impl From<PgError> for Error {
+    fn from(e: PgError) -> Self {
+        match e {
+            PgError::Sqlx(e) => map_sqlx(e),
+            PgError::Migrate(e) => Error::permanent("migration failed", e),
+            PgError::Corrupt(m) => Error::backend(false, format!("corrupt row: {m}")),
+        }
+    }
+}
+
+fn map_sqlx(e: sqlx::Error) -> Error {
+    match &e {
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
+            match code.as_str() {
+                code::UNIQUE_VIOLATION => Error::Conflict {
+                    kind: EntityKind::Other,
+                    message: format!(
+                        "unique constraint {} violated",
+                        d.constraint().unwrap_or("?")
+                    ),
+                },
+                code::SERIALIZATION_FAILURE | code::DEADLOCK_DETECTED => {
+                    Error::retryable("transaction aborted by a concurrent one; retry", e)
+                }
+                code::QUERY_CANCELED => Error::retryable("statement timeout or cancelled", e),
+                code::LOCK_NOT_AVAILABLE => Error::retryable("lock not available in time", e),
+                code::ADMIN_SHUTDOWN
+                | code::CRASH_SHUTDOWN
+                | code::CANNOT_CONNECT_NOW
+                | code::IDLE_SESSION_TIMEOUT
+                | code::TOO_MANY_CONNECTIONS => Error::retryable("connection lost", e),
+                c if c.starts_with("08") => Error::retryable("connection error", e),
+                c if c.starts_with("53") => Error::retryable("server out of resources", e),
+                // data exceptions: strings the column cannot hold (NUL bytes, too long)
+                c if c.starts_with("22") => Error::validation(
+                    "input",
+                    "a value cannot be stored (invalid characters or too long)",
+                ),
+                _ => Error::permanent(format!("database error {code}: {}", d.message()), e),
+            }
+        }
+        sqlx::Error::PoolTimedOut => Error::retryable("no database connection free in time", e),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
+            Error::retryable("connection error", e)
+        }
+        sqlx::Error::WorkerCrashed | sqlx::Error::PoolClosed => {
+            Error::retryable("connection pool unavailable", e)
+        }
+        _ => Error::permanent("database error", e),
+    }
+}
+
+/// `.db()?` on driver results.
+pub(crate) trait DbResult<T> {
+    /// Maps the driver error into the domain error.
+    fn db(self) -> commerce_core::Result<T>;
+}
+
+impl<T> DbResult<T> for Result<T, sqlx::Error> {
+    fn db(self) -> commerce_core::Result<T> {
+        self.map_err(|e| PgError::Sqlx(e).into())
+    }
+}
+
+/// A corrupt-row error.
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
+    PgError::Corrupt(what.to_string()).into()
+}

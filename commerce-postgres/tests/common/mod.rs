@@ -1,0 +1,106 @@
+//! Shared test plumbing: the server URL, a shared pool and fresh schemas.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_core::clock::ManualClock;
+use commerce_core::testkit::{StoreBuilder, Stores};
+use commerce_postgres::sqlx::{self, PgPool};
+use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
+use tokio::sync::OnceCell;
+
+/// `DATABASE_URL` or the local default.
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A fresh, unique schema name.
+pub fn fresh_schema(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Drops a schema made by a test.
+pub async fn drop_schema(pool: &PgPool, schema: &str) {
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+    )))
+    .execute(pool)
+    .await;
+}
+
+/// Makes fresh, migrated schemas on one shared pool; drops them on teardown.
+#[derive(Debug, Default)]
+pub struct PgBuilder {
+    pool: OnceCell<PgPool>,
+    made: Mutex<Vec<String>>,
+    hot: Option<HotSkuConfig>,
+}
+
+impl PgBuilder {
+    /// Stores with the hot-SKU request combiner on for every SKU.
+    pub fn with_hot_skus(hot: HotSkuConfig) -> Self {
+        PgBuilder {
+            hot: Some(hot),
+            ..Self::default()
+        }
+    }
+
+    pub async fn pool(&self) -> PgPool {
+        self.pool
+            .get_or_init(|| async {
+                let (opts, connect) = PgConfig::new()
+                    .max_connections(24)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .pool_for(&database_url())
+                    .expect("DATABASE_URL parses");
+                opts.connect_with(connect).await.unwrap_or_else(|e| {
+                    panic!(
+                        "cannot connect to PostgreSQL at {} ({e}); run bash scripts/test.sh",
+                        database_url()
+                    )
+                })
+            })
+            .await
+            .clone()
+    }
+
+    pub async fn engine(&self, clock: Arc<ManualClock>) -> commerce_core::Result<PgCommerce> {
+        let schema = fresh_schema("cpt");
+        self.made.lock().unwrap().push(schema.clone());
+        let mut config = PgConfig::new().schema(schema)?.clock(clock);
+        if let Some(hot) = &self.hot {
+            config = config.combine_hot_skus(hot.clone());
+        }
+        let pg = PgCommerce::from_pool(self.pool().await, config);
+        pg.migrate().await?;
+        Ok(pg)
+    }
+}
+
+#[async_trait]
+impl StoreBuilder for PgBuilder {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+        let pg = self.engine(clock).await?;
+        Ok(Stores::new()
+            .with_events(pg.events.clone())
+            .with_catalog(pg.catalog.clone())
+            .with_queue(pg.queue.clone())
+            .with_carts(pg.carts.clone())
+            .with_inventory(pg.inventory.clone())
+            .with_orders(pg.orders.clone()))
+    }
+
+    async fn teardown(&self) -> commerce_core::Result<()> {
+        let made: Vec<String> = std::mem::take(&mut *self.made.lock().unwrap());
+        let pool = self.pool().await;
+        for s in made {
+            drop_schema(&pool, &s).await;
+        }
+        Ok(())
+    }
+}
