@@ -100,6 +100,7 @@ pub(crate) struct Gather {
     /// Attribute names to count.
     pub attributes: Vec<String>,
     pub affinity: Option<Arc<Affinity>>,
+    pub columns: Arc<ColumnCache>,
 }
 
 /// The result of a [`Gather`].
@@ -118,6 +119,76 @@ pub(crate) struct Gathered {
 }
 
 type Values = Arc<dyn ColumnValues<u64>>;
+
+/// The fast-field columns of one segment, opened once (opening a dictionary-encoded
+/// column costs more than a small query).
+#[derive(Clone)]
+pub(crate) struct SegmentColumns {
+    key: Values,
+    popularity: Values,
+    price: Values,
+    created: Values,
+    rating: Values,
+    brand: Option<StrColumn>,
+    category: Option<StrColumn>,
+    attr: Option<StrColumn>,
+}
+
+impl SegmentColumns {
+    fn open(reader: &SegmentReader) -> tantivy::Result<Self> {
+        let ff = reader.fast_fields();
+        Ok(SegmentColumns {
+            key: values(reader, names::KEY)?,
+            popularity: values(reader, names::POPULARITY)?,
+            price: values(reader, names::PRICE)?,
+            created: values(reader, names::CREATED)?,
+            rating: values(reader, names::RATING)?,
+            brand: ff.str(names::BRAND)?,
+            category: ff.str(names::CATEGORY_PATH)?,
+            attr: ff.str(names::ATTR)?,
+        })
+    }
+}
+
+/// Columns by segment; cleared at every reload.
+#[derive(Default)]
+pub(crate) struct ColumnCache {
+    segments: std::sync::Mutex<HashMap<tantivy::index::SegmentId, Arc<SegmentColumns>>>,
+}
+
+impl std::fmt::Debug for ColumnCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ColumnCache").finish_non_exhaustive()
+    }
+}
+
+impl ColumnCache {
+    pub fn get(&self, reader: &SegmentReader) -> tantivy::Result<Arc<SegmentColumns>> {
+        let id = reader.segment_id();
+        if let Some(c) = self
+            .segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(SegmentColumns::open(reader)?);
+        let mut m = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() > 1024 {
+            m.clear();
+        }
+        m.insert(id, c.clone());
+        Ok(c)
+    }
+
+    pub fn clear(&self) {
+        self.segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}
 
 pub(crate) struct SegmentGather {
     segment: SegmentOrdinal,
@@ -188,7 +259,7 @@ impl Collector for Gather {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentGather> {
-        let ff = reader.fast_fields();
+        let cols = self.columns.get(reader)?;
         let need_brand =
             self.brands || self.affinity.as_ref().is_some_and(|a| !a.brands.is_empty());
         let need_category = self.categories
@@ -196,20 +267,16 @@ impl Collector for Gather {
                 .affinity
                 .as_ref()
                 .is_some_and(|a| !a.categories.is_empty());
-        let brand = if need_brand {
-            ff.str(names::BRAND)?
-        } else {
-            None
-        };
+        let brand = if need_brand { cols.brand.clone() } else { None };
         let category = if need_category {
-            ff.str(names::CATEGORY_PATH)?
+            cols.category.clone()
         } else {
             None
         };
         let attr = if self.attributes.is_empty() {
             None
         } else {
-            ff.str(names::ATTR)?
+            cols.attr.clone()
         };
         let (brand_weight, category_weight_v) = match (&self.affinity, self.sort) {
             (Some(a), SortOrder::Relevance) => (
@@ -228,11 +295,9 @@ impl Collector for Gather {
         };
         let sort_values = match self.sort {
             SortOrder::Relevance => None,
-            SortOrder::PriceAscending | SortOrder::PriceDescending => {
-                Some(values(reader, names::PRICE)?)
-            }
-            SortOrder::Newest => Some(values(reader, names::CREATED)?),
-            SortOrder::Popularity => Some(values(reader, names::POPULARITY)?),
+            SortOrder::PriceAscending | SortOrder::PriceDescending => Some(cols.price.clone()),
+            SortOrder::Newest => Some(cols.created.clone()),
+            SortOrder::Popularity => Some(cols.popularity.clone()),
         };
         Ok(SegmentGather {
             segment,
@@ -241,20 +306,20 @@ impl Collector for Gather {
             after: self.after,
             heap: BinaryHeap::with_capacity(self.top + 1),
             total: 0,
-            key: values(reader, names::KEY)?,
+            key: cols.key.clone(),
             sort_values,
             popularity: if self.sort == SortOrder::Relevance {
-                Some(values(reader, names::POPULARITY)?)
+                Some(cols.popularity.clone())
             } else {
                 None
             },
             price: if self.price_bounds.is_empty() {
                 None
             } else {
-                Some(values(reader, names::PRICE)?)
+                Some(cols.price.clone())
             },
             rating: if self.ratings {
-                Some(values(reader, names::RATING)?)
+                Some(cols.rating.clone())
             } else {
                 None
             },
@@ -332,14 +397,21 @@ impl Collector for Gather {
 }
 
 fn ord_counts(column: &StrColumn, counts: &[u64]) -> tantivy::Result<Vec<(String, u64)>> {
-    let mut out = Vec::new();
-    for (ord, &n) in counts.iter().enumerate() {
-        if n > 0 {
-            let mut text = String::new();
-            column.ord_to_str(ord as u64, &mut text)?;
-            out.push((text, n));
+    let ords: Vec<u64> = counts
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(ord, _)| ord as u64)
+        .collect();
+    let mut out = Vec::with_capacity(ords.len());
+    let mut it = ords.iter();
+    // One pass over the dictionary for all ordinals (they are sorted).
+    column.dictionary().sorted_ords_to_term_cb(&ords, |bytes| {
+        if let Some(&ord) = it.next() {
+            let n = counts.get(ord as usize).copied().unwrap_or(0);
+            out.push((String::from_utf8_lossy(bytes).into_owned(), n));
         }
-    }
+    })?;
     Ok(out)
 }
 

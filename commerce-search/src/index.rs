@@ -23,9 +23,9 @@ use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 use tantivy::{TantivyDocument, TantivyError};
 
-use crate::collect::{Gather, Gathered, SortKey};
+use crate::collect::{ColumnCache, Gather, Gathered, SortKey};
 use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
-use crate::schema::{ANALYZER, Fields, analyzer, schema};
+use crate::schema::{ANALYZER, Fields, analyzer, key_of, schema};
 use crate::suggest::{Change, SuggestDoc, Suggestions};
 
 /// The adapter's own errors, mapped to [`commerce_core::Error`] at the boundary.
@@ -76,6 +76,11 @@ pub struct SearchConfig {
     pub writer_memory: usize,
     /// Field boosts.
     pub boosts: Boosts,
+    /// Typo variants of a word are looked for only when the word as typed is in fewer
+    /// than this many products' title, brand or category (default 50): a word that is
+    /// common as typed is taken as meant (its typo variants would rank below its exact
+    /// matches anyway), which keeps fuzzy matching off the hot path of ordinary queries.
+    pub typo_df_cutoff: u64,
 }
 
 impl Default for SearchConfig {
@@ -87,6 +92,7 @@ impl Default for SearchConfig {
                 .min(4),
             writer_memory: 256 << 20,
             boosts: Boosts::default(),
+            typo_df_cutoff: 50,
         }
     }
 }
@@ -105,6 +111,7 @@ struct Inner {
     pending: Mutex<Pending>,
     dirty: AtomicBool,
     suggestions: Suggestions,
+    columns: Arc<ColumnCache>,
     config: SearchConfig,
 }
 
@@ -204,6 +211,7 @@ impl TantivySearch {
             pending: Mutex::new(Pending::default()),
             dirty: AtomicBool::new(false),
             suggestions: Suggestions::default(),
+            columns: Arc::default(),
             config,
         });
         inner.load_suggestions().map_err(err)?;
@@ -255,28 +263,67 @@ impl TantivySearch {
     /// Commits and reloads synchronously (what [`SearchIndex::refresh`] runs on a
     /// blocking thread).
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit().map_err(err)
+        self.inner.commit(true).map_err(err)
     }
 
-    fn upsert_sync(&self, products: &[Product]) -> Result<()> {
+    /// Commits, then merges every segment into one and waits for it (after a bulk
+    /// [`rebuild`](crate::rebuild): fewer segments, faster queries). Writes wait
+    /// meanwhile; searches go on.
+    pub fn compact(&self) -> Result<()> {
+        self.inner.commit(true).map_err(err)?;
+        let mut w = self.inner.writer.write().unwrap_or_else(|e| e.into_inner());
+        // Background merges may hold some segments; with the writer held no new ones
+        // appear, so they finish and the merge of everything goes through.
+        let mut attempts = 0;
+        loop {
+            let ids = self.inner.index.searchable_segment_ids().map_err(err)?;
+            if ids.len() <= 1 {
+                break;
+            }
+            match w.merge(&ids).wait() {
+                Ok(_) => break,
+                Err(TantivyError::InvalidArgument(_)) if attempts < 600 => {
+                    attempts += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+        drop(w);
+        self.inner.reader.reload().map_err(err)?;
+        self.inner.columns.clear();
+        Ok(())
+    }
+
+    /// Adds products known not to be in the index (a bulk load into an empty index, or
+    /// after [`TantivySearch::clear`]) without the delete-by-id an upsert issues for
+    /// each product; faster, but a product already indexed would then be found twice.
+    /// Non-active products are skipped. Visible at the next commit.
+    pub fn insert_new(&self, products: &[Product]) -> Result<()> {
+        self.write(products, false)
+    }
+
+    fn write(&self, products: &[Product], replace: bool) -> Result<()> {
         let inner = &self.inner;
         let w = inner.writer.read().unwrap_or_else(|e| e.into_inner());
         let mut changes = Vec::with_capacity(products.len());
         for p in products {
-            w.delete_term(Term::from_field_text(inner.fields.id, p.id.as_str()));
+            if replace {
+                w.delete_term(Term::from_field_text(inner.fields.id, p.id.as_str()));
+            }
             if p.is_active() {
                 w.add_document(inner.fields.document(p)).map_err(err)?;
                 changes.push(Change::Upsert(
-                    p.id.as_str().to_owned(),
+                    key_of(p.id.as_str()),
                     SuggestDoc {
-                        title: p.title.clone(),
-                        brand: p.brand.clone(),
-                        categories: p.category.segments().map(str::to_owned).collect(),
+                        title: p.title.as_str().into(),
+                        brand: p.brand.as_str().into(),
+                        category: p.category.as_str().into(),
                         popularity: p.popularity,
                     },
                 ));
             } else {
-                changes.push(Change::Remove(p.id.as_str().to_owned()));
+                changes.push(Change::Remove(key_of(p.id.as_str())));
             }
         }
         inner
@@ -358,13 +405,28 @@ impl TantivySearch {
             ratings: q.facets.ratings,
             attributes: q.facets.attributes.clone(),
             affinity: q.personalization.clone().map(Arc::new),
+            columns: inner.columns.clone(),
         };
         let mut opts = TextOptions {
             typos: q.typo_tolerance,
             prefix_last,
             all_words: true,
         };
-        let mut text = text_query(f, &inner.config.boosts, &ws, opts);
+        let typo_ok: Vec<bool> = ws
+            .iter()
+            .map(|w| {
+                let df: u64 = [f.title, f.brand_text, f.category_text]
+                    .iter()
+                    .map(|&field| {
+                        searcher
+                            .doc_freq(&Term::from_field_text(field, &w.term))
+                            .unwrap_or(0)
+                    })
+                    .sum();
+                df < inner.config.typo_df_cutoff
+            })
+            .collect();
+        let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
         let mut gathered: Gathered = searcher
             .search(
                 &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
@@ -374,7 +436,7 @@ impl TantivySearch {
         if gathered.total == 0 && ws.len() > 1 && after.is_none() {
             // No product has every word: rank those with the most of them.
             opts.all_words = false;
-            text = text_query(f, &inner.config.boosts, &ws, opts);
+            text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
             gathered = searcher
                 .search(
                     &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
@@ -603,7 +665,9 @@ impl Inner {
         self.dirty.store(true, Ordering::Release);
     }
 
-    fn commit(&self) -> std::result::Result<(), SearchError> {
+    /// Commits, reloads, applies the autocomplete changes; `refresh` also rebuilds the
+    /// autocomplete prefix table now (else at most once a second).
+    fn commit(&self, refresh: bool) -> std::result::Result<(), SearchError> {
         let mut w = self.writer.write().unwrap_or_else(|e| e.into_inner());
         self.dirty.store(false, Ordering::Release);
         let changes = std::mem::take(
@@ -623,7 +687,9 @@ impl Inner {
         }
         drop(w);
         self.reader.reload()?;
+        self.columns.clear();
         self.suggestions.apply(changes);
+        self.suggestions.maintain(refresh);
         Ok(())
     }
 
@@ -640,16 +706,12 @@ impl Inner {
                         .and_then(|v| v.as_str().map(str::to_owned))
                         .unwrap_or_default()
                 };
-                let path = text(self.fields.category_path);
                 changes.push(Change::Upsert(
-                    text(self.fields.id),
+                    key_of(&text(self.fields.id)),
                     SuggestDoc {
-                        title: text(self.fields.title),
-                        brand: text(self.fields.brand),
-                        categories: path
-                            .split(CategoryPath::SEPARATOR)
-                            .map(str::to_owned)
-                            .collect(),
+                        title: text(self.fields.title).into(),
+                        brand: text(self.fields.brand).into(),
+                        category: text(self.fields.category_path).into(),
                         popularity: doc
                             .get_first(self.fields.popularity)
                             .and_then(|v| v.as_u64())
@@ -659,6 +721,7 @@ impl Inner {
             }
         }
         self.suggestions.apply(changes);
+        self.suggestions.maintain(true);
         Ok(())
     }
 }
@@ -669,8 +732,10 @@ fn committer(inner: Weak<Inner>, every: Duration) {
         let Some(inner) = inner.upgrade() else {
             return;
         };
-        if inner.dirty.load(Ordering::Acquire) {
-            if let Err(e) = inner.commit() {
+        if !inner.dirty.load(Ordering::Acquire) {
+            inner.suggestions.maintain(false);
+        } else {
+            if let Err(e) = inner.commit(false) {
                 tracing::warn!(error = %e, "background commit of the search index failed");
             }
         }
@@ -680,7 +745,7 @@ fn committer(inner: Weak<Inner>, every: Duration) {
 #[async_trait]
 impl SearchIndex for TantivySearch {
     async fn upsert(&self, products: &[Product]) -> Result<()> {
-        self.upsert_sync(products)
+        self.write(products, true)
     }
 
     async fn remove(&self, ids: &[ProductId]) -> Result<()> {
@@ -690,14 +755,14 @@ impl SearchIndex for TantivySearch {
         }
         drop(w);
         for id in ids {
-            self.inner.push(Change::Remove(id.as_str().to_owned()));
+            self.inner.push(Change::Remove(key_of(id.as_str())));
         }
         Ok(())
     }
 
     async fn refresh(&self) -> Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit())
+        tokio::task::spawn_blocking(move || inner.commit(true))
             .await
             .map_err(err)?
             .map_err(Error::from)

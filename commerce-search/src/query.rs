@@ -5,15 +5,15 @@
 use std::ops::Bound;
 
 use commerce_core::store::search::SearchFilters;
-use tantivy::Term;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
-    RangeQuery, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Explanation,
+    FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption};
 use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
+use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
 use crate::schema::{Fields, analyzer};
 
@@ -124,6 +124,7 @@ pub(crate) fn text_query(
     fields: &Fields,
     boosts: &Boosts,
     words: &[Word],
+    typo_ok: &[bool],
     opts: TextOptions,
 ) -> Option<Box<dyn Query>> {
     if words.is_empty() {
@@ -141,20 +142,20 @@ pub(crate) fn text_query(
         (fields.brand_text, boosts.brand),
         (fields.category_text, boosts.category),
     ];
+    // Matching: per word, any of its alternatives; every word (or any word).
     let mut groups: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+    // Scoring: every alternative of every word, plus proximity.
+    let mut scorers: Vec<Box<dyn Query>> = Vec::new();
     for (i, w) in words.iter().enumerate() {
-        let mut alts: Vec<(Occur, Box<dyn Query>)> = exact_fields
+        let mut alts: Vec<Box<dyn Query>> = exact_fields
             .iter()
-            .map(|&(f, b)| (Occur::Should, term_query(f, &w.term, b)))
+            .map(|&(f, b)| term_query(f, &w.term, b))
             .collect();
         let typos = allowed_typos(w.plain.chars().count());
-        if opts.typos && typos > 0 {
+        if opts.typos && typos > 0 && typo_ok.get(i).copied().unwrap_or(true) {
             for &(f, b) in &fuzzy_fields {
                 let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f, &w.term), typos, true);
-                alts.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo)),
-                ));
+                alts.push(Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo)));
             }
         }
         let last = i + 1 == words.len();
@@ -165,10 +166,10 @@ pub(crate) fn text_query(
             ] {
                 let prefix =
                     FuzzyTermQuery::new_prefix(Term::from_field_text(f, &w.plain), 0, true);
-                alts.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(prefix), b * boosts.prefix)),
-                ));
+                alts.push(Box::new(BoostQuery::new(
+                    Box::new(prefix),
+                    b * boosts.prefix,
+                )));
             }
         }
         let occur = if opts.all_words {
@@ -176,7 +177,12 @@ pub(crate) fn text_query(
         } else {
             Occur::Should
         };
-        groups.push((occur, Box::new(BooleanQuery::new(alts))));
+        let any: Vec<(Occur, Box<dyn Query>)> = alts
+            .iter()
+            .map(|q| (Occur::Should, q.box_clone()))
+            .collect();
+        groups.push((occur, Box::new(BooleanQuery::new(any))));
+        scorers.extend(alts);
     }
     if words.len() >= 2 {
         // Proximity: the words close together in the title, in order, rank higher.
@@ -186,15 +192,15 @@ pub(crate) fn text_query(
             .collect();
         let mut phrase = PhraseQuery::new(terms);
         phrase.set_slop(2);
-        groups.push((
-            Occur::Should,
-            Box::new(BoostQuery::new(
-                Box::new(phrase),
-                boosts.title * boosts.proximity,
-            )),
-        ));
+        scorers.push(Box::new(BoostQuery::new(
+            Box::new(phrase),
+            boosts.title * boosts.proximity,
+        )));
     }
-    Some(Box::new(BooleanQuery::new(groups)))
+    Some(Box::new(SeekSumQuery {
+        required: Box::new(BooleanQuery::new(groups)),
+        scorers,
+    }))
 }
 
 /// The filter clauses (unscored); empty when nothing is filtered.
@@ -285,4 +291,115 @@ pub(crate) fn full_query(
         clauses.push((Occur::Must, Box::new(ConstScoreQuery::new(f, 0.0))));
     }
     Box::new(BooleanQuery::new(clauses))
+}
+
+/// Matches what `required` matches (evaluated without scores: cheap unions and
+/// intersections), scored as the sum of the `scorers` that contain the document, each
+/// advanced only to the matching documents. Equivalent to a boolean query of the same
+/// clauses but it never scores a posting of a document that does not match, which a
+/// union of long posting lists otherwise does for all of them.
+#[derive(Debug)]
+pub(crate) struct SeekSumQuery {
+    pub required: Box<dyn Query>,
+    pub scorers: Vec<Box<dyn Query>>,
+}
+
+impl Clone for SeekSumQuery {
+    fn clone(&self) -> Self {
+        SeekSumQuery {
+            required: self.required.box_clone(),
+            scorers: self.scorers.iter().map(|q| q.box_clone()).collect(),
+        }
+    }
+}
+
+impl Query for SeekSumQuery {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let disabled = match scoring.searcher() {
+            Some(searcher) => EnableScoring::disabled_from_searcher(searcher),
+            None => EnableScoring::disabled_from_schema(scoring.schema()),
+        };
+        let required = self.required.weight(disabled)?;
+        if !scoring.is_scoring_enabled() {
+            return Ok(required);
+        }
+        let scorers = self
+            .scorers
+            .iter()
+            .map(|q| q.weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(SeekSumWeight { required, scorers }))
+    }
+
+    fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
+        for q in &self.scorers {
+            q.query_terms(visitor);
+        }
+    }
+}
+
+struct SeekSumWeight {
+    required: Box<dyn Weight>,
+    scorers: Vec<Box<dyn Weight>>,
+}
+
+impl Weight for SeekSumWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let required = self.required.scorer(reader, 1.0)?;
+        let scorers = self
+            .scorers
+            .iter()
+            .map(|w| w.scorer(reader, boost))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(SeekSumScorer { required, scorers }))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut s = self.scorer(reader, 1.0)?;
+        if s.doc() > doc || s.seek(doc) != doc {
+            return Err(tantivy::TantivyError::InvalidArgument(format!(
+                "document {doc} does not match"
+            )));
+        }
+        Ok(Explanation::new("sum of the matching clauses", s.score()))
+    }
+}
+
+struct SeekSumScorer {
+    required: Box<dyn Scorer>,
+    scorers: Vec<Box<dyn Scorer>>,
+}
+
+impl DocSet for SeekSumScorer {
+    fn advance(&mut self) -> DocId {
+        self.required.advance()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        self.required.seek(target)
+    }
+
+    fn doc(&self) -> DocId {
+        self.required.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.required.size_hint()
+    }
+}
+
+impl Scorer for SeekSumScorer {
+    fn score(&mut self) -> Score {
+        let doc = self.required.doc();
+        let mut sum = 0.0;
+        for s in &mut self.scorers {
+            if s.doc() < doc {
+                s.seek(doc);
+            }
+            if s.doc() == doc {
+                sum += s.score();
+            }
+        }
+        sum
+    }
 }

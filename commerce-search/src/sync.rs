@@ -8,7 +8,9 @@ use std::time::Duration;
 use commerce_core::Result;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, EventId, ProductId};
-use commerce_core::store::{CatalogStore, EventLog, ProductQuery, SearchIndex};
+use commerce_core::store::{
+    CatalogStore, EventLog, InventoryStore, InventoryStoreExt, ProductQuery, SearchIndex,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Follows the event log and applies product changes to a search index.
@@ -26,12 +28,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// ordinary batches (a bulk import of thousands of products takes as long as indexing
 /// them).
 ///
-/// `StockChanged` events re-index the product owning the SKU (its in-stock flag).
+/// `StockChanged` events re-index the product owning the SKU (its in-stock flag). The
+/// flag comes from the catalog's `inventory_count` unless an inventory is given
+/// ([`SearchSync::with_inventory`]): then live availability is used (a SKU without
+/// stock levels is out of stock), and reservation changes re-index their products too.
 #[derive(Debug, Clone)]
 pub struct SearchSync {
     events: Arc<dyn EventLog>,
     catalog: Arc<dyn CatalogStore>,
     index: Arc<dyn SearchIndex>,
+    inventory: Option<Arc<dyn InventoryStore>>,
     consumer: ConsumerName,
     /// Events per round.
     pub batch: u32,
@@ -50,6 +56,7 @@ impl SearchSync {
             events,
             catalog,
             index,
+            inventory: None,
             consumer: ConsumerName::new("search-index")?,
             batch: 1000,
             idle_wait: Duration::from_millis(200),
@@ -59,6 +66,12 @@ impl SearchSync {
     /// Uses another consumer name (one per index fed from the same log).
     pub fn with_consumer(mut self, consumer: ConsumerName) -> Self {
         self.consumer = consumer;
+        self
+    }
+
+    /// Takes the in-stock flag from live availability in `inventory`.
+    pub fn with_inventory(mut self, inventory: Arc<dyn InventoryStore>) -> Self {
+        self.inventory = Some(inventory);
         self
     }
 
@@ -81,6 +94,13 @@ impl SearchSync {
                         ids.insert(p.id);
                     }
                 }
+                DomainEvent::ReservationChanged { skus, .. } if self.inventory.is_some() => {
+                    for sku in skus {
+                        if let Some(p) = self.catalog.get_product_by_sku(sku).await? {
+                            ids.insert(p.id);
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -88,7 +108,18 @@ impl SearchSync {
         let mut removals = Vec::new();
         for id in ids {
             match self.catalog.get_product(&id).await? {
-                Some(p) => upserts.push(p),
+                Some(mut p) => {
+                    if let Some(inventory) = &self.inventory {
+                        for v in &mut p.variants {
+                            match inventory.available(&v.sku).await {
+                                Ok(n) => v.inventory_count = u32::try_from(n).unwrap_or(u32::MAX),
+                                Err(e) if e.is_not_found() => {}
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    upserts.push(p)
+                }
                 None => removals.push(id),
             }
         }
@@ -164,7 +195,8 @@ pub async fn rebuild(
     let mut n = 0u64;
     loop {
         let page = catalog.list_products(&query).await?;
-        index.upsert(&page.items).await?;
+        // After `clear`, nothing is indexed: no delete-by-id needed.
+        index.insert_new(&page.items)?;
         n += page.items.len() as u64;
         bar.inc(page.items.len() as u64);
         match page.next {

@@ -744,6 +744,59 @@ async fn sync_from_events() {
     assert_eq!(idx.count().await.unwrap(), 7);
 }
 
+#[tokio::test]
+async fn sync_takes_in_stock_from_live_inventory() {
+    use commerce_core::id::LocationId;
+    use commerce_core::store::InventoryStore;
+    let (engine, products) = engine_with_products().await;
+    let idx = Arc::new(index_empty());
+    let sync = SearchSync::new(engine.events.clone(), engine.catalog.clone(), idx.clone())
+        .unwrap()
+        .with_inventory(engine.inventory.clone());
+    sync.run_once().await.unwrap();
+    let in_stock = |brand: &str| {
+        let mut q = SearchQuery::text("");
+        q.filters.in_stock_only = true;
+        q.filters.brands = vec![brand.to_owned()];
+        q
+    };
+    // The catalog says 5 units, but live stock is what counts: none yet.
+    assert_eq!(idx.search(&in_stock("LG")).await.unwrap().total, 0);
+    let fridge = &products[7].variants[0].sku;
+    let here = LocationId::new("main").unwrap();
+    engine
+        .inventory
+        .restock(fridge, &here, 3, "test")
+        .await
+        .unwrap();
+    sync.run_once().await.unwrap();
+    assert_eq!(idx.search(&in_stock("LG")).await.unwrap().total, 1);
+    engine
+        .inventory
+        .adjust(fridge, &here, -3, "test")
+        .await
+        .unwrap();
+    sync.run_once().await.unwrap();
+    assert_eq!(idx.search(&in_stock("LG")).await.unwrap().total, 0);
+}
+
+#[tokio::test]
+async fn compact_keeps_every_document() {
+    let idx = index_empty();
+    for x in catalog() {
+        idx.upsert(&[product(&x)]).await.unwrap();
+        idx.refresh().await.unwrap();
+    }
+    assert!(idx.searcher().segment_readers().len() > 1);
+    idx.compact().unwrap();
+    assert_eq!(idx.searcher().segment_readers().len(), 1);
+    assert_eq!(idx.count().await.unwrap(), 8);
+    assert_eq!(
+        ids(&idx.search(&SearchQuery::text("iphone")).await.unwrap()),
+        ["iphone15"]
+    );
+}
+
 fn index_empty() -> TantivySearch {
     TantivySearch::in_ram_with(SearchConfig {
         commit_interval: None,

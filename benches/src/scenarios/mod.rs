@@ -8,6 +8,7 @@ mod memory;
 mod postgres;
 mod recommend;
 mod redis;
+mod search;
 
 /// A runnable scenario.
 #[derive(Debug, Clone, Copy)]
@@ -27,5 +28,6 @@ pub fn all() -> Vec<Scenario> {
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
     out.extend(redis::scenarios());
+    out.extend(search::scenarios());
     out
 }
