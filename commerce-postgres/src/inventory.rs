@@ -312,9 +312,14 @@ impl PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let mut r = self.lock_reservation(&mut tx, order_id).await?;
         match r.state {
-            s if s == to => return Ok(r),
+            s if s == to => {
+                // Release the row lock now, not when the pool reuses the connection.
+                tx.rollback().await.db()?;
+                return Ok(r);
+            }
             ReservationState::Active => {}
             other => {
+                tx.rollback().await.db()?;
                 return Err(Error::invalid_transition(
                     EntityKind::Reservation,
                     other,
@@ -618,6 +623,7 @@ impl InventoryStore for PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let mut r = self.lock_reservation(&mut tx, order_id).await?;
         if r.state != ReservationState::Active {
+            tx.rollback().await.db()?;
             return Err(Error::invalid_transition(
                 EntityKind::Reservation,
                 r.state,
@@ -625,6 +631,7 @@ impl InventoryStore for PgInventory {
             ));
         }
         if r.expires_at <= now {
+            tx.rollback().await.db()?;
             return Err(Error::invalid_transition(
                 EntityKind::Reservation,
                 "EXPIRED",
@@ -668,9 +675,14 @@ impl InventoryStore for PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let mut r = self.lock_reservation(&mut tx, order_id).await?;
         match r.state {
-            ReservationState::Returned => return Ok(r),
+            ReservationState::Returned => {
+                // Release the row lock now, not when the pool reuses the connection.
+                tx.rollback().await.db()?;
+                return Ok(r);
+            }
             ReservationState::Confirmed => {}
             other => {
+                tx.rollback().await.db()?;
                 return Err(Error::invalid_transition(
                     EntityKind::Reservation,
                     other,
