@@ -26,10 +26,13 @@ pub struct Series {
 }
 
 /// The label of a report's own line: its backend plus, when present, its `variant`
-/// field (e.g. `postgres, combiner` against `postgres, plain`).
+/// (or `hot_technique`) field (e.g. `postgres, combiner` against `postgres, none`).
 fn label(report: &Report) -> String {
     let backend = report.get_str("backend").unwrap_or("ours");
-    match report.get_str("variant") {
+    match report
+        .get_str("variant")
+        .or_else(|| report.get_str("hot_technique"))
+    {
         Some(v) => format!("{backend}, {v}"),
         None => backend.to_owned(),
     }
@@ -52,7 +55,15 @@ pub fn sweep_series(points: &[(usize, Report)]) -> Vec<Series> {
             push(label(report), x, y);
         }
         if let Some(y) = report.get_f64("baseline_ops_per_sec") {
-            let name = report.get_str("baseline").unwrap_or("baseline").to_owned();
+            let base = report.get_str("baseline").unwrap_or("baseline");
+            // Each variant measures its own baseline beside it.
+            let name = match report
+                .get_str("variant")
+                .or_else(|| report.get_str("hot_technique"))
+            {
+                Some(v) => format!("{base} (beside {v})"),
+                None => base.to_owned(),
+            };
             push(name, x, y);
         }
     }
@@ -240,7 +251,7 @@ mod tests {
         let series = sweep_series(&points);
         assert_eq!(series.len(), 2);
         assert_eq!(series[0].name, "postgres, combiner");
-        assert_eq!(series[1].name, "pgbench");
+        assert_eq!(series[1].name, "pgbench (beside combiner)");
         assert_eq!(series[1].points[3], (64.0, 3200.0));
         let path = dir.join("sweep.svg");
         throughput_svg(&path, "inventory-hot", &series).unwrap();
