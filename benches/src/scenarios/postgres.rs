@@ -68,7 +68,7 @@ fn q(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
 }
 
-async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> {
+pub(super) async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> {
     let url = settings.require_database_url()?;
     let (opts, connect) = PgConfig::new()
         .max_connections(size)
@@ -427,7 +427,7 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
 }
 
 /// Loads `n` products (2 variants each) into `schema` unless it already holds them.
-async fn load_catalog(pool: &PgPool, schema: &str, n: u64) -> BenchResult<PgCommerce> {
+pub(super) async fn load_catalog(pool: &PgPool, schema: &str, n: u64) -> BenchResult<PgCommerce> {
     let pg = PgCommerce::from_pool(pool.clone(), PgConfig::new().schema(schema)?);
     if pg.migrate().await.is_ok() {
         let have: i64 =

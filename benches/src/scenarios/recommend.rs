@@ -13,9 +13,9 @@
 //! order per product with a skewed, clustered basket (1 to 6 products), recorded
 //! through the co-purchase store; every tenth product is out of stock.
 //!
-//! Backends: `memory` only for now. `postgres` (co-purchase counts, catalog and
-//! inventory in PostgreSQL, the product cache in Redis) is added when the
-//! commerce-postgres and commerce-redis adapters land.
+//! Backends (`--backend`): `memory` (default), or `postgres` (catalog, inventory,
+//! co-purchase counts and histories in PostgreSQL, the product cache in Redis; default
+//! 1,000,000 products and orders, kept in schema `bench_reco_<n>` for reuse).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,9 +23,12 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use commerce_core::catalog::{CategoryPath, CategoryTree, Product, Slug};
+use commerce_core::clock::{Clock, SystemClock};
 use commerce_core::id::{CustomerId, LocationId, ProductId};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::page::{MemoryProductCache, PageConfig, PageRequest, ProductPages};
+use commerce_core::page::{
+    MemoryProductCache, PageConfig, PageRequest, ProductCache, ProductPages,
+};
 use commerce_core::recommend::{
     Basket, Interaction, InteractionKind, MemoryCoPurchase, MemoryHistory, ProductRecommender,
     RecommendRequest, Recommendations, Recommender,
@@ -36,6 +39,8 @@ use commerce_core::store::search::{SearchHit, SearchQuery, SearchResults, Sugges
 use commerce_core::store::{
     CatalogStore, CatalogStoreExt, CoPurchaseStore, HistoryStore, InventoryStore, SearchIndex,
 };
+use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_redis::{CacheConfig, CachedCatalog, RedisConfig};
 use futures::FutureExt;
 
 use super::Scenario;
@@ -90,24 +95,36 @@ fn basket_of(o: u64, n: u64) -> Vec<u64> {
 }
 
 struct Shop {
-    engine: MemoryEngine,
-    counts: Arc<MemoryCoPurchase>,
-    history: Arc<MemoryHistory>,
+    backend: &'static str,
+    catalog: Arc<dyn CatalogStore>,
+    inventory: Arc<dyn InventoryStore>,
+    clock: Arc<dyn Clock>,
+    counts: Arc<dyn CoPurchaseStore>,
+    history: Arc<dyn HistoryStore>,
+    cache: Arc<dyn ProductCache>,
+    /// The in-memory engine (memory backend): the similar-products stand-in reads it.
+    engine: Option<MemoryEngine>,
+    /// Product `i`'s id.
+    id_of: fn(u64) -> ProductId,
     slugs: Vec<Slug>,
     products: u64,
     record_orders_per_sec: f64,
     load_seconds: f64,
+    reused: bool,
+}
+
+/// The shop on the backend asked for: `memory` (default) or `postgres` (catalog,
+/// inventory, co-purchase counts and histories in PostgreSQL, the product cache in
+/// Redis; needs `DATABASE_URL` and `REDIS_URL`).
+async fn shop(settings: &Settings) -> BenchResult<Shop> {
+    match settings.backend_or("memory") {
+        "memory" => memory_shop(settings).await,
+        "postgres" => pg_shop(settings).await,
+        other => Err(format!("unknown backend {other:?} (memory or postgres)").into()),
+    }
 }
 
 async fn memory_shop(settings: &Settings) -> BenchResult<Shop> {
-    let backend = settings.backend_or("memory");
-    if backend != "memory" {
-        return Err(format!(
-            "backend {backend:?} is not available for this scenario yet (memory only; \
-             postgres/redis come with the commerce-postgres and commerce-redis adapters)"
-        )
-        .into());
-    }
     let started = Instant::now();
     let n = settings.products_or(100_000, 2_000).max(10);
     let engine = MemoryEngine::new();
@@ -124,7 +141,7 @@ async fn memory_shop(settings: &Settings) -> BenchResult<Shop> {
                 .await?;
         }
     }
-    let counts = Arc::new(MemoryCoPurchase::new());
+    let counts: Arc<dyn CoPurchaseStore> = Arc::new(MemoryCoPurchase::new());
     let record_start = Instant::now();
     for o in 0..n {
         let products = basket_of(o, n).into_iter().map(SampleCatalog::product_id);
@@ -137,7 +154,7 @@ async fn memory_shop(settings: &Settings) -> BenchResult<Shop> {
     }
     let record_orders_per_sec = n as f64 / record_start.elapsed().as_secs_f64().max(1e-9);
     // Half the shoppers have looked at a few products.
-    let history = Arc::new(MemoryHistory::new());
+    let history: Arc<dyn HistoryStore> = Arc::new(MemoryHistory::new());
     let now = engine.clock.now();
     for c in 0..1_000u64 {
         let customer = CustomerId::new(format!("c{c}"))?;
@@ -153,26 +170,200 @@ async fn memory_shop(settings: &Settings) -> BenchResult<Shop> {
             }
         }
     }
+    let cache: Arc<dyn ProductCache> = Arc::new(MemoryProductCache::new(
+        engine.clock.clone(),
+        Duration::from_secs(30),
+        100_000,
+    ));
     Ok(Shop {
-        engine,
+        backend: "memory",
+        catalog: engine.catalog.clone(),
+        inventory: engine.inventory.clone(),
+        clock: engine.clock.clone(),
         counts,
         history,
+        cache,
+        engine: Some(engine),
+        id_of: SampleCatalog::product_id,
         slugs,
         products: n,
         record_orders_per_sec,
         load_seconds: started.elapsed().as_secs_f64(),
+        reused: false,
+    })
+}
+
+/// Product `i` of the PostgreSQL bench catalog (`load_catalog`: ids `p1..pn`).
+fn pg_product_id(i: u64) -> ProductId {
+    ProductId::new(format!("p{}", i + 1)).unwrap_or_else(|_| SampleCatalog::product_id(i))
+}
+
+/// `n` products (2 variants each) in PostgreSQL with stock for nine in ten, one past
+/// order per product recorded in the co-purchase tables, 1,000 shoppers' histories;
+/// the product cache in Redis. Reuses schema `bench_reco_<n>` when it is complete.
+async fn pg_shop(settings: &Settings) -> BenchResult<Shop> {
+    let started = Instant::now();
+    let n = settings.products_or(1_000_000, 2_000).max(10);
+    let redis_url = settings.require_redis_url()?.to_owned();
+    let pool = super::postgres::pool(settings, 32).await?;
+    let schema = format!("bench_reco_{n}");
+    let q = |sql: String| sqlx::AssertSqlSafe(sql);
+    let existing = PgCommerce::from_pool(pool.clone(), PgConfig::new().schema(&schema)?);
+    let reused = existing.migrate().await.is_ok()
+        && existing.co_purchase().orders_recorded().await.unwrap_or(0) == n
+        && existing
+            .history()
+            .recent(&CustomerId::new("c0")?, 1)
+            .await
+            .map(|h| h.len())
+            .unwrap_or(0)
+            == 1;
+    let mut record_orders_per_sec = 0.0;
+    let pg = if reused {
+        eprintln!("recommend: reusing schema {schema}");
+        existing
+    } else {
+        let pg = super::postgres::load_catalog(&pool, &schema, n).await?;
+        let s = &schema;
+        for table in [
+            "stock_levels",
+            "stock_skus",
+            "stock_movements",
+            "co_purchase_orders",
+            "co_purchase_popularity",
+            "co_purchase_pairs",
+            "shopper_history",
+        ] {
+            sqlx::query(q(format!("TRUNCATE \"{s}\".{table}")))
+                .execute(&pool)
+                .await?;
+        }
+        eprintln!("recommend: stocking {n} products");
+        for (table, cols, vals) in [
+            (
+                "stock_levels",
+                "sku, location, received, available",
+                "'P' || g || '-1', 'main', 1000, 1000",
+            ),
+            ("stock_skus", "sku", "'P' || g || '-1'"),
+            (
+                "stock_movements",
+                "sku, location, kind, quantity, reason, at",
+                "'P' || g || '-1', 'main', 'received', 1000, 'bench', now()",
+            ),
+        ] {
+            sqlx::query(q(format!(
+                "INSERT INTO \"{s}\".{table} ({cols})
+                 SELECT {vals} FROM generate_series(1, $1::bigint) g WHERE g % 10 <> 4"
+            )))
+            .bind(n as i64)
+            .execute(&pool)
+            .await?;
+        }
+        eprintln!("recommend: recording {n} past orders");
+        let counts = Arc::new(pg.co_purchase());
+        let record_start = Instant::now();
+        let batch = 1_000u64;
+        let mut tasks = Vec::new();
+        for worker in 0..4u64 {
+            let counts = counts.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut from = worker * batch;
+                while from < n {
+                    let baskets: Vec<Basket> = (from..(from + batch).min(n))
+                        .map(|o| {
+                            Ok(Basket::new(
+                                commerce_core::id::OrderId::new(format!("o{o}"))?,
+                                basket_of(o, n).into_iter().map(pg_product_id),
+                            ))
+                        })
+                        .collect::<commerce_core::Result<_>>()?;
+                    let mut attempt = 0;
+                    loop {
+                        match counts.record_all(&baskets).await {
+                            Ok(_) => break,
+                            Err(e) if e.is_retryable() && attempt < 5 => attempt += 1,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    from += 4 * batch;
+                }
+                Ok::<(), commerce_core::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        record_orders_per_sec = n as f64 / record_start.elapsed().as_secs_f64().max(1e-9);
+        let history = pg.history();
+        let now = SystemClock.now();
+        for c in 0..1_000u64 {
+            let customer = CustomerId::new(format!("c{c}"))?;
+            for k in 0..5 {
+                let id = pg_product_id(skewed(mix(c * 31 + k), n));
+                if let Some(p) = pg.catalog.get_product(&id).await? {
+                    history
+                        .record(
+                            &customer,
+                            &Interaction::new(&p, InteractionKind::Viewed, now),
+                        )
+                        .await?;
+                }
+            }
+        }
+        sqlx::query(q(format!("ANALYZE \"{s}\".co_purchase_pairs")))
+            .execute(&pool)
+            .await?;
+        pg
+    };
+    // The bench catalog is loaded as drafts; pages and recommendations show ACTIVE only.
+    sqlx::query(q(format!(
+        "UPDATE \"{schema}\".products
+         SET status = 'ACTIVE', body = jsonb_set(body, '{{status}}', '\"ACTIVE\"')
+         WHERE status <> 'ACTIVE'"
+    )))
+    .execute(&pool)
+    .await?;
+    let redis = RedisConfig::single(redis_url)
+        .with_prefix(format!("bench-reco-{}", std::process::id()))?
+        .connect()
+        .await?;
+    let cached = Arc::new(CachedCatalog::new(
+        pg.catalog.clone(),
+        redis,
+        CacheConfig::default(),
+    ));
+    let slugs = (1..=n)
+        .map(|g| Slug::new(format!("product-{g}")))
+        .collect::<commerce_core::Result<Vec<_>>>()?;
+    Ok(Shop {
+        backend: "postgres+redis",
+        catalog: pg.catalog.clone(),
+        inventory: pg.inventory.clone(),
+        clock: Arc::new(SystemClock),
+        counts: Arc::new(pg.co_purchase()),
+        history: Arc::new(pg.history()),
+        cache: cached,
+        engine: None,
+        id_of: pg_product_id,
+        slugs,
+        products: n,
+        record_orders_per_sec,
+        load_seconds: started.elapsed().as_secs_f64(),
+        reused,
     })
 }
 
 async fn recommend(settings: Settings) -> BenchResult<Vec<Report>> {
-    let shop = memory_shop(&settings).await?;
+    let shop = shop(&settings).await?;
     let recommender = Arc::new(Recommender::new(
         shop.counts.clone(),
-        shop.engine.catalog.clone(),
-        shop.engine.inventory.clone(),
-        shop.engine.clock.clone(),
+        shop.catalog.clone(),
+        shop.inventory.clone(),
+        shop.clock.clone(),
     ));
     let n = shop.products;
+    let id_of = shop.id_of;
     let concurrency = settings.concurrency_or(8);
     let r = recommender.clone();
     let result = run_closed_loop(concurrency, settings.seconds_or(10.0), move |task, i| {
@@ -181,10 +372,10 @@ async fn recommend(settings: Settings) -> BenchResult<Vec<Report>> {
         // the scheduler (in-memory stores never do), so timers keep firing.
         let request = tokio::spawn(async move {
             let h = mix((task as u64) << 40 ^ i);
-            let anchor = SampleCatalog::product_id(skewed(h, n));
+            let anchor = id_of(skewed(h, n));
             // A cart of 0 to 2 products.
             let cart: Vec<ProductId> = (0..mix(h) % 3)
-                .map(|k| SampleCatalog::product_id(skewed(mix(h ^ (k + 7)), n)))
+                .map(|k| id_of(skewed(mix(h ^ (k + 7)), n)))
                 .collect();
             match r.also_bought(&anchor, &cart, 10).await {
                 Ok(recs) if recs.len() == 10 => Outcome::Ok,
@@ -197,14 +388,15 @@ async fn recommend(settings: Settings) -> BenchResult<Vec<Report>> {
     .await;
     Ok(vec![
         result
-            .report("recommend", "memory")
+            .report("recommend", shop.backend)
             .field("products", n)
             .field("orders", n)
             .field("concurrency", concurrency)
             .field("k", 10)
             .field("target_p99_ms", 2.0)
             .field("record_orders_per_sec", round1(shop.record_orders_per_sec))
-            .field("setup_seconds", round3(shop.load_seconds)),
+            .field("setup_seconds", round3(shop.load_seconds))
+            .field("reused_data", shop.reused),
     ])
 }
 
@@ -294,28 +486,29 @@ impl SearchIndex for CategoryNeighbours {
 }
 
 async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
-    let shop = Arc::new(memory_shop(&settings).await?);
+    let shop = Arc::new(shop(&settings).await?);
     let n = shop.products;
-    let index = Arc::new(CategoryNeighbours::build(&shop.engine, n).await?);
-    let recommender = Recommender::new(
+    let mut recommender = Recommender::new(
         shop.counts.clone(),
-        shop.engine.catalog.clone(),
-        shop.engine.inventory.clone(),
-        shop.engine.clock.clone(),
+        shop.catalog.clone(),
+        shop.inventory.clone(),
+        shop.clock.clone(),
     )
-    .with_search(index)
     .with_history(shop.history.clone());
-    let cache = Arc::new(MemoryProductCache::new(
-        shop.engine.clock.clone(),
-        Duration::from_secs(30),
-        100_000,
-    ));
+    let similar = match &shop.engine {
+        Some(engine) => {
+            recommender =
+                recommender.with_search(Arc::new(CategoryNeighbours::build(engine, n).await?));
+            "category-neighbours stand-in"
+        }
+        None => "none (co-purchase and best sellers only)",
+    };
     let base = ProductPages::new(
-        shop.engine.catalog.clone(),
-        shop.engine.inventory.clone(),
-        shop.engine.clock.clone(),
+        shop.catalog.clone(),
+        shop.inventory.clone(),
+        shop.clock.clone(),
     )
-    .with_cache(cache)
+    .with_cache(shop.cache.clone())
     .with_view_tracking(shop.history.clone());
     let deadline = PageConfig::default().deadline;
     let concurrency = settings.concurrency_or(16);
@@ -360,7 +553,11 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
                         }
                         Outcome::Ok
                     }
-                    Err(_) => Outcome::Error,
+                    Err(e) => {
+                        static FIRST: std::sync::Once = std::sync::Once::new();
+                        FIRST.call_once(|| eprintln!("product-page: first error: {e}"));
+                        Outcome::Error
+                    }
                 }
             });
             async move { request.await.unwrap_or(Outcome::Error) }
@@ -370,7 +567,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
         let p99 = result.latencies.quantile_ms(0.99);
         reports.push(
             result
-                .report("product-page", "memory")
+                .report("product-page", shop.backend)
                 .field("recommender", label)
                 .field("products", n)
                 .field("orders", n)
@@ -387,7 +584,8 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
                     timed_out.load(std::sync::atomic::Ordering::Relaxed),
                 )
                 .field("target_p99_ms", 20.0)
-                .field("similar", "category-neighbours stand-in"),
+                .field("similar", similar)
+                .field("reused_data", shop.reused),
         );
     }
     Ok(reports)
