@@ -523,6 +523,9 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
     ] {
         let pages = Arc::new(pages);
         let omitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let omitted_sections: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u64>>> =
+            Arc::default();
+        let sections_all = omitted_sections.clone();
         let timed_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (p, s, o, t) = (
             pages.clone(),
@@ -532,6 +535,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
         );
         let result = run_closed_loop(concurrency, seconds, move |task, i| {
             let (pages, shop, omitted, timed_out) = (p.clone(), s.clone(), o.clone(), t.clone());
+            let sections = sections_all.clone();
             let request = tokio::spawn(async move {
                 let h = mix((task as u64) << 40 ^ i ^ 0xABCD);
                 let idx = skewed(h, n) as usize;
@@ -543,6 +547,11 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
                     Ok(page) => {
                         if !page.omitted.is_empty() {
                             omitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if let Ok(mut by) = sections.lock() {
+                                for o in &page.omitted {
+                                    *by.entry(o.section.to_string()).or_insert(0u64) += 1;
+                                }
+                            }
                         }
                         if page
                             .omitted
@@ -584,6 +593,13 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
                     timed_out.load(std::sync::atomic::Ordering::Relaxed),
                 )
                 .field("target_p99_ms", 20.0)
+                .field(
+                    "omitted_by_section",
+                    omitted_sections
+                        .lock()
+                        .map(|m| m.clone())
+                        .unwrap_or_default(),
+                )
                 .field("similar", similar)
                 .field("reused_data", shop.reused),
         );
