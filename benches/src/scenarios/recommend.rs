@@ -102,6 +102,9 @@ struct Shop {
     counts: Arc<dyn CoPurchaseStore>,
     history: Arc<dyn HistoryStore>,
     cache: Arc<dyn ProductCache>,
+    /// The catalog the recommender reads candidates from (through the cache when there
+    /// is one in Redis).
+    read_catalog: Arc<dyn CatalogStore>,
     /// The in-memory engine (memory backend): the similar-products stand-in reads it.
     engine: Option<MemoryEngine>,
     /// Product `i`'s id.
@@ -183,6 +186,7 @@ async fn memory_shop(settings: &Settings) -> BenchResult<Shop> {
         counts,
         history,
         cache,
+        read_catalog: engine.catalog.clone(),
         engine: Some(engine),
         id_of: SampleCatalog::product_id,
         slugs,
@@ -343,7 +347,8 @@ async fn pg_shop(settings: &Settings) -> BenchResult<Shop> {
         clock: Arc::new(SystemClock),
         counts: Arc::new(pg.co_purchase()),
         history: Arc::new(pg.history()),
-        cache: cached,
+        cache: cached.clone(),
+        read_catalog: cached,
         engine: None,
         id_of: pg_product_id,
         slugs,
@@ -358,7 +363,7 @@ async fn recommend(settings: Settings) -> BenchResult<Vec<Report>> {
     let shop = shop(&settings).await?;
     let recommender = Arc::new(Recommender::new(
         shop.counts.clone(),
-        shop.catalog.clone(),
+        shop.read_catalog.clone(),
         shop.inventory.clone(),
         shop.clock.clone(),
     ));
@@ -488,28 +493,60 @@ impl SearchIndex for CategoryNeighbours {
 async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
     let shop = Arc::new(shop(&settings).await?);
     let n = shop.products;
-    let mut recommender = Recommender::new(
-        shop.counts.clone(),
-        shop.catalog.clone(),
-        shop.inventory.clone(),
-        shop.clock.clone(),
-    )
-    .with_history(shop.history.clone());
-    let similar = match &shop.engine {
-        Some(engine) => {
-            recommender =
-                recommender.with_search(Arc::new(CategoryNeighbours::build(engine, n).await?));
-            "category-neighbours stand-in"
-        }
-        None => "none (co-purchase and best sellers only)",
+    // Fresh services (and so fresh circuit breakers) for every run.
+    let index: Option<Arc<dyn SearchIndex>> = match &shop.engine {
+        Some(engine) => Some(Arc::new(CategoryNeighbours::build(engine, n).await?)),
+        None => None,
     };
-    let base = ProductPages::new(
-        shop.catalog.clone(),
-        shop.inventory.clone(),
-        shop.clock.clone(),
-    )
-    .with_cache(shop.cache.clone())
-    .with_view_tracking(shop.history.clone());
+    let similar = if index.is_some() {
+        "category-neighbours stand-in"
+    } else {
+        "none (co-purchase and best sellers only)"
+    };
+    let make_recommender = || {
+        let r = Recommender::new(
+            shop.counts.clone(),
+            shop.read_catalog.clone(),
+            shop.inventory.clone(),
+            shop.clock.clone(),
+        )
+        .with_history(shop.history.clone());
+        match &index {
+            Some(i) => r.with_search(i.clone()),
+            None => r,
+        }
+    };
+    let make_base = || {
+        ProductPages::new(
+            shop.catalog.clone(),
+            shop.inventory.clone(),
+            shop.clock.clone(),
+        )
+        .with_cache(shop.cache.clone())
+        .with_view_tracking(shop.history.clone())
+    };
+    // Warm-up (connection pools, caches), unmeasured: a cold pool's first requests
+    // would trip the breakers of the measured run.
+    {
+        let warm = Arc::new(make_base().with_recommender(Arc::new(make_recommender())));
+        let (w, s) = (warm.clone(), shop.clone());
+        let warm_seconds = Duration::from_millis(if settings.quick { 300 } else { 2_000 });
+        run_closed_loop(settings.concurrency_or(16), warm_seconds, move |task, i| {
+            let (pages, shop) = (w.clone(), s.clone());
+            let request = tokio::spawn(async move {
+                let idx = skewed(mix((task as u64) << 40 ^ i ^ 0x5EED), n) as usize;
+                match pages
+                    .load(&PageRequest::by_slug(shop.slugs[idx].clone()))
+                    .await
+                {
+                    Ok(_) => Outcome::Ok,
+                    Err(_) => Outcome::Error,
+                }
+            });
+            async move { request.await.unwrap_or(Outcome::Error) }
+        })
+        .await;
+    }
     let deadline = PageConfig::default().deadline;
     let concurrency = settings.concurrency_or(16);
     let seconds = settings.seconds_or(10.0);
@@ -517,9 +554,9 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
     for (label, pages) in [
         (
             "healthy",
-            base.clone().with_recommender(Arc::new(recommender)),
+            make_base().with_recommender(Arc::new(make_recommender())),
         ),
-        ("hung", base.clone().with_recommender(Arc::new(Hung))),
+        ("hung", make_base().with_recommender(Arc::new(Hung))),
     ] {
         let pages = Arc::new(pages);
         let omitted = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -549,7 +586,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
                             omitted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             if let Ok(mut by) = sections.lock() {
                                 for o in &page.omitted {
-                                    *by.entry(o.section.to_string()).or_insert(0u64) += 1;
+                                    *by.entry(o.to_string()).or_insert(0u64) += 1;
                                 }
                             }
                         }
