@@ -8,6 +8,7 @@ mod memory;
 mod postgres;
 mod recommend;
 mod redis;
+mod scale;
 mod search;
 
 /// A runnable scenario.
@@ -29,5 +30,6 @@ pub fn all() -> Vec<Scenario> {
     out.extend(postgres::scenarios());
     out.extend(redis::scenarios());
     out.extend(search::scenarios());
+    out.extend(scale::scenarios());
     out
 }
