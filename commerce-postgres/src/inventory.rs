@@ -525,9 +525,12 @@ impl InventoryStore for PgInventory {
     }
 
     async fn stock(&self, sku: &Sku) -> Result<SkuStock> {
-        let mut tx = self.db.pool.begin().await.db()?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        // The isolation level in the BEGIN itself: one round trip, and nothing can run
+        // in the transaction before it.
+        let mut tx = self
+            .db
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .db()?;
         let rows = sqlx::query(sql!(
@@ -843,9 +846,12 @@ impl InventoryStore for PgInventory {
     }
 
     async fn audit(&self) -> Result<Vec<InvariantViolation>> {
-        let mut tx = self.db.pool.begin().await.db()?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
+        // The isolation level in the BEGIN itself: one round trip, and nothing can run
+        // in the transaction before it.
+        let mut tx = self
+            .db
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .db()?;
         let levels = sqlx::query(sql!(
