@@ -95,6 +95,20 @@ pub fn throughput_svg(path: &Path, title: &str, series: &[Series]) -> BenchResul
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()?;
+    draw_lines(&mut chart, series)?;
+    root.present()?;
+    Ok(())
+}
+
+/// Draws each series as a line with dots, and the legend.
+fn draw_lines<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    series: &[Series],
+) -> BenchResult<()>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
     for (i, s) in series.iter().enumerate() {
         let color = PALETTE[i % PALETTE.len()];
         chart
@@ -114,7 +128,6 @@ pub fn throughput_svg(path: &Path, title: &str, series: &[Series]) -> BenchResul
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;
-    root.present()?;
     Ok(())
 }
 
@@ -207,25 +220,7 @@ pub fn latency_svg(path: &Path, title: &str, series: &[Series]) -> BenchResult<(
         })
         .y_label_formatter(&|y| format!("{y:.2}"))
         .draw()?;
-    for (i, s) in series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
-        chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
-            .label(s.name.clone())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
-        chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()?;
+    draw_lines(&mut chart, series)?;
     root.present()?;
     Ok(())
 }

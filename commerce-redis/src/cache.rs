@@ -107,7 +107,7 @@ enum Entry<T> {
 /// let product = catalog.get_product(&ProductId::new("p-1")?).await?;
 /// # let _ = product; Ok(()) }
 /// ```
-pub struct CachedCatalog<S: CatalogStore> {
+pub struct CachedCatalog<S: CatalogStore + ?Sized> {
     inner: Arc<S>,
     redis: RedisBackend,
     config: CacheConfig,
@@ -115,7 +115,7 @@ pub struct CachedCatalog<S: CatalogStore> {
     breaker: CircuitBreaker,
 }
 
-impl<S: CatalogStore> fmt::Debug for CachedCatalog<S> {
+impl<S: CatalogStore + ?Sized> fmt::Debug for CachedCatalog<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CachedCatalog")
             .field("inner", &self.inner)
@@ -129,7 +129,7 @@ fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
 
-impl<S: CatalogStore> CachedCatalog<S> {
+impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
     /// Caches `inner` in `redis`.
     pub fn new(inner: Arc<S>, redis: RedisBackend, config: CacheConfig) -> Self {
         CachedCatalog {
@@ -501,7 +501,7 @@ impl<S: CatalogStore> CachedCatalog<S> {
 }
 
 #[async_trait]
-impl<S: CatalogStore> CatalogStore for CachedCatalog<S> {
+impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
     async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
         let skus: Vec<Sku> = new.variants.iter().map(|v| v.sku.clone()).collect();
         self.before_write(new.id.as_ref(), 1, &slug, &skus).await;
@@ -573,7 +573,7 @@ impl<S: CatalogStore> CatalogStore for CachedCatalog<S> {
 /// only reads (a miss is `None`), `put` fills (never over a newer version), `invalidate`
 /// drops the product so that slug lookups miss too.
 #[async_trait]
-impl<S: CatalogStore> ProductCache for CachedCatalog<S> {
+impl<S: CatalogStore + ?Sized> ProductCache for CachedCatalog<S> {
     async fn get(&self, key: &ProductKey) -> Result<Option<Product>> {
         let id = match key {
             ProductKey::Id(id) => id.clone(),
@@ -624,13 +624,13 @@ impl<S: CatalogStore> ProductCache for CachedCatalog<S> {
 /// # }
 /// ```
 #[derive(Debug)]
-pub struct CacheInvalidator<S: CatalogStore> {
+pub struct CacheInvalidator<S: CatalogStore + ?Sized> {
     cache: Arc<CachedCatalog<S>>,
     events: Arc<dyn EventLog>,
     consumer: ConsumerName,
 }
 
-impl<S: CatalogStore> CacheInvalidator<S> {
+impl<S: CatalogStore + ?Sized> CacheInvalidator<S> {
     /// Invalidates `cache` from `events` as consumer `consumer`.
     pub fn new(
         cache: Arc<CachedCatalog<S>>,

@@ -103,11 +103,7 @@ fn cache(
     redis: commerce_redis::RedisBackend,
     events: Arc<dyn EventLog>,
 ) -> Result<(Arc<dyn CatalogStore>, JoinHandle<()>)> {
-    let cached = Arc::new(CachedCatalog::new(
-        Arc::new(DynCatalog(catalog)),
-        redis,
-        CacheConfig::default(),
-    ));
+    let cached = Arc::new(CachedCatalog::new(catalog, redis, CacheConfig::default()));
     let invalidator = CacheInvalidator::new(
         cached.clone(),
         events,
@@ -131,47 +127,4 @@ async fn sqlx_drop_schema(pg: &PgCommerce) -> Result<()> {
         .await
         .map_err(|e| commerce_core::Error::retryable("drop the example's schema", e))?;
     Ok(())
-}
-
-/// A `dyn CatalogStore` as a sized `CatalogStore` (the cache is generic over its inner
-/// store).
-#[derive(Debug)]
-struct DynCatalog(Arc<dyn CatalogStore>);
-
-mod dyn_catalog {
-    use async_trait::async_trait;
-    use commerce_core::Result;
-    use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
-    use commerce_core::id::{ProductId, Sku};
-    use commerce_core::store::{CatalogStore, Page, ProductQuery};
-
-    use super::DynCatalog;
-
-    #[async_trait]
-    impl CatalogStore for DynCatalog {
-        async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
-            self.0.insert_product(new, slug).await
-        }
-        async fn update_product(&self, product: Product) -> Result<Product> {
-            self.0.update_product(product).await
-        }
-        async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
-            self.0.get_product(id).await
-        }
-        async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
-            self.0.get_product_by_slug(slug).await
-        }
-        async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
-            self.0.get_product_by_sku(sku).await
-        }
-        async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
-            self.0.list_products(query).await
-        }
-        async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
-            self.0.put_categories(categories).await
-        }
-        async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
-            self.0.categories(root).await
-        }
-    }
 }
