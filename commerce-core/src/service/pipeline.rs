@@ -361,13 +361,22 @@ impl OrderPipeline {
                     )
                     .await
                 }
-                other => Err(Error::permanent(
-                    format!(
-                        "order {} is CREATED but its reservation is {other}",
-                        order.id
-                    ),
-                    "inconsistent state",
-                )),
+                other => {
+                    // Another worker may have taken this order further since we read
+                    // it (the reservation answers idempotently with its current state):
+                    // reload and go on from where the order is now.
+                    let current = self.orders.get_order(&order.id).await?;
+                    if current.is_some_and(|o| o.status != OrderStatus::Created) {
+                        return Ok(Next::Continue);
+                    }
+                    Err(Error::permanent(
+                        format!(
+                            "order {} is CREATED but its reservation is {other}",
+                            order.id
+                        ),
+                        "inconsistent state",
+                    ))
+                }
             },
             Err(Error::OutOfStock {
                 sku,
