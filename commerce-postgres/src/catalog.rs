@@ -1,5 +1,6 @@
 //! Products, variants and categories: [`PgCatalog`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -7,7 +8,7 @@ use commerce_core::EntityKind;
 use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, ProductStatus, Slug};
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{CategoryId, ProductId, Sku};
-use commerce_core::store::{CatalogStore, Page, ProductQuery, check_limit};
+use commerce_core::store::{CatalogStore, Page, ProductQuery, check_limit, distinct_batch};
 use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -229,6 +230,25 @@ impl CatalogStore for PgCatalog {
             .await
             .db()?;
         row.as_ref().map(product_from).transpose()
+    }
+
+    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        let ids = distinct_batch("ids", ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = ids.iter().map(|id| id.as_str()).collect();
+        let rows = sqlx::query(sql!("{} WHERE p.id = ANY($1)", self.select()))
+            .bind(&names)
+            .fetch_all(&self.read_pool)
+            .await
+            .db()?;
+        let mut found: HashMap<ProductId, Product> = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let p = product_from(row)?;
+            found.insert(p.id.clone(), p);
+        }
+        Ok(ids.into_iter().filter_map(|id| found.remove(id)).collect())
     }
 
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {

@@ -13,7 +13,7 @@ use commerce_core::inventory::{
     Allocation, InvariantViolation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest,
     ReservationState, SkuStock, StockLevel, StockMovement, check_quantity, replay,
 };
-use commerce_core::store::{InventoryStore, check_limit};
+use commerce_core::store::{InventoryStore, check_limit, distinct_batch};
 use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
@@ -134,6 +134,56 @@ fn lock_order(allocs: &[Allocation]) -> Vec<&Allocation> {
 }
 
 impl PgInventory {
+    /// The stock of each of `skus` (distinct), in order, in one statement (so from one
+    /// snapshot) and one round trip.
+    async fn read_stocks(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows = sqlx::query(sql!(
+            "SELECT k.ord, s.backorder_allowed, s.backordered, l.*
+               FROM unnest($1::text[]) WITH ORDINALITY AS k(sku, ord)
+               LEFT JOIN {skus} s ON s.sku = k.sku COLLATE \"C\"
+               LEFT JOIN {levels} l ON l.sku = k.sku COLLATE \"C\"
+              ORDER BY k.ord, l.location",
+            skus = self.db.t("stock_skus"),
+            levels = self.db.t("stock_levels"),
+        ))
+        .bind(&names)
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        let mut out: Vec<SkuStock> = skus
+            .iter()
+            .map(|sku| SkuStock {
+                sku: sku.clone(),
+                levels: Vec::new(),
+                backorder_allowed: false,
+                backordered: 0,
+            })
+            .collect();
+        for row in &rows {
+            let ord: i64 = row.try_get("ord").db()?;
+            let stock = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| corrupt(format!("stock row for position {ord}")))?;
+            stock.backorder_allowed = row
+                .try_get::<Option<bool>, _>("backorder_allowed")
+                .db()?
+                .unwrap_or(false);
+            stock.backordered = u(row
+                .try_get::<Option<i64>, _>("backordered")
+                .db()?
+                .unwrap_or(0));
+            if row.try_get::<Option<String>, _>("location").db()?.is_some() {
+                stock.levels.push(level_from(row)?);
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks every level's counters against the invariant, the live reservations and
     /// a replay of the ledger, and the SKU records' backorder counts; returns the drift
     /// found (empty when all is well). The same as [`InventoryStore::audit`]; reads one
@@ -525,38 +575,16 @@ impl InventoryStore for PgInventory {
     }
 
     async fn stock(&self, sku: &Sku) -> Result<SkuStock> {
-        // The isolation level in the BEGIN itself: one round trip, and nothing can run
-        // in the transaction before it.
-        let mut tx = self
-            .db
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .db()?;
-        let rows = sqlx::query(sql!(
-            "SELECT * FROM {} WHERE sku = $1 ORDER BY location",
-            self.db.t("stock_levels")
-        ))
-        .bind(sku.as_str())
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let meta: Option<(bool, i64)> = sqlx::query_as(sql!(
-            "SELECT backorder_allowed, backordered FROM {} WHERE sku = $1",
-            self.db.t("stock_skus")
-        ))
-        .bind(sku.as_str())
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
-        let (backorder_allowed, backordered) = meta.unwrap_or((false, 0));
-        Ok(SkuStock {
-            sku: sku.clone(),
-            levels: rows.iter().map(level_from).collect::<Result<_>>()?,
-            backorder_allowed,
-            backordered: u(backordered),
-        })
+        let mut stocks = self.read_stocks(std::slice::from_ref(sku)).await?;
+        stocks
+            .pop()
+            .ok_or_else(|| corrupt(format!("no stock row for {sku}")))
+    }
+
+    async fn stocks(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
+        let skus = distinct_batch("skus", skus)?;
+        let skus: Vec<Sku> = skus.into_iter().cloned().collect();
+        self.read_stocks(&skus).await
     }
 
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {

@@ -13,7 +13,7 @@ use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, ProductId, Sku};
 use commerce_core::page::{ProductCache, ProductKey};
 use commerce_core::resilience::{BreakerConfig, CircuitBreaker};
-use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery};
+use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery, distinct_batch};
 use commerce_core::{Error, Result};
 use redis::Script;
 use tokio::sync::Mutex as AsyncMutex;
@@ -125,6 +125,23 @@ impl<S: CatalogStore + ?Sized> fmt::Debug for CachedCatalog<S> {
     }
 }
 
+/// A cached product value: `P<version>|<json>`, `N` (no such product) or an
+/// invalidation marker (a miss).
+fn product_entry(raw: Option<&str>, id: &ProductId) -> Entry<Product> {
+    match raw {
+        None => Entry::Miss,
+        Some("N") => Entry::Missing,
+        Some(v) if v.starts_with('P') => match v.split_once('|') {
+            Some((_, json)) => match serde_json::from_str::<Product>(json) {
+                Ok(p) if &p.id == id => Entry::Hit(p),
+                _ => Entry::Miss,
+            },
+            None => Entry::Miss,
+        },
+        Some(_) => Entry::Miss, // an invalidation marker
+    }
+}
+
 fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
 }
@@ -203,18 +220,75 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
             .query_async(&mut conn)
             .await
             .map_err(map)?;
-        Ok(match raw.as_deref() {
-            None => Entry::Miss,
-            Some("N") => Entry::Missing,
-            Some(v) if v.starts_with('P') => match v.split_once('|') {
-                Some((_, json)) => match serde_json::from_str::<Product>(json) {
-                    Ok(p) if &p.id == id => Entry::Hit(p),
-                    _ => Entry::Miss,
-                },
-                None => Entry::Miss,
-            },
-            Some(_) => Entry::Miss, // an invalidation marker
-        })
+        Ok(product_entry(raw.as_deref(), id))
+    }
+
+    /// The cache entries of `ids`, in one pipeline (one round trip per node).
+    async fn cached_products_raw(&self, ids: &[&ProductId]) -> Result<Vec<Entry<Product>>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("GET").arg(self.product_key(id));
+        }
+        let mut conn = self.redis.conn();
+        let raw: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(map)?;
+        Ok(ids
+            .iter()
+            .zip(
+                raw.iter()
+                    .map(Option::as_deref)
+                    .chain(std::iter::repeat(None)),
+            )
+            .map(|(id, raw)| product_entry(raw, id))
+            .collect())
+    }
+
+    /// Batch read-through: cached products from one pipeline, the rest from one
+    /// batch read of the wrapped store, then cached (without the single-flight lock of
+    /// the one-product path: a batch miss costs one wrapped read, not one per product).
+    async fn products_by_ids(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        let ids = distinct_batch("ids", ids)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let entries = match self.guarded(self.cached_products_raw(&ids)).await {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::debug!(error = %e, "product cache unavailable, reading the catalog");
+                let owned: Vec<ProductId> = ids.into_iter().cloned().collect();
+                return self.inner.get_products(&owned).await;
+            }
+        };
+        let misses: Vec<ProductId> = ids
+            .iter()
+            .zip(&entries)
+            .filter(|(_, e)| matches!(e, Entry::Miss))
+            .map(|(id, _)| (*id).clone())
+            .collect();
+        let mut loaded: HashMap<ProductId, Product> = HashMap::new();
+        if !misses.is_empty() {
+            for p in self.inner.get_products(&misses).await? {
+                loaded.insert(p.id.clone(), p);
+            }
+            let fills = misses.iter().map(|id| async {
+                let filled = match loaded.get(id) {
+                    Some(p) => self.fill(p).await,
+                    None => self.fill_missing(&self.product_key(id)).await,
+                };
+                if let Err(e) = filled {
+                    tracing::debug!(error = %e, "could not fill the product cache");
+                }
+            });
+            futures::future::join_all(fills).await;
+        }
+        Ok(ids
+            .into_iter()
+            .zip(entries)
+            .filter_map(|(id, entry)| match entry {
+                Entry::Hit(p) => Some(p),
+                Entry::Missing => None,
+                Entry::Miss => loaded.remove(id),
+            })
+            .collect())
     }
 
     async fn cached_pointer(&self, key: &str) -> Result<Entry<ProductId>> {
@@ -535,6 +609,10 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
 
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
         self.product_by_id(id).await
+    }
+
+    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        self.products_by_ids(ids).await
     }
 
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {

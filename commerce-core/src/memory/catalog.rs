@@ -169,6 +169,15 @@ impl CatalogStore for MemoryCatalog {
         Ok(lock(&self.state).products.get(id).cloned())
     }
 
+    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        let ids = crate::store::distinct_batch("ids", ids)?;
+        let state = lock(&self.state);
+        Ok(ids
+            .into_iter()
+            .filter_map(|id| state.products.get(id).cloned())
+            .collect())
+    }
+
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
         let state = lock(&self.state);
         Ok(state

@@ -43,6 +43,16 @@ impl State {
             .map(|(_, l)| l)
     }
 
+    fn stock_of(&self, sku: &Sku) -> SkuStock {
+        let meta = self.skus.get(sku).cloned().unwrap_or_default();
+        SkuStock {
+            sku: sku.clone(),
+            levels: self.levels_of(sku).cloned().collect(),
+            backorder_allowed: meta.backorder_allowed,
+            backordered: meta.backordered,
+        }
+    }
+
     fn record(&mut self, m: StockMovement) {
         self.ledger.entry(m.sku.clone()).or_default().push(m);
     }
@@ -304,14 +314,13 @@ impl InventoryStore for MemoryInventory {
     }
 
     async fn stock(&self, sku: &Sku) -> Result<SkuStock> {
+        Ok(lock(&self.state).stock_of(sku))
+    }
+
+    async fn stocks(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
+        let skus = crate::store::distinct_batch("skus", skus)?;
         let state = lock(&self.state);
-        let meta = state.skus.get(sku).cloned().unwrap_or_default();
-        Ok(SkuStock {
-            sku: sku.clone(),
-            levels: state.levels_of(sku).cloned().collect(),
-            backorder_allowed: meta.backorder_allowed,
-            backordered: meta.backordered,
-        })
+        Ok(skus.into_iter().map(|sku| state.stock_of(sku)).collect())
     }
 
     #[instrument(level = "debug", skip_all, fields(order_id = %request.order_id), err(level = "debug"))]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::instrument;
@@ -38,8 +37,6 @@ pub struct PageConfig {
     pub recommendations: u32,
     /// The breakers of the non-essential parts.
     pub breaker: BreakerConfig,
-    /// Stock reads in flight at once.
-    pub stock_concurrency: usize,
 }
 
 impl Default for PageConfig {
@@ -54,7 +51,6 @@ impl Default for PageConfig {
             view_tracking_deadline: Duration::from_millis(20),
             recommendations: 10,
             breaker: BreakerConfig::default(),
-            stock_concurrency: 16,
         }
     }
 }
@@ -460,21 +456,19 @@ impl ProductPages {
         }
     }
 
-    /// Live stock of every variant.
+    /// Live stock of every variant, in one batch read.
     async fn availability(&self, product: &Product) -> Result<Vec<(Sku, StockStatus)>> {
         let skus: Vec<Sku> = product.variants.iter().map(|v| v.sku.clone()).collect();
-        futures::stream::iter(skus)
-            .map(|sku| {
-                let inventory = self.inventory.clone();
-                async move {
-                    let stock = inventory.stock(&sku).await?;
-                    Ok((sku, StockStatus::from(&stock)))
-                }
-            })
-            .buffered(self.config.stock_concurrency.max(1))
-            .collect::<Vec<Result<_>>>()
-            .await
-            .into_iter()
-            .collect()
+        let mut out = Vec::with_capacity(skus.len());
+        for batch in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
+            out.extend(
+                self.inventory
+                    .stocks(batch)
+                    .await?
+                    .iter()
+                    .map(|s| (s.sku.clone(), StockStatus::from(s))),
+            );
+        }
+        Ok(out)
     }
 }

@@ -1,13 +1,12 @@
 //! The recommendation service: co-purchase, content and popularity candidates,
 //! filtered (not in the cart, on sale, in stock), blended and personalised.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
@@ -17,7 +16,7 @@ use super::personalizer::Personalizer;
 use crate::catalog::{CategoryPath, Product, Rating, Slug};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::id::{CustomerId, ProductId};
+use crate::id::{CustomerId, ProductId, Sku};
 use crate::money::Money;
 use crate::resilience::{BreakerConfig, Guard, Omission, Section};
 use crate::store::{CatalogStore, CoPurchaseStore, HistoryStore, InventoryStore, SearchIndex};
@@ -161,8 +160,9 @@ pub struct RecommenderConfig {
     pub breaker: BreakerConfig,
     /// Candidates asked of each source per anchor.
     pub candidates_per_source: u32,
-    /// Candidates checked (product and stock reads) concurrently.
-    pub check_concurrency: usize,
+    /// Most candidates checked in one batch (one [`CatalogStore::get_products`] and one
+    /// [`InventoryStore::stocks`] call per batch).
+    pub check_batch: usize,
 }
 
 impl Default for RecommenderConfig {
@@ -172,7 +172,7 @@ impl Default for RecommenderConfig {
             source_deadline: Duration::from_millis(40),
             breaker: BreakerConfig::default(),
             candidates_per_source: 50,
-            check_concurrency: 16,
+            check_batch: 32,
         }
     }
 }
@@ -368,7 +368,9 @@ impl Recommender {
     }
 
     /// The first `want` candidates (in order) that are not skipped, are active and in
-    /// stock, each with its product; the ones taken are added to `skip`.
+    /// stock, each with its product; the ones taken are added to `skip`. Candidates are
+    /// checked in batches a little larger than what is still needed: one product read
+    /// and one stock read per batch.
     async fn eligible(
         &self,
         candidates: impl IntoIterator<Item = Candidate>,
@@ -376,54 +378,64 @@ impl Recommender {
         want: usize,
     ) -> Result<Vec<(Candidate, Product)>> {
         let mut out = Vec::with_capacity(want);
-        let mut pending: Vec<Candidate> = candidates
+        let mut pending: VecDeque<Candidate> = candidates
             .into_iter()
             .filter(|c| !skip.contains(&c.product_id))
             .collect();
-        pending.reverse();
         while out.len() < want && !pending.is_empty() {
-            // Check about as many as are still needed (at least a few), concurrently.
-            let n = (want - out.len())
-                .max(4)
-                .min(self.config.check_concurrency.max(1))
+            // Some candidates turn out unsellable: ask for half as many again.
+            let needed = want - out.len();
+            let n = (needed + needed / 2 + 2)
+                .min(self.config.check_batch.max(1))
                 .min(pending.len());
-            let chunk: Vec<Candidate> = (0..n).filter_map(|_| pending.pop()).collect();
-            let checked: Vec<Result<Option<(Candidate, Product)>>> = futures::stream::iter(chunk)
-                .map(|c| async move {
-                    Ok(self
-                        .sellable(&c.product_id)
-                        .await?
-                        .map(|product| (c, product)))
-                })
-                .buffered(n)
-                .collect()
-                .await;
-            for r in checked {
-                if let Some((c, p)) = r? {
-                    if out.len() < want && skip.insert(c.product_id.clone()) {
-                        out.push((c, p));
-                    }
+            let chunk: Vec<Candidate> = pending.drain(..n).collect();
+            let ids: Vec<ProductId> = chunk.iter().map(|c| c.product_id.clone()).collect();
+            let products: HashMap<ProductId, Product> = self
+                .catalog
+                .get_products(&ids)
+                .await?
+                .into_iter()
+                .filter(Product::is_active)
+                .map(|p| (p.id.clone(), p))
+                .collect();
+            let sellable = self.sellable_skus(products.values()).await?;
+            for c in chunk {
+                if out.len() == want {
+                    break;
+                }
+                let Some(p) = products.get(&c.product_id) else {
+                    continue;
+                };
+                if p.variants.iter().any(|v| sellable.contains(&v.sku))
+                    && skip.insert(c.product_id.clone())
+                {
+                    out.push((c, p.clone()));
                 }
             }
         }
         Ok(out)
     }
 
-    /// The product, if it is active and has a variant that can be sold now.
-    async fn sellable(&self, id: &ProductId) -> Result<Option<Product>> {
-        let Some(product) = self.catalog.get_product(id).await? else {
-            return Ok(None);
-        };
-        if !product.is_active() {
-            return Ok(None);
+    /// The SKUs of `products` that can be sold now (units available, or backorders).
+    async fn sellable_skus(
+        &self,
+        products: impl Iterator<Item = &Product>,
+    ) -> Result<HashSet<Sku>> {
+        let skus: Vec<Sku> = products
+            .flat_map(|p| p.variants.iter().map(|v| v.sku.clone()))
+            .collect();
+        let mut sellable = HashSet::new();
+        for batch in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
+            sellable.extend(
+                self.inventory
+                    .stocks(batch)
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.available() > 0 || s.backorder_allowed)
+                    .map(|s| s.sku),
+            );
         }
-        for v in &product.variants {
-            let stock = self.inventory.stock(&v.sku).await?;
-            if stock.available() > 0 || stock.backorder_allowed {
-                return Ok(Some(product));
-            }
-        }
-        Ok(None)
+        Ok(sellable)
     }
 
     async fn lists_for<F, Fut>(

@@ -92,6 +92,30 @@ pub trait CatalogStore: Send + Sync + Debug + 'static {
     /// The product with `id`, if any.
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>>;
 
+    /// The products with the given ids that exist, in the order of `ids`, each once (a
+    /// repeated id is answered at its first position; missing ids are skipped). For a
+    /// page that shows many products (recommendations, a cart): one call instead of one
+    /// per product.
+    ///
+    /// # To ensure correctness
+    /// * Each product is exactly what [`get_product`](Self::get_product) would return
+    ///   at some instant during the call.
+    /// * At most [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) ids, else `Validation`; no ids
+    ///   gives an empty list.
+    ///
+    /// The default calls `get_product` once per distinct id; a store with a batch read
+    /// (one query, one pipeline) should override it.
+    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        let ids = super::distinct_batch("ids", ids)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(p) = self.get_product(id).await? {
+                out.push(p);
+            }
+        }
+        Ok(out)
+    }
+
     /// The product with `slug`, if any.
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>>;
 

@@ -52,6 +52,28 @@ pub trait InventoryStore: Send + Sync + Debug + 'static {
     /// All stock of `sku`; a SKU never stocked has no levels.
     async fn stock(&self, sku: &Sku) -> Result<SkuStock>;
 
+    /// The stock of each of `skus`, in the order of `skus`, each once (a repeated SKU is
+    /// answered at its first position). For pages that show many SKUs (a product's
+    /// variants, recommendations): one call instead of one per SKU.
+    ///
+    /// # To ensure correctness
+    /// * Each entry is exactly what [`stock`](Self::stock) would return for its SKU at
+    ///   some instant during the call (a SKU never stocked has no levels).
+    /// * At most [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) SKUs, else `Validation`; no
+    ///   SKUs gives an empty list.
+    ///
+    /// The default calls `stock` once per distinct SKU; a store with a batch read should
+    /// override it (the PostgreSQL store reads them all in one statement, so one
+    /// snapshot).
+    async fn stocks(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
+        let skus = super::distinct_batch("skus", skus)?;
+        let mut out = Vec::with_capacity(skus.len());
+        for sku in skus {
+            out.push(self.stock(sku).await?);
+        }
+        Ok(out)
+    }
+
     /// Reserves every line of `request` for `request.order_id`, all or nothing, for
     /// `request.ttl` from the store clock's now.
     ///

@@ -61,3 +61,26 @@ pub fn check_limit(limit: u32) -> crate::Result<usize> {
     }
     Ok(limit as usize)
 }
+
+/// Checks a batch read's keys (at most [`MAX_PAGE_SIZE`], else `Validation` on
+/// `field`) and returns them without repeats, in first-seen order. For implementations
+/// of the batch reads ([`CatalogStore::get_products`], [`InventoryStore::stocks`]).
+///
+/// ```
+/// use commerce_core::store::distinct_batch;
+/// assert_eq!(distinct_batch("ids", &["a", "b", "a"]).unwrap(), [&"a", &"b"]);
+/// assert!(distinct_batch("ids", &vec![0u32; 1001]).is_err());
+/// ```
+pub fn distinct_batch<'a, T: Eq + std::hash::Hash>(
+    field: &'static str,
+    items: &'a [T],
+) -> crate::Result<Vec<&'a T>> {
+    if items.len() > MAX_PAGE_SIZE as usize {
+        return Err(crate::Error::validation(
+            field,
+            format!("at most {MAX_PAGE_SIZE} in one call"),
+        ));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    Ok(items.iter().filter(|i| seen.insert(*i)).collect())
+}

@@ -10,7 +10,8 @@
 //! keyset pagination visits every product exactly once; status/attribute filters;
 //! category subtrees without sibling-prefix traps (`A > B` never lists `A > Bc` or
 //! `A > B & C`); categories by subtree; and that an event is never visible before its
-//! change, with exactly one event per successful write.
+//! change, with exactly one event per successful write; `get_products` (the batch read)
+//! answers what `get_product` does, in order, once per id.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -54,6 +55,7 @@ pub(crate) fn cases() -> Vec<Case> {
         update_keeps_slugs_and_skus_unique,
         update_rejects_invalid_content,
         lookups_of_missing_products_are_none,
+        batch_reads_match_single_reads,
         listing_visits_every_product_exactly_once,
         listing_filters_by_status_and_attributes,
         category_listing_selects_exactly_the_subtree,
@@ -685,6 +687,48 @@ async fn lookups_of_missing_products_are_none(env: Env<'_>) {
     assert_eq!(
         must!(catalog.get_product_by_sku(&sku("B-1")).await, "by sku"),
         None
+    );
+}
+
+async fn batch_reads_match_single_reads(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let catalog = ctx.catalog();
+    insert(&ctx, "p-1", "one", "A", &["A-1"]).await;
+    insert(&ctx, "p-2", "two", "A > B", &["B-1", "B-2"]).await;
+    insert(&ctx, "p-3", "three", "C", &["C-1"]).await;
+    let active = must!(
+        catalog
+            .set_product_status(&pid("p-3"), ProductStatus::Active)
+            .await,
+        "activate p-3"
+    );
+    // Read once through the single read first (a cache then holds some of them).
+    assert_eq!(stored(&ctx, "p-3").await, Some(active));
+    let asked = [pid("p-3"), pid("p-9"), pid("p-1"), pid("p-3"), pid("p-2")];
+    let batch = must!(
+        catalog.get_products(&asked).await,
+        "get_products(p-3, p-9, p-1, p-3, p-2)"
+    );
+    let mut expected = Vec::new();
+    for id in ["p-3", "p-1", "p-2"] {
+        expected.extend(stored(&ctx, id).await);
+    }
+    assert_eq!(
+        batch, expected,
+        "get_products must answer p-3, p-1, p-2 (missing p-9 skipped, repeated p-3 once) as get_product does"
+    );
+    assert_eq!(
+        must!(catalog.get_products(&[]).await, "get_products([])"),
+        vec![]
+    );
+    let too_many: Vec<ProductId> = (0..=crate::store::MAX_PAGE_SIZE)
+        .map(|i| pid(&format!("p-{i}")))
+        .collect();
+    assert_err!(
+        catalog.get_products(&too_many).await,
+        Error::Validation { .. },
+        "get_products of {} ids",
+        too_many.len()
     );
 }
 

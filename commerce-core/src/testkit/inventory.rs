@@ -12,7 +12,8 @@
 //! opt-in backorders filled by the next restock; `extend`; `confirm`, `release` and
 //! `return_stock` with their idempotency and `InvalidTransition`s; `release_expired`
 //! (boundary, limit, exactly once with concurrent reapers, racing `confirm`); the ledger
-//! replays to the counters; `audit()` is empty after every case.
+//! replays to the counters; `audit()` is empty after every case; `stocks` (the batch
+//! read) answers what `stock` does, in order, and never a half-written level.
 //!
 //! # Model-based tests
 //! A pure, sequential model of the inventory, written from the contract and the
@@ -47,7 +48,7 @@ use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::clock::Timestamp;
 use crate::error::{EntityKind, Error};
 use crate::event::DomainEvent;
-use crate::id::OrderId;
+use crate::id::{OrderId, Sku};
 use crate::inventory::{
     Allocation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest, ReservationState,
     SkuStock, StockLevel, StockMovement, replay,
@@ -69,6 +70,8 @@ pub(crate) fn cases() -> Vec<Case> {
         restock_creates_and_grows_levels,
         invalid_restock_and_adjust_write_nothing,
         adjust_moves_available_and_adjusted,
+        batch_stock_reads_match_single_reads,
+        batch_stock_reads_see_whole_levels_under_writes,
         reserve_holds_stock_and_records_it,
         reserve_is_all_or_nothing,
         reserve_of_an_unknown_sku_is_not_found,
@@ -391,6 +394,84 @@ async fn adjust_moves_available_and_adjusted(env: Env<'_>) {
         "Adjusted movements carry the signed delta and the reason"
     );
     audit_clean(&ctx, "after adjustments").await;
+}
+
+async fn batch_stock_reads_match_single_reads(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 5).await;
+    restock(&ctx, "A", "w2", 7).await;
+    restock(&ctx, "B", "w1", 3).await;
+    must!(inv.set_backorder(&sku("C"), true).await, "set_backorder(C)");
+    reserve(&ctx, &req("o-1", &[("A", 6), ("B", 1)])).await;
+    must!(inv.confirm(&oid("o-1")).await, "confirm(o-1)");
+    // D was never stocked; B is asked twice.
+    let asked = [sku("B"), sku("D"), sku("A"), sku("B"), sku("C")];
+    let batch = must!(inv.stocks(&asked).await, "stocks(B, D, A, B, C)");
+    let mut expected = Vec::new();
+    for s in ["B", "D", "A", "C"] {
+        expected.push(stock(&ctx, s).await);
+    }
+    assert_eq!(
+        batch, expected,
+        "stocks(B, D, A, B, C) must equal stock() of B, D, A, C in that order"
+    );
+    assert_eq!(must!(inv.stocks(&[]).await, "stocks([])"), vec![]);
+    let too_many: Vec<Sku> = (0..=crate::store::MAX_PAGE_SIZE)
+        .map(|i| sku(&format!("S{i}")))
+        .collect();
+    assert_err!(
+        inv.stocks(&too_many).await,
+        Error::Validation { .. },
+        "stocks of {} SKUs",
+        too_many.len()
+    );
+    audit_clean(&ctx, "after batch stock reads").await;
+}
+
+async fn batch_stock_reads_see_whole_levels_under_writes(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    restock(&ctx, "A", "w1", 40).await;
+    restock(&ctx, "B", "w1", 40).await;
+    let inv = ctx.inventory();
+    // 16 buyers of A and B while 4 readers read both in batches.
+    let reads = concurrently(20, |i| {
+        let inv = inv.clone();
+        async move {
+            if i < 16 {
+                let r = inv
+                    .reserve(&req(&format!("o-{i}"), &[("A", 2), ("B", 1)]))
+                    .await;
+                must!(r, "reserve(o-{i})");
+                Vec::new()
+            } else {
+                let mut seen = Vec::new();
+                for _ in 0..10 {
+                    seen.extend(must!(
+                        inv.stocks(&[sku("A"), sku("B")]).await,
+                        "stocks(A, B)"
+                    ));
+                }
+                seen
+            }
+        }
+    })
+    .await;
+    for s in reads.into_iter().flatten() {
+        for l in &s.levels {
+            let (received, adjusted, available, reserved, sold) = counters(l);
+            assert_eq!(
+                i128::from(available) + i128::from(reserved) + i128::from(sold),
+                i128::from(received) - i128::from(adjusted),
+                "a batch read returned a half-written level of {}: {l:?}",
+                s.sku
+            );
+            assert_eq!(received, 40, "{}: received", s.sku);
+        }
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (40, 0, 8, 32, 0));
+    assert_eq!(counters(&level(&ctx, "B", "w1").await), (40, 0, 24, 16, 0));
+    audit_clean(&ctx, "after batch reads under writes").await;
 }
 
 async fn reserve_holds_stock_and_records_it(env: Env<'_>) {
