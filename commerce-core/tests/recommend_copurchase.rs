@@ -243,3 +243,111 @@ async fn the_memory_stores_pass_the_conformance_checks() {
     conformance::co_purchase_contract(|| async { Arc::new(MemoryCoPurchase::new()) }).await;
     conformance::history_contract(Arc::new(MemoryHistory::new())).await;
 }
+
+#[cfg(feature = "testkit")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cached_store_passes_the_conformance_checks() {
+    use commerce_core::recommend::{CachedCoPurchase, conformance};
+    conformance::co_purchase_contract(|| async {
+        Arc::new(CachedCoPurchase::new(
+            Arc::new(MemoryCoPurchase::new()),
+            std::time::Duration::from_secs(600),
+            10_000,
+        ))
+    })
+    .await;
+}
+
+/// Counts the rankings read from the wrapped store.
+#[derive(Debug, Default)]
+struct Counting {
+    inner: MemoryCoPurchase,
+    reads: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl CoPurchaseStore for Counting {
+    async fn record(&self, basket: &Basket) -> commerce_core::Result<RecordOutcome> {
+        self.inner.record(basket).await
+    }
+    async fn also_bought(
+        &self,
+        product: &ProductId,
+        limit: u32,
+    ) -> commerce_core::Result<Vec<commerce_core::recommend::ProductCount>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.also_bought(product, limit).await
+    }
+    async fn popular(
+        &self,
+        limit: u32,
+    ) -> commerce_core::Result<Vec<commerce_core::recommend::ProductCount>> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.popular(limit).await
+    }
+    async fn orders_recorded(&self) -> commerce_core::Result<u64> {
+        self.inner.orders_recorded().await
+    }
+}
+
+#[tokio::test]
+async fn the_cached_store_serves_rankings_from_memory_until_a_recording_or_the_ttl() {
+    use commerce_core::recommend::CachedCoPurchase;
+    use std::sync::atomic::Ordering::SeqCst;
+    let inner = Arc::new(Counting::default());
+    let ttl = std::time::Duration::from_millis(300);
+    let cached = CachedCoPurchase::new(inner.clone(), ttl, 1_000);
+    let basket =
+        |o: &str, ps: &[&str]| Basket::new(OrderId::new(o).unwrap(), ps.iter().map(|p| pid(p)));
+    cached
+        .record(&basket("o1", &["a", "b", "c"]))
+        .await
+        .unwrap();
+    cached.record(&basket("o2", &["a", "b"])).await.unwrap();
+
+    let first = cached.also_bought(&pid("a"), 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(cached.also_bought(&pid("a"), 1).await.unwrap(), first);
+    assert_eq!(
+        inner.reads.load(SeqCst),
+        1,
+        "the second read from the cache"
+    );
+    // A longer ranking than the cached one had room for is read again...
+    let top = cached.also_bought(&pid("a"), 10).await.unwrap();
+    assert_eq!(top, inner.inner.also_bought(&pid("a"), 10).await.unwrap());
+    assert_eq!(top.len(), 2);
+    assert_eq!(inner.reads.load(SeqCst), 2);
+    // ...but not once the cached one is whole (2 partners, 10 asked), nor a prefix.
+    assert_eq!(cached.also_bought(&pid("a"), 20).await.unwrap(), top);
+    assert_eq!(cached.also_bought(&pid("a"), 1).await.unwrap(), top[..1]);
+    assert_eq!(inner.reads.load(SeqCst), 2);
+    let popular = cached.popular(5).await.unwrap();
+    cached.popular(5).await.unwrap();
+    assert_eq!(inner.reads.load(SeqCst), 3);
+
+    // Recording through the cache drops the rankings of the basket's products.
+    cached.record(&basket("o3", &["a", "c"])).await.unwrap();
+    let after = cached.also_bought(&pid("a"), 10).await.unwrap();
+    assert_eq!(after, inner.inner.also_bought(&pid("a"), 10).await.unwrap());
+    assert_ne!(after, top, "c now ties b with two orders");
+    assert_ne!(cached.popular(5).await.unwrap(), popular);
+    assert_eq!(inner.reads.load(SeqCst), 5);
+
+    // Recorded elsewhere (straight into the wrapped store): seen after the TTL.
+    inner.record(&basket("o4", &["a", "d"])).await.unwrap();
+    inner.record(&basket("o5", &["a", "d"])).await.unwrap();
+    inner.record(&basket("o6", &["a", "d"])).await.unwrap();
+    assert_eq!(
+        cached.also_bought(&pid("a"), 10).await.unwrap(),
+        after,
+        "within the TTL"
+    );
+    tokio::time::sleep(ttl * 2).await;
+    let fresh = cached.also_bought(&pid("a"), 10).await.unwrap();
+    assert_eq!(fresh[0].product_id, pid("d"), "after the TTL: {fresh:?}");
+    assert!(
+        cached.also_bought(&pid("a"), 0).await.is_err(),
+        "limits are checked"
+    );
+}

@@ -142,10 +142,14 @@ impl PgInventory {
         }
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
         let rows = sqlx::query(sql!(
+            // LATERAL: one index lookup per SKU whatever the statistics say (a plain
+            // join was planned as a hash join over every level of a fresh table).
             "SELECT k.ord, s.backorder_allowed, s.backordered, l.*
                FROM unnest($1::text[]) WITH ORDINALITY AS k(sku, ord)
                LEFT JOIN {skus} s ON s.sku = k.sku COLLATE \"C\"
-               LEFT JOIN {levels} l ON l.sku = k.sku COLLATE \"C\"
+               LEFT JOIN LATERAL (
+                   SELECT * FROM {levels} l WHERE l.sku = k.sku COLLATE \"C\" ORDER BY l.location
+               ) l ON true
               ORDER BY k.ord, l.location",
             skus = self.db.t("stock_skus"),
             levels = self.db.t("stock_levels"),

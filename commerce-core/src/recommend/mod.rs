@@ -64,6 +64,7 @@
 
 mod basket;
 pub mod blend;
+mod cached;
 mod history;
 mod memory;
 mod personalizer;
@@ -76,6 +77,7 @@ pub mod conformance;
 
 pub use basket::{Basket, MAX_PAIRED_PRODUCTS, ProductCount, RecordOutcome};
 pub use blend::{BlendWeights, Candidate, RankedList, Source, fuse, personalize};
+pub use cached::CachedCoPurchase;
 pub use history::{
     AffinityConfig, HISTORY_CAPACITY, Interaction, InteractionKind, Profile, affinity_score,
 };
