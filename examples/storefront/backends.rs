@@ -10,8 +10,9 @@ use commerce_core::Result;
 use commerce_core::clock::SystemClock;
 use commerce_core::id::ConsumerName;
 use commerce_core::memory::MemoryEngine;
+use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
 use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStore, EventLog};
+use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore};
 use commerce_postgres::{PgCommerce, PgConfig};
 use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
 use tokio::task::JoinHandle;
@@ -22,6 +23,10 @@ use crate::args::Args;
 pub struct Backends {
     /// The stores the services run on.
     pub stores: Stores,
+    /// Co-purchase counts (recommendations).
+    pub co_purchase: Arc<dyn CoPurchaseStore>,
+    /// Shopper histories (personalisation).
+    pub history: Arc<dyn HistoryStore>,
     /// One line per store family: where it lives.
     pub description: Vec<String>,
     /// The cache invalidator, when the catalog is cached in Redis.
@@ -40,11 +45,21 @@ impl Backends {
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let mut stores = match &args.database_url {
+    let (mut stores, co_purchase, history): (
+        Stores,
+        Arc<dyn CoPurchaseStore>,
+        Arc<dyn HistoryStore>,
+    ) = match &args.database_url {
         None => {
-            description
-                .push("catalog, inventory, orders, outbox, queue: in-memory engine".to_owned());
-            Stores::memory(&MemoryEngine::new())
+            description.push(
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories: in-memory engine"
+                    .to_owned(),
+            );
+            (
+                Stores::memory(&MemoryEngine::new()),
+                Arc::new(MemoryCoPurchase::new()),
+                Arc::new(MemoryHistory::new()),
+            )
         }
         Some(url) => {
             let config = PgConfig::new().schema(args.schema.clone())?;
@@ -53,10 +68,10 @@ pub async fn open(args: &Args) -> Result<Backends> {
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
-            Stores {
+            let stores = Stores {
                 catalog: pg.catalog.clone(),
                 carts: pg.carts.clone(),
                 inventory: pg.inventory.clone(),
@@ -64,7 +79,8 @@ pub async fn open(args: &Args) -> Result<Backends> {
                 events: pg.events.clone(),
                 queue: pg.queue.clone(),
                 clock: Arc::new(SystemClock),
-            }
+            };
+            (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
         }
     };
     let mut invalidator = None;
@@ -92,6 +108,8 @@ pub async fn open(args: &Args) -> Result<Backends> {
     description.push("search: tantivy in RAM (commerce-search)".to_owned());
     Ok(Backends {
         stores,
+        co_purchase,
+        history,
         description,
         invalidator,
     })

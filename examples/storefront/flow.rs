@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use commerce_core::cart::CartOwner;
 use commerce_core::catalog::{CategoryPath, ProductStatus};
 use commerce_core::id::{CartId, CustomerId, IdempotencyKey, ProductId};
+use commerce_core::order::Order;
 use commerce_core::service::{CheckoutOutcome, CheckoutRequest};
 use commerce_core::store::search::{FacetRequest, SearchHit, SearchQuery};
 use commerce_core::store::{CatalogStoreExt, InventoryStoreExt, ProductQuery};
@@ -108,7 +109,12 @@ pub async fn search(shop: &Shop, seeded: &Seeded) -> Result<Vec<SearchHit>> {
 
 /// Fills a cart from the search hits (or any seeded products), signs in, checks out,
 /// and prints the order's history.
-pub async fn shop_and_checkout(shop: &Shop, seeded: &Seeded, hits: &[SearchHit]) -> Result<()> {
+/// Returns the order placed (none when the catalog had too little in stock).
+pub async fn shop_and_checkout(
+    shop: &Shop,
+    seeded: &Seeded,
+    hits: &[SearchHit],
+) -> Result<Option<Order>> {
     let mut products: Vec<ProductId> = hits.iter().map(|h| h.product_id.clone()).collect();
     for sku in seeded.skus.iter().take(20) {
         if let Some(p) = shop.stores.catalog.get_product_by_sku(sku).await? {
@@ -131,7 +137,7 @@ pub async fn shop_and_checkout(shop: &Shop, seeded: &Seeded, hits: &[SearchHit])
     }
     let [first, second, ..] = skus.as_slice() else {
         println!("  (not enough stocked search hits for the cart demo)");
-        return Ok(());
+        return Ok(None);
     };
 
     // As a guest.
@@ -169,7 +175,7 @@ pub async fn shop_and_checkout(shop: &Shop, seeded: &Seeded, hits: &[SearchHit])
         CheckoutOutcome::NeedsReview(review) => {
             let issues: Vec<_> = review.issues().collect();
             println!("  checkout needs review: {issues:?}");
-            return Ok(());
+            return Ok(None);
         }
     };
     let t = &order.totals;
@@ -223,7 +229,7 @@ pub async fn shop_and_checkout(shop: &Shop, seeded: &Seeded, hits: &[SearchHit])
             "the retried checkout was not idempotent",
         ));
     }
-    Ok(())
+    Ok(Some(settled))
 }
 
 /// The first `n` characters of `s`, with an ellipsis if cut.

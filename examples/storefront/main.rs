@@ -14,6 +14,10 @@
 //! 3. Runs a flash sale: 1,000 concurrent buyers for the last 100 units of one SKU
 //!    through the same path; prints confirmed orders, out-of-stock rejections, units
 //!    oversold (read back from the inventory store; must be 0) and throughput.
+//! 4. Counts co-purchases from the event log and shows the page of a product the demo
+//!    customer bought: variants with live stock, and recommendations blended from
+//!    "also bought", similar products (the search index) and best sellers, personalised
+//!    by the customer's history, each part under its deadline and breaker.
 //!
 //! With no flags everything runs in process (the in-memory engine, tantivy in RAM).
 //! `--database-url` / `DATABASE_URL` puts the catalog, inventory, orders, outbox and
@@ -25,6 +29,7 @@ mod args;
 mod backends;
 mod flash_sale;
 mod flow;
+mod product_page;
 mod seed;
 mod shop;
 
@@ -97,7 +102,7 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
     println!("\n2. Shopping");
     flow::browse(&shop, &seeded).await?;
     let hits = flow::search(&shop, &seeded).await?;
-    flow::shop_and_checkout(&shop, &seeded, &hits).await?;
+    let order = flow::shop_and_checkout(&shop, &seeded, &hits).await?;
 
     println!("\n3. Flash sale");
     let hot = seeded
@@ -106,6 +111,11 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         .cloned()
         .ok_or_else(|| commerce_core::Error::validation("catalog", "is empty"))?;
     let report = flash_sale::run(&shop, &hot, args.buyers, args.flash_units).await?;
+
+    if let Some(order) = &order {
+        println!("\n4. Product page");
+        product_page::show(&shop, &backends, order).await?;
+    }
 
     let totals = shop.stop().await?;
     backends.stop();
