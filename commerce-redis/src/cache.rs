@@ -223,26 +223,23 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
         Ok(product_entry(raw.as_deref(), id))
     }
 
-    /// The cache entries of `ids`, in one pipeline (one round trip per node).
+    /// The cache entries of `ids`: one `GET` each, all sent at once on the multiplexed
+    /// connection (so written out together, like a pipeline); unlike a pipeline this
+    /// also works on a cluster, where each product lives in its own slot.
     async fn cached_products_raw(&self, ids: &[&ProductId]) -> Result<Vec<Entry<Product>>> {
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("GET").arg(self.product_key(id));
-        }
-        let mut conn = self.redis.conn();
-        let raw: Vec<Option<String>> = pipe.query_async(&mut conn).await.map_err(map)?;
-        Ok(ids
-            .iter()
-            .zip(
-                raw.iter()
-                    .map(Option::as_deref)
-                    .chain(std::iter::repeat(None)),
-            )
-            .map(|(id, raw)| product_entry(raw, id))
-            .collect())
+        let reads = ids.iter().map(|id| async move {
+            let mut conn = self.redis.conn();
+            let raw: Option<String> = redis::cmd("GET")
+                .arg(self.product_key(id))
+                .query_async(&mut conn)
+                .await
+                .map_err(map)?;
+            Ok::<_, Error>(product_entry(raw.as_deref(), id))
+        });
+        futures::future::try_join_all(reads).await
     }
 
-    /// Batch read-through: cached products from one pipeline, the rest from one
+    /// Batch read-through: cached products from concurrent `GET`s, the rest from one
     /// batch read of the wrapped store, then cached (without the single-flight lock of
     /// the one-product path: a batch miss costs one wrapped read, not one per product).
     async fn products_by_ids(&self, ids: &[ProductId]) -> Result<Vec<Product>> {

@@ -263,6 +263,71 @@ async fn as_a_product_cache(redis: RedisBackend) {
     );
 }
 
+/// Batch reads: misses are read from the wrapped store once, then served from Redis
+/// (one pipeline), and an update is seen at once.
+async fn batch_reads_fill_then_hit(redis: RedisBackend) {
+    let engine = MemoryEngine::new();
+    let counting = Arc::new(Counting {
+        inner: engine.catalog.clone(),
+        reads: AtomicUsize::new(0),
+    });
+    let cache = CachedCatalog::new(
+        counting.clone(),
+        redis.clone(),
+        CacheConfig {
+            command_timeout: std::time::Duration::from_secs(5),
+            ..CacheConfig::default()
+        },
+    );
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let mut new = new_product(&format!("B-{i}"));
+        new.id = Some(ProductId::new(format!("batch-{i}")).expect("id"));
+        // Straight into the wrapped store: cold in Redis.
+        ids.push(engine.catalog.create_product(new).await.expect("insert").id);
+    }
+    let missing = ProductId::new("batch-none").expect("id");
+    let mut asked = vec![ids[3].clone(), missing.clone()];
+    asked.extend(ids.iter().cloned());
+    let expected: Vec<Product> = {
+        let mut out = Vec::new();
+        for id in [&ids[3], &ids[0], &ids[1], &ids[2], &ids[4]] {
+            out.push(
+                engine
+                    .catalog
+                    .get_product(id)
+                    .await
+                    .expect("read")
+                    .expect("there"),
+            );
+        }
+        out
+    };
+
+    let before = counting.reads.load(Ordering::SeqCst);
+    assert_eq!(cache.get_products(&asked).await.expect("batch"), expected);
+    assert_eq!(
+        counting.reads.load(Ordering::SeqCst) - before,
+        6,
+        "each distinct miss read once (5 products and the missing one)"
+    );
+    let before = counting.reads.load(Ordering::SeqCst);
+    assert_eq!(cache.get_products(&asked).await.expect("batch"), expected);
+    assert_eq!(
+        counting.reads.load(Ordering::SeqCst),
+        before,
+        "all hits, the missing one included"
+    );
+
+    // An update through the cache invalidates: the next batch reads it again.
+    let mut changed = expected[0].clone();
+    changed.title = "Phone, renamed".into();
+    let changed = cache.update_product(changed).await.expect("update");
+    let again = cache.get_products(&asked).await.expect("batch");
+    assert_eq!(again[0], changed);
+    assert_eq!(again[1..], expected[1..]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cached_catalog_on_single_redis_and_cluster() {
     for redis in [
@@ -271,6 +336,7 @@ async fn cached_catalog_on_single_redis_and_cluster() {
     ] {
         read_through_single_flight_negative_and_invalidation(redis.clone()).await;
         as_a_product_cache(redis.clone()).await;
+        batch_reads_fill_then_hit(redis.clone()).await;
         redis.delete_all().await.expect("cleanup");
     }
 }
