@@ -223,23 +223,42 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
         Ok(product_entry(raw.as_deref(), id))
     }
 
-    /// The cache entries of `ids`: one `GET` each, all sent at once on the multiplexed
-    /// connection (so written out together, like a pipeline); unlike a pipeline this
-    /// also works on a cluster, where each product lives in its own slot.
+    /// The cache entries of `ids`: one pipeline of `GET`s on a single server; on a
+    /// cluster, where each product lives in its own slot and a pipeline may not cross
+    /// slots, one `GET` each, all sent at once on the multiplexed connection.
     async fn cached_products_raw(&self, ids: &[&ProductId]) -> Result<Vec<Entry<Product>>> {
-        let reads = ids.iter().map(|id| async move {
+        let raw: Vec<Option<String>> = if self.redis.is_cluster() {
+            let reads = ids.iter().map(|id| async move {
+                let mut conn = self.redis.conn();
+                redis::cmd("GET")
+                    .arg(self.product_key(id))
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+                    .map_err(map)
+            });
+            futures::future::try_join_all(reads).await?
+        } else {
+            let mut pipe = redis::pipe();
+            for id in ids {
+                pipe.cmd("GET").arg(self.product_key(id));
+            }
             let mut conn = self.redis.conn();
-            let raw: Option<String> = redis::cmd("GET")
-                .arg(self.product_key(id))
-                .query_async(&mut conn)
-                .await
-                .map_err(map)?;
-            Ok::<_, Error>(product_entry(raw.as_deref(), id))
-        });
-        futures::future::try_join_all(reads).await
+            pipe.query_async(&mut conn).await.map_err(map)?
+        };
+        if raw.len() != ids.len() {
+            return Err(Error::backend(
+                true,
+                format!("product cache: {} replies for {} keys", raw.len(), ids.len()),
+            ));
+        }
+        Ok(ids
+            .iter()
+            .zip(&raw)
+            .map(|(id, raw)| product_entry(raw.as_deref(), id))
+            .collect())
     }
 
-    /// Batch read-through: cached products from concurrent `GET`s, the rest from one
+    /// Batch read-through: cached products from one round of `GET`s, the rest from one
     /// batch read of the wrapped store, then cached (without the single-flight lock of
     /// the one-product path: a batch miss costs one wrapped read, not one per product).
     async fn products_by_ids(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
