@@ -248,7 +248,11 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
         if raw.len() != ids.len() {
             return Err(Error::backend(
                 true,
-                format!("product cache: {} replies for {} keys", raw.len(), ids.len()),
+                format!(
+                    "product cache: {} replies for {} keys",
+                    raw.len(),
+                    ids.len()
+                ),
             ));
         }
         Ok(ids
