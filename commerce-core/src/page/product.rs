@@ -18,7 +18,7 @@ use crate::recommend::{
     Interaction, InteractionKind, ProductRecommender, RecommendRequest, Recommendation,
 };
 use crate::resilience::{BreakerConfig, Guard, Omission, Section};
-use crate::store::{CatalogStore, HistoryStore, InventoryStore};
+use crate::store::{CatalogStore, HistoryStore, InventoryStore, InventoryStoreExt};
 
 /// Deadlines and sizes of a product page.
 #[derive(Debug, Clone, PartialEq)]
@@ -459,16 +459,12 @@ impl ProductPages {
     /// Live stock of every variant, in one batch read.
     async fn availability(&self, product: &Product) -> Result<Vec<(Sku, StockStatus)>> {
         let skus: Vec<Sku> = product.variants.iter().map(|v| v.sku.clone()).collect();
-        let mut out = Vec::with_capacity(skus.len());
-        for batch in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
-            out.extend(
-                self.inventory
-                    .stocks(batch)
-                    .await?
-                    .iter()
-                    .map(|s| (s.sku.clone(), StockStatus::from(s))),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .inventory
+            .stocks_in_batches(&skus)
+            .await?
+            .iter()
+            .map(|s| (s.sku.clone(), StockStatus::from(s)))
+            .collect())
     }
 }

@@ -19,7 +19,9 @@ use crate::error::{Error, Result};
 use crate::id::{CustomerId, ProductId, Sku};
 use crate::money::Money;
 use crate::resilience::{BreakerConfig, Guard, Omission, Section};
-use crate::store::{CatalogStore, CoPurchaseStore, HistoryStore, InventoryStore, SearchIndex};
+use crate::store::{
+    CatalogStore, CoPurchaseStore, HistoryStore, InventoryStore, InventoryStoreExt, SearchIndex,
+};
 
 /// Most anchor products one request may name.
 pub const MAX_ANCHORS: usize = 10;
@@ -424,18 +426,14 @@ impl Recommender {
         let skus: Vec<Sku> = products
             .flat_map(|p| p.variants.iter().map(|v| v.sku.clone()))
             .collect();
-        let mut sellable = HashSet::new();
-        for batch in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
-            sellable.extend(
-                self.inventory
-                    .stocks(batch)
-                    .await?
-                    .into_iter()
-                    .filter(|s| s.available() > 0 || s.backorder_allowed)
-                    .map(|s| s.sku),
-            );
-        }
-        Ok(sellable)
+        Ok(self
+            .inventory
+            .stocks_in_batches(&skus)
+            .await?
+            .into_iter()
+            .filter(|s| s.available() > 0 || s.backorder_allowed)
+            .map(|s| s.sku)
+            .collect())
     }
 
     async fn lists_for<F, Fut>(

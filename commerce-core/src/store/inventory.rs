@@ -156,6 +156,16 @@ pub trait InventoryStoreExt: InventoryStore {
     async fn available(&self, sku: &Sku) -> Result<u64> {
         Ok(self.stock(sku).await?.available())
     }
+
+    /// The stock of any number of SKUs: [`InventoryStore::stocks`] in batches of
+    /// [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) (each batch is its own read).
+    async fn stocks_in_batches(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
+        let mut out = Vec::with_capacity(skus.len());
+        for batch in skus.chunks(super::MAX_PAGE_SIZE as usize) {
+            out.extend(self.stocks(batch).await?);
+        }
+        Ok(out)
+    }
 }
 
 impl<T: InventoryStore + ?Sized> InventoryStoreExt for T {}
