@@ -349,20 +349,58 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
             .await
             .map_err(map)?;
         let pointer = format!("I{}", product.id);
-        let mut keys = vec![self.slug_key(&product.slug)];
-        keys.extend(product.variants.iter().map(|v| self.sku_key(&v.sku)));
-        for key in keys {
-            // One command per key: on a cluster they live in different slots.
-            redis::cmd("SET")
-                .arg(key)
-                .arg(&pointer)
-                .arg("EX")
-                .arg(secs(self.config.ttl))
-                .query_async::<()>(&mut conn)
+        let ttl = secs(self.config.ttl);
+        let keys = self.pointer_keys(&product.slug, product.variants.iter().map(|v| &v.sku));
+        self.per_key(keys, |key| {
+            let mut set = redis::cmd("SET");
+            set.arg(key).arg(&pointer).arg("EX").arg(ttl);
+            set
+        })
+        .await
+    }
+
+    /// The slug and SKU pointer keys of a product.
+    fn pointer_keys<'a>(&self, slug: &Slug, skus: impl Iterator<Item = &'a Sku>) -> Vec<String> {
+        let mut keys = vec![self.slug_key(slug)];
+        keys.extend(skus.map(|s| self.sku_key(s)));
+        keys
+    }
+
+    /// Runs `cmd` on each key: one command per key (on a cluster they live in
+    /// different slots), all sent at once on the multiplexed connection.
+    async fn per_key(&self, keys: Vec<String>, cmd: impl Fn(String) -> redis::Cmd) -> Result<()> {
+        let runs = keys.into_iter().map(|key| {
+            let cmd = cmd(key);
+            let mut conn = self.redis.conn();
+            async move { cmd.query_async::<()>(&mut conn).await.map_err(map) }
+        });
+        futures::future::try_join_all(runs).await.map(|_| ())
+    }
+
+    /// Marks product `id`'s entry stale below `version`, then drops the `pointers`
+    /// (slug and SKU keys, which may hold negative entries).
+    async fn forget(
+        &self,
+        id: Option<&ProductId>,
+        version: u64,
+        pointers: Vec<String>,
+    ) -> Result<()> {
+        if let Some(id) = id {
+            let mut conn = self.redis.conn();
+            INVALIDATE
+                .key(self.product_key(id))
+                .arg(version)
+                .arg(secs(self.config.invalidation_ttl))
+                .invoke_async::<u64>(&mut conn)
                 .await
                 .map_err(map)?;
         }
-        Ok(())
+        self.per_key(pointers, |key| {
+            let mut del = redis::cmd("DEL");
+            del.arg(key);
+            del
+        })
+        .await
     }
 
     async fn fill_missing(&self, key: &str) -> Result<()> {
@@ -390,26 +428,10 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
         version: u64,
         current: Option<&Product>,
     ) -> Result<()> {
-        let mut conn = self.redis.conn();
-        INVALIDATE
-            .key(self.product_key(id))
-            .arg(version)
-            .arg(secs(self.config.invalidation_ttl))
-            .invoke_async::<u64>(&mut conn)
-            .await
-            .map_err(map)?;
-        if let Some(p) = current {
-            let mut keys = vec![self.slug_key(&p.slug)];
-            keys.extend(p.variants.iter().map(|v| self.sku_key(&v.sku)));
-            for key in keys {
-                redis::cmd("DEL")
-                    .arg(key)
-                    .query_async::<u64>(&mut conn)
-                    .await
-                    .map_err(map)?;
-            }
-        }
-        Ok(())
+        let pointers = current
+            .map(|p| self.pointer_keys(&p.slug, p.variants.iter().map(|v| &v.sku)))
+            .unwrap_or_default();
+        self.forget(Some(id), version, pointers).await
     }
 
     fn flight(&self, key: &str) -> Arc<AsyncMutex<()>> {
@@ -564,30 +586,8 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
         slug: &Slug,
         skus: &[Sku],
     ) {
-        let marked = self
-            .guarded(async {
-                let mut conn = self.redis.conn();
-                if let Some(id) = id {
-                    INVALIDATE
-                        .key(self.product_key(id))
-                        .arg(next_version)
-                        .arg(secs(self.config.invalidation_ttl))
-                        .invoke_async::<u64>(&mut conn)
-                        .await
-                        .map_err(map)?;
-                }
-                let mut keys = vec![self.slug_key(slug)];
-                keys.extend(skus.iter().map(|s| self.sku_key(s)));
-                for key in keys {
-                    redis::cmd("DEL")
-                        .arg(key)
-                        .query_async::<u64>(&mut conn)
-                        .await
-                        .map_err(map)?;
-                }
-                Ok(())
-            })
-            .await;
+        let pointers = self.pointer_keys(slug, skus.iter());
+        let marked = self.guarded(self.forget(id, next_version, pointers)).await;
         if let Err(e) = marked {
             tracing::debug!(error = %e, "could not mark the product cache before a write");
         }

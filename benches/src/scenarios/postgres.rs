@@ -427,6 +427,21 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
 }
 
 /// Loads `n` products (2 variants each) into `schema` unless it already holds them.
+/// One product-page read of the bench catalog: by slug, expecting its 2 variants.
+pub(super) async fn read_by_slug(catalog: &dyn CatalogStore, slug: String) -> Outcome {
+    let Ok(slug) = Slug::new(slug) else {
+        return Outcome::Error;
+    };
+    match catalog.get_product_by_slug(&slug).await {
+        Ok(Some(p)) if p.variants.len() == 2 => Outcome::Ok,
+        Ok(_) => Outcome::Rejected,
+        Err(e) => {
+            eprintln!("read failed: {e}");
+            Outcome::Error
+        }
+    }
+}
+
 pub(super) async fn load_catalog(pool: &PgPool, schema: &str, n: u64) -> BenchResult<PgCommerce> {
     let pg = PgCommerce::from_pool(pool.clone(), PgConfig::new().schema(schema)?);
     if pg.migrate().await.is_ok() {
@@ -522,17 +537,7 @@ async fn product_read(settings: Settings) -> BenchResult<Vec<Report>> {
         let i = seq.fetch_add(1, Ordering::Relaxed);
         async move {
             let g = 1 + (i.wrapping_mul(2_654_435_761) % n);
-            let Ok(slug) = Slug::new(format!("product-{g}")) else {
-                return Outcome::Error;
-            };
-            match catalog.get_product_by_slug(&slug).await {
-                Ok(Some(p)) if p.variants.len() == 2 => Outcome::Ok,
-                Ok(_) => Outcome::Rejected,
-                Err(e) => {
-                    eprintln!("read failed: {e}");
-                    Outcome::Error
-                }
-            }
+            read_by_slug(catalog.as_ref(), format!("product-{g}")).await
         }
     })
     .await;

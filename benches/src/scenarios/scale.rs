@@ -311,19 +311,7 @@ async fn catalog_scale(settings: Settings) -> BenchResult<Vec<Report>> {
     let reads = run_closed_loop(concurrency, seconds, move |_, _| {
         let catalog = catalog.clone();
         let i = seq.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let Ok(slug) = Slug::new(slug(pick(i, n))) else {
-                return Outcome::Error;
-            };
-            match catalog.get_product_by_slug(&slug).await {
-                Ok(Some(p)) if p.variants.len() == 2 => Outcome::Ok,
-                Ok(_) => Outcome::Rejected,
-                Err(e) => {
-                    eprintln!("read failed: {e}");
-                    Outcome::Error
-                }
-            }
-        }
+        async move { super::postgres::read_by_slug(catalog.as_ref(), slug(pick(i, n))).await }
     })
     .await;
 
