@@ -43,6 +43,27 @@ pub const MAX_QUANTITY: u32 = 1_000_000;
 /// Most lines in one reservation.
 pub const MAX_RESERVATION_LINES: usize = 250;
 
+/// The longest a reservation may be held or extended for at once (7 days).
+pub const MAX_RESERVATION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Checks a reservation's time to live (for `reserve` and `extend`): 1 ms to
+/// [`MAX_RESERVATION_TTL`], else `Validation`.
+///
+/// ```
+/// use std::time::Duration;
+/// use commerce_core::inventory::check_ttl;
+///
+/// assert!(check_ttl(Duration::from_secs(900)).is_ok());
+/// assert!(check_ttl(Duration::ZERO).is_err());
+/// assert!(check_ttl(Duration::MAX).is_err());
+/// ```
+pub fn check_ttl(ttl: Duration) -> Result<()> {
+    if ttl < Duration::from_millis(1) || ttl > MAX_RESERVATION_TTL {
+        return Err(Error::validation("ttl", "must be between 1 ms and 7 days"));
+    }
+    Ok(())
+}
+
 /// Counters of one SKU at one location.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StockLevel {
@@ -168,9 +189,7 @@ impl ReservationRequest {
                 format!("at most {MAX_RESERVATION_LINES} lines"),
             ));
         }
-        if self.ttl.is_zero() || self.ttl > Duration::from_secs(7 * 24 * 3600) {
-            return Err(Error::validation("ttl", "must be between 1 ms and 7 days"));
-        }
+        check_ttl(self.ttl)?;
         let mut merged: BTreeMap<&Sku, u64> = BTreeMap::new();
         for line in &self.lines {
             check_quantity(line.quantity)?;

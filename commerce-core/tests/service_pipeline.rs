@@ -185,7 +185,8 @@ async fn a_crash_before_any_status_write_is_resumed_without_repeating_effects() 
         let stores = Stores {
             orders: faulty.clone(),
             ..f.stores.clone()
-        };
+        }
+        .with_composed_steps();
         faulty.arm(at, Fault::Crash, 1);
         let crashed = f.pipeline_on(&stores, test_config());
         let err = crashed.process(&order.id).await.expect_err("crash");
@@ -220,7 +221,8 @@ async fn a_lost_answer_to_a_status_write_is_harmless() {
         let stores = Stores {
             orders: faulty.clone(),
             ..f.stores.clone()
-        };
+        }
+        .with_composed_steps();
         let done = f
             .pipeline_on(&stores, test_config())
             .process(&order.id)
@@ -250,11 +252,14 @@ async fn inventory_faults_inside_steps_are_resumed() {
         let stores = Stores {
             inventory: faulty.clone(),
             ..f.stores.clone()
+        }
+        .with_composed_steps();
+        // A lease longer than what is left, so the pipeline extends before charging.
+        let config = PipelineConfig {
+            payment_lease: Some(Duration::from_secs(3600)),
+            ..test_config()
         };
-        let first = f
-            .pipeline_on(&stores, test_config())
-            .process(&order.id)
-            .await;
+        let first = f.pipeline_on(&stores, config).process(&order.id).await;
         match fault {
             Fault::Crash => assert!(first.is_err(), "{call:?}"),
             Fault::LoseAnswer => assert_eq!(first.expect("process").status, Preparing),

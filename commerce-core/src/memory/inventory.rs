@@ -387,6 +387,7 @@ impl InventoryStore for MemoryInventory {
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Reservation> {
+        crate::inventory::check_ttl(ttl)?;
         let now = self.clock.now();
         let mut state = lock(&self.state);
         let r = state

@@ -27,9 +27,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::OrderId;
-use crate::inventory::{DEFAULT_RESERVATION_TTL, ReservationRequest, ReservationState};
+use crate::inventory::{DEFAULT_RESERVATION_TTL, Reservation, ReservationState};
 use crate::order::{Order, OrderStatus, Transition};
 use crate::service::Stores;
 use crate::service::fulfillment::Fulfillment;
@@ -38,16 +39,20 @@ use crate::service::payment::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, payment_key,
 };
 use crate::service::retry::{retry, with_timeout};
-use crate::store::{CatalogStore, InventoryStore, OrderStore, RetryPolicy};
+use crate::store::{
+    CatalogStore, InventoryStore, OrderSteps, OrderStore, RetryPolicy, StepOutcome,
+};
 
 /// Pipeline settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PipelineConfig {
     /// How long stock is held for an order before payment starts.
     pub reservation_ttl: Duration,
-    /// The lease policy while paying: `Some(lease)` extends the reservation to now +
-    /// `lease` just before charging (so a slow gateway cannot let the stock lapse
-    /// mid-payment); `None` leaves the reservation's expiry as it is.
+    /// The lease policy while paying: with `Some(lease)`, when less than `lease` is
+    /// left on the reservation just before charging, it is extended to now + `lease`
+    /// (so a slow gateway cannot let the stock lapse mid-payment; a reservation made
+    /// moments ago with a longer `reservation_ttl` needs no extra write); `None` leaves
+    /// the reservation's expiry as it is.
     pub payment_lease: Option<Duration>,
     /// The longest a charge or refund call may take before it counts as a (retryable)
     /// failure.
@@ -59,12 +64,12 @@ pub struct PipelineConfig {
 }
 
 impl Default for PipelineConfig {
-    /// 15-minute reservations extended by 15 minutes when payment starts, 30 s
-    /// timeouts, 3 tries per step from 50 ms up to 2 s apart.
+    /// 15-minute reservations, extended to 10 minutes from the start of the charge
+    /// when less is left, 30 s timeouts, 3 tries per step from 50 ms up to 2 s apart.
     fn default() -> Self {
         PipelineConfig {
             reservation_ttl: DEFAULT_RESERVATION_TTL,
-            payment_lease: Some(Duration::from_secs(15 * 60)),
+            payment_lease: Some(Duration::from_secs(10 * 60)),
             payment_timeout: Duration::from_secs(30),
             call_timeout: Duration::from_secs(30),
             step_retry: RetryPolicy {
@@ -81,10 +86,18 @@ impl Default for PipelineConfig {
 const MAX_ROUNDS: usize = 12;
 
 enum Next {
-    /// The status changed (or may have): reload and take the next step.
-    Continue,
+    /// The status changed (or may have): take the next step from this order as the
+    /// step stored it, or reload it when `None`.
+    Continue(Option<Order>),
     /// Nothing more to do until something outside the pipeline happens.
     Rest,
+}
+
+/// What one `process` call learned along the way (saves re-reading it).
+#[derive(Default)]
+struct Run {
+    /// The reservation as the reserve step left it.
+    reservation: Option<Reservation>,
 }
 
 /// Drives orders through their statuses; see the [module docs](self).
@@ -102,6 +115,8 @@ pub struct OrderPipeline {
     orders: Arc<dyn OrderStore>,
     inventory: Arc<dyn InventoryStore>,
     catalog: Arc<dyn CatalogStore>,
+    steps: Arc<dyn OrderSteps>,
+    clock: Arc<dyn Clock>,
     payments: Arc<dyn PaymentGateway>,
     fulfillment: Arc<dyn Fulfillment>,
     notifier: Arc<dyn Notifier>,
@@ -121,6 +136,8 @@ impl OrderPipeline {
             orders: stores.orders.clone(),
             inventory: stores.inventory.clone(),
             catalog: stores.catalog.clone(),
+            steps: stores.steps.clone(),
+            clock: stores.clock.clone(),
             payments,
             fulfillment,
             notifier,
@@ -142,10 +159,15 @@ impl OrderPipeline {
     /// the queue workers do exactly that.
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn process(&self, order_id: &OrderId) -> Result<Order> {
+        let mut run = Run::default();
+        let mut next = None;
         for _ in 0..MAX_ROUNDS {
-            let order = self.load(order_id).await?;
-            match self.advance(&order).await? {
-                Next::Continue => {}
+            let order = match next.take() {
+                Some(order) => order,
+                None => self.load(order_id).await?,
+            };
+            match self.advance(&order, &mut run).await? {
+                Next::Continue(stored) => next = stored,
                 Next::Rest => return Ok(order),
             }
         }
@@ -269,10 +291,10 @@ impl OrderPipeline {
     }
 
     /// One step for the order's current status.
-    async fn advance(&self, order: &Order) -> Result<Next> {
+    async fn advance(&self, order: &Order, run: &mut Run) -> Result<Next> {
         match order.status {
-            OrderStatus::Created => self.reserve(order).await,
-            OrderStatus::PaymentPending => self.pay(order).await,
+            OrderStatus::Created => self.reserve(order, run).await,
+            OrderStatus::PaymentPending => self.pay(order, run).await,
             OrderStatus::PaymentConfirmed => self.fulfil(order).await,
             OrderStatus::Preparing => {
                 self.notify(order, Notification::OrderConfirmed).await?;
@@ -309,10 +331,29 @@ impl OrderPipeline {
         })
         .await
         {
-            Ok(_) => Ok(Next::Continue),
+            Ok(stored) => Ok(Next::Continue(Some(stored))),
             // Someone else moved it, or an earlier try of ours committed and its answer
             // was lost: either way, reload.
-            Err(e) if e.is_conflict() => Ok(Next::Continue),
+            Err(e) if e.is_conflict() => Ok(Next::Continue(None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The next step after a fused step: go on from the order it stored; a lost
+    /// compare-and-set on the order reloads it.
+    fn stepped(&self, result: Result<StepOutcome>, run: &mut Run) -> Result<Next> {
+        match result {
+            Ok(out) => {
+                if out.is_cancelled() {
+                    tracing::info!(order_id = %out.order.id, "order cancelled by its step");
+                }
+                run.reservation = out.reservation;
+                Ok(Next::Continue(Some(out.order)))
+            }
+            Err(Error::Conflict {
+                kind: EntityKind::Order,
+                ..
+            }) => Ok(Next::Continue(None)),
             Err(e) => Err(e),
         }
     }
@@ -325,79 +366,18 @@ impl OrderPipeline {
 
     // ---- CREATED: validate, reserve ---------------------------------------------
 
-    async fn reserve(&self, order: &Order) -> Result<Next> {
+    async fn reserve(&self, order: &Order, run: &mut Run) -> Result<Next> {
         if let Err(problem) = self.validate(order).await? {
             return self
                 .cancel_with(order, format!("validation failed: {problem}"))
                 .await;
         }
-        let request = ReservationRequest {
-            ttl: self.config.reservation_ttl,
-            ..ReservationRequest::new(
-                order.id.clone(),
-                order.lines.iter().map(|l| (l.sku.clone(), l.quantity)),
-            )
-        };
-        let reserved = retry(&self.config.step_retry, "reserve", || {
-            self.inventory.reserve(&request)
+        let ttl = self.config.reservation_ttl;
+        let result = retry(&self.config.step_retry, "reserve", || {
+            self.steps.reserve_order(order, ttl)
         })
         .await;
-        match reserved {
-            Ok(r) => match r.state {
-                ReservationState::Active => {
-                    let units: u64 = r.lines.iter().map(|l| u64::from(l.quantity)).sum();
-                    let reason = format!(
-                        "validated; {units} unit(s) reserved until {}; awaiting payment",
-                        r.expires_at.format("%Y-%m-%d %H:%M:%S UTC")
-                    );
-                    self.move_to(order, OrderStatus::PaymentPending, reason, None)
-                        .await
-                }
-                ReservationState::Released => {
-                    let why = r.reason.unwrap_or_else(|| "released".into());
-                    self.cancel_with(
-                        order,
-                        format!("reservation released before payment ({why})"),
-                    )
-                    .await
-                }
-                other => {
-                    // Another worker may have taken this order further since we read
-                    // it (the reservation answers idempotently with its current state):
-                    // reload and go on from where the order is now.
-                    let current = self.orders.get_order(&order.id).await?;
-                    if current.is_some_and(|o| o.status != OrderStatus::Created) {
-                        return Ok(Next::Continue);
-                    }
-                    Err(Error::permanent(
-                        format!(
-                            "order {} is CREATED but its reservation is {other}",
-                            order.id
-                        ),
-                        "inconsistent state",
-                    ))
-                }
-            },
-            Err(Error::OutOfStock {
-                sku,
-                requested,
-                available,
-            }) => {
-                self.cancel_with(
-                    order,
-                    format!("out of stock: {sku} (requested {requested}, available {available})"),
-                )
-                .await
-            }
-            Err(Error::NotFound {
-                kind: EntityKind::Stock,
-                id,
-            }) => {
-                self.cancel_with(order, format!("out of stock: {id} is not stocked"))
-                    .await
-            }
-            Err(e) => Err(e),
-        }
+        self.stepped(result, run)
     }
 
     /// Checks the order can still be sold and its money adds up. The prices are those
@@ -427,12 +407,18 @@ impl OrderPipeline {
 
     // ---- PAYMENT_PENDING: extend, charge, confirm ----------------------------------
 
-    async fn pay(&self, order: &Order) -> Result<Next> {
-        let reservation = retry(&self.config.step_retry, "read reservation", || {
-            self.inventory.reservation(&order.id)
-        })
-        .await?
-        .ok_or_else(|| {
+    async fn pay(&self, order: &Order, run: &mut Run) -> Result<Next> {
+        let known = run.reservation.take().filter(|r| r.order_id == order.id);
+        let reservation = match known {
+            Some(r) => Some(r),
+            None => {
+                retry(&self.config.step_retry, "read reservation", || {
+                    self.inventory.reservation(&order.id)
+                })
+                .await?
+            }
+        };
+        let reservation = reservation.ok_or_else(|| {
             Error::permanent(
                 format!(
                     "order {} is PAYMENT_PENDING without a reservation",
@@ -464,7 +450,10 @@ impl OrderPipeline {
             // below returns that payment (same key) without charging again.
             ReservationState::Confirmed => {}
             ReservationState::Active => {
-                if let Some(lease) = self.config.payment_lease {
+                let left = (reservation.expires_at - self.clock.now())
+                    .to_std()
+                    .unwrap_or(Duration::ZERO);
+                if let Some(lease) = self.config.payment_lease.filter(|l| left < *l) {
                     let extended = retry(&self.config.step_retry, "extend reservation", || {
                         self.inventory.extend(&order.id, lease)
                     })
@@ -490,37 +479,11 @@ impl OrderPipeline {
                     .await
             }
             ChargeOutcome::Approved { payment_ref } => {
-                let confirmed = retry(&self.config.step_retry, "confirm reservation", || {
-                    self.inventory.confirm(&order.id)
+                let result = retry(&self.config.step_retry, "confirm payment", || {
+                    self.steps.confirm_payment(order, &payment_ref)
                 })
                 .await;
-                match confirmed {
-                    Ok(_) => {
-                        let reason = format!(
-                            "payment {payment_ref} captured ({}); reserved stock sold",
-                            order.totals.total
-                        );
-                        self.move_to(
-                            order,
-                            OrderStatus::PaymentConfirmed,
-                            reason,
-                            Some(payment_ref),
-                        )
-                        .await
-                    }
-                    // The reservation lapsed and was released while the charge ran:
-                    // the units may be sold to someone else, so the payment goes back.
-                    Err(Error::InvalidTransition { .. }) => {
-                        self.cancel_with(
-                            order,
-                            format!(
-                                "reservation expired during payment; payment {payment_ref} refunded"
-                            ),
-                        )
-                        .await
-                    }
-                    Err(e) => Err(e),
-                }
+                self.stepped(result, run)
             }
         }
     }
@@ -561,7 +524,7 @@ impl OrderPipeline {
         let reference = match submitted {
             Ok(r) => r,
             // Fulfilment was cancelled by a refund racing this step: reload.
-            Err(Error::InvalidTransition { .. }) => return Ok(Next::Continue),
+            Err(Error::InvalidTransition { .. }) => return Ok(Next::Continue(None)),
             Err(e) => return Err(e),
         };
         self.move_to(

@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::memory::MemoryEngine;
-use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+use crate::store::{
+    CartStore, CatalogStore, ComposedSteps, EventLog, InventoryStore, OrderQueue, OrderSteps,
+    OrderStore,
+};
 
 /// One handle per contract, as trait objects, plus the clock.
 ///
@@ -28,6 +31,9 @@ pub struct Stores {
     pub events: Arc<dyn EventLog>,
     /// The queue orders are processed from.
     pub queue: Arc<dyn OrderQueue>,
+    /// The pipeline's fused writes over `inventory` and `orders` ([`ComposedSteps`]
+    /// unless the adapter does them in one transaction).
+    pub steps: Arc<dyn OrderSteps>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -50,8 +56,37 @@ impl Stores {
             orders: engine.orders.clone(),
             events: engine.events.clone(),
             queue: engine.queue.clone(),
+            steps: Arc::new(ComposedSteps::new(
+                engine.inventory.clone(),
+                engine.orders.clone(),
+            )),
             clock: engine.clock.clone(),
         }
+    }
+}
+
+impl Stores {
+    /// The same stores with [`steps`](Self::steps) composed from their own `inventory`
+    /// and `orders` ([`ComposedSteps`]): after replacing either (a wrapper that injects
+    /// faults, counts calls, caches), so that the pipeline's fused writes go through
+    /// the replacement too.
+    ///
+    /// ```
+    /// use commerce_core::memory::MemoryEngine;
+    /// use commerce_core::service::Stores;
+    ///
+    /// let engine = MemoryEngine::new();
+    /// let other = MemoryEngine::new();
+    /// let stores = Stores { orders: other.orders.clone(), ..Stores::memory(&engine) }
+    ///     .with_composed_steps();
+    /// # let _ = stores;
+    /// ```
+    pub fn with_composed_steps(mut self) -> Self {
+        self.steps = Arc::new(ComposedSteps::new(
+            self.inventory.clone(),
+            self.orders.clone(),
+        ));
+        self
     }
 }
 

@@ -96,9 +96,12 @@ pub trait InventoryStore: Send + Sync + Debug + 'static {
     /// a payment is in progress).
     ///
     /// # To ensure correctness
-    /// Only an `Active` reservation that has not expired at now can be extended;
-    /// otherwise `InvalidTransition { entity: Reservation }` (from its state, or
-    /// `EXPIRED`). Unknown order: `NotFound { kind: Reservation }`.
+    /// * `ttl` outside 1 ms to [`MAX_RESERVATION_TTL`](crate::inventory::MAX_RESERVATION_TTL)
+    ///   (the bounds of `reserve`, see [`check_ttl`](crate::inventory::check_ttl)) is
+    ///   `Validation` and changes nothing.
+    /// * Only an `Active` reservation that has not expired at now can be extended;
+    ///   otherwise `InvalidTransition { entity: Reservation }` (from its state, or
+    ///   `EXPIRED`). Unknown order: `NotFound { kind: Reservation }`.
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Reservation>;
 
     /// Turns an active reservation into a sale (`reserved` to `sold`).

@@ -17,6 +17,7 @@ mod order;
 mod queue;
 mod recommend;
 pub mod search;
+pub mod steps;
 
 pub use cart::CartStore;
 pub use catalog::{CatalogStore, CatalogStoreExt, ProductQuery};
@@ -26,6 +27,7 @@ pub use order::{CreateOutcome, OrderQuery, OrderStore};
 pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
 pub use recommend::{CoPurchaseStore, HistoryStore};
 pub use search::SearchIndex;
+pub use steps::{ComposedSteps, OrderSteps, StepOutcome};
 
 use serde::{Deserialize, Serialize};
 
