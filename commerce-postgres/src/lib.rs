@@ -8,7 +8,7 @@
 //!
 //! * [`PgCommerce`]: one of each store on one pool and schema: [`PgEventLog`] (the
 //!   outbox), [`PgInventory`], [`PgOrders`], [`PgCatalog`], [`PgQueue`], [`PgCarts`]
-//!   and the fused checkout steps [`PgCheckout`].
+//!   and the order pipeline's fused steps [`PgOrderSteps`].
 //! * [`PgCommerce::with_replica`] routes browse reads to a replica pool.
 //! * [`HotSkuConfig`] turns on the hot-SKU request combiner (flash sales).
 //!
@@ -40,9 +40,9 @@ macro_rules! sql {
     };
 }
 
+mod batch;
 mod carts;
 mod catalog;
-mod checkout;
 mod combiner;
 mod db;
 mod error;
@@ -51,6 +51,7 @@ mod inventory;
 mod orders;
 mod queue;
 pub mod recommend;
+mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,12 +64,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 pub use carts::PgCarts;
 pub use catalog::PgCatalog;
-pub use checkout::PgCheckout;
 pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
 pub use queue::PgQueue;
+pub use steps::{PgOrderSteps, StepBatching};
 
 use db::Db;
 
@@ -98,6 +99,7 @@ pub struct PgConfig {
     max_connections: u32,
     acquire_timeout: Duration,
     hot_sku: Option<HotSkuConfig>,
+    step_batching: StepBatching,
 }
 
 impl Default for PgConfig {
@@ -111,6 +113,7 @@ impl Default for PgConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(10),
             hot_sku: None,
+            step_batching: StepBatching::default(),
         }
     }
 }
@@ -184,6 +187,16 @@ impl PgConfig {
         self
     }
 
+    /// How concurrent pipeline steps are grouped into one statement and one commit
+    /// ([`PgOrderSteps`]); the default is [`StepBatching::default`].
+    pub fn step_batching(mut self, batching: StepBatching) -> Self {
+        self.step_batching = StepBatching {
+            lanes: batching.lanes.clamp(1, 64),
+            max_batch: batching.max_batch.clamp(1, 1000),
+        };
+        self
+    }
+
     /// Pool options and connect options for `url` with this config's timeouts.
     pub fn pool_for(&self, url: &str) -> Result<(PgPoolOptions, PgConnectOptions)> {
         let mut opts: PgConnectOptions = url
@@ -235,8 +248,9 @@ pub struct PgCommerce {
     pub orders: Arc<PgOrders>,
     /// Products, variants and categories (reads may go to a replica).
     pub catalog: Arc<PgCatalog>,
-    /// The fused checkout steps (two commits per order).
-    pub checkout: Arc<PgCheckout>,
+    /// The order pipeline's fused steps (one transaction per step, grouped across
+    /// concurrent orders).
+    pub steps: Arc<PgOrderSteps>,
     /// The order queue.
     pub queue: Arc<PgQueue>,
     /// Server-side carts.
@@ -263,10 +277,26 @@ impl PgCommerce {
             inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
             orders: Arc::new(PgOrders::new(db.clone())),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
-            checkout: Arc::new(PgCheckout::new(db.clone())),
+            steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
             queue: Arc::new(PgQueue::new(db.clone())),
             carts: Arc::new(PgCarts::new(db.clone())),
             db,
+        }
+    }
+
+    /// The stores as the services take them ([`Stores`](commerce_core::service::Stores)):
+    /// catalog, carts, inventory, orders, outbox, queue and the fused steps of this
+    /// adapter, with the [`PgConfig`]'s clock.
+    pub fn stores(&self) -> commerce_core::service::Stores {
+        commerce_core::service::Stores {
+            catalog: self.catalog.clone(),
+            carts: self.carts.clone(),
+            inventory: self.inventory.clone(),
+            orders: self.orders.clone(),
+            events: self.events.clone(),
+            queue: self.queue.clone(),
+            steps: self.steps.clone(),
+            clock: self.db.clock.clone(),
         }
     }
 

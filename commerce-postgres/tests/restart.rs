@@ -13,7 +13,7 @@ use commerce_core::Error;
 use commerce_core::id::{CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, Sku};
 use commerce_core::inventory::ReservationState;
 use commerce_core::order::{NewOrder, NewOrderLine, OrderStatus};
-use commerce_core::store::{InventoryStore, OrderStore};
+use commerce_core::store::{InventoryStore, OrderSteps, OrderStore};
 use commerce_postgres::{PgCommerce, PgConfig};
 
 fn pg_bin() -> PathBuf {
@@ -197,14 +197,16 @@ async fn checkouts_survive_a_server_restart() {
                     tax: "0.00 USD".parse().unwrap(),
                 };
                 let step = async {
-                    let order = pg
-                        .checkout
-                        .place_order(new, Duration::from_secs(600), "reserved")
-                        .await?
-                        .into_order();
-                    pg.checkout
-                        .complete_payment(&order.id, &format!("pay-{}", order.id), "paid")
-                        .await
+                    let order = pg.orders.create_order(new).await?.into_order();
+                    let reserved = pg.steps.reserve_order(&order, Duration::from_secs(600)).await?;
+                    if reserved.is_cancelled() {
+                        return Err(Error::conflict(commerce_core::EntityKind::Order, "sold out"));
+                    }
+                    let paid = pg
+                        .steps
+                        .confirm_payment(&reserved.order, &format!("pay-{}", order.id))
+                        .await?;
+                    Ok(paid.order)
                 };
                 match step.await {
                     Ok(o) => {

@@ -10,7 +10,10 @@ use async_trait::async_trait;
 use crate::clock::ManualClock;
 use crate::error::Result;
 use crate::memory::MemoryEngine;
-use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+use crate::store::{
+    CartStore, CatalogStore, ComposedSteps, EventLog, InventoryStore, OrderQueue, OrderSteps,
+    OrderStore,
+};
 
 /// Makes fresh, empty stores for each case of the kit.
 ///
@@ -81,6 +84,9 @@ pub struct Stores {
     pub queue: Option<Arc<dyn OrderQueue>>,
     /// The event log the other stores append to; also tested on its own.
     pub events: Option<Arc<dyn EventLog>>,
+    /// The order pipeline's fused steps over `inventory` and `orders`, if the adapter
+    /// has its own (the kit compares them with [`ComposedSteps`] on fresh stores).
+    pub steps: Option<Arc<dyn OrderSteps>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -126,6 +132,12 @@ impl Stores {
         self
     }
 
+    /// Adds the fused pipeline steps (over the inventory and orders given here).
+    pub fn with_steps(mut self, steps: Arc<dyn OrderSteps>) -> Self {
+        self.steps = Some(steps);
+        self
+    }
+
     /// Keeps `guard` alive until the case ends (a `tempfile::TempDir`, a container).
     pub fn keep_alive(mut self, guard: impl Any + Send + Sync) -> Self {
         self.guards.push(Box::new(guard));
@@ -143,6 +155,9 @@ impl Stores {
                 Area::Orders => self.orders.is_some(),
                 Area::Events => self.events.is_some(),
                 Area::Queue => self.queue.is_some(),
+                Area::Steps => {
+                    self.steps.is_some() && self.inventory.is_some() && self.orders.is_some()
+                }
             })
             .collect()
     }
@@ -162,9 +177,13 @@ impl From<MemoryEngine> for Stores {
         Stores::new()
             .with_catalog(engine.catalog)
             .with_carts(engine.carts)
-            .with_inventory(engine.inventory)
-            .with_orders(engine.orders)
+            .with_inventory(engine.inventory.clone())
+            .with_orders(engine.orders.clone())
             .with_queue(engine.queue)
+            .with_steps(Arc::new(ComposedSteps::new(
+                engine.inventory.clone(),
+                engine.orders.clone(),
+            )))
             .with_events(engine.events)
     }
 }
@@ -184,17 +203,20 @@ pub enum Area {
     Events,
     /// [`OrderQueue`].
     Queue,
+    /// [`OrderSteps`], compared with [`ComposedSteps`] over the same kind of stores.
+    Steps,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
         Area::Orders,
         Area::Events,
         Area::Queue,
+        Area::Steps,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -206,12 +228,16 @@ impl Area {
             Area::Orders => "orders",
             Area::Events => "events",
             Area::Queue => "queue",
+            Area::Steps => "steps",
         }
     }
 
     /// Whether the area also needs the event log (its stores append events).
     pub fn needs_events(self) -> bool {
-        matches!(self, Area::Catalog | Area::Inventory | Area::Orders)
+        matches!(
+            self,
+            Area::Catalog | Area::Inventory | Area::Orders | Area::Steps
+        )
     }
 }
 

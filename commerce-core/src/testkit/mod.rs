@@ -54,6 +54,7 @@ mod model;
 pub mod orders;
 pub mod queue;
 mod runner;
+pub mod steps;
 pub mod strategies;
 
 pub use builder::{Area, MemoryBuilder, StoreBuilder, Stores};
@@ -82,6 +83,7 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Orders => orders::cases(),
             Area::Events => events::cases(),
             Area::Queue => queue::cases(),
+            Area::Steps => steps::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

@@ -142,6 +142,13 @@ impl Ctx {
             .unwrap_or_else(|| missing("OrderStore"))
     }
 
+    pub(crate) fn steps(&self) -> Arc<dyn crate::store::OrderSteps> {
+        self.stores
+            .steps
+            .clone()
+            .unwrap_or_else(|| missing("OrderSteps"))
+    }
+
     pub(crate) fn queue(&self) -> Arc<dyn OrderQueue> {
         self.stores
             .queue

@@ -92,7 +92,8 @@ impl StoreBuilder for PgBuilder {
             .with_queue(pg.queue.clone())
             .with_carts(pg.carts.clone())
             .with_inventory(pg.inventory.clone())
-            .with_orders(pg.orders.clone()))
+            .with_orders(pg.orders.clone())
+            .with_steps(pg.steps.clone()))
     }
 
     async fn teardown(&self) -> commerce_core::Result<()> {

@@ -1,0 +1,310 @@
+//! The pipeline's fused steps: [`PgOrderSteps`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_core::event::DomainEvent;
+use commerce_core::id::OrderId;
+use commerce_core::inventory::{Reservation, ReservationRequest, ReservationState};
+use commerce_core::order::{Order, OrderStatus, Transition};
+use commerce_core::store::steps::paid_reason;
+use commerce_core::store::{OrderSteps, StepOutcome};
+use commerce_core::{EntityKind, Error, Result};
+use serde_json::json;
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+
+use crate::batch::{Batcher, RunBatch};
+use crate::db::Db;
+use crate::error::{DbResult, corrupt};
+
+/// How concurrent steps are grouped (see [`PgConfig::step_batching`](crate::PgConfig::step_batching)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepBatching {
+    /// Batches in flight at once per step.
+    pub lanes: usize,
+    /// Most orders in one batch.
+    pub max_batch: usize,
+}
+
+impl Default for StepBatching {
+    /// Two batches in flight per step, up to 128 orders each.
+    fn default() -> Self {
+        StepBatching {
+            lanes: 2,
+            max_batch: 128,
+        }
+    }
+}
+
+/// The [`OrderSteps`] on PostgreSQL: each step of each order is one plpgsql function
+/// (`step_reserve_order`, `step_confirm_payment`) in one transaction, writing the
+/// order, its history, the reservation, the ledger and the outbox events together.
+///
+/// Concurrent steps (many workers) are grouped: the steps that arrive while a batch is
+/// in flight run together as the next one, **one statement and one commit** for the
+/// whole batch, each order in its own subtransaction, so one order's failure never
+/// fails its neighbours and every order keeps its own guarded decision, ledger rows,
+/// history and events. Every commit is durable (`synchronous_commit` is not touched).
+#[derive(Debug)]
+pub struct PgOrderSteps {
+    reserve: Arc<Batcher<ReserveReq, StepOutcome>>,
+    confirm: Arc<Batcher<ConfirmReq, StepOutcome>>,
+}
+
+struct ReserveReq {
+    order_id: OrderId,
+    req: serde_json::Value,
+    ttl_us: i64,
+}
+
+struct ConfirmReq {
+    order_id: OrderId,
+    payment_ref: String,
+    reason: String,
+    req: serde_json::Value,
+}
+
+fn event(e: DomainEvent) -> Result<serde_json::Value> {
+    serde_json::to_value(e).map_err(corrupt)
+}
+
+fn status_event(order: &OrderId, from: OrderStatus, to: OrderStatus) -> Result<serde_json::Value> {
+    event(DomainEvent::OrderStatusChanged {
+        order_id: order.clone(),
+        from,
+        to,
+    })
+}
+
+impl PgOrderSteps {
+    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+        let reserve_sql = format!(
+            "SELECT * FROM {}($1, $2, $3, $4) ORDER BY n",
+            db.t("step_reserve_orders")
+        );
+        let confirm_sql = format!(
+            "SELECT * FROM {}($1, $2, $3, $4, $5) ORDER BY n",
+            db.t("step_confirm_payments")
+        );
+        let reserve_db = db.clone();
+        let run_reserve: RunBatch<ReserveReq, StepOutcome> = Arc::new(move |batch| {
+            let db = reserve_db.clone();
+            let sql = reserve_sql.clone();
+            Box::pin(async move {
+                let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
+                let reqs: Vec<&serde_json::Value> = batch.iter().map(|r| &r.req).collect();
+                let ttls: Vec<i64> = batch.iter().map(|r| r.ttl_us).collect();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&orders)
+                    .bind(&reqs)
+                    .bind(db.now())
+                    .bind(&ttls)
+                    .fetch_all(&db.pool)
+                    .await
+                    .db()?;
+                db.written();
+                Ok(decode_all(&rows, batch.iter().map(|r| &r.order_id), "CREATED"))
+            })
+        });
+        let confirm_db = db;
+        let run_confirm: RunBatch<ConfirmReq, StepOutcome> = Arc::new(move |batch| {
+            let db = confirm_db.clone();
+            let sql = confirm_sql.clone();
+            Box::pin(async move {
+                let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
+                let refs: Vec<&str> = batch.iter().map(|r| r.payment_ref.as_str()).collect();
+                let reasons: Vec<&str> = batch.iter().map(|r| r.reason.as_str()).collect();
+                let reqs: Vec<&serde_json::Value> = batch.iter().map(|r| &r.req).collect();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&orders)
+                    .bind(&refs)
+                    .bind(&reasons)
+                    .bind(&reqs)
+                    .bind(db.now())
+                    .fetch_all(&db.pool)
+                    .await
+                    .db()?;
+                db.written();
+                Ok(decode_all(
+                    &rows,
+                    batch.iter().map(|r| &r.order_id),
+                    "PAYMENT_PENDING",
+                ))
+            })
+        });
+        PgOrderSteps {
+            reserve: Batcher::new(batching.lanes, batching.max_batch, run_reserve),
+            confirm: Batcher::new(batching.lanes, batching.max_batch, run_confirm),
+        }
+    }
+}
+
+#[async_trait]
+impl OrderSteps for PgOrderSteps {
+    async fn reserve_order(&self, order: &Order, ttl: Duration) -> Result<StepOutcome> {
+        let request = ReservationRequest {
+            ttl,
+            ..ReservationRequest::new(
+                order.id.clone(),
+                order.lines.iter().map(|l| (l.sku.clone(), l.quantity)),
+            )
+        };
+        let lines = request.normalized_lines()?;
+        let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        let req = json!({
+            "skus": lines.iter().map(|l| l.sku.as_str()).collect::<Vec<_>>(),
+            "qtys": lines.iter().map(|l| l.quantity).collect::<Vec<_>>(),
+            "lines": serde_json::to_value(&lines).map_err(corrupt)?,
+            "reservation_event": event(DomainEvent::ReservationChanged {
+                order_id: order.id.clone(),
+                state: ReservationState::Active,
+                skus: lines.iter().map(|l| l.sku.clone()).collect(),
+            })?,
+            "pending_event": status_event(&order.id, OrderStatus::Created, OrderStatus::PaymentPending)?,
+            "cancel_event": status_event(&order.id, OrderStatus::Created, OrderStatus::Cancelled)?,
+        });
+        self.reserve
+            .submit(ReserveReq {
+                order_id: order.id.clone(),
+                req,
+                ttl_us,
+            })
+            .await
+    }
+
+    async fn confirm_payment(&self, order: &Order, payment_ref: &str) -> Result<StepOutcome> {
+        let reason = paid_reason(payment_ref, &order.totals.total);
+        let mut paid = Transition::new(
+            OrderStatus::PaymentPending,
+            OrderStatus::PaymentConfirmed,
+            reason.clone(),
+        );
+        paid.payment_ref = Some(payment_ref.to_owned());
+        paid.validate()?;
+        let skus: Vec<_> = {
+            let mut s: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
+            s.sort();
+            s.dedup();
+            s
+        };
+        let req = json!({
+            "reservation_event": event(DomainEvent::ReservationChanged {
+                order_id: order.id.clone(),
+                state: ReservationState::Confirmed,
+                skus,
+            })?,
+            "paid_event": status_event(&order.id, OrderStatus::PaymentPending, OrderStatus::PaymentConfirmed)?,
+            "cancel_event": status_event(&order.id, OrderStatus::PaymentPending, OrderStatus::Cancelled)?,
+        });
+        self.confirm
+            .submit(ConfirmReq {
+                order_id: order.id.clone(),
+                payment_ref: payment_ref.to_owned(),
+                reason,
+                req,
+            })
+            .await
+    }
+}
+
+/// A step's failure as the database reported it: its SQLSTATE and DETAIL.
+#[derive(Debug, thiserror::Error)]
+#[error("SQLSTATE {code}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+pub(crate) struct StepFailure {
+    /// The SQLSTATE.
+    pub code: String,
+    /// The DETAIL, if any.
+    pub detail: String,
+}
+
+fn decode_all<'a>(
+    rows: &[PgRow],
+    ids: impl Iterator<Item = &'a OrderId>,
+    expected: &str,
+) -> Vec<Result<StepOutcome>> {
+    let ids: Vec<&OrderId> = ids.collect();
+    if rows.len() != ids.len() {
+        let e = corrupt(format!(
+            "a step batch of {} returned {} rows",
+            ids.len(),
+            rows.len()
+        ));
+        let fail = crate::batch::shared_failure(e);
+        return ids.iter().map(|_| Err(fail())).collect();
+    }
+    rows.iter()
+        .zip(ids)
+        .map(|(row, id)| decode(row, id, expected))
+        .collect()
+}
+
+fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
+    let outcome: String = row.try_get("outcome").db()?;
+    if outcome == "error" {
+        let code: String = row.try_get::<Option<String>, _>("code").db()?.unwrap_or_default();
+        let detail: String = row
+            .try_get::<Option<String>, _>("detail")
+            .db()?
+            .unwrap_or_default();
+        return Err(step_error(id, expected, StepFailure { code, detail }));
+    }
+    let body: serde_json::Value = row.try_get("o_body").db()?;
+    let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
+    order.status = OrderStatus::parse(&row.try_get::<String, _>("o_status").db()?)?;
+    order.version = u64::try_from(row.try_get::<i64, _>("o_version").db()?)
+        .map_err(|_| corrupt("negative order version"))?;
+    order.payment_ref = row.try_get("o_payment_ref").db()?;
+    order.updated_at = row.try_get("o_updated_at").db()?;
+    let reservation = match row.try_get::<Option<String>, _>("r_state").db()? {
+        None => None,
+        Some(state) => Some(Reservation {
+            order_id: id.clone(),
+            lines: serde_json::from_value(row.try_get("r_lines").db()?).map_err(corrupt)?,
+            allocations: serde_json::from_value(row.try_get("r_allocations").db()?)
+                .map_err(corrupt)?,
+            state: ReservationState::parse(&state)?,
+            created_at: row.try_get("r_created_at").db()?,
+            expires_at: row.try_get("r_expires_at").db()?,
+            closed_at: row.try_get("r_closed_at").db()?,
+            reason: row.try_get("r_reason").db()?,
+        }),
+    };
+    Ok(StepOutcome { order, reservation })
+}
+
+/// Maps a failed step by its SQLSTATE.
+fn step_error(id: &OrderId, expected: &str, f: StepFailure) -> Error {
+    use crate::error::code;
+    match f.code.as_str() {
+        "CM006" => Error::not_found(EntityKind::Order, id),
+        "CM004" => Error::conflict(
+            EntityKind::Order,
+            format!("order {id} is {}, not {expected}", f.detail),
+        ),
+        "CM003" => Error::conflict(
+            EntityKind::Reservation,
+            format!("order {id} already holds a different reservation"),
+        ),
+        "CM005" => Error::permanent(
+            format!("order {id} is PAYMENT_PENDING without a reservation"),
+            f,
+        ),
+        "CM007" => Error::permanent(
+            format!("order {id} is CREATED but its reservation is {}", f.detail),
+            f,
+        ),
+        code::SERIALIZATION_FAILURE
+        | code::DEADLOCK_DETECTED
+        | code::QUERY_CANCELED
+        | code::LOCK_NOT_AVAILABLE => {
+            Error::retryable(format!("step of order {id} aborted; retry"), f)
+        }
+        c if c.starts_with("22") => Error::validation(
+            "input",
+            "a value cannot be stored (invalid characters or too long)",
+        ),
+        _ => Error::permanent(format!("step of order {id} failed"), f),
+    }
+}
