@@ -315,9 +315,11 @@ LANGUAGE plpgsql
 SET search_path FROM CURRENT
 AS $$
 BEGIN
-    RETURN QUERY INSERT INTO queue_jobs (order_id, enqueued_at, run_at)
+    RETURN QUERY WITH added AS (
+        INSERT INTO queue_jobs (order_id, enqueued_at, run_at)
         SELECT o, p_now, p_now FROM unnest(p_orders) WITH ORDINALITY AS u(o, n) ORDER BY n
-        RETURNING id;
+        RETURNING id)
+        SELECT a.id FROM added a ORDER BY a.id;
     IF p_channel IS NOT NULL THEN
         PERFORM pg_notify(p_channel, '');
     END IF;

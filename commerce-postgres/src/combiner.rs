@@ -175,12 +175,11 @@ impl Combiner {
                     }
                 }
                 Err(e) => {
-                    let retryable = e.is_retryable();
-                    let message = e.to_string();
+                    // Every request gets the batch's error kind, with the database
+                    // error (and its SQLSTATE) as the source.
+                    let fail = crate::batch::shared_failure(e);
                     for p in batch {
-                        let _ = p
-                            .reply
-                            .send(Err(Error::backend(retryable, message.clone())));
+                        let _ = p.reply.send(Err(fail()));
                     }
                 }
             }

@@ -30,6 +30,8 @@ pub(crate) struct Db {
     pub listen_channel: String,
     /// Wakes this process's waiters after a write committed.
     pub wake: Arc<Notify>,
+    /// Wakes this process's queue workers after an enqueue committed.
+    pub queue_wake: Arc<Notify>,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -64,6 +66,7 @@ impl Db {
             notifier: config.notify.then(|| Arc::new(Notifier::default())),
             listen_channel,
             wake: Arc::new(Notify::new()),
+            queue_wake: Arc::new(Notify::new()),
         }
     }
 

@@ -65,7 +65,32 @@ impl OrderQueue for PgQueue {
         .fetch_one(&self.db.pool)
         .await
         .db()?;
+        self.db.queue_wake.notify_waiters();
         Ok(JobId(id as u64))
+    }
+
+    async fn enqueue_many(&self, order_ids: &[OrderId]) -> Result<Vec<JobId>> {
+        if order_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = order_ids.iter().map(OrderId::as_str).collect();
+        let rows: Vec<i64> = sqlx::query_scalar(sql!(
+            "SELECT * FROM {}($1, $2, NULL)",
+            self.db.t("enqueue_jobs")
+        ))
+        .bind(&ids)
+        .bind(self.db.now())
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        self.db.queue_wake.notify_waiters();
+        Ok(rows.into_iter().map(|id| JobId(id as u64)).collect())
+    }
+
+    async fn wait_for_jobs(&self, timeout: Duration) -> Result<bool> {
+        Ok(tokio::time::timeout(timeout, self.db.queue_wake.notified())
+            .await
+            .is_ok())
     }
 
     async fn claim(&self, limit: u32, visibility: Duration) -> Result<Vec<QueuedJob>> {

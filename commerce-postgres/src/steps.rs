@@ -105,7 +105,11 @@ impl PgOrderSteps {
                     .await
                     .db()?;
                 db.written();
-                Ok(decode_all(&rows, batch.iter().map(|r| &r.order_id), "CREATED"))
+                Ok(decode_all(
+                    &rows,
+                    batch.iter().map(|r| &r.order_id),
+                    "CREATED",
+                ))
             })
         });
         let confirm_db = db;
@@ -243,7 +247,10 @@ fn decode_all<'a>(
 fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
     let outcome: String = row.try_get("outcome").db()?;
     if outcome == "error" {
-        let code: String = row.try_get::<Option<String>, _>("code").db()?.unwrap_or_default();
+        let code: String = row
+            .try_get::<Option<String>, _>("code")
+            .db()?
+            .unwrap_or_default();
         let detail: String = row
             .try_get::<Option<String>, _>("detail")
             .db()?

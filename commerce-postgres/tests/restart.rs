@@ -198,9 +198,15 @@ async fn checkouts_survive_a_server_restart() {
                 };
                 let step = async {
                     let order = pg.orders.create_order(new).await?.into_order();
-                    let reserved = pg.steps.reserve_order(&order, Duration::from_secs(600)).await?;
+                    let reserved = pg
+                        .steps
+                        .reserve_order(&order, Duration::from_secs(600))
+                        .await?;
                     if reserved.is_cancelled() {
-                        return Err(Error::conflict(commerce_core::EntityKind::Order, "sold out"));
+                        return Err(Error::conflict(
+                            commerce_core::EntityKind::Order,
+                            "sold out",
+                        ));
                     }
                     let paid = pg
                         .steps

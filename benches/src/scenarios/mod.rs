@@ -5,6 +5,7 @@ use futures::future::BoxFuture;
 use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
+mod order_path;
 mod postgres;
 mod recommend;
 mod redis;
@@ -28,6 +29,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
+    out.extend(order_path::scenarios());
     out.extend(redis::scenarios());
     out.extend(search::scenarios());
     out.extend(scale::scenarios());

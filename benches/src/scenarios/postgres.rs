@@ -5,9 +5,7 @@
 //!   (`--quick`: 10,000), 8 tasks.
 //! * `inventory-hot`: every buyer reserves one unit of the same SKU, 64 tasks; two
 //!   lines: without and with the hot-SKU request combiner (`hot_technique`).
-//! * `checkout`: create order, reserve, pay (in-memory gateway), confirm; every step
-//!   appends its outbox event. Uses the fused steps of `PgCheckout` (two commits per
-//!   order).
+//! * `checkout` (in `order_path.rs`): the whole order path a host runs.
 //! * `product-read`: product by slug with its variants, over `--products` products
 //!   (default 1,000,000; `--quick` 10,000); the loaded catalog is kept and reused.
 //!
@@ -22,13 +20,8 @@ use std::time::Duration;
 
 use commerce_core::Error;
 use commerce_core::catalog::Slug;
-use commerce_core::id::{CustomerId, IdempotencyKey, OrderId, ProductId, Sku};
+use commerce_core::id::{OrderId, Sku};
 use commerce_core::inventory::ReservationRequest;
-use commerce_core::money::Money;
-use commerce_core::order::{NewOrder, NewOrderLine};
-use commerce_core::service::{
-    ChargeOutcome, ChargeRequest, MemoryPaymentGateway, PaymentGateway, payment_key,
-};
 use commerce_core::store::{CatalogStore, InventoryStore};
 use commerce_postgres::sqlx::{self, PgPool};
 use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
@@ -48,11 +41,6 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             name: "inventory-hot",
             about: "postgres: 64 buyers of one SKU, without and with the combiner, vs pgbench",
             run: |s| inventory_hot(s).boxed(),
-        },
-        Scenario {
-            name: "checkout",
-            about: "postgres: create order, reserve, pay, confirm (outbox), vs pgbench",
-            run: |s| checkout(s).boxed(),
         },
         Scenario {
             name: "product-read",
@@ -88,7 +76,7 @@ async fn fresh(pool: &PgPool, name: &str, config: PgConfig) -> BenchResult<PgCom
     Ok(pg)
 }
 
-async fn drop_schema(settings: &Settings, schema: &str) -> BenchResult<()> {
+pub(super) async fn drop_schema(settings: &Settings, schema: &str) -> BenchResult<()> {
     let pool = pool(settings, 1).await?;
     sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
         .execute(&pool)
@@ -98,10 +86,11 @@ async fn drop_schema(settings: &Settings, schema: &str) -> BenchResult<()> {
 }
 
 /// `n` SKUs `S1..Sn` with `units` each at LOCATION, ledger included (bulk SQL).
-async fn seed_stock(
+pub(super) async fn seed_stock(
     pool: &PgPool,
     schema: &str,
     prefix: &str,
+    suffix: &str,
     n: u64,
     units: i64,
 ) -> BenchResult<()> {
@@ -109,29 +98,32 @@ async fn seed_stock(
     let mut tx = pool.begin().await?;
     sqlx::query(q(format!(
         "INSERT INTO \"{s}\".stock_levels (sku, location, received, available)
-         SELECT $1 || g, $2, $3, $3 FROM generate_series(1, $4::bigint) g"
+         SELECT $1 || g || $5, $2, $3, $3 FROM generate_series(1, $4::bigint) g"
     )))
     .bind(prefix)
     .bind(LOCATION)
     .bind(units)
     .bind(n as i64)
+    .bind(suffix)
     .execute(&mut *tx)
     .await?;
     sqlx::query(q(format!(
-        "INSERT INTO \"{s}\".stock_skus (sku) SELECT $1 || g FROM generate_series(1, $2::bigint) g"
+        "INSERT INTO \"{s}\".stock_skus (sku) SELECT $1 || g || $3 FROM generate_series(1, $2::bigint) g"
     )))
     .bind(prefix)
     .bind(n as i64)
+    .bind(suffix)
     .execute(&mut *tx)
     .await?;
     sqlx::query(q(format!(
         "INSERT INTO \"{s}\".stock_movements (sku, location, kind, quantity, reason, at)
-         SELECT $1 || g, $2, 'received', $3, 'bench', now() FROM generate_series(1, $4::bigint) g"
+         SELECT $1 || g || $5, $2, 'received', $3, 'bench', now() FROM generate_series(1, $4::bigint) g"
     )))
     .bind(prefix)
     .bind(LOCATION)
     .bind(units)
     .bind(n as i64)
+    .bind(suffix)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -143,7 +135,7 @@ async fn seed_stock(
 
 /// Units held by active reservations beyond what their location ever had, read back
 /// from the tables (0 unless something oversold).
-async fn oversold(pool: &PgPool, schema: &str) -> BenchResult<i64> {
+pub(super) async fn oversold(pool: &PgPool, schema: &str) -> BenchResult<i64> {
     let s = schema;
     let v: i64 = sqlx::query_scalar(q(format!(
         "WITH held AS (
@@ -161,7 +153,7 @@ async fn oversold(pool: &PgPool, schema: &str) -> BenchResult<i64> {
 }
 
 /// Runs pgbench with `script` and returns its tps.
-async fn pgbench(
+pub(super) async fn pgbench(
     settings: &Settings,
     script: String,
     clients: usize,
@@ -211,7 +203,7 @@ async fn pgbench(
 }
 
 /// The minimal correct reservation transaction for pgbench.
-fn reservation_script(schema: &str, pick_sku: &str, sku_expr: &str) -> String {
+pub(super) fn reservation_script(schema: &str, pick_sku: &str, sku_expr: &str) -> String {
     format!(
         "{pick_sku}
 BEGIN;
@@ -240,7 +232,7 @@ async fn inventory_spread(settings: Settings) -> BenchResult<Vec<Report>> {
     let pool = pool(&settings, concurrency as u32 + 2).await?;
     let schema = "bench_inventory_spread";
     let pg = fresh(&pool, schema, PgConfig::new()).await?;
-    seed_stock(&pool, schema, "S", skus, 1_000_000).await?;
+    seed_stock(&pool, schema, "S", "", skus, 1_000_000).await?;
     let inventory = pg.inventory.clone();
     let seq = Arc::new(AtomicU64::new(0));
     let result = run_closed_loop(concurrency, seconds, move |_, _| {
@@ -285,7 +277,7 @@ async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
             config = config.combine_hot_skus(HotSkuConfig::all().max_batch(256));
         }
         let pg = fresh(&pool, schema, config).await?;
-        seed_stock(&pool, schema, "HOT", 1, stock).await?;
+        seed_stock(&pool, schema, "HOT", "", 1, stock).await?;
         let inventory = pg.inventory.clone();
         let sold = Arc::new(AtomicU64::new(0));
         let counter = sold.clone();
@@ -340,92 +332,6 @@ async fn inventory_hot(settings: Settings) -> BenchResult<Vec<Report>> {
     Ok(reports)
 }
 
-async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
-    let skus: u64 = if settings.quick { 10_000 } else { 100_000 };
-    let concurrency = settings.concurrency_or(if settings.quick { 16 } else { 32 });
-    let seconds = settings.seconds_or(10.0);
-    let pool = pool(&settings, concurrency as u32 + 2).await?;
-    let schema = "bench_checkout";
-    let pg = fresh(&pool, schema, PgConfig::new()).await?;
-    seed_stock(&pool, schema, "S", skus, 1_000_000).await?;
-    let gateway = Arc::new(MemoryPaymentGateway::new());
-    let price: Money = "19.99 USD".parse()?;
-    let zero: Money = "0.00 USD".parse()?;
-    let customer = CustomerId::new("bench-customer")?;
-    let product = ProductId::new("bench-product")?;
-    let seq = Arc::new(AtomicU64::new(0));
-    let checkout = pg.checkout.clone();
-    let result = run_closed_loop(concurrency, seconds, move |_, _| {
-        let (checkout, gateway) = (checkout.clone(), gateway.clone());
-        let (customer, product) = (customer.clone(), product.clone());
-        let n = seq.fetch_add(1, Ordering::Relaxed);
-        async move {
-            let step = async {
-                let sku = Sku::new(format!("S{}", 1 + (n.wrapping_mul(2_654_435_761) % skus)))?;
-                let new = NewOrder {
-                    id: None,
-                    customer_id: customer.clone(),
-                    idempotency_key: IdempotencyKey::new(format!("bench-{}", OrderId::generate()))?,
-                    lines: vec![NewOrderLine {
-                        product_id: product,
-                        sku,
-                        title: "Bench item".into(),
-                        quantity: 1,
-                        unit_price: price,
-                    }],
-                    shipping: zero,
-                    tax: zero,
-                };
-                // create order + reserve + PAYMENT_PENDING: one transaction
-                let order = checkout
-                    .place_order(new, Duration::from_secs(900), "stock reserved")
-                    .await?
-                    .into_order();
-                let charge = gateway
-                    .charge(&ChargeRequest {
-                        idempotency_key: payment_key(&order.id)?,
-                        order_id: order.id.clone(),
-                        customer_id: customer,
-                        amount: order.totals.total,
-                    })
-                    .await?;
-                let ChargeOutcome::Approved { payment_ref } = charge else {
-                    return Ok::<_, Error>(false);
-                };
-                // confirm the stock + PAYMENT_CONFIRMED: one transaction
-                checkout
-                    .complete_payment(&order.id, &payment_ref, "paid")
-                    .await?;
-                Ok(true)
-            };
-            match step.await {
-                Ok(true) => Outcome::Ok,
-                Ok(false) | Err(Error::OutOfStock { .. }) => Outcome::Rejected,
-                Err(e) => {
-                    eprintln!("checkout failed: {e}");
-                    Outcome::Error
-                }
-            }
-        }
-    })
-    .await;
-    let over = oversold(&pool, schema).await?;
-    let script = reservation_script(schema, &format!("\\set n random(1, {skus})"), "'S' || :n");
-    drop(pg);
-    pool.close().await;
-    let baseline = pgbench(&settings, script, concurrency, seconds).await?;
-    drop_schema(&settings, schema).await?;
-    Ok(vec![
-        result
-            .report("checkout", "postgres")
-            .field("skus", skus)
-            .field("concurrency", concurrency)
-            .field("oversold", over)
-            .field("baseline", "pgbench minimal reservation transaction")
-            .baseline(baseline),
-    ])
-}
-
 /// Loads `n` products (2 variants each) into `schema` unless it already holds them.
 /// One product-page read of the bench catalog: by slug, expecting its 2 variants.
 pub(super) async fn read_by_slug(catalog: &dyn CatalogStore, slug: String) -> Outcome {
@@ -466,6 +372,7 @@ pub(super) async fn load_catalog(pool: &PgPool, schema: &str, n: u64) -> BenchRe
         "199.00 USD".parse()?,
     );
     let mut template = template;
+    template.status = commerce_core::catalog::ProductStatus::Active;
     let mut second = template.variants[0].clone();
     second.sku = Sku::new("TEMPLATE-B")?;
     template.variants.push(second);

@@ -50,6 +50,7 @@ impl State {
 pub struct MemoryQueue {
     clock: Arc<dyn Clock>,
     state: Mutex<State>,
+    wake: tokio::sync::Notify,
 }
 
 impl MemoryQueue {
@@ -58,6 +59,7 @@ impl MemoryQueue {
         MemoryQueue {
             clock,
             state: Mutex::new(State::default()),
+            wake: tokio::sync::Notify::new(),
         }
     }
 }
@@ -80,7 +82,15 @@ impl OrderQueue for MemoryQueue {
                 last_error: None,
             },
         );
+        drop(state);
+        self.wake.notify_waiters();
         Ok(id)
+    }
+
+    async fn wait_for_jobs(&self, timeout: Duration) -> Result<bool> {
+        Ok(tokio::time::timeout(timeout, self.wake.notified())
+            .await
+            .is_ok())
     }
 
     #[instrument(level = "trace", skip(self), err(level = "debug"))]

@@ -57,12 +57,16 @@ impl OrderRelay {
     /// Relays one batch of events after the checkpoint and commits it.
     pub async fn run_once(&self) -> Result<RelayBatch> {
         let events = self.events.poll(&self.consumer, self.batch).await?;
-        let mut enqueued = 0;
-        for e in &events {
-            if let DomainEvent::OrderCreated { order_id, .. } = &e.event {
-                self.queue.enqueue(order_id).await?;
-                enqueued += 1;
-            }
+        let created: Vec<_> = events
+            .iter()
+            .filter_map(|e| match &e.event {
+                DomainEvent::OrderCreated { order_id, .. } => Some(order_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let enqueued = created.len();
+        if !created.is_empty() {
+            self.queue.enqueue_many(&created).await?;
         }
         if let Some(last) = events.last() {
             self.events.commit(&self.consumer, last.id).await?;

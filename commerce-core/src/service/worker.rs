@@ -24,7 +24,8 @@ pub struct WorkerConfig {
     /// Backoff between attempts of a failed job, and the attempts before it is
     /// dead-lettered.
     pub retry: RetryPolicy,
-    /// How long to wait before claiming again when the queue is empty.
+    /// The longest to wait before claiming again when the queue is empty (an enqueue in
+    /// this process wakes the workers at once, see [`OrderQueue::wait_for_jobs`]).
     pub idle_poll: Duration,
 }
 
@@ -153,7 +154,7 @@ impl OrderWorkers {
                     None => break,
                     Some(s) => {
                         tokio::select! {
-                            _ = tokio::time::sleep(self.config.idle_poll) => {}
+                            _ = self.queue.wait_for_jobs(self.config.idle_poll) => {}
                             _ = s.stopped() => {}
                         }
                     }
@@ -162,7 +163,7 @@ impl OrderWorkers {
                 let full = running.len() >= concurrency;
                 tokio::select! {
                     Some(done) = running.join_next() => stats.add(joined(done)?),
-                    _ = tokio::time::sleep(self.config.idle_poll), if !full => {}
+                    _ = self.queue.wait_for_jobs(self.config.idle_poll), if !full => {}
                 }
             }
         }

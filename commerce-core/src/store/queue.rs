@@ -124,6 +124,34 @@ pub trait OrderQueue: Send + Sync + Debug + 'static {
     /// Adds a job for `order_id`, claimable now.
     async fn enqueue(&self, order_id: &OrderId) -> Result<JobId>;
 
+    /// Adds one job per order, claimable now, and returns their ids in order.
+    ///
+    /// # To ensure correctness
+    /// All or nothing: either every job is added or none is. The default enqueues one
+    /// at a time (not all or nothing across a failure; a relay re-reading its events
+    /// enqueues again, which the pipeline tolerates); a store with a batch write
+    /// should override it (the PostgreSQL queue adds them in one statement).
+    async fn enqueue_many(&self, order_ids: &[OrderId]) -> Result<Vec<JobId>> {
+        let mut ids = Vec::with_capacity(order_ids.len());
+        for id in order_ids {
+            ids.push(self.enqueue(id).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Waits until a job may have become claimable (an enqueue in this process) or
+    /// `timeout` passed, whichever comes first; `true` if woken. Workers call it when
+    /// the queue is empty instead of polling at a fixed rate.
+    ///
+    /// # To ensure correctness
+    /// A wake-up is a hint, never a promise: callers claim afterwards either way, and an
+    /// enqueue from another process may only be seen when `timeout` ends. The default
+    /// sleeps for `timeout`.
+    async fn wait_for_jobs(&self, timeout: Duration) -> Result<bool> {
+        tokio::time::sleep(timeout).await;
+        Ok(false)
+    }
+
     /// Claims up to `limit` claimable jobs (oldest first) for `visibility`.
     async fn claim(&self, limit: u32, visibility: Duration) -> Result<Vec<QueuedJob>>;
 

@@ -83,7 +83,10 @@ async fn snapshot(ctx: &Ctx, orders: &[OrderId], skus: &[&str]) -> Vec<String> {
         ));
         if let Ok(history) = ctx.orders().history(id).await {
             for c in history {
-                out.push(format!("  history {:?} -> {} at {}: {}", c.from, c.to, c.at, c.reason));
+                out.push(format!(
+                    "  history {:?} -> {} at {}: {}",
+                    c.from, c.to, c.at, c.reason
+                ));
             }
         }
         let r = must!(ctx.inventory().reservation(id).await, "reservation({id})");
@@ -135,7 +138,11 @@ async fn script(ctx: &Ctx, steps: &dyn OrderSteps) -> (Vec<String>, Vec<OrderId>
         async move { create(ctx, new).await }
     };
     // Two locations and two SKUs, then paid.
-    let o1 = order("k1", &[("STEP-A", 6, "1.00 USD"), ("STEP-B", 1, "2.00 USD")]).await;
+    let o1 = order(
+        "k1",
+        &[("STEP-A", 6, "1.00 USD"), ("STEP-B", 1, "2.00 USD")],
+    )
+    .await;
     // Short: 2 of A left.
     let o2 = order("k2", &[("STEP-A", 5, "1.00 USD")]).await;
     // A SKU never stocked.
@@ -153,7 +160,10 @@ async fn script(ctx: &Ctx, steps: &dyn OrderSteps) -> (Vec<String>, Vec<OrderId>
     ));
     let direct = ReservationRequest::new(o5.id.clone(), [(sku("STEP-A"), 1)]);
     must!(inv.reserve(&direct).await, "reserve o5 directly");
-    must!(inv.release(&o5.id, "changed their mind").await, "release o5");
+    must!(
+        inv.release(&o5.id, "changed their mind").await,
+        "release o5"
+    );
     results.push(summary(&steps.reserve_order(&o5, TTL).await));
     ctx.advance(Duration::from_secs(2));
     results.push(summary(&steps.confirm_payment(&o1, "pay-1").await));
@@ -196,9 +206,16 @@ async fn fused_steps_write_what_the_separate_calls_write(env: Env<'_>) {
     let got = snapshot(&fused, &ids, &skus).await;
     let want = snapshot(&reference, &ids, &skus).await;
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(g, w, "line {i} of what the steps wrote differs from the separate calls");
+        assert_eq!(
+            g, w,
+            "line {i} of what the steps wrote differs from the separate calls"
+        );
     }
-    assert_eq!(got.len(), want.len(), "the fused steps wrote a different number of things");
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "the fused steps wrote a different number of things"
+    );
     let audit = must!(fused.inventory().audit().await, "audit");
     assert!(audit.is_empty(), "audit after the steps: {audit:?}");
 }
@@ -207,16 +224,31 @@ async fn a_finished_step_retried_returns_its_result_and_writes_nothing(env: Env<
     let ctx = env.ctx().await;
     let steps = ctx.steps();
     must!(
-        ctx.inventory().restock(&sku("R-1"), &loc("wh-1"), 3, "in").await,
+        ctx.inventory()
+            .restock(&sku("R-1"), &loc("wh-1"), 3, "in")
+            .await,
         "restock"
     );
     let order = create(&ctx, new_order("r1", "c", &[("R-1", 2, "3.00 USD")])).await;
     let reserved = must!(steps.reserve_order(&order, TTL).await, "reserve_order");
     let mark = ctx.event_mark().await;
-    let again = must!(steps.reserve_order(&order, TTL).await, "reserve_order retried");
-    assert_eq!(again.order, reserved.order, "a retried reserve returns the order as stored");
-    assert_eq!(ctx.events_since(mark).await, vec![], "a retried reserve writes no event");
-    let paid = must!(steps.confirm_payment(&order, "pay-r1").await, "confirm_payment");
+    let again = must!(
+        steps.reserve_order(&order, TTL).await,
+        "reserve_order retried"
+    );
+    assert_eq!(
+        again.order, reserved.order,
+        "a retried reserve returns the order as stored"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "a retried reserve writes no event"
+    );
+    let paid = must!(
+        steps.confirm_payment(&order, "pay-r1").await,
+        "confirm_payment"
+    );
     assert_eq!(paid.order.status, OrderStatus::PaymentConfirmed);
     assert_eq!(paid.order.payment_ref.as_deref(), Some("pay-r1"));
     let mark = ctx.event_mark().await;
@@ -226,7 +258,11 @@ async fn a_finished_step_retried_returns_its_result_and_writes_nothing(env: Env<
         "confirm_payment retried after it succeeded (a lost acknowledgement)"
     );
     assert_eq!(replay.order, paid.order, "the retry returns the same order");
-    assert_eq!(ctx.events_since(mark).await, vec![], "the retry writes no event");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "the retry writes no event"
+    );
     assert_eq!(
         must!(ctx.orders().history(&order.id).await, "history").len(),
         history,
@@ -248,12 +284,18 @@ async fn bad_input_and_wrong_states_write_nothing(env: Env<'_>) {
     let ctx = env.ctx().await;
     let steps = ctx.steps();
     must!(
-        ctx.inventory().restock(&sku("B-1"), &loc("wh-1"), 3, "in").await,
+        ctx.inventory()
+            .restock(&sku("B-1"), &loc("wh-1"), 3, "in")
+            .await,
         "restock"
     );
     let order = create(&ctx, new_order("b1", "c", &[("B-1", 1, "3.00 USD")])).await;
     let mark = ctx.event_mark().await;
-    for ttl in [Duration::ZERO, Duration::from_secs(8 * 24 * 3600), Duration::MAX] {
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_secs(8 * 24 * 3600),
+        Duration::MAX,
+    ] {
         assert_err!(
             steps.reserve_order(&order, ttl).await,
             Error::Validation { .. },
@@ -283,9 +325,16 @@ async fn bad_input_and_wrong_states_write_nothing(env: Env<'_>) {
         },
         "reserve_order of an unknown order"
     );
-    assert_eq!(ctx.events_since(mark).await, vec![], "bad input writes nothing");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "bad input writes nothing"
+    );
     let stored = must!(ctx.orders().get_order(&order.id).await, "get_order");
-    assert_eq!(stored.map(|o| (o.status, o.version)), Some((OrderStatus::Created, 1)));
+    assert_eq!(
+        stored.map(|o| (o.status, o.version)),
+        Some((OrderStatus::Created, 1))
+    );
     assert_eq!(
         must!(ctx.inventory().reservation(&order.id).await, "reservation"),
         None
@@ -295,12 +344,20 @@ async fn bad_input_and_wrong_states_write_nothing(env: Env<'_>) {
 async fn concurrent_buyers_never_oversell(env: Env<'_>) {
     let ctx = env.ctx().await;
     must!(
-        ctx.inventory().restock(&sku("HOT"), &loc("wh-1"), 10, "in").await,
+        ctx.inventory()
+            .restock(&sku("HOT"), &loc("wh-1"), 10, "in")
+            .await,
         "restock"
     );
     let mut orders = Vec::new();
     for i in 0..40 {
-        orders.push(create(&ctx, new_order(&format!("hot-{i}"), "c", &[("HOT", 1, "9.00 USD")])).await);
+        orders.push(
+            create(
+                &ctx,
+                new_order(&format!("hot-{i}"), "c", &[("HOT", 1, "9.00 USD")]),
+            )
+            .await,
+        );
     }
     let orders = Arc::new(orders);
     let steps = ctx.steps();
@@ -325,10 +382,16 @@ async fn concurrent_buyers_never_oversell(env: Env<'_>) {
     })
     .await;
     for r in paid {
-        assert_eq!(must!(r, "confirm_payment").order.status, OrderStatus::PaymentConfirmed);
+        assert_eq!(
+            must!(r, "confirm_payment").order.status,
+            OrderStatus::PaymentConfirmed
+        );
     }
     let stock = must!(ctx.inventory().stock(&sku("HOT")).await, "stock");
-    assert_eq!((stock.available(), stock.reserved(), stock.sold()), (0, 0, 10));
+    assert_eq!(
+        (stock.available(), stock.reserved(), stock.sold()),
+        (0, 0, 10)
+    );
     let audit = must!(ctx.inventory().audit().await, "audit");
     assert!(audit.is_empty(), "{audit:?}");
 }
@@ -336,7 +399,9 @@ async fn concurrent_buyers_never_oversell(env: Env<'_>) {
 async fn concurrent_runs_of_one_step_reserve_once(env: Env<'_>) {
     let ctx = env.ctx().await;
     must!(
-        ctx.inventory().restock(&sku("ONE"), &loc("wh-1"), 5, "in").await,
+        ctx.inventory()
+            .restock(&sku("ONE"), &loc("wh-1"), 5, "in")
+            .await,
         "restock"
     );
     let order = Arc::new(create(&ctx, new_order("one", "c", &[("ONE", 2, "9.00 USD")])).await);
@@ -357,7 +422,15 @@ async fn concurrent_runs_of_one_step_reserve_once(env: Env<'_>) {
         }
     }
     let history = must!(ctx.orders().history(&order.id).await, "history");
-    assert_eq!(history.len(), 2, "one CREATED -> PAYMENT_PENDING entry: {history:?}");
+    assert_eq!(
+        history.len(),
+        2,
+        "one CREATED -> PAYMENT_PENDING entry: {history:?}"
+    );
     let stock = must!(ctx.inventory().stock(&sku("ONE")).await, "stock");
-    assert_eq!((stock.available(), stock.reserved()), (3, 2), "reserved once");
+    assert_eq!(
+        (stock.available(), stock.reserved()),
+        (3, 2),
+        "reserved once"
+    );
 }
