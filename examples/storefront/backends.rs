@@ -28,6 +28,8 @@ pub struct Backends {
     pub history: Arc<dyn HistoryStore>,
     /// One line per store family: where it lives.
     pub description: Vec<String>,
+    /// Redis, when configured (the flash sale's admission gate lives there).
+    pub redis: Option<commerce_redis::RedisBackend>,
     /// The cache invalidator, when the catalog is cached in Redis.
     invalidator: Option<JoinHandle<()>>,
 }
@@ -75,6 +77,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         }
     };
     let mut invalidator = None;
+    let mut redis_backend = None;
     if let Some(url) = &args.redis_url {
         let redis = RedisConfig::from_urls(url)
             .with_prefix(format!("storefront-{}", std::process::id()))?
@@ -84,6 +87,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         let (catalog, task) = cache(stores.catalog.clone(), redis.clone(), stores.events.clone())?;
         stores.catalog = catalog;
         invalidator = Some(task);
+        redis_backend = Some(redis.clone());
         description.push(format!(
             "carts, product cache: Redis{} (prefix {:?})",
             if redis.is_cluster() { " Cluster" } else { "" },
@@ -102,6 +106,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         co_purchase,
         history,
         description,
+        redis: redis_backend,
         invalidator,
     })
 }

@@ -1,8 +1,19 @@
 //! The flash sale: many concurrent buyers for the last units of one SKU, all through
-//! the real path (cart, checkout, event log, queue, pipeline), then the inventory
-//! store is asked how many units were sold.
+//! the real path (admission, cart, checkout, event log, queue, pipeline), then the
+//! inventory store is asked how many units were sold.
+//!
+//! Admission keeps the hopeless buyers away from the stores: a gate holds one token
+//! per unit on sale (in Redis with `--redis-url`: commerce-redis's `FlashSaleGate`,
+//! shared by every storefront process; otherwise an in-process counter). A buyer who
+//! gets no token is answered "sold out" at once; a buyer with a token goes on to the
+//! cart and checkout, and gives the token back if the order does not go through. The
+//! inventory store still has the last word (the gate can only turn buyers away), so
+//! nothing is oversold whatever the gate does. A buyer's wait is bounded by the order
+//! timeout below; every retryable error on the way is retried with backoff.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use commerce_core::cart::CartOwner;
@@ -13,12 +24,107 @@ use commerce_core::store::{InventoryStore, OrderStore};
 use commerce_core::{Error, Result};
 use tokio::sync::Barrier;
 
-use crate::shop::{Shop, wait_settled};
+use crate::shop::{Shop, Waiter};
+
+/// The longest a buyer waits for their order to be confirmed or cancelled.
+const ORDER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs `step`, retrying retryable errors (a lost connection, a failover, a pool
+/// timeout) with exponential backoff and full jitter, for up to `ORDER_TIMEOUT`.
+async fn retrying<T, F, Fut>(mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let deadline = Instant::now() + ORDER_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match step().await {
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                let jitter = rand_fraction();
+                tokio::time::sleep(pause.mul_f64(jitter)).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A number in [0, 1) (for jitter).
+fn rand_fraction() -> f64 {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        return 0.5;
+    }
+    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
+}
+
+/// The admission gate of the sale: one token per unit on sale.
+enum Gate {
+    /// Shared by every process (commerce-redis).
+    Redis(commerce_redis::FlashSaleGate),
+    /// This process only.
+    Local(AtomicU64),
+}
+
+/// A buyer's admission.
+enum Ticket {
+    Redis(commerce_redis::AdmissionTicket),
+    Local,
+}
+
+impl Gate {
+    async fn open(
+        redis: Option<&commerce_redis::RedisBackend>,
+        sku: &Sku,
+        units: u64,
+    ) -> Result<Gate> {
+        match redis {
+            Some(r) => {
+                let gate = commerce_redis::FlashSaleGate::new(r.clone(), sku.clone(), ORDER_TIMEOUT * 2);
+                gate.open(units).await?;
+                Ok(Gate::Redis(gate))
+            }
+            None => Ok(Gate::Local(AtomicU64::new(units))),
+        }
+    }
+
+    async fn admit(&self) -> Result<Option<Ticket>> {
+        match self {
+            Gate::Redis(g) => Ok(g.admit().await?.map(Ticket::Redis)),
+            Gate::Local(tokens) => Ok(tokens
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| t.checked_sub(1))
+                .ok()
+                .map(|_| Ticket::Local)),
+        }
+    }
+
+    async fn settle(&self, ticket: Ticket, sold: bool) -> Result<()> {
+        match (self, ticket) {
+            (Gate::Redis(g), Ticket::Redis(t)) => {
+                if sold {
+                    g.complete(&t).await
+                } else {
+                    g.give_back(&t).await.map(|_| ())
+                }
+            }
+            (Gate::Local(tokens), Ticket::Local) => {
+                if !sold {
+                    tokens.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
 
 /// How one buyer fared.
 #[derive(Debug)]
 enum Outcome {
     Confirmed,
+    /// The gate had no token left: sold out, answered without touching the stores.
+    RejectedAtGate,
     /// The cart refused the unit (availability already reserved by others).
     RejectedAtCart,
     /// Checkout's revalidation found no stock.
@@ -74,18 +180,52 @@ async fn allocate(inventory: &dyn InventoryStore, sku: &Sku, units: u32) -> Resu
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn buyer(
+    i: usize,
+    sku: Sku,
+    gate: Arc<Gate>,
+    carts: CartService,
+    checkout: CheckoutService,
+    orders: Arc<dyn OrderStore>,
+    waiter: Waiter,
+    start: Arc<Barrier>,
+) -> Outcome {
+    start.wait().await;
+    let ticket = match retrying(|| gate.admit()).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return Outcome::RejectedAtGate,
+        Err(e) => return Outcome::Failed(format!("admission: {e}")),
+    };
+    let outcome = admitted(i, sku, carts, checkout, orders, waiter).await;
+    let sold = matches!(outcome, Outcome::Confirmed);
+    if let Err(e) = retrying(|| gate.settle_ref(&ticket, sold)).await {
+        tracing::warn!(error = %e, "could not settle the admission ticket (it expires)");
+    }
+    outcome
+}
+
+impl Gate {
+    async fn settle_ref(&self, ticket: &Ticket, sold: bool) -> Result<()> {
+        let t = match ticket {
+            Ticket::Redis(t) => Ticket::Redis(t.clone()),
+            Ticket::Local => Ticket::Local,
+        };
+        self.settle(t, sold).await
+    }
+}
+
+async fn admitted(
     i: usize,
     sku: Sku,
     carts: CartService,
     checkout: CheckoutService,
     orders: Arc<dyn OrderStore>,
-    start: Arc<Barrier>,
+    waiter: Waiter,
 ) -> Outcome {
-    start.wait().await;
     let run = async {
         let cart = CartId::new_guest();
-        match carts.add(&cart, &CartOwner::Guest, &sku, 1).await {
+        match retrying(|| carts.add(&cart, &CartOwner::Guest, &sku, 1)).await {
             Ok(_) => {}
             Err(Error::OutOfStock { .. }) => return Ok(Outcome::RejectedAtCart),
             Err(e) => return Err(e),
@@ -96,15 +236,15 @@ async fn buyer(
             CartOwner::Guest,
             IdempotencyKey::new(format!("flash-sale-{i}"))?,
         );
-        let order = match checkout.checkout(&request).await? {
+        let order = match retrying(|| checkout.checkout(&request)).await? {
             CheckoutOutcome::Placed { order, .. } => order,
             CheckoutOutcome::NeedsReview(_) => return Ok(Outcome::RejectedAtCheckout),
         };
-        let order = wait_settled(orders.as_ref(), &order.id, Duration::from_secs(60)).await?;
+        let order = waiter.wait(&order.id, ORDER_TIMEOUT).await?;
         Ok(match order.status {
             OrderStatus::Preparing => Outcome::Confirmed,
             OrderStatus::Cancelled => {
-                let last = orders.history(&order.id).await?.pop();
+                let last = retrying(|| orders.history(&order.id)).await?.pop();
                 match last {
                     Some(c) if c.reason.starts_with("out of stock") => Outcome::CancelledOutOfStock,
                     other => Outcome::Failed(format!("cancelled: {other:?}")),
@@ -120,9 +260,16 @@ async fn buyer(
 }
 
 /// Runs the sale and prints its report.
-pub async fn run(shop: &Shop, sku: &Sku, buyers: usize, units: u32) -> Result<FlashReport> {
+pub async fn run(
+    shop: &Shop,
+    redis: Option<&commerce_redis::RedisBackend>,
+    sku: &Sku,
+    buyers: usize,
+    units: u32,
+) -> Result<FlashReport> {
     let inventory = shop.stores.inventory.as_ref();
-    allocate(inventory, sku, units).await?;
+    retrying(|| allocate(inventory, sku, units)).await?;
+    let gate = Arc::new(Gate::open(redis, sku, u64::from(units)).await?);
     let before = inventory.stock(sku).await?;
     let product = shop.stores.catalog.get_product_by_sku(sku).await?;
     println!(
@@ -141,9 +288,11 @@ pub async fn run(shop: &Shop, sku: &Sku, buyers: usize, units: u32) -> Result<Fl
         tasks.push(tokio::spawn(buyer(
             i,
             sku.clone(),
+            gate.clone(),
             shop.carts.clone(),
             shop.checkout.clone(),
             shop.stores.orders.clone(),
+            shop.waiter(),
             start.clone(),
         )));
     }
@@ -160,6 +309,7 @@ pub async fn run(shop: &Shop, sku: &Sku, buyers: usize, units: u32) -> Result<Fl
 
     let count = |f: fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
     let confirmed = count(|o| matches!(o, Outcome::Confirmed));
+    let at_gate = count(|o| matches!(o, Outcome::RejectedAtGate));
     let at_cart = count(|o| matches!(o, Outcome::RejectedAtCart));
     let at_checkout = count(|o| matches!(o, Outcome::RejectedAtCheckout));
     let at_reservation = count(|o| matches!(o, Outcome::CancelledOutOfStock));
@@ -179,8 +329,8 @@ pub async fn run(shop: &Shop, sku: &Sku, buyers: usize, units: u32) -> Result<Fl
 
     println!("  orders confirmed:        {confirmed}");
     println!(
-        "  out-of-stock rejections: {} (at the cart {at_cart}, at checkout {at_checkout}, at reservation {at_reservation})",
-        at_cart + at_checkout + at_reservation
+        "  out-of-stock rejections: {} (at the gate {at_gate}, at the cart {at_cart}, at checkout {at_checkout}, at reservation {at_reservation})",
+        at_gate + at_cart + at_checkout + at_reservation
     );
     if !failed.is_empty() {
         println!(
@@ -200,13 +350,13 @@ pub async fn run(shop: &Shop, sku: &Sku, buyers: usize, units: u32) -> Result<Fl
         }
     );
     println!(
-        "  throughput:              {:.0} checkouts/s resolved, {:.0} confirmed orders/s ({buyers} buyers in {elapsed:.2?})",
+        "  throughput:              {:.0} buyers resolved per second, {:.0} confirmed orders/s ({buyers} buyers in {elapsed:.2?})",
         buyers as f64 / secs,
         confirmed as f64 / secs
     );
     Ok(FlashReport {
         confirmed,
-        out_of_stock: at_cart + at_checkout + at_reservation,
+        out_of_stock: at_gate + at_cart + at_checkout + at_reservation,
         sold,
         oversold,
         audit_ok: audit.is_empty(),

@@ -1,8 +1,11 @@
 //! The shop: the services over the stores, and the background loops that process
 //! orders (outbox relay, queue workers, reservation reaper).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
@@ -26,6 +29,8 @@ pub struct Shop {
     pub payments: Arc<MemoryPaymentGateway>,
     /// The (in-memory) notifier.
     pub notifier: Arc<MemoryNotifier>,
+    /// Wakes whoever waits for an order when the pipeline tells its customer.
+    settled: Arc<Settled>,
     relay: BackgroundTask<Result<u64>>,
     workers: BackgroundTask<Result<WorkStats>>,
     reaper: BackgroundTask<ReapReport>,
@@ -47,11 +52,15 @@ impl Shop {
         let payments = Arc::new(MemoryPaymentGateway::new());
         payments.set_latency(Duration::from_millis(1));
         let notifier = Arc::new(MemoryNotifier::new());
+        let settled = Arc::new(Settled {
+            inner: notifier.clone(),
+            waiters: Mutex::new(HashMap::new()),
+        });
         let pipeline = Arc::new(OrderPipeline::new(
             &stores,
             payments.clone(),
             Arc::new(MemoryFulfillment::new()),
-            notifier.clone(),
+            settled.clone(),
             PipelineConfig::default(),
         ));
         let checkout = CheckoutService::new(
@@ -82,6 +91,7 @@ impl Shop {
             checkout,
             payments,
             notifier,
+            settled,
             search,
             stores,
             relay,
@@ -92,7 +102,15 @@ impl Shop {
 
     /// Waits until the order rests (see [`wait_settled`]).
     pub async fn wait_settled(&self, id: &OrderId, timeout: Duration) -> Result<Order> {
-        wait_settled(self.stores.orders.as_ref(), id, timeout).await
+        wait_settled(self.stores.orders.as_ref(), &self.settled, id, timeout).await
+    }
+
+    /// A handle for waiting on orders from other tasks.
+    pub fn waiter(&self) -> Waiter {
+        Waiter {
+            orders: self.stores.orders.clone(),
+            settled: self.settled.clone(),
+        }
     }
 
     /// Stops the background loops, waiting for the work in progress.
@@ -108,32 +126,92 @@ impl Shop {
     }
 }
 
-/// Waits until the order rests (PREPARING or later, or CANCELLED / REFUNDED).
+/// Waits for orders from any task (see [`wait_settled`]).
+#[derive(Clone)]
+pub struct Waiter {
+    orders: Arc<dyn OrderStore>,
+    settled: Arc<Settled>,
+}
+
+impl Waiter {
+    /// Waits until the order rests.
+    pub async fn wait(&self, id: &OrderId, timeout: Duration) -> Result<Order> {
+        wait_settled(self.orders.as_ref(), &self.settled, id, timeout).await
+    }
+}
+
+/// The pipeline's notifier: records what was sent (the in-memory notifier) and wakes
+/// the tasks waiting for that order, so waiting costs no reads of the order store.
+#[derive(Debug)]
+pub struct Settled {
+    inner: Arc<MemoryNotifier>,
+    waiters: Mutex<HashMap<OrderId, Arc<tokio::sync::Notify>>>,
+}
+
+impl Settled {
+    fn handle(&self, id: &OrderId) -> Arc<tokio::sync::Notify> {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.entry(id.clone()).or_default().clone()
+    }
+
+    fn forget(&self, id: &OrderId) {
+        let mut w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        w.remove(id);
+    }
+}
+
+#[async_trait]
+impl Notifier for Settled {
+    async fn notify(&self, order: &Order, notification: &Notification) -> Result<()> {
+        self.inner.notify(order, notification).await?;
+        let waiter = {
+            let w = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            w.get(&order.id).cloned()
+        };
+        if let Some(n) = waiter {
+            n.notify_waiters();
+        }
+        Ok(())
+    }
+}
+
+/// Waits until the order rests (PREPARING or later, or CANCELLED / REFUNDED): woken
+/// by the pipeline's notification, re-reading the order at most once a second
+/// otherwise (a notification from another process, or one sent before we waited).
+/// A read that fails with a retryable error (a database failover) is retried.
 pub async fn wait_settled(
     orders: &dyn OrderStore,
+    settled: &Settled,
     id: &OrderId,
     timeout: Duration,
 ) -> Result<Order> {
     let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        let order = orders
-            .get_order(id)
-            .await?
-            .ok_or_else(|| Error::not_found(EntityKind::Order, id))?;
-        if !matches!(
-            order.status,
-            OrderStatus::Created | OrderStatus::PaymentPending | OrderStatus::PaymentConfirmed
-        ) {
-            return Ok(order);
+    let wake = settled.handle(id);
+    let result = loop {
+        let notified = wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        match orders.get_order(id).await {
+            Ok(Some(order)) => {
+                if !matches!(
+                    order.status,
+                    OrderStatus::Created | OrderStatus::PaymentPending | OrderStatus::PaymentConfirmed
+                ) {
+                    break Ok(order);
+                }
+                if Instant::now() > deadline {
+                    break Err(Error::backend(
+                        true,
+                        format!("order {id} still {} after {timeout:?}", order.status),
+                    ));
+                }
+            }
+            Ok(None) => break Err(Error::not_found(EntityKind::Order, id)),
+            Err(e) if e.is_retryable() && Instant::now() < deadline => {}
+            Err(e) => break Err(e),
         }
-        if Instant::now() > deadline {
-            return Err(Error::backend(
-                true,
-                format!("order {id} still {} after {timeout:?}", order.status),
-            ));
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
+        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+    };
+    settled.forget(id);
+    result
 }
