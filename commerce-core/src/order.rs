@@ -193,6 +193,19 @@ pub struct Order {
 }
 
 impl Order {
+    /// The order's basket: `(sku, quantity)` per line, merged by SKU and sorted. Two
+    /// checkouts under one idempotency key must have the same basket.
+    ///
+    /// ```
+    /// # use commerce_core::order::NewOrder;
+    /// # fn demo(a: &commerce_core::order::Order) {
+    /// assert_eq!(a.basket(), a.basket());
+    /// # }
+    /// ```
+    pub fn basket(&self) -> Vec<(Sku, u64)> {
+        basket(self.lines.iter().map(|l| (&l.sku, l.quantity)))
+    }
+
     /// The order's currency.
     pub fn currency(&self) -> Currency {
         self.totals.total.currency()
@@ -420,4 +433,13 @@ mod tests {
             prop_assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
     }
+}
+
+/// `(sku, quantity)` pairs merged by SKU and sorted.
+pub(crate) fn basket<'a>(lines: impl Iterator<Item = (&'a Sku, u32)>) -> Vec<(Sku, u64)> {
+    let mut merged: std::collections::BTreeMap<&Sku, u64> = std::collections::BTreeMap::new();
+    for (sku, q) in lines {
+        *merged.entry(sku).or_default() += u64::from(q);
+    }
+    merged.into_iter().map(|(s, q)| (s.clone(), q)).collect()
 }

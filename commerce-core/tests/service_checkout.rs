@@ -472,3 +472,38 @@ async fn a_failing_rate_limiter_lets_checkout_through() {
     let (_, created) = placed(checkout.checkout(&request).await.expect("fails open"));
     assert!(created);
 }
+
+/// A key reused for another basket is a conflict (as payment APIs do); the same basket
+/// is a retry and gets the same order.
+#[tokio::test]
+async fn a_key_reused_for_another_basket_is_a_conflict() {
+    let f = Fixture::new();
+    f.product("A-1", "10.00 USD", 5).await;
+    f.product("B-1", "4.00 USD", 5).await;
+    let cart = |json: &str| ClientCart::from_json(json).expect("cart");
+    let alice = || CustomerId::new("alice").expect("id");
+    let first = CheckoutRequest::client_cart(
+        alice(),
+        cart(r#"{"items":[{"sku":"A-1","quantity":2}]}"#),
+        key("k-basket"),
+    );
+    let (order, created) = placed(f.checkout().checkout(&first).await.expect("checkout"));
+    assert!(created);
+    let (again, created) = placed(f.checkout().checkout(&first).await.expect("retry"));
+    assert_eq!((again.id, created), (order.id.clone(), false));
+    for other in [
+        r#"{"items":[{"sku":"B-1","quantity":2}]}"#,
+        r#"{"items":[{"sku":"A-1","quantity":3}]}"#,
+    ] {
+        let request = CheckoutRequest::client_cart(alice(), cart(other), key("k-basket"));
+        let err = f
+            .checkout()
+            .checkout(&request)
+            .await
+            .expect_err("another basket");
+        assert!(
+            matches!(err, commerce_core::Error::Conflict { .. }),
+            "{other}: {err:?}"
+        );
+    }
+}

@@ -96,6 +96,12 @@ impl OrderStore for PgOrders {
                     "the idempotency key belongs to another customer's order",
                 ));
             }
+            if existing.basket() != order.basket() {
+                return Err(Error::conflict(
+                    EntityKind::Order,
+                    "the idempotency key was used for another basket",
+                ));
+            }
             return Ok(CreateOutcome::Existing(existing));
         }
         sqlx::query(sql!(

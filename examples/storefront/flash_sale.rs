@@ -81,7 +81,8 @@ impl Gate {
     ) -> Result<Gate> {
         match redis {
             Some(r) => {
-                let gate = commerce_redis::FlashSaleGate::new(r.clone(), sku.clone(), ORDER_TIMEOUT * 2);
+                let gate =
+                    commerce_redis::FlashSaleGate::new(r.clone(), sku.clone(), ORDER_TIMEOUT * 2);
                 gate.open(units).await?;
                 Ok(Gate::Redis(gate))
             }

@@ -110,8 +110,14 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         .get(seeded.skus.len() / 2)
         .cloned()
         .ok_or_else(|| commerce_core::Error::validation("catalog", "is empty"))?;
-    let report =
-        flash_sale::run(&shop, backends.redis.as_ref(), &hot, args.buyers, args.flash_units).await?;
+    let report = flash_sale::run(
+        &shop,
+        backends.redis.as_ref(),
+        &hot,
+        args.buyers,
+        args.flash_units,
+    )
+    .await?;
 
     if let Some(order) = &order {
         println!("\n4. Product page");

@@ -195,7 +195,9 @@ pub async fn wait_settled(
             Ok(Some(order)) => {
                 if !matches!(
                     order.status,
-                    OrderStatus::Created | OrderStatus::PaymentPending | OrderStatus::PaymentConfirmed
+                    OrderStatus::Created
+                        | OrderStatus::PaymentPending
+                        | OrderStatus::PaymentConfirmed
                 ) {
                     break Ok(order);
                 }

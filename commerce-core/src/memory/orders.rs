@@ -55,6 +55,12 @@ impl OrderStore for MemoryOrders {
                     "the idempotency key belongs to another customer's order",
                 ));
             }
+            if existing.basket() != order.basket() {
+                return Err(Error::conflict(
+                    EntityKind::Order,
+                    "the idempotency key was used for another basket",
+                ));
+            }
             return Ok(CreateOutcome::Existing(existing.clone()));
         }
         if state.orders.contains_key(&order.id) {

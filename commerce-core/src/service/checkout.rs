@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
 use crate::money::Money;
-use crate::order::{NewOrder, NewOrderLine, Order};
+use crate::order::{NewOrder, NewOrderLine, Order, basket};
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
@@ -245,17 +245,14 @@ impl CheckoutService {
     /// Checks out (see the [type docs](CheckoutService)).
     ///
     /// Errors: a missing cart is `NotFound { kind: Cart }`, an empty one `Validation`;
-    /// a key used by another customer is `Conflict { kind: Order }`; a customer over
+    /// a key used by another customer, or for another basket (other SKUs or
+    /// quantities; a retry after the server cart was cleared returns the order), is
+    /// `Conflict { kind: Order }`; a customer over
     /// the rate set by [`with_rate_limit`](Self::with_rate_limit) is `RateLimited`.
     #[instrument(level = "debug", skip_all, fields(customer = %request.customer_id, key = %request.idempotency_key), err(level = "debug"))]
     pub async fn checkout(&self, request: &CheckoutRequest) -> Result<CheckoutOutcome> {
         self.admit(&request.customer_id).await?;
-        if let Some(order) = self.existing(request).await? {
-            return Ok(CheckoutOutcome::Placed {
-                order,
-                created: false,
-            });
-        }
+        let existing = self.existing(request).await?;
         let lines = match &request.cart {
             CartSource::Server { id, owner } => {
                 check_owner(id, owner)?;
@@ -264,15 +261,28 @@ impl CheckoutService {
                         return Err(Error::not_found(EntityKind::Cart, id));
                     }
                 }
-                let cart = self
-                    .carts
-                    .get_cart(id, owner)
-                    .await?
-                    .ok_or_else(|| Error::not_found(EntityKind::Cart, id))?;
-                cart_lines(&cart)
+                match self.carts.get_cart(id, owner).await? {
+                    Some(cart) => cart_lines(&cart),
+                    // The cart was cleared when the key's order was placed: a retry.
+                    None if existing.is_some() => Vec::new(),
+                    None => return Err(Error::not_found(EntityKind::Cart, id)),
+                }
             }
             CartSource::Client(cart) => cart.lines(&self.config.limits)?,
         };
+        if let Some(order) = existing {
+            let asked = basket(lines.iter().map(|l| (&l.sku, l.quantity)));
+            if !lines.is_empty() && asked != order.basket() {
+                return Err(Error::conflict(
+                    EntityKind::Order,
+                    "the idempotency key was used for another basket",
+                ));
+            }
+            return Ok(CheckoutOutcome::Placed {
+                order,
+                created: false,
+            });
+        }
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }

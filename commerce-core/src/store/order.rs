@@ -61,7 +61,9 @@ pub trait OrderStore: Send + Sync + Debug + 'static {
     /// # To ensure correctness
     /// * **Exactly one order per idempotency key**, under any number of concurrent
     ///   calls (a unique index, not a read-then-write). A key held by an order of a
-    ///   different customer is `Conflict { kind: Order }`.
+    ///   different customer, or by an order with another basket
+    ///   ([`Order::basket`]: other SKUs or quantities), is `Conflict { kind: Order }`
+    ///   and writes nothing.
     /// * Validation errors write nothing.
     /// * The order, its first history entry (`None -> CREATED`, reason `"created"`) and
     ///   an `OrderCreated` event are written atomically.

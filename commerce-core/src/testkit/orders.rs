@@ -40,6 +40,7 @@ pub(crate) fn cases() -> Vec<Case> {
         create_order_is_idempotent_per_key,
         concurrent_creates_with_one_key_create_one_order,
         a_key_of_another_customer_is_a_conflict,
+        a_key_reused_with_another_basket_is_a_conflict,
         a_taken_order_id_is_a_conflict,
         transition_is_a_compare_and_set,
         concurrent_transitions_exactly_one_wins,
@@ -169,9 +170,11 @@ async fn create_order_is_idempotent_per_key(env: Env<'_>) {
     let first = create(&ctx, new_order("k-1", "c1", &[("A", 1, "1.00 USD")])).await;
     let mark = ctx.event_mark().await;
     ctx.advance(Duration::from_secs(60));
+    // The same basket, at the same or another price (a basket with other SKUs or
+    // quantities is a conflict: see a_key_reused_with_another_basket_is_a_conflict).
     for retry in [
         new_order("k-1", "c1", &[("A", 1, "1.00 USD")]),
-        new_order("k-1", "c1", &[("B", 9, "3.00 USD")]),
+        new_order("k-1", "c1", &[("A", 1, "3.00 USD")]),
     ] {
         match must!(
             ctx.orders().create_order(retry).await,
@@ -210,7 +213,8 @@ async fn concurrent_creates_with_one_key_create_one_order(env: Env<'_>) {
     let mark = ctx.event_mark().await;
     let results = concurrently(24, |i| {
         let orders = orders.clone();
-        let new = new_order("k-race", "c1", &[("A", 1 + i as u32, "1.00 USD")]);
+        let price = format!("{}.00 USD", 1 + i);
+        let new = new_order("k-race", "c1", &[("A", 1, price.as_str())]);
         async move { orders.create_order(new).await }
     })
     .await;
@@ -266,6 +270,40 @@ async fn a_key_of_another_customer_is_a_conflict(env: Env<'_>) {
         Some(first)
     );
     assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+async fn a_key_reused_with_another_basket_is_a_conflict(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let first = create(&ctx, new_order("k-b", "c1", &[("A", 2, "1.00 USD")])).await;
+    let mark = ctx.event_mark().await;
+    for (what, lines) in [
+        ("another SKU", vec![("B", 2, "1.00 USD")]),
+        ("another quantity", vec![("A", 3, "1.00 USD")]),
+        (
+            "an extra line",
+            vec![("A", 2, "1.00 USD"), ("B", 1, "1.00 USD")],
+        ),
+    ] {
+        assert_err!(
+            ctx.orders()
+                .create_order(new_order("k-b", "c1", &lines))
+                .await,
+            Error::Conflict {
+                kind: EntityKind::Order,
+                ..
+            },
+            "create_order with a used key and {what}"
+        );
+    }
+    // The same basket (even at another price) is a retry: the first order comes back.
+    let again = must!(
+        ctx.orders()
+            .create_order(new_order("k-b", "c1", &[("A", 2, "1.50 USD")]))
+            .await,
+        "create_order retried with the same basket"
+    );
+    assert_eq!(again, CreateOutcome::Existing(first));
+    assert_eq!(ctx.events_since(mark).await, vec![], "nothing written");
 }
 
 async fn a_taken_order_id_is_a_conflict(env: Env<'_>) {
