@@ -145,3 +145,66 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("SQLSTATE 57P01")]
+    struct Lost;
+
+    /// Every request of a failed batch keeps the kind and the original error (with its
+    /// SQLSTATE) in its source chain.
+    #[test]
+    fn a_failed_batch_fails_each_request_with_the_original_source() {
+        let fail = shared_failure(Error::retryable("connection lost", Lost));
+        for _ in 0..3 {
+            let e = fail();
+            assert!(e.is_retryable());
+            let mut chain = std::error::Error::source(&e);
+            let mut found = false;
+            while let Some(s) = chain {
+                found |= s.downcast_ref::<Lost>().is_some();
+                chain = s.source();
+            }
+            assert!(found, "the source chain of {e:?} lost the database error");
+        }
+        let fail = shared_failure(Error::permanent("syntax", Lost));
+        assert!(!fail().is_retryable());
+    }
+
+    /// Concurrent submissions are answered each with its own result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_requests_get_their_own_answers() {
+        let run: RunBatch<u32, u32> = Arc::new(|batch: Vec<u32>| {
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                Ok(batch
+                    .into_iter()
+                    .map(|n| {
+                        if n % 7 == 0 {
+                            Err(Error::validation("n", "multiple of 7"))
+                        } else {
+                            Ok(n * 2)
+                        }
+                    })
+                    .collect())
+            })
+        });
+        let batcher = Batcher::new(2, 16, run);
+        let tasks: Vec<_> = (1..=200u32)
+            .map(|n| {
+                let b = batcher.clone();
+                tokio::spawn(async move { (n, b.submit(n).await) })
+            })
+            .collect();
+        for t in tasks {
+            let (n, r) = t.await.expect("task");
+            match r {
+                Ok(v) => assert_eq!(v, n * 2),
+                Err(e) => assert!(n % 7 == 0, "{n}: {e}"),
+            }
+        }
+    }
+}

@@ -654,6 +654,7 @@ impl InventoryStore for PgInventory {
     }
 
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Reservation> {
+        commerce_core::inventory::check_ttl(ttl)?;
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
         let mut r = self.lock_reservation(&mut tx, order_id).await?;

@@ -973,6 +973,23 @@ async fn extend_moves_the_expiry_of_active_reservations(env: Env<'_>) {
         "extend sets expires_at = now + ttl"
     );
     assert_eq!(reservation(&ctx, "o-1").await, Some(r.clone()));
+    // A ttl outside reserve's bounds (1 ms to 7 days) is rejected and changes nothing.
+    for ttl in [
+        Duration::ZERO,
+        Duration::from_secs(7 * 24 * 3600 + 1),
+        Duration::MAX,
+    ] {
+        assert_err!(
+            inv.extend(&oid("o-1"), ttl).await,
+            Error::Validation { .. },
+            "extend by {ttl:?}"
+        );
+    }
+    assert_eq!(
+        reservation(&ctx, "o-1").await,
+        Some(r.clone()),
+        "a rejected extend changes nothing"
+    );
     must!(inv.confirm(&oid("o-2")).await, "confirm o-2");
     must!(inv.release(&oid("o-3"), "x").await, "release o-3");
     for (o, from) in [("o-2", "CONFIRMED"), ("o-3", "RELEASED")] {
