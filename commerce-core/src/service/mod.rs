@@ -17,7 +17,10 @@
 //! * [`OrderPipeline`]: the event-driven state machine over
 //!   [`OrderStatus`](crate::order::OrderStatus): validate, reserve, payment pending,
 //!   charge, confirm, fulfilment, notify; compensation on decline, expiry,
-//!   cancellation and refund. See [`pipeline`] for the table of steps.
+//!   cancellation and refund. See [`pipeline`] for the table of steps. Its writes
+//!   that belong together (reserve and move on; sell the stock and record the payment)
+//!   go through [`Stores::steps`] ([`OrderSteps`](crate::store::OrderSteps)), which an
+//!   adapter may run as one transaction and group across concurrent orders.
 //! * The outside world, as traits with scriptable in-memory implementations:
 //!   [`PaymentGateway`] ([`MemoryPaymentGateway`]), [`Fulfillment`]
 //!   ([`MemoryFulfillment`]), [`Notifier`] ([`MemoryNotifier`]).
@@ -42,9 +45,10 @@
 //!
 //! # Reservation leases during payment
 //!
-//! The pipeline **extends** the reservation (by [`PipelineConfig::payment_lease`],
-//! 15 minutes by default) right before charging, so a slow gateway does not let the
-//! stock lapse mid-payment. If the reservation has already expired when payment
+//! Right before charging, the pipeline **extends** the reservation to now +
+//! [`PipelineConfig::payment_lease`] (10 minutes by default) when less than that is
+//! left, so a slow gateway does not let the stock lapse mid-payment (a reservation
+//! made moments ago for 15 minutes needs no extra write). If the reservation has already expired when payment
 //! starts, nothing is charged and the order is cancelled ("reservation expired before
 //! payment was taken"). If it lapses and is reaped during the charge anyway (no
 //! extension configured, or a charge slower than the lease), the payment is refunded

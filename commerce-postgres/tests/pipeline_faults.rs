@@ -1,0 +1,294 @@
+//! Faults on the order path as a host runs it (relay, queue, workers, the fused steps):
+//! a connection killed inside a batched step writes nothing and the retry succeeds;
+//! orders processed while every connection of the shop is killed again and again all
+//! settle, each charged once, with nothing oversold or lost.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use commerce_core::catalog::{CategoryPath, NewProduct, ProductStatus};
+use commerce_core::id::{
+    CustomerId, EventId, IdempotencyKey, LocationId, ProductId, SellerId, Sku,
+};
+use commerce_core::order::{NewOrder, NewOrderLine, OrderStatus};
+use commerce_core::service::{
+    MemoryFulfillment, MemoryNotifier, MemoryPaymentGateway, OrderPipeline, OrderRelay,
+    OrderWorkers, PipelineConfig, WorkerConfig,
+};
+use commerce_core::store::{
+    CatalogStoreExt, EventLog, InventoryStore, OrderQueue, OrderSteps, OrderStore, RetryPolicy,
+};
+use commerce_postgres::sqlx::{self, Connection, PgConnection, PgPool};
+use commerce_postgres::{PgCommerce, PgConfig};
+
+fn sku(s: &str) -> Sku {
+    Sku::new(s).unwrap()
+}
+
+fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
+    NewOrder {
+        id: None,
+        customer_id: CustomerId::new("c1").unwrap(),
+        idempotency_key: IdempotencyKey::new(key).unwrap(),
+        lines: lines
+            .iter()
+            .map(|(s, q)| NewOrderLine {
+                product_id: ProductId::new(format!("p-{s}")).unwrap(),
+                sku: sku(s),
+                title: format!("Item {s}"),
+                quantity: *q,
+                unit_price: "5.00 USD".parse().unwrap(),
+            })
+            .collect(),
+        shipping: "0.00 USD".parse().unwrap(),
+        tax: "0.00 USD".parse().unwrap(),
+    }
+}
+
+async fn engine(prefix: &str) -> (PgCommerce, common::SchemaGuard) {
+    let schema = common::fresh_schema(prefix);
+    let guard = common::SchemaGuard(schema.clone());
+    let pg = PgCommerce::connect(
+        &common::database_url(),
+        PgConfig::new().schema(schema).unwrap(),
+    )
+    .await
+    .expect("PostgreSQL must run (bash scripts/test.sh)");
+    pg.migrate().await.unwrap();
+    (pg, guard)
+}
+
+/// Terminates every other backend whose current or last statement names `schema`.
+async fn kill_schema_backends(admin: &PgPool, schema: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE pid <> pg_backend_pid() AND query LIKE '%' || $1 || '%'",
+    )
+    .bind(schema)
+    .fetch_one(admin)
+    .await
+    .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_killed_inside_a_step_writes_nothing_and_the_retry_succeeds() {
+    let (pg, guard) = engine("stepflt").await;
+    let at = LocationId::new("w1").unwrap();
+    for s in ["A", "Z"] {
+        pg.inventory.restock(&sku(s), &at, 5, "in").await.unwrap();
+    }
+    let order = pg
+        .orders
+        .create_order(new_order("k1", &[("A", 2), ("Z", 1)]))
+        .await
+        .unwrap()
+        .into_order();
+    let events_before = pg.events.read(EventId(0), 1000).await.unwrap().len();
+    // Another session holds Z's row: the step stops inside its transaction after A.
+    let mut holder = PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{}\".stock_levels WHERE sku = 'Z' FOR UPDATE",
+        guard.0
+    )))
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    let steps = pg.steps.clone();
+    let o = order.clone();
+    let step = tokio::spawn(async move { steps.reserve_order(&o, Duration::from_secs(600)).await });
+    let admin = PgPool::connect(&common::database_url()).await.unwrap();
+    let started = Instant::now();
+    let victim = loop {
+        let pid: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)) LIMIT 1",
+        )
+        .bind(holder_pid)
+        .fetch_optional(&admin)
+        .await
+        .unwrap();
+        if let Some(pid) = pid {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the step never waited"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(victim)
+        .fetch_one(&admin)
+        .await
+        .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(20), step)
+        .await
+        .expect("the caller is answered")
+        .unwrap()
+        .expect_err("the killed step fails");
+    assert!(
+        err.is_retryable(),
+        "a killed connection is retryable: {err:?}"
+    );
+    drop(holder);
+    // Nothing of the step was written.
+    let stored = pg.orders.get_order(&order.id).await.unwrap().unwrap();
+    assert_eq!((stored.status, stored.version), (OrderStatus::Created, 1));
+    assert!(pg.inventory.reservation(&order.id).await.unwrap().is_none());
+    assert_eq!(pg.inventory.stock(&sku("A")).await.unwrap().available(), 5);
+    assert_eq!(
+        pg.events.read(EventId(0), 1000).await.unwrap().len(),
+        events_before
+    );
+    // The retry goes through.
+    let out = pg
+        .steps
+        .reserve_order(&order, Duration::from_secs(600))
+        .await
+        .unwrap();
+    assert_eq!(out.order.status, OrderStatus::PaymentPending);
+    assert!(pg.inventory.audit().await.unwrap().is_empty());
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn orders_settle_while_connections_are_killed() {
+    let (pg, guard) = engine("pipeflt").await;
+    let stores = pg.stores();
+    let at = LocationId::new("w1").unwrap();
+    let units = 30u32;
+    let mut product = NewProduct::new(
+        SellerId::new("s1").unwrap(),
+        "Hot item",
+        CategoryPath::parse("Electronics > Phones").unwrap(),
+        "Acme",
+        sku("HOT"),
+        "5.00 USD".parse().unwrap(),
+    );
+    product.status = ProductStatus::Active;
+    pg.catalog.create_product(product).await.unwrap();
+    pg.inventory
+        .restock(&sku("HOT"), &at, units, "in")
+        .await
+        .unwrap();
+    let payments = Arc::new(MemoryPaymentGateway::new());
+    let pipeline = Arc::new(OrderPipeline::new(
+        &stores,
+        payments.clone(),
+        Arc::new(MemoryFulfillment::new()),
+        Arc::new(MemoryNotifier::new()),
+        PipelineConfig::default(),
+    ));
+    let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())
+        .unwrap()
+        .spawn(Duration::from_millis(50));
+    let workers = OrderWorkers::new(
+        stores.queue.clone(),
+        pipeline,
+        WorkerConfig {
+            concurrency: 16,
+            visibility: Duration::from_secs(2),
+            retry: RetryPolicy {
+                max_attempts: 1000,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(200),
+            },
+            idle_poll: Duration::from_millis(20),
+        },
+    )
+    .spawn();
+    // A killer terminates every connection of the shop every 150 ms.
+    let admin = PgPool::connect(&common::database_url()).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (admin, stop, schema) = (admin.clone(), stop.clone(), guard.0.clone());
+        tokio::spawn(async move {
+            let mut killed = 0;
+            while !stop.load(Ordering::SeqCst) {
+                killed += kill_schema_backends(&admin, &schema).await;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+            killed
+        })
+    };
+    // 60 buyers for 30 units, each retrying its checkout until it is answered.
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let new = new_order(&format!("buyer-{i}"), &[("HOT", 1)]);
+        let started = Instant::now();
+        let order = loop {
+            match pg.orders.create_order(new.clone()).await {
+                Ok(o) => break o.into_order(),
+                Err(e) if e.is_retryable() && started.elapsed() < Duration::from_secs(30) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("buyer {i}: {e:?}"),
+            }
+        };
+        ids.push(order.id);
+    }
+    // Every order rests (PREPARING or cancelled out of stock) within a bound.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut statuses = Vec::new();
+    for id in &ids {
+        let status = loop {
+            match pg.orders.get_order(id).await {
+                Ok(Some(o))
+                    if matches!(o.status, OrderStatus::Preparing | OrderStatus::Cancelled) =>
+                {
+                    break o.status;
+                }
+                _ => {
+                    assert!(Instant::now() < deadline, "order {id} did not settle");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        statuses.push(status);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let killed = killer.await.unwrap();
+    relay.shutdown().await.unwrap().unwrap();
+    let work = workers.shutdown().await.unwrap().unwrap();
+    assert!(killed > 0, "the killer never hit a connection");
+    let confirmed = statuses
+        .iter()
+        .filter(|s| **s == OrderStatus::Preparing)
+        .count();
+    assert_eq!(confirmed, units as usize, "every unit sold once, no more");
+    assert_eq!(work.dead_lettered, 0, "no order given up");
+    for id in &ids {
+        let captures = payments
+            .captures()
+            .iter()
+            .filter(|c| &c.order_id == id && !c.refunded)
+            .count();
+        let status = pg.orders.get_order(id).await.unwrap().unwrap().status;
+        let expected = usize::from(status == OrderStatus::Preparing);
+        assert_eq!(
+            captures, expected,
+            "order {id} ({status}) charged {captures} times"
+        );
+    }
+    let stock = pg.inventory.stock(&sku("HOT")).await.unwrap();
+    assert_eq!(
+        (stock.available(), stock.reserved(), stock.sold()),
+        (0, 0, 30)
+    );
+    assert!(pg.inventory.audit().await.unwrap().is_empty());
+    assert_eq!(pg.queue.stats().await.unwrap().dead, 0);
+    eprintln!(
+        "killed {killed} connections while {} orders settled",
+        ids.len()
+    );
+    drop(guard);
+}
