@@ -80,6 +80,14 @@ fn status_event(order: &OrderId, from: OrderStatus, to: OrderStatus) -> Result<s
 
 impl PgOrderSteps {
     pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+        // The batches get connections of their own (one per lane and step, opened on
+        // first use with the pool's options): a batch carries many orders, so it must
+        // never queue behind the single-order reads of a busy shared pool.
+        let lanes = u32::try_from(batching.lanes).unwrap_or(64);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(lanes * 2)
+            .acquire_timeout(std::time::Duration::from_secs(30))
+            .connect_lazy_with((*db.pool.connect_options()).clone());
         let reserve_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4) ORDER BY n",
             db.t("step_reserve_orders")
@@ -88,9 +96,9 @@ impl PgOrderSteps {
             "SELECT * FROM {}($1, $2, $3, $4, $5) ORDER BY n",
             db.t("step_confirm_payments")
         );
-        let reserve_db = db.clone();
+        let (reserve_db, reserve_pool) = (db.clone(), pool.clone());
         let run_reserve: RunBatch<ReserveReq, StepOutcome> = Arc::new(move |batch| {
-            let db = reserve_db.clone();
+            let (db, pool) = (reserve_db.clone(), reserve_pool.clone());
             let sql = reserve_sql.clone();
             Box::pin(async move {
                 let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
@@ -101,7 +109,7 @@ impl PgOrderSteps {
                     .bind(&reqs)
                     .bind(db.now())
                     .bind(&ttls)
-                    .fetch_all(&db.pool)
+                    .fetch_all(&pool)
                     .await
                     .db()?;
                 db.written();
@@ -112,9 +120,9 @@ impl PgOrderSteps {
                 ))
             })
         });
-        let confirm_db = db;
+        let (confirm_db, confirm_pool) = (db, pool);
         let run_confirm: RunBatch<ConfirmReq, StepOutcome> = Arc::new(move |batch| {
-            let db = confirm_db.clone();
+            let (db, pool) = (confirm_db.clone(), confirm_pool.clone());
             let sql = confirm_sql.clone();
             Box::pin(async move {
                 let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
@@ -127,7 +135,7 @@ impl PgOrderSteps {
                     .bind(&reasons)
                     .bind(&reqs)
                     .bind(db.now())
-                    .fetch_all(&db.pool)
+                    .fetch_all(&pool)
                     .await
                     .db()?;
                 db.written();

@@ -133,7 +133,7 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
     let (stores, pg_pool) = match backend.as_str() {
         "memory" => (memory_stores(products).await?, None),
         "postgres" => {
-            let pool = pool(&settings, 24).await?;
+            let pool = pool(&settings, 32).await?;
             drop_schema(&settings, schema).await?;
             let pg = load_catalog(&pool, schema, products).await?;
             seed_stock(&pool, schema, "P", "-1", products, 1_000_000).await?;
@@ -155,7 +155,7 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
         stores.queue.clone(),
         pipeline,
         WorkerConfig {
-            concurrency: 512,
+            concurrency: (2 * concurrency).clamp(16, 256),
             idle_poll: Duration::from_millis(20),
             ..WorkerConfig::default()
         },
@@ -238,11 +238,14 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
             );
             drop(stores);
             pool.close().await;
-            let baseline = pgbench(&settings, script, concurrency, seconds).await?;
+            // The server's connection limit (100 by default) caps pgbench's clients.
+            let clients = concurrency.min(48);
+            let baseline = pgbench(&settings, script, clients, seconds).await?;
             drop_schema(&settings, schema).await?;
             report = report
                 .field("oversold", over)
                 .field("baseline", "pgbench minimal reservation transaction")
+                .field("baseline_clients", clients)
                 .baseline(baseline);
         }
         None => {
