@@ -296,13 +296,50 @@ impl RedisBackend {
         Ok(seeds.to_vec())
     }
 
+    /// The server, or every master of the cluster.
+    async fn nodes(&self) -> Result<Vec<String>> {
+        Ok(match &self.config.topology {
+            Topology::Single(url) => vec![url.clone()],
+            Topology::Cluster(seeds) => self.cluster_masters(seeds).await?,
+        })
+    }
+
+    /// Every key matching `pattern` (a `SCAN MATCH` glob), node by node with `SCAN`
+    /// (never `KEYS`): O(keys in the database), for periodic jobs, not requests.
+    pub(crate) async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for url in self.nodes().await? {
+            let client = redis::Client::open(url.as_str())
+                .map_err(|e| Error::permanent("bad redis url", e))?;
+            let mut node = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(map)?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut node)
+                    .await
+                    .map_err(map)?;
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+
     /// Deletes every key under the prefix, node by node with `SCAN` (never `KEYS`).
     /// Returns how many keys were deleted. Meant for tests and tenant removal.
     pub async fn delete_all(&self) -> Result<u64> {
-        let nodes: Vec<String> = match &self.config.topology {
-            Topology::Single(url) => vec![url.clone()],
-            Topology::Cluster(seeds) => self.cluster_masters(seeds).await?,
-        };
+        let nodes = self.nodes().await?;
         let pattern = format!("{}:*", self.prefix);
         let mut deleted = 0u64;
         for url in nodes {

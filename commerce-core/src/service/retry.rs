@@ -137,9 +137,13 @@ mod tests {
         let policy = RetryPolicy::default();
         for attempt in [1, 3, 8, 40] {
             let cap = policy.delay_after(attempt);
-            let delays: Vec<Duration> =
-                (0..200).map(|_| policy.jittered_delay_after(attempt)).collect();
-            assert!(delays.iter().all(|d| *d <= cap), "attempt {attempt}: above {cap:?}");
+            let delays: Vec<Duration> = (0..200)
+                .map(|_| policy.jittered_delay_after(attempt))
+                .collect();
+            assert!(
+                delays.iter().all(|d| *d <= cap),
+                "attempt {attempt}: above {cap:?}"
+            );
             let distinct: std::collections::HashSet<_> = delays.iter().collect();
             assert!(
                 distinct.len() > 150,
@@ -147,8 +151,14 @@ mod tests {
                 distinct.len()
             );
             // Spread over the range, not bunched at the cap (lockstep) or at zero.
-            assert!(delays.iter().any(|d| *d < cap / 4), "attempt {attempt}: none low");
-            assert!(delays.iter().any(|d| *d > cap / 4 * 3), "attempt {attempt}: none high");
+            assert!(
+                delays.iter().any(|d| *d < cap / 4),
+                "attempt {attempt}: none low"
+            );
+            assert!(
+                delays.iter().any(|d| *d > cap / 4 * 3),
+                "attempt {attempt}: none high"
+            );
         }
     }
 
