@@ -138,6 +138,7 @@ mod payment;
 pub mod pipeline;
 mod pricing;
 mod reaper;
+mod reconcile;
 mod relay;
 mod retry;
 mod signed_cart;
@@ -157,6 +158,7 @@ pub use payment::{
 pub use pipeline::{OrderPipeline, PipelineConfig};
 pub use pricing::{CheckedLine, LineInput, LineIssue, Revalidation};
 pub use reaper::{ReapReport, ReservationReaper};
+pub use reconcile::{Discrepancy, ReconcileReport, reconcile};
 pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};
 pub use signed_cart::{CartSigner, CartSigningKey, SignedCartError};
 pub use stores::Stores;
