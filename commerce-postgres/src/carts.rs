@@ -93,6 +93,7 @@ impl PgCarts {
     /// while pg.carts.delete_expired(500).await? == 500 {}
     /// # Ok(()) }
     /// ```
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn delete_expired(&self, batch: u32) -> Result<u64> {
         if batch == 0 || batch > 10_000 {
             return Err(Error::validation(
@@ -202,6 +203,7 @@ impl PgCarts {
 
 #[async_trait]
 impl CartStore for PgCarts {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_cart(&self, id: &CartId, owner: &CartOwner) -> Result<Option<Cart>> {
         let now = self.db.now();
         let body: Option<serde_json::Value> = sqlx::query_scalar(sql!(
@@ -218,6 +220,7 @@ impl CartStore for PgCarts {
         Ok(cart.filter(|c| !c.is_expired(now) && &c.owner == owner))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn add_item(
         &self,
         id: &CartId,
@@ -231,6 +234,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_quantity(
         &self,
         id: &CartId,
@@ -245,6 +249,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_item(
         &self,
         id: &CartId,
@@ -258,6 +263,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()> {
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
@@ -274,6 +280,7 @@ impl CartStore for PgCarts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn merge_carts(
         &self,
         guest: &CartId,
@@ -330,6 +337,7 @@ impl CartStore for PgCarts {
         ))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>> {
         let limit = check_limit(limit)?;
         let now = self.db.now();

@@ -376,6 +376,7 @@ impl RedisCarts {
 
 #[async_trait]
 impl CartStore for RedisCarts {
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_cart(&self, id: &CartId, owner: &CartOwner) -> Result<Option<Cart>> {
         let mut conn = self.redis.conn();
         let flat: Vec<String> = redis::cmd("HGETALL")
@@ -454,6 +455,7 @@ impl CartStore for RedisCarts {
         self.written(id, packed)
     }
 
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_item(
         &self,
         id: &CartId,
@@ -464,6 +466,7 @@ impl CartStore for RedisCarts {
         self.set_quantity(id, owner, sku, 0, limits).await
     }
 
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()> {
         let mut conn = self.redis.conn();
         CLEAR

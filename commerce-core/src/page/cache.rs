@@ -121,13 +121,17 @@ impl ProductCache for MemoryProductCache {
             ProductKey::Id(id) => Some(id.clone()),
             ProductKey::Slug(slug) => self.by_slug.get(slug).await,
         };
-        let Some(id) = id else { return Ok(None) };
-        Ok(self
-            .by_id
-            .get(&id)
-            .await
-            .filter(|(p, expires)| now < *expires && key.matches(p))
-            .map(|(p, _)| Product::clone(&p)))
+        let found = match id {
+            Some(id) => self
+                .by_id
+                .get(&id)
+                .await
+                .filter(|(p, expires)| now < *expires && key.matches(p))
+                .map(|(p, _)| Product::clone(&p)),
+            None => None,
+        };
+        crate::telemetry::record_cache("memory", found.is_some());
+        Ok(found)
     }
 
     async fn put(&self, product: &Product) -> Result<()> {
