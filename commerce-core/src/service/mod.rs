@@ -160,7 +160,7 @@ pub use pricing::{CheckedLine, LineInput, LineIssue, Revalidation};
 pub use reaper::{ReapReport, ReservationReaper};
 pub use reconcile::{Discrepancy, ReconcileReport, reconcile};
 pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};
-pub use signed_cart::{CartSigner, CartSigningKey, SignedCartError};
+pub use signed_cart::{CartSigner, CartSigningKey, MIN_SECRET_BYTES, SignedCartError};
 pub use stores::Stores;
 pub use task::BackgroundTask;
 pub use worker::{OrderWorkers, WorkStats, WorkerConfig};

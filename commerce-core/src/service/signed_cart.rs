@@ -141,7 +141,16 @@ struct Payload {
     nonce: String,
 }
 
-/// Issues and opens signed client carts (see the [module docs](self)).
+/// Issues and opens signed client carts.
+///
+/// A token is `<key id>.<payload>.<mac>`: the payload is base64url JSON of the cart, its
+/// expiry and a random 128-bit nonce; the MAC is HMAC-SHA256 over `<key id>.<payload>`
+/// under the key named by the key id. The signer signs with its current key and also
+/// accepts tokens of the previous keys it was given. Opening a token records its nonce
+/// in a [`NonceStore`] until the token expires, so a token is accepted once; a client
+/// sends its token with a cart change and gets a new one back. Signing does not make
+/// prices trustworthy (checkout re-reads them); it refuses carts the server did not
+/// issue, tampered carts and replays.
 ///
 /// ```
 /// use std::sync::Arc;
