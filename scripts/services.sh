@@ -8,21 +8,43 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; }
 
+# Sets the TCP loopback lines of pg_hba.conf file $1 to `trust` and runs the rest of the
+# arguments to reload the server (a running server reads pg_hba.conf only on reload, and a
+# fresh Debian package starts its cluster at install, before the edit).
+trust_loopback() {
+  local hba=$1
+  shift
+  as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  "$@" >&2
+}
+
+pg_trusts_loopback() { psql -h 127.0.0.1 -U postgres -w -tAc 'SELECT 1' >/dev/null 2>&1; }
+
 ensure_postgres() {
-  if pg_ready; then return 0; fi
-  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-    log "PostgreSQL is not installed: apt-get install -y postgresql"
-    as_root apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >&2
-    # A fresh Debian cluster wants passwords on TCP; the test suite uses trust on loopback.
-    local hba
-    hba=$(ls /etc/postgresql/*/main/pg_hba.conf | head -n 1)
-    as_root sed -i -E 's/^(host\s+all\s+all\s+(127\.0\.0\.1\/32|::1\/128)\s+)\S+/\1trust/' "$hba"
+  local version
+  if ! pg_ready; then
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+      log "PostgreSQL is not installed: apt-get install -y postgresql"
+      as_root apt-get update -qq >&2
+      DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql >&2
+    fi
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "starting PostgreSQL"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start >&2 || true
+    for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
+    pg_ready || { log "PostgreSQL did not come up"; return 1; }
   fi
-  log "starting PostgreSQL"
-  as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start >&2 || true
-  for _ in $(seq 1 60); do pg_ready && break; sleep 0.5; done
-  pg_ready || { log "PostgreSQL did not come up"; return 1; }
+  # A fresh Debian cluster (started by the package at install) wants passwords on TCP;
+  # the test suite uses trust on loopback.
+  if ! pg_trusts_loopback; then
+    [ -d /etc/postgresql ] || { log "PostgreSQL on 127.0.0.1:5432 refuses user postgres without a password"; return 1; }
+    version=$(ls /etc/postgresql | sort -V | tail -n 1)
+    log "setting trust auth on loopback and reloading PostgreSQL $version"
+    trust_loopback "/etc/postgresql/$version/main/pg_hba.conf" \
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main reload
+    for _ in $(seq 1 20); do pg_trusts_loopback && break; sleep 0.25; done
+    pg_trusts_loopback || { log "PostgreSQL still refuses user postgres after the reload"; return 1; }
+  fi
   # The databases the suite uses.
   for db in test root; do
     psql -h 127.0.0.1 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$db'" | grep -q 1 \

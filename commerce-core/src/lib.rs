@@ -55,6 +55,7 @@ pub mod resilience;
 pub mod sample;
 pub mod service;
 pub mod store;
+pub mod telemetry;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

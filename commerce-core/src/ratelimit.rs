@@ -196,12 +196,18 @@ impl InProcessRateLimiter {
     pub fn check(&self, action: LimitedAction, user: &str) -> Result<Admission> {
         validate_key(user)?;
         let limiter = self.limiters.get(&action).unwrap_or(&self.fallback);
-        Ok(match limiter.check_key(&user.to_owned()) {
+        let admission = match limiter.check_key(&user.to_owned()) {
             Ok(()) => Admission::Admitted,
             Err(not_until) => Admission::Limited {
                 retry_after: not_until.wait_time_from(self.clock.now()),
             },
-        })
+        };
+        crate::telemetry::record_rate_limit(
+            "in_process",
+            action.as_str(),
+            admission == Admission::Admitted,
+        );
+        Ok(admission)
     }
 }
 

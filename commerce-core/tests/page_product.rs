@@ -469,7 +469,7 @@ async fn the_memory_cache_expires_keeps_the_newest_version_and_follows_slugs() {
             .await
             .unwrap();
     }
-    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.len().await, 2);
     cache.invalidate(&pid("cable")).await.unwrap();
     assert!(
         cache
@@ -477,6 +477,33 @@ async fn the_memory_cache_expires_keeps_the_newest_version_and_follows_slugs() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_memory_cache_keeps_a_hot_product_through_a_stream_of_one_time_reads() {
+    let clock = Arc::new(ManualClock::default());
+    let engine = MemoryEngine::with_clock(clock.clone());
+    let phone = shop(&engine).await;
+    let cache = MemoryProductCache::new(clock.clone(), Duration::from_secs(3600), 8);
+    cache.put(&phone).await.unwrap();
+    let hot = ProductKey::Id(phone.id.clone());
+    for _ in 0..20 {
+        assert!(cache.get(&hot).await.unwrap().is_some());
+    }
+    for i in 0..100 {
+        let mut cold = phone.clone();
+        cold.id = pid(&format!("cold-{i}"));
+        cold.slug = Slug::new(format!("cold-{i}")).unwrap();
+        cache.put(&cold).await.unwrap();
+        cache.get(&ProductKey::Id(cold.id.clone())).await.unwrap();
+        // The hot product keeps being read while the one-time products stream by.
+        cache.get(&hot).await.unwrap();
+    }
+    assert!(cache.len().await <= 8, "the capacity holds");
+    assert!(
+        cache.get(&hot).await.unwrap().is_some(),
+        "a product read on every page is not evicted by products read once"
     );
 }
 

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::Timestamp;
 use commerce_core::id::{CartId, CustomerId, Sku};
-use commerce_core::store::CartStore;
+use commerce_core::store::{CartStore, check_limit};
 use commerce_core::{EntityKind, Error, Result};
 use sqlx::PgConnection;
 
@@ -24,6 +24,10 @@ use crate::error::{DbResult, corrupt};
 pub struct PgCarts {
     db: Arc<Db>,
 }
+
+/// One microsecond: sqlx truncates times to microseconds, so a stored time is at most
+/// this much earlier than the exact one.
+const MICROSECOND: chrono::Duration = chrono::Duration::microseconds(1);
 
 /// Attempts of a write that lost a race to create the cart.
 const CREATE_RETRIES: usize = 5;
@@ -51,24 +55,115 @@ impl PgCarts {
         let body = serde_json::to_value(cart).map_err(corrupt)?;
         let q = if existed {
             sql!(
-                "UPDATE {} SET body = $2, expires_at = $3 WHERE id = $1",
+                "UPDATE {} SET body = $2, expires_at = $3, updated_at = $4, lines = $5
+                 WHERE id = $1",
                 self.db.t("carts")
             )
         } else {
             sql!(
-                "INSERT INTO {} (id, body, expires_at) VALUES ($1, $2, $3)
+                "INSERT INTO {} (id, body, expires_at, updated_at, lines)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO NOTHING",
                 self.db.t("carts")
             )
         };
+        let lines = i32::try_from(cart.items.len()).unwrap_or(i32::MAX);
         let done = sqlx::query(q)
             .bind(cart.id.as_str())
             .bind(body)
             .bind(cart.expires_at)
+            .bind(cart.updated_at)
+            .bind(lines)
             .execute(&mut *conn)
             .await
             .db()?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes up to `batch` expired carts (their `expires_at` at or before the clock's
+    /// now); returns how many. Safe to run on several nodes at once: each run locks
+    /// the rows it deletes with `FOR UPDATE SKIP LOCKED`, so concurrent sweepers take
+    /// disjoint batches and never wait for a cart a shopper is writing (such a cart is
+    /// left for a later run, and is re-checked after the write commits). Uses the
+    /// `carts_expiry` index. A `batch` of 0 or above 10,000 is `Validation`.
+    ///
+    /// ```no_run
+    /// # async fn demo(pg: commerce_postgres::PgCommerce) -> commerce_core::Result<()> {
+    /// // A periodic job on every node: delete in batches until none are left.
+    /// while pg.carts.delete_expired(500).await? == 500 {}
+    /// # Ok(()) }
+    /// ```
+    #[tracing::instrument(level = "debug", skip(self), err(level = "debug"))]
+    pub async fn delete_expired(&self, batch: u32) -> Result<u64> {
+        if batch == 0 || batch > 10_000 {
+            return Err(Error::validation(
+                "batch",
+                format!("{batch} is not between 1 and 10000"),
+            ));
+        }
+        // A stored time may be up to 1 µs before the exact one: only rows whose stored
+        // expiry is a whole microsecond before now are certainly expired.
+        let cutoff = self.db.now() - MICROSECOND;
+        let done = sqlx::query(sql!(
+            "DELETE FROM {t} WHERE id IN (
+                 SELECT id FROM {t} WHERE expires_at <= $1
+                 ORDER BY expires_at LIMIT $2
+                 FOR UPDATE SKIP LOCKED)",
+            t = self.db.t("carts")
+        ))
+        .bind(cutoff)
+        .bind(i64::from(batch))
+        .execute(&self.db.pool)
+        .await
+        .db()?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs [`PgCarts::delete_expired`] every `every` until `stop` resolves (on every
+    /// node, if wished); each round deletes batches until one comes back short. Errors
+    /// are logged and retried next round. Returns how many carts it deleted.
+    ///
+    /// ```no_run
+    /// # async fn demo(pg: commerce_postgres::PgCommerce) {
+    /// use std::time::Duration;
+    /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    /// let carts = pg.carts.clone();
+    /// let sweeper = tokio::spawn(async move {
+    ///     carts.sweep_expired(Duration::from_secs(60), 500, async { let _ = stopped.await; }).await
+    /// });
+    /// // ... on shutdown:
+    /// let _ = stop.send(());
+    /// let deleted = sweeper.await;
+    /// # }
+    /// ```
+    pub async fn sweep_expired(
+        &self,
+        every: std::time::Duration,
+        batch: u32,
+        stop: impl std::future::Future<Output = ()> + Send,
+    ) -> u64 {
+        let mut deleted = 0u64;
+        tokio::pin!(stop);
+        loop {
+            loop {
+                match self.delete_expired(batch).await {
+                    Ok(n) => {
+                        deleted += n;
+                        if n < u64::from(batch) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cart sweeper: deleting expired carts failed");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut stop => return deleted,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
     }
 
     async fn write(
@@ -108,6 +203,7 @@ impl PgCarts {
 
 #[async_trait]
 impl CartStore for PgCarts {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_cart(&self, id: &CartId, owner: &CartOwner) -> Result<Option<Cart>> {
         let now = self.db.now();
         let body: Option<serde_json::Value> = sqlx::query_scalar(sql!(
@@ -124,6 +220,7 @@ impl CartStore for PgCarts {
         Ok(cart.filter(|c| !c.is_expired(now) && &c.owner == owner))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn add_item(
         &self,
         id: &CartId,
@@ -137,6 +234,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_quantity(
         &self,
         id: &CartId,
@@ -151,6 +249,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_item(
         &self,
         id: &CartId,
@@ -164,6 +263,7 @@ impl CartStore for PgCarts {
         .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()> {
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
@@ -180,6 +280,7 @@ impl CartStore for PgCarts {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn merge_carts(
         &self,
         guest: &CartId,
@@ -234,5 +335,47 @@ impl CartStore for PgCarts {
             true,
             "the cart was being created concurrently; retry",
         ))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>> {
+        let limit = check_limit(limit)?;
+        let now = self.db.now();
+        // Stored times are truncated to microseconds (stored <= exact < stored + 1 µs):
+        // the query over-selects by at most the boundary microsecond and the exact
+        // check on the body decides; pages by (updated_at, id) until `limit` are found.
+        let mut found: Vec<Cart> = Vec::with_capacity(limit);
+        let mut after: Option<(Timestamp, String)> = None;
+        loop {
+            let rows: Vec<(String, Timestamp, serde_json::Value)> = sqlx::query_as(sql!(
+                "SELECT id, updated_at, body FROM {} WHERE lines > 0
+                   AND updated_at <= $1 AND expires_at > $2
+                   AND ($3::timestamptz IS NULL OR (updated_at, id) > ($3, $4))
+                 ORDER BY updated_at, id LIMIT $5",
+                self.db.t("carts")
+            ))
+            .bind(since)
+            .bind(now - MICROSECOND)
+            .bind(after.as_ref().map(|(t, _)| *t))
+            .bind(after.as_ref().map(|(_, id)| id.as_str()))
+            .bind(limit as i64)
+            .fetch_all(&self.db.pool)
+            .await
+            .db()?;
+            let full_page = rows.len() == limit;
+            after = rows.last().map(|(id, t, _)| (*t, id.clone()));
+            for (_, _, body) in rows {
+                let cart: Cart = serde_json::from_value(body).map_err(corrupt)?;
+                if !cart.is_expired(now) && !cart.items.is_empty() && cart.updated_at <= since {
+                    found.push(cart);
+                    if found.len() == limit {
+                        return Ok(found);
+                    }
+                }
+            }
+            if !full_page {
+                return Ok(found);
+            }
+        }
     }
 }

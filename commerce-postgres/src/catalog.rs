@@ -174,6 +174,7 @@ impl PgCatalog {
 
 #[async_trait]
 impl CatalogStore for PgCatalog {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
         let product = new.into_product(slug, self.db.now())?;
         let mut tx = self.db.pool.begin().await.db()?;
@@ -183,6 +184,7 @@ impl CatalogStore for PgCatalog {
         Ok(product)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn update_product(&self, mut product: Product) -> Result<Product> {
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
@@ -223,6 +225,7 @@ impl CatalogStore for PgCatalog {
         Ok(product)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
         let row = sqlx::query(sql!("{} WHERE p.id = $1", self.select()))
             .bind(id.as_str())
@@ -232,6 +235,7 @@ impl CatalogStore for PgCatalog {
         row.as_ref().map(product_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
         let ids = distinct_batch("ids", ids)?;
         if ids.is_empty() {
@@ -251,6 +255,7 @@ impl CatalogStore for PgCatalog {
         Ok(ids.into_iter().filter_map(|id| found.remove(id)).collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
         let row = sqlx::query(sqlx::AssertSqlSafe(self.by_slug_sql.as_str()))
             .bind(slug.as_str())
@@ -260,6 +265,7 @@ impl CatalogStore for PgCatalog {
         row.as_ref().map(product_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
         let row = sqlx::query(sql!(
             "{} WHERE p.id = (SELECT product_id FROM {} WHERE sku = $1)",
@@ -273,6 +279,7 @@ impl CatalogStore for PgCatalog {
         row.as_ref().map(product_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
         let limit = check_limit(query.limit)?;
         let (cat, lower, upper) = match &query.category {
@@ -357,6 +364,7 @@ impl CatalogStore for PgCatalog {
         Ok(Page { items, next })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
         if categories.is_empty() {
             return Ok(0);
@@ -381,6 +389,7 @@ impl CatalogStore for PgCatalog {
         Ok(categories.len() as u64)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
         let (r, lower, upper) = match root {
             Some(c) => {

@@ -43,6 +43,8 @@ pub struct RedisConfig {
     prefix: String,
     response_timeout: Duration,
     connection_timeout: Duration,
+    /// A PEM root certificate trusted for `rediss://` (instead of the system's roots).
+    root_certificate: Option<Vec<u8>>,
 }
 
 impl RedisConfig {
@@ -83,6 +85,34 @@ impl RedisConfig {
             prefix: "commerce".into(),
             response_timeout: Duration::from_secs(2),
             connection_timeout: Duration::from_secs(1),
+            root_certificate: None,
+        }
+    }
+
+    /// Trusts the CA certificate `pem` (PEM bytes) for `rediss://` URLs instead of the
+    /// system's root certificates: a private CA or a self-signed server. Needs the
+    /// `rustls` feature.
+    #[cfg(feature = "rustls")]
+    pub fn with_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_certificate = Some(pem.into());
+        self
+    }
+
+    /// A client for one node's `url`, with the configured root certificate.
+    fn client(&self, url: &str) -> Result<redis::Client> {
+        let bad = |e| Error::permanent(format!("bad redis url {url:?}"), e);
+        match &self.root_certificate {
+            #[cfg(feature = "rustls")]
+            Some(pem) => redis::Client::build_with_tls(url, self.certificates(pem)).map_err(bad),
+            _ => redis::Client::open(url).map_err(bad),
+        }
+    }
+
+    #[cfg(feature = "rustls")]
+    fn certificates(&self, pem: &[u8]) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: None,
+            root_cert: Some(pem.to_vec()),
         }
     }
 
@@ -120,8 +150,7 @@ impl RedisConfig {
     pub async fn connect(&self) -> Result<RedisBackend> {
         let conn = match &self.topology {
             Topology::Single(url) => {
-                let client = redis::Client::open(url.as_str())
-                    .map_err(|e| Error::permanent(format!("bad redis url {url:?}"), e))?;
+                let client = self.client(url)?;
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(self.response_timeout))
                     .set_connection_timeout(Some(self.connection_timeout))
@@ -137,10 +166,16 @@ impl RedisConfig {
                 )
             }
             Topology::Cluster(seeds) => {
-                let client = redis::cluster::ClusterClientBuilder::new(seeds.clone())
+                let builder = redis::cluster::ClusterClientBuilder::new(seeds.clone())
                     .retries(3)
                     .connection_timeout(self.connection_timeout)
-                    .response_timeout(self.response_timeout)
+                    .response_timeout(self.response_timeout);
+                #[cfg(feature = "rustls")]
+                let builder = match &self.root_certificate {
+                    Some(pem) => builder.certs(self.certificates(pem)),
+                    None => builder,
+                };
+                let client = builder
                     .build()
                     .map_err(|e| Error::permanent("bad redis cluster urls", e))?;
                 Conn::Cluster(client.get_async_connection().await.map_err(map)?)
@@ -263,8 +298,13 @@ impl RedisBackend {
     /// answers (the seeds themselves if none does).
     async fn cluster_masters(&self, seeds: &[String]) -> Result<Vec<String>> {
         for seed in seeds {
-            let Ok(client) = redis::Client::open(seed.as_str()) else {
+            let Ok(client) = self.config.client(seed) else {
                 continue;
+            };
+            let scheme = if seed.starts_with("rediss://") {
+                "rediss"
+            } else {
+                "redis"
             };
             let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
                 continue;
@@ -286,7 +326,7 @@ impl RedisBackend {
                         return None;
                     }
                     let hostport = addr.split('@').next()?;
-                    Some(format!("redis://{hostport}"))
+                    Some(format!("{scheme}://{hostport}"))
                 })
                 .collect();
             if !masters.is_empty() {
@@ -296,18 +336,53 @@ impl RedisBackend {
         Ok(seeds.to_vec())
     }
 
+    /// The server, or every master of the cluster.
+    async fn nodes(&self) -> Result<Vec<String>> {
+        Ok(match &self.config.topology {
+            Topology::Single(url) => vec![url.clone()],
+            Topology::Cluster(seeds) => self.cluster_masters(seeds).await?,
+        })
+    }
+
+    /// Every key matching `pattern` (a `SCAN MATCH` glob), node by node with `SCAN`
+    /// (never `KEYS`): O(keys in the database), for periodic jobs, not requests.
+    pub(crate) async fn scan_keys(&self, pattern: &str) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for url in self.nodes().await? {
+            let client = self.config.client(&url)?;
+            let mut node = client
+                .get_multiplexed_async_connection()
+                .await
+                .map_err(map)?;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut node)
+                    .await
+                    .map_err(map)?;
+                found.extend(keys);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(found)
+    }
+
     /// Deletes every key under the prefix, node by node with `SCAN` (never `KEYS`).
     /// Returns how many keys were deleted. Meant for tests and tenant removal.
     pub async fn delete_all(&self) -> Result<u64> {
-        let nodes: Vec<String> = match &self.config.topology {
-            Topology::Single(url) => vec![url.clone()],
-            Topology::Cluster(seeds) => self.cluster_masters(seeds).await?,
-        };
+        let nodes = self.nodes().await?;
         let pattern = format!("{}:*", self.prefix);
         let mut deleted = 0u64;
         for url in nodes {
-            let client = redis::Client::open(url.as_str())
-                .map_err(|e| Error::permanent("bad redis url", e))?;
+            let client = self.config.client(&url)?;
             let mut node = client
                 .get_multiplexed_async_connection()
                 .await

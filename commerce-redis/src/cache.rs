@@ -17,6 +17,7 @@ use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery, distinct_
 use commerce_core::{Error, Result};
 use redis::Script;
 use tokio::sync::Mutex as AsyncMutex;
+use tracing::instrument;
 
 use crate::backend::RedisBackend;
 use crate::error::map;
@@ -479,7 +480,12 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
 
     /// Read-through by id.
     async fn product_by_id(&self, id: &ProductId) -> Result<Option<Product>> {
-        match self.cached_product(id).await {
+        let first = self.cached_product(id).await;
+        commerce_core::telemetry::record_cache(
+            "redis",
+            matches!(first, Ok(Entry::Hit(_) | Entry::Missing)),
+        );
+        match first {
             Ok(Entry::Hit(p)) => return Ok(Some(p)),
             Ok(Entry::Missing) => return Ok(None),
             Ok(Entry::Miss) => {}
@@ -627,14 +633,17 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         }
     }
 
+    #[instrument(level = "debug", skip_all, fields(product_id = %id), err(level = "debug"))]
     async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
         self.product_by_id(id).await
     }
 
+    #[instrument(level = "debug", skip_all, fields(count = ids.len()), err(level = "debug"))]
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
         self.products_by_ids(ids).await
     }
 
+    #[instrument(level = "debug", skip_all, fields(slug = %slug), err(level = "debug"))]
     async fn get_product_by_slug(&self, slug: &Slug) -> Result<Option<Product>> {
         self.product_by_pointer(
             self.slug_key(slug),
@@ -644,6 +653,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         .await
     }
 
+    #[instrument(level = "debug", skip_all, fields(sku = %sku), err(level = "debug"))]
     async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
         self.product_by_pointer(
             self.sku_key(sku),
@@ -653,6 +663,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         .await
     }
 
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
         self.inner.list_products(query).await
     }

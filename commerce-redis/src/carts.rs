@@ -11,7 +11,7 @@ use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::{self, Clock, Timestamp};
 use commerce_core::id::{CartId, CustomerId, ProductId, Sku};
 use commerce_core::money::Money;
-use commerce_core::store::CartStore;
+use commerce_core::store::{CartStore, check_limit};
 use commerce_core::{Error, Result};
 use redis::Script;
 use tracing::instrument;
@@ -103,7 +103,7 @@ fn ttl_ms(limits: &CartLimits) -> u64 {
 /// use commerce_core::cart::{CartLimits, CartOwner};
 /// use commerce_core::clock::SystemClock;
 /// use commerce_core::id::CartId;
-/// use commerce_core::store::CartStore;
+/// use commerce_core::store::{CartStore, check_limit};
 /// use commerce_redis::{RedisCarts, RedisConfig};
 ///
 /// let redis = RedisConfig::single("redis://127.0.0.1:6379").with_prefix("shop")?.connect().await?;
@@ -145,6 +145,15 @@ impl RedisCarts {
 
     fn key(&self, id: &CartId) -> String {
         self.redis.key("cart", id.as_str())
+    }
+
+    /// The cart id of a cart key (`<prefix>:cart:{<id>}`).
+    fn id_of_key(&self, key: &str) -> Option<CartId> {
+        let tagged = key
+            .strip_prefix(self.redis.prefix())?
+            .strip_prefix(":cart:{")?
+            .strip_suffix('}')?;
+        CartId::new(tagged).ok()
     }
 
     fn claim_key(&self, id: &CartId) -> String {
@@ -367,6 +376,7 @@ impl RedisCarts {
 
 #[async_trait]
 impl CartStore for RedisCarts {
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_cart(&self, id: &CartId, owner: &CartOwner) -> Result<Option<Cart>> {
         let mut conn = self.redis.conn();
         let flat: Vec<String> = redis::cmd("HGETALL")
@@ -445,6 +455,7 @@ impl CartStore for RedisCarts {
         self.written(id, packed)
     }
 
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove_item(
         &self,
         id: &CartId,
@@ -455,6 +466,7 @@ impl CartStore for RedisCarts {
         self.set_quantity(id, owner, sku, 0, limits).await
     }
 
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()> {
         let mut conn = self.redis.conn();
         CLEAR
@@ -513,7 +525,54 @@ impl CartStore for RedisCarts {
             },
         ))
     }
+
+    /// Scans every cart key (`SCAN`, node by node: O(carts), meant for a periodic
+    /// recovery-mail job, not for requests), reads the carts in batches and keeps the
+    /// `limit` oldest abandoned ones.
+    #[instrument(level = "debug", skip_all, fields(limit), err(level = "debug"))]
+    async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>> {
+        let limit = check_limit(limit)?;
+        let now = self.clock.now();
+        let pattern = format!("{}:cart:{{*}}", self.redis.prefix());
+        let ids: Vec<CartId> = self
+            .redis
+            .scan_keys(&pattern)
+            .await?
+            .iter()
+            .filter_map(|k| self.id_of_key(k))
+            .collect();
+        let mut found: Vec<Cart> = Vec::new();
+        let conn = self.redis.conn();
+        for chunk in ids.chunks(ABANDONED_BATCH) {
+            // One HGETALL per key (each its own slot on a cluster), sent together.
+            let reads = chunk.iter().map(|id| {
+                let mut conn = conn.clone();
+                let key = self.key(id);
+                async move {
+                    redis::cmd("HGETALL")
+                        .arg(key)
+                        .query_async::<Vec<String>>(&mut conn)
+                        .await
+                        .map_err(map)
+                }
+            });
+            let flats = futures::future::try_join_all(reads).await?;
+            for (id, flat) in chunk.iter().zip(flats) {
+                if let Some(cart) = self.decode(id, flat)? {
+                    if !cart.is_expired(now) && !cart.items.is_empty() && cart.updated_at <= since {
+                        found.push(cart);
+                    }
+                }
+            }
+            found.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+            found.truncate(limit);
+        }
+        Ok(found)
+    }
 }
+
+/// Cart keys read per round trip by `list_abandoned`.
+const ABANDONED_BATCH: usize = 200;
 
 #[cfg(test)]
 mod tests {

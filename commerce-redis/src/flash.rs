@@ -103,6 +103,7 @@ impl FlashSaleGate {
     }
 
     /// Takes a token: a ticket if the buyer may go on to reserve, `None` if sold out.
+    #[tracing::instrument(level = "debug", skip_all, fields(sku = %self.sku), err(level = "debug"))]
     pub async fn admit(&self) -> Result<Option<AdmissionTicket>> {
         let ticket = uuid::Uuid::new_v4().simple().to_string();
         let mut conn = self.redis.conn();
@@ -113,6 +114,13 @@ impl FlashSaleGate {
             .invoke_async(&mut conn)
             .await
             .map_err(map)?;
+        let outcome = if admitted == 1 {
+            "admitted"
+        } else {
+            "sold_out"
+        };
+        metrics::counter!(commerce_core::telemetry::FLASH_ADMISSIONS, "outcome" => outcome)
+            .increment(1);
         Ok((admitted == 1).then_some(AdmissionTicket(ticket)))
     }
 

@@ -48,10 +48,12 @@ mod cache;
 mod carts;
 mod error;
 mod flash;
+mod nonces;
 mod ratelimit;
 
 pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
 pub use cache::{CacheConfig, CacheInvalidator, CachedCatalog};
 pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};
 pub use flash::{AdmissionTicket, FlashSaleGate};
+pub use nonces::RedisNonces;
 pub use ratelimit::RedisRateLimiter;

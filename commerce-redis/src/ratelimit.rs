@@ -55,6 +55,7 @@ impl RedisRateLimiter {
 
 #[async_trait]
 impl UserRateLimit for RedisRateLimiter {
+    #[tracing::instrument(level = "debug", skip_all, fields(action = action.as_str()), err(level = "debug"))]
     async fn admit(&self, action: LimitedAction, user: &str) -> Result<Admission> {
         validate_key(user)?;
         let quota = self.limits.quota(action).validated()?;
@@ -67,6 +68,7 @@ impl UserRateLimit for RedisRateLimiter {
             .invoke_async(&mut conn)
             .await
             .map_err(map)?;
+        commerce_core::telemetry::record_rate_limit("redis", action.as_str(), wait == 0);
         Ok(if wait == 0 {
             Admission::Admitted
         } else {

@@ -768,22 +768,36 @@ impl SearchIndex for TantivySearch {
             .map_err(Error::from)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(text = %query.text), err(level = "debug"))]
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
-        self.search_sync(query)
+        timed("search", || self.search_sync(query))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(prefix = %prefix, limit))]
     async fn autocomplete(&self, prefix: &str, limit: u32) -> Result<Vec<Suggestion>> {
-        Ok(self
-            .inner
-            .suggestions
-            .lookup(prefix, limit.clamp(0, 50) as usize))
+        timed("suggest", || {
+            Ok(self
+                .inner
+                .suggestions
+                .lookup(prefix, limit.clamp(0, 50) as usize))
+        })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(product_id = %id, limit), err(level = "debug"))]
     async fn similar(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
-        self.similar_sync(id, limit)
+        timed("similar", || self.similar_sync(id, limit))
     }
 
     async fn count(&self) -> Result<u64> {
         Ok(self.inner.reader.searcher().num_docs())
     }
+}
+
+/// Runs `f`, recording its latency in [`commerce_core::telemetry::SEARCH_DURATION`].
+fn timed<T>(kind: &'static str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    metrics::histogram!(commerce_core::telemetry::SEARCH_DURATION, "kind" => kind)
+        .record(started.elapsed().as_secs_f64());
+    out
 }

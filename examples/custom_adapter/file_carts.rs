@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::{Clock, Timestamp};
 use commerce_core::id::{CartId, CustomerId, Sku};
-use commerce_core::store::CartStore;
+use commerce_core::store::{CartStore, check_limit};
 use commerce_core::{EntityKind, Error, Result};
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
@@ -131,20 +131,7 @@ impl FileCarts {
         self.blocking(|inner| {
             let now = inner.clock.now();
             let mut purged = 0;
-            let entries = fs::read_dir(&inner.dir).map_err(|source| FileError::Io {
-                op: "list",
-                path: inner.dir.clone(),
-                source,
-            })?;
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(id) = name
-                    .to_str()
-                    .and_then(|n| n.strip_suffix(".json"))
-                    .and_then(|n| CartId::new(n).ok())
-                else {
-                    continue;
-                };
+            for id in inner.cart_ids()? {
                 let _guard = inner.lock(&id);
                 if inner.load(&id)?.is_some_and(|s| s.cart.is_expired(now)) {
                     inner.delete(&id)?;
@@ -209,6 +196,24 @@ impl FileCarts {
 }
 
 impl Inner {
+    /// The ids of the cart files in the directory.
+    fn cart_ids(&self) -> Result<Vec<CartId>, FileError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| FileError::Io {
+            op: "list",
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name();
+                name.to_str()
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .and_then(|n| CartId::new(n).ok())
+            })
+            .collect())
+    }
+
     fn path(&self, id: &CartId) -> PathBuf {
         // Cart ids are `[A-Za-z0-9._:-]`: no separators, safe as file names.
         self.dir.join(format!("{id}.json"))
@@ -407,6 +412,26 @@ impl CartStore for FileCarts {
             inner.save(&target)?; // the commit point
             inner.delete(&guest)?;
             Ok((target.cart, report))
+        })
+        .await
+    }
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>> {
+        let limit = check_limit(limit)?;
+        self.blocking(move |inner| {
+            let now = inner.clock.now();
+            let mut found = Vec::new();
+            for id in inner.cart_ids()? {
+                if let Some(s) = inner.load(&id)? {
+                    let c = s.cart;
+                    if !c.is_expired(now) && !c.items.is_empty() && c.updated_at <= since {
+                        found.push(c);
+                    }
+                }
+            }
+            found.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+            found.truncate(limit);
+            Ok(found)
         })
         .await
     }

@@ -73,6 +73,11 @@ fn main() -> ExitCode {
 
 async fn run(args: Args) -> commerce_core::Result<bool> {
     let started = std::time::Instant::now();
+    // The crates' metrics (commerce_core::telemetry), printed as Prometheus text at the end.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    commerce_core::telemetry::describe();
     println!("commerce storefront");
     let backends = backends::open(&args).await?;
     for line in &backends.description {
@@ -146,5 +151,11 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         report.sold,
         report.oversold
     );
+    if let Some(metrics) = metrics {
+        println!(
+            "\n5. Metrics (Prometheus text format)\n{}",
+            metrics.render()
+        );
+    }
     Ok(ok)
 }

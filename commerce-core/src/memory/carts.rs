@@ -9,7 +9,7 @@ use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, Sku};
-use crate::store::CartStore;
+use crate::store::{CartStore, check_limit};
 
 /// The in-memory [`CartStore`]. Expired carts are dropped when touched and by
 /// [`MemoryCarts::purge_expired`].
@@ -161,5 +161,18 @@ impl CartStore for MemoryCarts {
             carts.insert(target_id, target.clone());
         }
         Ok((target, report))
+    }
+
+    async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>> {
+        let limit = check_limit(limit)?;
+        let now = self.clock.now();
+        let mut found: Vec<Cart> = lock(&self.carts)
+            .values()
+            .filter(|c| !c.is_expired(now) && !c.items.is_empty() && c.updated_at <= since)
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| (a.updated_at, &a.id).cmp(&(b.updated_at, &b.id)));
+        found.truncate(limit);
+        Ok(found)
     }
 }

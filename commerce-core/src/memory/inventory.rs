@@ -629,3 +629,7 @@ impl InventoryStore for MemoryInventory {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+#[path = "inventory_audit_tests.rs"]
+mod audit_tests;

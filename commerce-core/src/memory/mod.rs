@@ -10,6 +10,7 @@ mod carts;
 mod catalog;
 mod events;
 mod inventory;
+mod nonces;
 mod orders;
 mod queue;
 
@@ -19,6 +20,7 @@ pub use carts::MemoryCarts;
 pub use catalog::MemoryCatalog;
 pub use events::MemoryEventLog;
 pub use inventory::MemoryInventory;
+pub use nonces::MemoryNonces;
 pub use orders::MemoryOrders;
 pub use queue::MemoryQueue;
 

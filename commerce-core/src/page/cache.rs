@@ -1,8 +1,7 @@
 //! The product cache in front of the catalog: a non-essential part of the page.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,53 +65,51 @@ pub trait ProductCache: Send + Sync + Debug + 'static {
     async fn invalidate(&self, id: &ProductId) -> Result<()>;
 }
 
-#[derive(Debug, Default)]
-struct CacheState {
-    by_id: HashMap<ProductId, (Product, Timestamp)>,
-    by_slug: HashMap<Slug, ProductId>,
-}
+/// One cached product and when it expires (by the injected clock).
+type Entry = (Arc<Product>, Timestamp);
 
-/// An in-process [`ProductCache`] with a time-to-live (by the injected clock) and a
-/// capacity; when full, expired entries go first, then arbitrary ones.
-#[derive(Debug)]
+/// An in-process [`ProductCache`] on [`moka`]: a time-to-live by the injected clock and
+/// a capacity enforced by moka's TinyLFU policy (an entry read often survives a stream
+/// of entries read once; nothing is scanned on insert). Expired entries are never
+/// served and are evicted first as moka ages them out.
 pub struct MemoryProductCache {
     clock: Arc<dyn Clock>,
     ttl: Duration,
-    capacity: usize,
-    state: Mutex<CacheState>,
+    by_id: moka::future::Cache<ProductId, Entry>,
+    by_slug: moka::future::Cache<Slug, ProductId>,
+}
+
+impl Debug for MemoryProductCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryProductCache")
+            .field("ttl", &self.ttl)
+            .field("entries", &self.by_id.entry_count())
+            .finish_non_exhaustive()
+    }
 }
 
 impl MemoryProductCache {
     /// A cache keeping up to `capacity` products for `ttl` each.
     pub fn new(clock: Arc<dyn Clock>, ttl: Duration, capacity: usize) -> Self {
+        let capacity = capacity.max(1) as u64;
         MemoryProductCache {
             clock,
             ttl,
-            capacity: capacity.max(1),
-            state: Mutex::new(CacheState::default()),
+            by_id: moka::future::Cache::new(capacity),
+            by_slug: moka::future::Cache::new(capacity),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Number of products held (expired ones included until evicted).
-    pub fn len(&self) -> usize {
-        self.lock().by_id.len()
+    /// Number of products held (expired ones included until evicted), after applying
+    /// the pending evictions.
+    pub async fn len(&self) -> usize {
+        self.by_id.run_pending_tasks().await;
+        usize::try_from(self.by_id.entry_count()).unwrap_or(usize::MAX)
     }
 
     /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-fn remove(state: &mut CacheState, id: &ProductId) {
-    if let Some((p, _)) = state.by_id.remove(id) {
-        if state.by_slug.get(&p.slug) == Some(id) {
-            state.by_slug.remove(&p.slug);
-        }
+    pub async fn is_empty(&self) -> bool {
+        self.len().await == 0
     }
 }
 
@@ -120,55 +117,60 @@ fn remove(state: &mut CacheState, id: &ProductId) {
 impl ProductCache for MemoryProductCache {
     async fn get(&self, key: &ProductKey) -> Result<Option<Product>> {
         let now = self.clock.now();
-        let state = self.lock();
         let id = match key {
-            ProductKey::Id(id) => Some(id),
-            ProductKey::Slug(slug) => state.by_slug.get(slug),
+            ProductKey::Id(id) => Some(id.clone()),
+            ProductKey::Slug(slug) => self.by_slug.get(slug).await,
         };
-        Ok(id
-            .and_then(|id| state.by_id.get(id))
-            .filter(|(p, expires)| now < *expires && key.matches(p))
-            .map(|(p, _)| p.clone()))
+        let found = match id {
+            Some(id) => self
+                .by_id
+                .get(&id)
+                .await
+                .filter(|(p, expires)| now < *expires && key.matches(p))
+                .map(|(p, _)| Product::clone(&p)),
+            None => None,
+        };
+        crate::telemetry::record_cache("memory", found.is_some());
+        Ok(found)
     }
 
     async fn put(&self, product: &Product) -> Result<()> {
         let now = self.clock.now();
-        let mut state = self.lock();
-        if let Some((cached, expires)) = state.by_id.get(&product.id) {
-            if cached.version > product.version && now < *expires {
-                return Ok(());
-            }
-        }
-        remove(&mut state, &product.id);
-        if state.by_id.len() >= self.capacity {
-            let expired: Vec<ProductId> = state
-                .by_id
-                .iter()
-                .filter(|(_, (_, e))| *e <= now)
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in &expired {
-                remove(&mut state, id);
-            }
-            while state.by_id.len() >= self.capacity {
-                let Some(id) = state.by_id.keys().next().cloned() else {
-                    break;
+        let fresh: Entry = (Arc::new(product.clone()), clock::add(now, self.ttl));
+        // Atomic per id: a live newer version is never replaced by an older one.
+        let result = self
+            .by_id
+            .entry(product.id.clone())
+            .and_compute_with(|current| {
+                let keep = current.is_some_and(|e| {
+                    let (cached, expires) = e.value();
+                    cached.version > product.version && now < *expires
+                });
+                let op = if keep {
+                    moka::ops::compute::Op::Nop
+                } else {
+                    moka::ops::compute::Op::Put(fresh)
                 };
-                remove(&mut state, &id);
-            }
+                std::future::ready(op)
+            })
+            .await;
+        if let moka::ops::compute::CompResult::ReplacedWith(_)
+        | moka::ops::compute::CompResult::Inserted(_) = result
+        {
+            self.by_slug
+                .insert(product.slug.clone(), product.id.clone())
+                .await;
         }
-        state
-            .by_slug
-            .insert(product.slug.clone(), product.id.clone());
-        state.by_id.insert(
-            product.id.clone(),
-            (product.clone(), clock::add(now, self.ttl)),
-        );
         Ok(())
     }
 
     async fn invalidate(&self, id: &ProductId) -> Result<()> {
-        remove(&mut self.lock(), id);
+        if let Some((p, _)) = self.by_id.remove(id).await {
+            // A slug now naming another product is left alone; `get` checks anyway.
+            if self.by_slug.get(&p.slug).await.as_ref() == Some(id) {
+                self.by_slug.invalidate(&p.slug).await;
+            }
+        }
         Ok(())
     }
 }

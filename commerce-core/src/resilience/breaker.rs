@@ -197,6 +197,9 @@ impl CircuitBreaker {
                 return None;
             }
             Phase::Open { .. } | Phase::HalfOpen { probing: false } => {
+                if matches!(inner.phase, Phase::Open { .. }) {
+                    self.transitioned("half_open");
+                }
                 inner.phase = Phase::HalfOpen { probing: true };
                 true
             }
@@ -213,12 +216,19 @@ impl CircuitBreaker {
         })
     }
 
+    /// Counts a state change ([`crate::telemetry::BREAKER_TRANSITIONS`]).
+    fn transitioned(&self, to: &'static str) {
+        metrics::counter!(crate::telemetry::BREAKER_TRANSITIONS, "breaker" => self.name.clone(), "to" => to)
+            .increment(1);
+    }
+
     fn open(&self, inner: &mut Inner, cool_down: Duration) {
         inner.cool_down = cool_down;
         inner.phase = Phase::Open {
             until: clock::add(self.clock.now(), cool_down),
         };
         inner.stats.trips += 1;
+        self.transitioned("open");
         warn!(breaker = %self.name, cool_down_ms = cool_down.as_millis() as u64, "circuit breaker opened");
     }
 
@@ -232,6 +242,7 @@ impl CircuitBreaker {
                 inner.phase = Phase::Closed;
                 inner.failures = 0;
                 inner.cool_down = self.config.cool_down;
+                self.transitioned("closed");
                 info!(breaker = %self.name, "circuit breaker closed after a successful probe");
             }
             (Phase::HalfOpen { .. }, true, false) => {

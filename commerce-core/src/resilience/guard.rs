@@ -190,6 +190,12 @@ impl Guard {
         }
     }
 
+    /// Counts a left-out call ([`crate::telemetry::GUARD_REJECTIONS`]).
+    fn rejected(&self, reason: &'static str) {
+        metrics::counter!(crate::telemetry::GUARD_REJECTIONS, "section" => self.section.to_string(), "reason" => reason)
+            .increment(1);
+    }
+
     /// Runs `call` within the guard's deadline.
     pub async fn run<T>(&self, call: impl Future<Output = Result<T>>) -> Result<T, Omission> {
         self.run_within(self.deadline, call).await
@@ -204,10 +210,12 @@ impl Guard {
     ) -> Result<T, Omission> {
         let deadline = self.deadline.min(budget);
         if deadline.is_zero() {
+            self.rejected("no_time_left");
             return Err(self.omission(OmissionReason::NoTimeLeft));
         }
         let Some(permit) = self.breaker.try_acquire() else {
             debug!(section = %self.section, "skipped: circuit open");
+            self.rejected("circuit_open");
             return Err(self.omission(OmissionReason::CircuitOpen));
         };
         match tokio::time::timeout(deadline, call).await {
@@ -222,12 +230,14 @@ impl Guard {
                     permit.success();
                 }
                 debug!(section = %self.section, error = %e, "omitted: failed");
+                self.rejected("failed");
                 Err(self.omission(OmissionReason::Failed {
                     message: e.to_string(),
                 }))
             }
             Err(_) => {
                 permit.failure();
+                self.rejected("timed_out");
                 debug!(section = %self.section, deadline_ms = deadline.as_millis() as u64, "omitted: timed out");
                 Err(self.omission(OmissionReason::TimedOut {
                     after_ms: deadline.as_millis() as u64,

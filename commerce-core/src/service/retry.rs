@@ -1,4 +1,4 @@
-//! Retrying one step with backoff, and bounding a call by a timeout.
+//! Retrying one step with jittered backoff, and bounding a call by a timeout.
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,9 +6,45 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::store::RetryPolicy;
 
+impl RetryPolicy {
+    /// The delay after failed attempt number `attempt` with full jitter: uniformly random
+    /// in `0..=`[`delay_after`](RetryPolicy::delay_after)`(attempt)`, so that many workers
+    /// failing together (a database blip) do not all retry at the same instant.
+    ///
+    /// The randomness comes from the operating system; should it fail, the delay is the
+    /// un-jittered [`delay_after`](RetryPolicy::delay_after).
+    ///
+    /// ```
+    /// use commerce_core::store::RetryPolicy;
+    ///
+    /// let p = RetryPolicy::default();
+    /// let d = p.jittered_delay_after(3);
+    /// assert!(d <= p.delay_after(3));
+    /// ```
+    pub fn jittered_delay_after(&self, attempt: u32) -> Duration {
+        let cap = self.delay_after(attempt);
+        match getrandom::u64() {
+            Ok(random) => full_jitter(cap, random),
+            Err(_) => cap,
+        }
+    }
+}
+
+/// `random / 2^64` of `cap`: uniform in `0..=cap` for a uniform `random` (caps beyond
+/// 2^64 ns, 584 years, count as 584 years).
+fn full_jitter(cap: Duration, random: u64) -> Duration {
+    // At most 2^64 * 2^64 below: no overflow.
+    let nanos = cap.as_nanos().min(u128::from(u64::MAX));
+    let pick = (u128::from(random) * (nanos + 1)) >> 64;
+    let secs = u64::try_from(pick / 1_000_000_000).unwrap_or(u64::MAX);
+    // The remainder is below 10^9, so it fits.
+    let subsec = (pick % 1_000_000_000) as u32;
+    Duration::new(secs, subsec).min(cap)
+}
+
 /// Runs `f` until it succeeds, fails with a non-retryable error, or has been tried
-/// `policy.max_attempts` times, sleeping [`RetryPolicy::delay_after`] between attempts.
-/// Only [`Error::is_retryable`] errors are retried.
+/// `policy.max_attempts` times, sleeping [`RetryPolicy::jittered_delay_after`] between
+/// attempts. Only [`Error::is_retryable`] errors are retried.
 pub(crate) async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, mut f: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -20,7 +56,7 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if e.is_retryable() && attempt < attempts => {
-                let delay = policy.delay_after(attempt);
+                let delay = policy.jittered_delay_after(attempt);
                 tracing::debug!(step = what, attempt, ?delay, error = %e, "retrying");
                 tokio::time::sleep(delay).await;
                 attempt += 1;
@@ -94,6 +130,48 @@ mod tests {
         .await;
         assert_eq!(r.ok(), Some(7));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn jittered_delays_differ_and_stay_within_the_exponential_cap() {
+        let policy = RetryPolicy::default();
+        for attempt in [1, 3, 8, 40] {
+            let cap = policy.delay_after(attempt);
+            let delays: Vec<Duration> = (0..200)
+                .map(|_| policy.jittered_delay_after(attempt))
+                .collect();
+            assert!(
+                delays.iter().all(|d| *d <= cap),
+                "attempt {attempt}: above {cap:?}"
+            );
+            let distinct: std::collections::HashSet<_> = delays.iter().collect();
+            assert!(
+                distinct.len() > 150,
+                "attempt {attempt}: only {} distinct delays of 200",
+                distinct.len()
+            );
+            // Spread over the range, not bunched at the cap (lockstep) or at zero.
+            assert!(
+                delays.iter().any(|d| *d < cap / 4),
+                "attempt {attempt}: none low"
+            );
+            assert!(
+                delays.iter().any(|d| *d > cap / 4 * 3),
+                "attempt {attempt}: none high"
+            );
+        }
+    }
+
+    #[test]
+    fn full_jitter_maps_the_random_range_onto_zero_to_cap() {
+        let cap = Duration::from_secs(30);
+        assert_eq!(full_jitter(cap, 0), Duration::ZERO);
+        assert_eq!(full_jitter(cap, u64::MAX), cap);
+        let half = full_jitter(cap, u64::MAX / 2);
+        assert!(half > Duration::from_millis(14_999) && half < Duration::from_millis(15_001));
+        assert_eq!(full_jitter(Duration::ZERO, u64::MAX), Duration::ZERO);
+        let huge = Duration::MAX;
+        assert!(full_jitter(huge, u64::MAX) <= huge);
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@ use std::fmt::Debug;
 use async_trait::async_trait;
 
 use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{CartId, CustomerId, Sku};
 
@@ -79,4 +80,17 @@ pub trait CartStore: Send + Sync + Debug + 'static {
         caps: &BTreeMap<Sku, u32>,
         limits: &CartLimits,
     ) -> Result<(Cart, MergeReport)>;
+
+    /// Abandoned carts, for recovery mails: live carts (any owner) with at least one
+    /// line whose last write (`updated_at`) is at or before `since`, oldest first (ties
+    /// by id), at most `limit`.
+    ///
+    /// # To ensure correctness
+    /// * `limit` is 1 to [`MAX_PAGE_SIZE`](crate::store::MAX_PAGE_SIZE), else
+    ///   `Validation` on `limit`.
+    /// * Expired carts and empty carts are never listed; a write after `since` takes a
+    ///   cart off the list.
+    /// * Oldest first by `updated_at` at the store's time resolution (a store keeping
+    ///   microseconds may order carts written within one microsecond by id).
+    async fn list_abandoned(&self, since: Timestamp, limit: u32) -> Result<Vec<Cart>>;
 }

@@ -11,7 +11,8 @@
 //! (caps, line limits, later snapshot wins, other currencies dropped) and its
 //! missing/expired-guest cases; concurrent merges merge once; N concurrent `add_item`
 //! calls all count (same line and distinct lines) and concurrent adds respect the line
-//! limit exactly.
+//! limit exactly; `list_abandoned` lists live, non-empty carts untouched since a time,
+//! oldest first, within its limit, and skips expired, empty and since-touched carts.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -52,6 +53,9 @@ pub(crate) fn cases() -> Vec<Case> {
         concurrent_adds_to_one_line_all_count,
         concurrent_adds_of_distinct_lines_all_count,
         concurrent_adds_respect_the_line_limit,
+        abandoned_carts_are_listed_oldest_first,
+        abandoned_lists_skip_expired_empty_and_touched_carts,
+        abandoned_list_limits_are_checked,
     ]
 }
 
@@ -1026,4 +1030,121 @@ async fn concurrent_adds_respect_the_line_limit(env: Env<'_>) {
     let cart = get(&ctx, &id, &guest()).await.expect("cart");
     assert_eq!(cart.item(&sku("A")).map(|i| i.quantity), Some(10));
     assert_eq!(cart.version, 10);
+}
+
+/// Adds one line to a new cart of `owner` at the current time.
+async fn cart_at(ctx: &Ctx, id: &CartId, owner: &CartOwner, limits: &CartLimits) -> Cart {
+    must!(
+        ctx.carts()
+            .add_item(id, owner, cart_item("A", 1, "1.00 USD", ctx.now()), limits)
+            .await,
+        "add_item to {id}"
+    )
+}
+
+async fn abandoned(ctx: &Ctx, since: crate::clock::Timestamp, limit: u32) -> Vec<Cart> {
+    must!(
+        ctx.carts().list_abandoned(since, limit).await,
+        "list_abandoned({since}, {limit})"
+    )
+}
+
+async fn abandoned_carts_are_listed_oldest_first(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let limits = CartLimits::default();
+    let first = cart_at(&ctx, &CartId::new_guest(), &guest(), &limits).await;
+    ctx.advance(Duration::from_secs(60));
+    let second = cart_at(
+        &ctx,
+        &CartId::for_customer(&cust("c1")),
+        &customer("c1"),
+        &limits,
+    )
+    .await;
+    ctx.advance(Duration::from_secs(60));
+    let third = cart_at(&ctx, &CartId::new_guest(), &guest(), &limits).await;
+    let since = ctx.now();
+    ctx.advance(Duration::from_secs(60));
+    let _fresh = cart_at(&ctx, &CartId::new_guest(), &guest(), &limits).await;
+    ctx.advance(Duration::from_secs(60));
+
+    assert_eq!(
+        abandoned(&ctx, since, 10).await,
+        vec![first.clone(), second.clone(), third.clone()],
+        "carts written at or before `since`, oldest first, any owner, as stored"
+    );
+    assert_eq!(
+        abandoned(&ctx, since, 2).await,
+        vec![first.clone(), second.clone()],
+        "at most `limit`, the oldest"
+    );
+    assert_eq!(
+        abandoned(&ctx, second.updated_at, 10).await,
+        vec![first.clone(), second],
+        "a cart written exactly at `since` is listed"
+    );
+    let before_first = first.updated_at - chrono::Duration::seconds(1);
+    assert_eq!(
+        abandoned(&ctx, before_first, 10).await,
+        Vec::<Cart>::new(),
+        "nothing was written before the first cart"
+    );
+}
+
+async fn abandoned_lists_skip_expired_empty_and_touched_carts(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let short = CartLimits {
+        ttl: Duration::from_secs(100),
+        ..CartLimits::default()
+    };
+    let long = CartLimits::default();
+    let expiring = CartId::new_guest();
+    cart_at(&ctx, &expiring, &guest(), &short).await;
+    let emptied = CartId::new_guest();
+    cart_at(&ctx, &emptied, &guest(), &long).await;
+    must!(
+        carts
+            .remove_item(&emptied, &guest(), &sku("A"), &long)
+            .await,
+        "empty the cart"
+    );
+    let touched = CartId::new_guest();
+    cart_at(&ctx, &touched, &guest(), &long).await;
+    let kept = cart_at(&ctx, &CartId::new_guest(), &guest(), &long).await;
+    let since = ctx.now();
+    ctx.advance(Duration::from_secs(100));
+    must!(
+        carts
+            .add_item(
+                &touched,
+                &guest(),
+                cart_item("B", 1, "1.00 USD", ctx.now()),
+                &long
+            )
+            .await,
+        "touch a cart after `since`"
+    );
+    assert_eq!(
+        abandoned(&ctx, since, 10).await,
+        vec![kept],
+        "an expired cart (expires_at = now), an empty cart and a cart written after `since` are not abandoned"
+    );
+}
+
+async fn abandoned_list_limits_are_checked(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let now = ctx.now();
+    assert_err!(
+        ctx.carts().list_abandoned(now, 0).await,
+        Error::Validation { .. },
+        "limit 0"
+    );
+    assert_err!(
+        ctx.carts()
+            .list_abandoned(now, crate::store::MAX_PAGE_SIZE + 1)
+            .await,
+        Error::Validation { .. },
+        "a limit above MAX_PAGE_SIZE"
+    );
 }

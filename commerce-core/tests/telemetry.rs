@@ -1,0 +1,140 @@
+//! The metrics of `commerce_core::telemetry`, read back through the Prometheus exporter
+//! the storefront uses: rate-limit decisions, breaker transitions, guard rejections and
+//! product-cache hits and misses are counted.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_core::catalog::{CategoryPath, NewProduct};
+use commerce_core::clock::ManualClock;
+use commerce_core::id::{SellerId, Sku};
+use commerce_core::memory::MemoryEngine;
+use commerce_core::page::{MemoryProductCache, ProductCache, ProductKey};
+use commerce_core::ratelimit::{InProcessRateLimiter, RateLimits, RateQuota};
+use commerce_core::resilience::{BreakerConfig, CircuitBreaker, Guard, LimitedAction, Section};
+use commerce_core::store::CatalogStoreExt;
+use metrics_exporter_prometheus::PrometheusBuilder;
+
+/// Runs `f` with a fresh Prometheus recorder on this thread; the text it renders after.
+fn recorded(f: impl FnOnce()) -> String {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, f);
+    handle.render()
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
+fn has(text: &str, line: &str) {
+    assert!(
+        text.lines().any(|l| l == line),
+        "missing `{line}` in:\n{text}"
+    );
+}
+
+#[test]
+fn rate_limit_decisions_are_counted() {
+    let text = recorded(|| {
+        let quota = RateQuota::per_period(Duration::from_secs(3600), 1).expect("quota");
+        let limiter = InProcessRateLimiter::new(RateLimits::new(quota));
+        limiter.check(LimitedAction::Search, "u1").expect("first");
+        limiter.check(LimitedAction::Search, "u1").expect("second");
+    });
+    has(
+        &text,
+        r#"commerce_rate_limit_decisions_total{limiter="in_process",action="search",decision="admitted"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_rate_limit_decisions_total{limiter="in_process",action="search",decision="limited"} 1"#,
+    );
+}
+
+#[test]
+fn breaker_transitions_are_counted() {
+    let text = recorded(|| {
+        let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+        let config = BreakerConfig {
+            failure_threshold: 1,
+            cool_down: Duration::from_secs(5),
+            max_cool_down: Duration::from_secs(5),
+        };
+        let breaker = CircuitBreaker::new("db", config, clock.clone());
+        breaker.try_acquire().expect("closed").failure();
+        assert!(breaker.try_acquire().is_none(), "open");
+        clock.advance(Duration::from_secs(5));
+        breaker.try_acquire().expect("probe").success();
+    });
+    for to in ["open", "half_open", "closed"] {
+        has(
+            &text,
+            &format!(r#"commerce_breaker_transitions_total{{breaker="db",to="{to}"}} 1"#),
+        );
+    }
+}
+
+#[test]
+fn guard_rejections_are_counted() {
+    let text = recorded(|| {
+        block_on(async {
+            let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+            let guard = Guard::new(
+                Section::Similar,
+                Duration::from_secs(1),
+                BreakerConfig::default(),
+                clock,
+            );
+            let _ = guard.run_within(Duration::ZERO, async { Ok(1) }).await;
+            let _ = guard
+                .run(async { Err::<u32, _>(commerce_core::Error::backend(true, "down")) })
+                .await;
+        })
+    });
+    has(
+        &text,
+        r#"commerce_guard_rejections_total{section="similar",reason="no_time_left"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_guard_rejections_total{section="similar",reason="failed"} 1"#,
+    );
+}
+
+#[test]
+fn product_cache_hits_and_misses_are_counted() {
+    let text = recorded(|| {
+        block_on(async {
+            let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+            let engine = MemoryEngine::with_clock(clock.clone());
+            let new = NewProduct::new(
+                SellerId::new("s1").expect("seller"),
+                "Phone",
+                CategoryPath::parse("Electronics > Phones").expect("path"),
+                "Acme",
+                Sku::new("PH-1").expect("sku"),
+                "199.00 USD".parse().expect("price"),
+            );
+            let product = engine.catalog.create_product(new).await.expect("product");
+            let cache = MemoryProductCache::new(clock, Duration::from_secs(60), 10);
+            let key = ProductKey::Id(product.id.clone());
+            assert!(cache.get(&key).await.expect("get").is_none());
+            cache.put(&product).await.expect("put");
+            assert!(cache.get(&key).await.expect("get").is_some());
+            assert!(cache.get(&key).await.expect("get").is_some());
+        })
+    });
+    has(
+        &text,
+        r#"commerce_cache_requests_total{cache="memory",result="miss"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_cache_requests_total{cache="memory",result="hit"} 2"#,
+    );
+}
