@@ -7,9 +7,7 @@ use commerce_core::catalog::{CategoryPath, Slug};
 use commerce_core::id::{CartId, IdempotencyKey, OrderId, Sku};
 use commerce_core::page::{PageRequest, SearchResponse};
 use commerce_core::resilience::{Admission, LimitedAction, UserRateLimit};
-use commerce_core::service::{
-    CheckoutOutcome, CheckoutRequest, ClientCart, ClientCartItem,
-};
+use commerce_core::service::{CheckoutOutcome, CheckoutRequest, ClientCart, ClientCartItem};
 use commerce_core::store::search::{FacetRequest, SearchQuery, SortOrder};
 use commerce_core::store::{InventoryStoreExt, OrderQuery};
 use commerce_core::{EntityKind, Error};
@@ -187,7 +185,11 @@ async fn stock(State(app): State<App>, Path(sku): Path<String>) -> ApiResult<Jso
     if app.stores.catalog.get_product_by_sku(&sku).await?.is_none() {
         return Err(Error::not_found(EntityKind::Variant, &sku).into());
     }
-    let stocks = app.stores.inventory.stocks_in_batches(std::slice::from_ref(&sku)).await?;
+    let stocks = app
+        .stores
+        .inventory
+        .stocks_in_batches(std::slice::from_ref(&sku))
+        .await?;
     let stock = stocks
         .first()
         .ok_or_else(|| Error::not_found(EntityKind::Stock, &sku))?;

@@ -71,7 +71,10 @@ impl App {
         let per_minute = |n: u32| RateQuota::per_period(Duration::from_secs(60), n);
         let user_limiter = Arc::new(InProcessRateLimiter::new(
             RateLimits::new(per_minute(limits.searches_per_minute)?)
-                .with(LimitedAction::Search, per_minute(limits.searches_per_minute)?)
+                .with(
+                    LimitedAction::Search,
+                    per_minute(limits.searches_per_minute)?,
+                )
                 .with(
                     LimitedAction::Checkout,
                     per_minute(limits.checkouts_per_minute)?,
@@ -167,7 +170,9 @@ fn client_address(req: &Request) -> String {
 async fn limit_address(State(app): State<App>, req: Request, next: Next) -> Response {
     let key = client_address(&req);
     match app.ip_limiter.check(LimitedAction::Search, &key) {
-        Ok(Admission::Limited { retry_after }) => Problem::rate_limited(retry_after).into_response(),
+        Ok(Admission::Limited { retry_after }) => {
+            Problem::rate_limited(retry_after).into_response()
+        }
         Ok(_) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -241,9 +246,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Address {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Address(match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
-            Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
-            None => "ip:unknown".to_owned(),
-        }))
+        Ok(Address(
+            match parts.extensions.get::<ConnectInfo<SocketAddr>>() {
+                Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
+                None => "ip:unknown".to_owned(),
+            },
+        ))
     }
 }

@@ -123,11 +123,8 @@ fn cache(
     events: Arc<dyn EventLog>,
 ) -> Result<(Arc<dyn CatalogStore>, JoinHandle<()>)> {
     let cached = Arc::new(CachedCatalog::new(catalog, redis, CacheConfig::default()));
-    let invalidator = CacheInvalidator::new(
-        cached.clone(),
-        events,
-        ConsumerName::new("web-cache")?,
-    );
+    let invalidator =
+        CacheInvalidator::new(cached.clone(), events, ConsumerName::new("web-cache")?);
     let task = tokio::spawn(async move {
         loop {
             if let Err(e) = invalidator.run_once(Duration::from_millis(200)).await {

@@ -69,7 +69,7 @@ impl IntoResponse for PageError {
 type PageResult = Result<Response, PageError>;
 
 /// Escapes text for HTML.
-fn escape(s: &str) -> String {
+pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -238,7 +238,11 @@ async fn cart(State(app): State<App>, headers: HeaderMap) -> PageResult {
         None => None,
     };
     let Some(cart) = cart.filter(|c| !c.items.is_empty()) else {
-        return Ok(Html(layout("Your cart", "<p id=\"empty\">Your cart is empty.</p>")).into_response());
+        return Ok(Html(layout(
+            "Your cart",
+            "<p id=\"empty\">Your cart is empty.</p>",
+        ))
+        .into_response());
     };
     let mut body = String::from(
         "<table id=\"lines\"><tr><th>SKU</th><th>Quantity</th><th>Unit price</th></tr>",

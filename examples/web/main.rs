@@ -128,10 +128,13 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         },
     )?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
-    println!(
-        "serving on http://{} (API description: /openapi.json); Ctrl-C stops",
-        listener.local_addr()?
-    );
+    let addr = listener.local_addr()?;
+    println!("serving on http://{addr} (API description: /openapi.json); Ctrl-C stops");
+    if let Some(sku) = seeded.skus.first() {
+        println!(
+            "  try: curl 'http://{addr}/api/search?q=sony' or curl http://{addr}/api/stock/{sku}"
+        );
+    }
     axum::serve(
         listener,
         app.router()
@@ -140,6 +143,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     .with_graceful_shutdown(shutdown_signal())
     .await?;
     println!("stopped accepting requests; draining the order pipeline");
+    let payments = pipeline.payments.clone();
     let drained = pipeline.stop().await?;
     backends.stop();
     println!(
@@ -150,6 +154,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         drained.work.dead_lettered,
         drained.reaped.released
     );
+    println!("  payments captured: {}", payments.captures().len());
     Ok(())
 }
 

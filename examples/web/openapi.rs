@@ -31,7 +31,11 @@ const PROBLEMS: &[(&str, &str, bool)] = &[
     ("400", "Malformed request", false),
     ("401", "Sign-in required", false),
     ("404", "Not found", false),
-    ("409", "Conflict: out of stock, a changed cart, a reused key", false),
+    (
+        "409",
+        "Conflict: out of stock, a changed cart, a reused key",
+        false,
+    ),
     ("413", "Request body too large", false),
     ("415", "Unsupported media type", false),
     ("422", "Invalid input; nothing was changed", false),
@@ -61,7 +65,11 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                     response = response.header(
                         "Retry-After",
                         HeaderBuilder::new()
-                            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)))
+                            .schema(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::Integer)
+                                    .minimum(Some(1)),
+                            )
                             .description(Some("Seconds to wait"))
                             .build(),
                     );

@@ -66,12 +66,9 @@ impl Pipeline {
         )
         .spawn();
         let reaper = ReservationReaper::new(stores, pipeline).spawn(Duration::from_secs(1));
-        let updater = CoPurchaseUpdater::new(
-            stores.events.clone(),
-            stores.orders.clone(),
-            co_purchase,
-        )
-        .with_history(history, catalog);
+        let updater =
+            CoPurchaseUpdater::new(stores.events.clone(), stores.orders.clone(), co_purchase)
+                .with_history(history, catalog);
         // Idempotent per event (consumer checkpoint), so aborting it at shutdown loses
         // nothing: the next start continues from the checkpoint.
         let co_purchase = tokio::spawn(async move {

@@ -124,12 +124,8 @@ impl From<&Error> for Problem {
                 requested,
                 available,
             } => {
-                let mut p = Problem::new(
-                    StatusCode::CONFLICT,
-                    "out-of-stock",
-                    "Out of stock",
-                    detail,
-                );
+                let mut p =
+                    Problem::new(StatusCode::CONFLICT, "out-of-stock", "Out of stock", detail);
                 p.sku = Some(sku.clone());
                 p.requested = Some(*requested);
                 p.available = Some(*available);
@@ -326,9 +322,21 @@ mod tests {
     #[test]
     fn library_errors_map_to_statuses() {
         let cases = [
-            (Error::not_found(EntityKind::Product, "x"), 404, "/problems/not-found"),
-            (Error::conflict(EntityKind::Order, "x"), 409, "/problems/conflict"),
-            (Error::validation("sku", "empty"), 422, "/problems/validation"),
+            (
+                Error::not_found(EntityKind::Product, "x"),
+                404,
+                "/problems/not-found",
+            ),
+            (
+                Error::conflict(EntityKind::Order, "x"),
+                409,
+                "/problems/conflict",
+            ),
+            (
+                Error::validation("sku", "empty"),
+                422,
+                "/problems/validation",
+            ),
             (
                 Error::RateLimited {
                     retry_after: Duration::from_millis(1500),
@@ -336,7 +344,11 @@ mod tests {
                 429,
                 "/problems/rate-limited",
             ),
-            (Error::backend(true, "timeout"), 503, "/problems/unavailable"),
+            (
+                Error::backend(true, "timeout"),
+                503,
+                "/problems/unavailable",
+            ),
             (Error::backend(false, "schema"), 500, "/problems/internal"),
         ];
         for (e, status, kind) in cases {

@@ -340,11 +340,7 @@ impl From<&ProductPage> for ProductPageView {
                     slug: r.product.slug.as_str().to_owned(),
                     title: r.product.title.clone(),
                     price: r.product.price.into(),
-                    sources: r
-                        .sources
-                        .iter()
-                        .map(|s| snake(&format!("{s:?}")))
-                        .collect(),
+                    sources: r.sources.iter().map(|s| snake(&format!("{s:?}"))).collect(),
                 })
                 .collect(),
             omitted: page.omitted.iter().map(|o| o.to_string()).collect(),
