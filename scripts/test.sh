@@ -12,6 +12,7 @@ source scripts/services.sh
 
 ensure_postgres
 ensure_redis
+bash scripts/ensure-chromium.sh   # the web example's browser test
 export DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/test}"
 export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379}"
 

@@ -90,7 +90,7 @@ fn facets() -> FacetRequest {
 
 /// Browse a category subtree, with facets.
 #[utoipa::path(get, path = "/api/browse", tag = "catalog",
-    params(BrowseParams, ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalises the order)")),
+    params(BrowseParams, ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalises the order)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "Products of the subtree", body = ResultsView)))]
 async fn browse(
     State(app): State<App>,
@@ -112,7 +112,7 @@ async fn browse(
 
 /// Full-text search, with facets.
 #[utoipa::path(get, path = "/api/search", tag = "catalog",
-    params(SearchParams, ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalises the order)")),
+    params(SearchParams, ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalises the order)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "Matching products", body = ResultsView)))]
 async fn search(
     State(app): State<App>,
@@ -162,8 +162,8 @@ async fn autocomplete(
 
 /// The product page: variants with live stock, and recommendations.
 #[utoipa::path(get, path = "/api/products/{slug}", tag = "catalog",
-    params(("slug" = String, Path, description = "The product's URL slug"),
-        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalised recommendations, view history)")),
+    params(("slug" = String, Path, description = "The product's URL slug", pattern = "^[a-z0-9]+(-[a-z0-9]+)*$", max_length = 96, example = "flash-sale-headphones"),
+        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (personalised recommendations, view history)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "The page", body = ProductPageView)))]
 async fn product_page(
     State(app): State<App>,
@@ -178,7 +178,7 @@ async fn product_page(
 
 /// Live stock of a SKU.
 #[utoipa::path(get, path = "/api/stock/{sku}", tag = "catalog",
-    params(("sku" = String, Path, description = "The SKU")),
+    params(("sku" = String, Path, description = "The SKU", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "FLASH-1")),
     responses((status = 200, description = "Units available, reserved and sold", body = StockView)))]
 async fn stock(State(app): State<App>, Path(sku): Path<String>) -> ApiResult<Json<StockView>> {
     let sku = Sku::new(sku)?;
@@ -210,8 +210,8 @@ async fn new_cart() -> (StatusCode, Json<NewCartView>) {
 
 /// A cart: a guest's (by its secret id) or the signed-in customer's (`c-{customer}`).
 #[utoipa::path(get, path = "/api/carts/{cart_id}", tag = "cart",
-    params(("cart_id" = String, Path, description = "The cart id"),
-        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)")),
+    params(("cart_id" = String, Path, description = "The cart id", pattern = "^[A-Za-z0-9._:-]+$", max_length = 80, example = "c-alice"),
+        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "The cart", body = CartView)))]
 async fn get_cart(
     State(app): State<App>,
@@ -229,8 +229,8 @@ async fn get_cart(
 
 /// Adds units of a SKU at the current price (checks stock).
 #[utoipa::path(post, path = "/api/carts/{cart_id}/items", tag = "cart",
-    params(("cart_id" = String, Path, description = "The cart id"),
-        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)")),
+    params(("cart_id" = String, Path, description = "The cart id", pattern = "^[A-Za-z0-9._:-]+$", max_length = 80, example = "c-alice"),
+        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     request_body = AddItem,
     responses((status = 200, description = "The cart", body = CartView)))]
 async fn add_item(
@@ -250,8 +250,8 @@ async fn add_item(
 
 /// Sets a line's quantity (0 removes it).
 #[utoipa::path(put, path = "/api/carts/{cart_id}/items/{sku}", tag = "cart",
-    params(("cart_id" = String, Path, description = "The cart id"), ("sku" = String, Path, description = "The line's SKU"),
-        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)")),
+    params(("cart_id" = String, Path, description = "The cart id", pattern = "^[A-Za-z0-9._:-]+$", max_length = 80, example = "c-alice"), ("sku" = String, Path, description = "The line's SKU", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "FLASH-1"),
+        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     request_body = SetQuantity,
     responses((status = 200, description = "The cart", body = CartView)))]
 async fn set_quantity(
@@ -271,8 +271,8 @@ async fn set_quantity(
 
 /// Removes a line.
 #[utoipa::path(delete, path = "/api/carts/{cart_id}/items/{sku}", tag = "cart",
-    params(("cart_id" = String, Path, description = "The cart id"), ("sku" = String, Path, description = "The line's SKU"),
-        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)")),
+    params(("cart_id" = String, Path, description = "The cart id", pattern = "^[A-Za-z0-9._:-]+$", max_length = 80, example = "c-alice"), ("sku" = String, Path, description = "The line's SKU", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "FLASH-1"),
+        ("x-customer-id" = Option<String>, Header, description = "The signed-in customer (required for a customer cart)", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "The cart", body = CartView)))]
 async fn remove_item(
     State(app): State<App>,
@@ -287,7 +287,7 @@ async fn remove_item(
 
 /// Signs in: merges the guest cart into the customer's cart.
 #[utoipa::path(post, path = "/api/sign-in", tag = "cart",
-    params(("x-customer-id" = String, Header, description = "The customer signing in")),
+    params(("x-customer-id" = String, Header, description = "The customer signing in", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     request_body = SignIn,
     responses((status = 200, description = "The customer's cart after the merge", body = MergeView)))]
 async fn sign_in(
@@ -317,8 +317,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<IdempotencyKey, Error> {
 /// Checks out the customer's cart (or a client-held cart) under an idempotency key:
 /// retrying with the same key returns the same order.
 #[utoipa::path(post, path = "/api/checkout", tag = "checkout",
-    params(("x-customer-id" = String, Header, description = "The buyer"),
-        ("Idempotency-Key" = String, Header, description = "A key the client chose for this checkout (e.g. a UUID made when the checkout page loaded)")),
+    params(("x-customer-id" = String, Header, description = "The buyer", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice"),
+        ("Idempotency-Key" = String, Header, description = "A key the client chose for this checkout (e.g. a UUID made when the checkout page loaded)", pattern = "^[!-~]+$", max_length = 128)),
     request_body = CheckoutBody,
     responses((status = 201, description = "The order was created", body = CheckoutView),
         (status = 200, description = "The key's order already existed; returned unchanged", body = CheckoutView)))]
@@ -329,6 +329,17 @@ async fn checkout(
     Json(body): Json<CheckoutBody>,
 ) -> ApiResult<(StatusCode, Json<CheckoutView>)> {
     let key = idempotency_key(&headers)?;
+    // Checked before the key is looked up: a retry with a malformed body is refused,
+    // not answered with the key's order.
+    if let Some(items) = &body.items {
+        if let Some(bad) = items.iter().find(|i| !(1..=1000).contains(&i.quantity)) {
+            return Err(Error::validation(
+                "items.quantity",
+                format!("{} is not 1 to 1000", bad.quantity),
+            )
+            .into());
+        }
+    }
     let request = match body.items {
         None => CheckoutRequest::server_cart(
             customer.clone(),
@@ -377,7 +388,7 @@ async fn checkout(
 
 /// The signed-in customer's orders.
 #[utoipa::path(get, path = "/api/orders", tag = "orders",
-    params(OrderListParams, ("x-customer-id" = String, Header, description = "The customer")),
+    params(OrderListParams, ("x-customer-id" = String, Header, description = "The customer", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "A page of orders", body = OrderListView)))]
 async fn list_orders(
     State(app): State<App>,
@@ -399,7 +410,7 @@ async fn list_orders(
 
 /// One of the customer's orders, with its status history.
 #[utoipa::path(get, path = "/api/orders/{order_id}", tag = "orders",
-    params(("order_id" = String, Path, description = "The order id"), ("x-customer-id" = String, Header, description = "The customer")),
+    params(("order_id" = String, Path, description = "The order id", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64), ("x-customer-id" = String, Header, description = "The customer", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64, example = "alice")),
     responses((status = 200, description = "The order and its history", body = OrderView)))]
 async fn get_order(
     State(app): State<App>,

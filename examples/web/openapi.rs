@@ -16,7 +16,7 @@ use crate::problem::{PROBLEM_JSON, Problem};
         title = "commerce web example",
         description = "The commerce crates behind an HTTP boundary: browse, search, product pages, carts, checkout and orders. Every error is an RFC 9457 problem (application/problem+json)."
     ),
-    components(schemas(Problem)),
+    components(schemas(Problem, crate::views::SortParam)),
     tags(
         (name = "catalog", description = "Browse, search, product pages, stock"),
         (name = "cart", description = "Guest and customer carts"),

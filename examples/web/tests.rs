@@ -305,6 +305,10 @@ async fn guest_cart_merges_on_sign_in_and_checkout_is_idempotent() {
         .filter(|c| c.order_id.as_str() == order_id)
         .count();
     assert_eq!(captures, 1);
+    // A retry whose body is malformed is refused, not answered with the key's order.
+    let bad = json!({"items": [{"sku": FLASH_SKU, "quantity": 0}]});
+    let r = h.call("POST", "/api/checkout", &key, Some(bad)).await;
+    is_problem(&r, 422, "validation");
     let listed = h.call("GET", "/api/orders", &alice, None).await;
     assert_eq!(listed.body["orders"].as_array().expect("orders").len(), 1);
     // Another customer sees neither the order nor it in their list.

@@ -452,7 +452,7 @@ impl From<&Cart> for CartView {
 #[serde(deny_unknown_fields)]
 pub struct AddItem {
     /// SKU.
-    #[schema(example = "FLASH-1")]
+    #[schema(example = "FLASH-1", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64)]
     pub sku: String,
     /// Units to add, at least 1.
     #[schema(minimum = 1, maximum = 1000)]
@@ -472,7 +472,8 @@ pub struct SetQuantity {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignIn {
-    /// The guest cart to merge into the customer's cart.
+    /// The guest cart to merge into the customer's cart (`g-` and 32 hex digits).
+    #[schema(pattern = "^g-[0-9a-f]{32}$")]
     pub guest_cart_id: String,
 }
 
@@ -503,6 +504,7 @@ impl MergeView {
 #[serde(deny_unknown_fields)]
 pub struct ClientItem {
     /// SKU.
+    #[schema(example = "FLASH-1", pattern = "^[A-Za-z0-9._:-]+$", max_length = 64)]
     pub sku: String,
     /// Units, at least 1.
     #[schema(minimum = 1, maximum = 1000)]
