@@ -20,6 +20,7 @@ use commerce_core::service::{CartService, CheckoutConfig, CheckoutService, Store
 use commerce_core::store::{CoPurchaseStore, HistoryStore, SearchIndex};
 use commerce_core::{Error, Result};
 use rust_decimal::Decimal;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi as _;
@@ -146,6 +147,16 @@ impl App {
             .fallback(crate::problem::not_found)
             .method_not_allowed_fallback(crate::problem::method_not_allowed)
             .layer(middleware::from_fn_with_state(state.clone(), limit_address))
+            // A handler that panics answers a 500 problem instead of dropping the connection.
+            .layer(CatchPanicLayer::custom(|_| {
+                Problem::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the request failed on the server",
+                )
+                .into_response()
+            }))
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(|req: &Request| {
