@@ -64,7 +64,7 @@ async fn run_search(
     address: &Address,
     query: SearchQuery,
 ) -> ApiResult<ResultsView> {
-    let key = customer.limit_key(&address.0);
+    let key = customer.limit_key(address);
     match app
         .searches
         .search(&key, customer.0.as_ref(), query)
@@ -150,7 +150,7 @@ async fn autocomplete(
         return Err(Error::validation("q", "1 to 100 characters").into());
     }
     let limit = page_limit(p.limit, 8, 20)?;
-    let key = customer.limit_key(&address.0);
+    let key = customer.limit_key(&address);
     if let Admission::Limited { retry_after } =
         app.user_limiter.admit(LimitedAction::Search, &key).await?
     {

@@ -168,10 +168,10 @@ impl App {
     }
 }
 
-/// The client address: the socket's peer (a deployment behind a proxy would read
-/// `X-Forwarded-For` from its trusted proxy instead).
-fn client_address(req: &Request) -> String {
-    match req.extensions().get::<ConnectInfo<SocketAddr>>() {
+/// The rate-limit key of the client's address (`ip:...`): the socket's peer (a
+/// deployment behind a proxy would read `X-Forwarded-For` from its trusted proxy instead).
+fn address_key(extensions: &axum::http::Extensions) -> String {
+    match extensions.get::<ConnectInfo<SocketAddr>>() {
         Some(ConnectInfo(addr)) => format!("ip:{}", addr.ip()),
         None => "ip:unknown".to_owned(),
     }
@@ -179,7 +179,7 @@ fn client_address(req: &Request) -> String {
 
 /// The per-address limit: 429 with `Retry-After` past the quota.
 async fn limit_address(State(app): State<App>, req: Request, next: Next) -> Response {
-    let key = client_address(&req);
+    let key = address_key(req.extensions());
     match app.ip_limiter.check(LimitedAction::Search, &key) {
         Ok(Admission::Limited { retry_after }) => {
             Problem::rate_limited(retry_after).into_response()
@@ -207,10 +207,10 @@ impl MaybeCustomer {
     }
 
     /// The rate-limit key: the customer, else the address.
-    pub fn limit_key(&self, parts_address: &str) -> String {
+    pub fn limit_key(&self, address: &Address) -> String {
         match &self.0 {
             Some(c) => format!("customer:{c}"),
-            None => parts_address.to_owned(),
+            None => address.0.clone(),
         }
     }
 }

@@ -259,7 +259,7 @@ async fn cart(State(app): State<App>, headers: HeaderMap) -> PageResult {
         .map(|c| c.to_string())
         .unwrap_or_default();
     // One key per rendering of the form: a double submit places one order.
-    let key = format!("web-{}", CartId::new_guest().as_str());
+    let key = format!("web-{}", uuid::Uuid::new_v4().simple());
     body.push_str(&format!(
         "</table><form method=\"post\" action=\"/checkout\" id=\"checkout\">\
          <label>Customer id <input name=\"customer\" id=\"customer\" value=\"{}\" required></label>\
