@@ -25,7 +25,7 @@ base="http://127.0.0.1:$port"
 work=$(mktemp -d)
 # Rate limits out of the way: one address sends everything here.
 target/release/examples/web --listen "127.0.0.1:$port" --products "$products" \
-  --flash-units "$flash_units" --ip-rate 10000000 --search-rate 10000000 \
+  --flash-units "$flash_units" --ip-rate 1000000 --search-rate 10000000 \
   --checkout-rate 10000000 "$@" >"$work/server.log" 2>&1 &
 server=$!
 stop() {

@@ -39,6 +39,24 @@ pub struct Limits {
     pub checkouts_per_minute: u32,
 }
 
+impl Limits {
+    /// The per-shopper limits (search, checkout) and the per-address one; an error for
+    /// a rate the limiter cannot keep (zero, or beyond one request per microsecond).
+    pub fn rate_limits(&self) -> Result<(RateLimits, RateLimits)> {
+        let per_minute = |n: u32| RateQuota::per_period(Duration::from_secs(60), n);
+        let user = RateLimits::new(per_minute(self.searches_per_minute)?)
+            .with(LimitedAction::Search, per_minute(self.searches_per_minute)?)
+            .with(
+                LimitedAction::Checkout,
+                per_minute(self.checkouts_per_minute)?,
+            );
+        // One quota for every request of an address (the action is only a bucket name).
+        let ip = RateQuota::per_period(Duration::from_secs(1), self.ip_per_second)?
+            .with_burst(self.ip_per_second.saturating_mul(2))?;
+        Ok((user, RateLimits::new(ip)))
+    }
+}
+
 /// What every handler holds.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -69,22 +87,9 @@ impl App {
         history: Arc<dyn HistoryStore>,
         limits: Limits,
     ) -> Result<App> {
-        let per_minute = |n: u32| RateQuota::per_period(Duration::from_secs(60), n);
-        let user_limiter = Arc::new(InProcessRateLimiter::new(
-            RateLimits::new(per_minute(limits.searches_per_minute)?)
-                .with(
-                    LimitedAction::Search,
-                    per_minute(limits.searches_per_minute)?,
-                )
-                .with(
-                    LimitedAction::Checkout,
-                    per_minute(limits.checkouts_per_minute)?,
-                ),
-        ));
-        // One quota for every request of an address (the action is only a bucket name).
-        let ip_quota = RateQuota::per_period(Duration::from_secs(1), limits.ip_per_second)?
-            .with_burst(limits.ip_per_second.saturating_mul(2))?;
-        let ip_limiter = Arc::new(InProcessRateLimiter::new(RateLimits::new(ip_quota)));
+        let (user_limits, ip_limits) = limits.rate_limits()?;
+        let user_limiter = Arc::new(InProcessRateLimiter::new(user_limits));
+        let ip_limiter = Arc::new(InProcessRateLimiter::new(ip_limits));
         let recommender = Recommender::new(
             Arc::new(CachedCoPurchase::new(
                 co_purchase,

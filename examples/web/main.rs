@@ -84,6 +84,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let limits = Limits {
+        ip_per_second: args.ip_rate,
+        searches_per_minute: args.search_rate,
+        checkouts_per_minute: args.checkout_rate,
+    };
+    // Refuse bad flags before minutes of seeding.
+    limits.rate_limits()?;
     let backends = backends::open(&args).await?;
     for line in &backends.description {
         println!("  {line}");
@@ -121,11 +128,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         search,
         backends.co_purchase.clone(),
         backends.history.clone(),
-        Limits {
-            ip_per_second: args.ip_rate,
-            searches_per_minute: args.search_rate,
-            checkouts_per_minute: args.checkout_rate,
-        },
+        limits,
     )?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
