@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 products="${PRODUCTS:-1000000}"
 seconds="${DURATION:-20}"
 connections="${CONNECTIONS:-16}"
+threads=$((connections < 2 ? connections : 2))
 flash_units="${FLASH_UNITS:-100}"
 flash_connections="${FLASH_CONNECTIONS:-200}"
 flash_seconds="${FLASH_DURATION:-5}"
@@ -63,7 +64,7 @@ EOF
 
 for scenario in product search cart; do
   SCENARIO=$scenario SLUGS="$work/slugs" PRODUCTS="$products" \
-    wrk -t2 -c"$connections" -d"${seconds}s" --timeout 10s -s scripts/web-load.lua "$base" \
+    wrk -t"$threads" -c"$connections" -d"${seconds}s" --timeout 10s -s scripts/web-load.lua "$base" \
     | grep '^{'
 done
 
