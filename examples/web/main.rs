@@ -158,7 +158,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         drained.reaped.released
     );
     println!("  payments captured: {}", payments.captures().len());
-    Ok(())
+    // Everything is drained: exit without freeing the in-memory stores allocation by
+    // allocation (minutes at a million products).
+    std::process::exit(0)
 }
 
 /// Ctrl-C or SIGTERM.
