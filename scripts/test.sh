@@ -25,6 +25,7 @@ else
   ensure_redis
   export REDIS_URL=redis://127.0.0.1:6379
 fi
+bash scripts/ensure-chromium.sh   # the web example's browser test
 
 fixtures=()
 stop_fixtures() {

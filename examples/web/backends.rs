@@ -1,0 +1,146 @@
+//! Which stores the shop runs on: the in-memory engine by default; PostgreSQL
+//! (commerce-postgres: catalog, inventory, orders, outbox, queue) when a database URL is
+//! given; Redis (commerce-redis: carts, and a read-through product cache in front of
+//! the catalog, invalidated from the outbox) when a Redis URL is given.
+//! (The same wiring as `examples/storefront/backends.rs`.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce_core::Result;
+use commerce_core::clock::SystemClock;
+use commerce_core::id::ConsumerName;
+use commerce_core::memory::MemoryEngine;
+use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
+use commerce_core::service::Stores;
+use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore};
+use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
+use tokio::task::JoinHandle;
+
+use crate::args::Args;
+
+/// The stores, what they are, and the background loops they need.
+pub struct Backends {
+    /// The stores the services run on.
+    pub stores: Stores,
+    /// Co-purchase counts (recommendations).
+    pub co_purchase: Arc<dyn CoPurchaseStore>,
+    /// Shopper histories (personalisation).
+    pub history: Arc<dyn HistoryStore>,
+    /// One line per store family: where it lives.
+    pub description: Vec<String>,
+    /// The cache invalidator, when the catalog is cached in Redis.
+    invalidator: Option<JoinHandle<()>>,
+}
+
+impl Backends {
+    /// Stops the background loops.
+    pub fn stop(self) {
+        if let Some(task) = self.invalidator {
+            task.abort();
+        }
+    }
+}
+
+/// Opens the stores `args` ask for.
+pub async fn open(args: &Args) -> Result<Backends> {
+    let mut description = Vec::new();
+    let (mut stores, co_purchase, history): (
+        Stores,
+        Arc<dyn CoPurchaseStore>,
+        Arc<dyn HistoryStore>,
+    ) = match &args.database_url {
+        None => {
+            description.push(
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories: in-memory engine"
+                    .to_owned(),
+            );
+            (
+                Stores::memory(&MemoryEngine::new()),
+                Arc::new(MemoryCoPurchase::new()),
+                Arc::new(MemoryHistory::new()),
+            )
+        }
+        Some(url) => {
+            let config = PgConfig::new().schema(args.schema.clone())?;
+            let pg = PgCommerce::connect(url, config).await?;
+            // The example owns its schema: it starts from an empty one on every run.
+            sqlx_drop_schema(&pg).await?;
+            pg.migrate().await?;
+            description.push(format!(
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
+                pg.schema()
+            ));
+            let stores = Stores {
+                catalog: pg.catalog.clone(),
+                carts: pg.carts.clone(),
+                inventory: pg.inventory.clone(),
+                orders: pg.orders.clone(),
+                events: pg.events.clone(),
+                queue: pg.queue.clone(),
+                clock: Arc::new(SystemClock),
+            };
+            (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
+        }
+    };
+    let mut invalidator = None;
+    if let Some(url) = &args.redis_url {
+        let redis = RedisConfig::from_urls(url)
+            .with_prefix(format!("web-{}", std::process::id()))?
+            .connect()
+            .await?;
+        stores.carts = Arc::new(RedisCarts::new(redis.clone(), stores.clock.clone()));
+        let (catalog, task) = cache(stores.catalog.clone(), redis.clone(), stores.events.clone())?;
+        stores.catalog = catalog;
+        invalidator = Some(task);
+        description.push(format!(
+            "carts, product cache: Redis{} (prefix {:?})",
+            if redis.is_cluster() { " Cluster" } else { "" },
+            redis.prefix()
+        ));
+    } else {
+        description.push(if args.database_url.is_some() {
+            "carts: PostgreSQL".to_owned()
+        } else {
+            "carts: in-memory engine".to_owned()
+        });
+    }
+    description.push("search: tantivy in RAM (commerce-search)".to_owned());
+    Ok(Backends {
+        stores,
+        co_purchase,
+        history,
+        description,
+        invalidator,
+    })
+}
+
+/// Wraps `catalog` in the Redis read-through cache and starts its invalidator.
+fn cache(
+    catalog: Arc<dyn CatalogStore>,
+    redis: commerce_redis::RedisBackend,
+    events: Arc<dyn EventLog>,
+) -> Result<(Arc<dyn CatalogStore>, JoinHandle<()>)> {
+    let cached = Arc::new(CachedCatalog::new(catalog, redis, CacheConfig::default()));
+    let invalidator =
+        CacheInvalidator::new(cached.clone(), events, ConsumerName::new("web-cache")?);
+    let task = tokio::spawn(async move {
+        loop {
+            if let Err(e) = invalidator.run_once(Duration::from_millis(200)).await {
+                tracing::warn!(error = %e, "cache invalidation failed; retrying");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Ok((cached, task))
+}
+
+async fn sqlx_drop_schema(pg: &PgCommerce) -> Result<()> {
+    let sql = format!("DROP SCHEMA IF EXISTS \"{}\" CASCADE", pg.schema());
+    commerce_postgres::sqlx::query(commerce_postgres::sqlx::AssertSqlSafe(sql))
+        .execute(pg.pool())
+        .await
+        .map_err(|e| commerce_core::Error::retryable("drop the example's schema", e))?;
+    Ok(())
+}
