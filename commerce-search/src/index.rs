@@ -294,14 +294,14 @@ impl TantivySearch {
     /// Commits and reloads synchronously (what [`SearchIndex::refresh`] runs on a
     /// blocking thread).
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit(true).map_err(err)
+        self.inner.commit().map_err(err)
     }
 
     /// Commits, then merges every segment into one and waits for it (after a bulk
     /// [`rebuild`](crate::rebuild): fewer segments, faster queries). Writes wait
     /// meanwhile; searches go on.
     pub fn compact(&self) -> Result<()> {
-        self.inner.commit(true).map_err(err)?;
+        self.inner.commit().map_err(err)?;
         let mut w = self.inner.writer.write().unwrap_or_else(|e| e.into_inner());
         // Background merges may hold some segments; with the writer held no new ones
         // appear, so they finish and the merge of everything goes through.
@@ -853,9 +853,9 @@ impl Inner {
         self.dirty.store(true, Ordering::Release);
     }
 
-    /// Commits, reloads, applies the autocomplete changes; `refresh` also rebuilds the
-    /// autocomplete prefix table now (else at most once a second).
-    fn commit(&self, refresh: bool) -> std::result::Result<(), SearchError> {
+    /// Commits, reloads, applies the autocomplete changes (their lists are re-sorted
+    /// at most once a second, or at once after a bulk load).
+    fn commit(&self) -> std::result::Result<(), SearchError> {
         let mut w = self.writer.write().unwrap_or_else(|e| e.into_inner());
         self.dirty.store(false, Ordering::Release);
         let changes = std::mem::take(
@@ -877,7 +877,9 @@ impl Inner {
         self.reader.reload()?;
         self.columns.clear();
         self.suggestions.apply(changes);
-        self.suggestions.maintain(refresh);
+        // Lookups are exact without a sort (they read the unsorted tails whole); the
+        // sort only keeps them fast, so a refresh does not force it.
+        self.suggestions.maintain(false);
         Ok(())
     }
 
@@ -923,7 +925,7 @@ fn committer(inner: Weak<Inner>, every: Duration) {
         if !inner.dirty.load(Ordering::Acquire) {
             inner.suggestions.maintain(false);
         } else {
-            if let Err(e) = inner.commit(false) {
+            if let Err(e) = inner.commit() {
                 tracing::warn!(error = %e, "background commit of the search index failed");
             }
         }
@@ -950,7 +952,7 @@ impl SearchIndex for TantivySearch {
 
     async fn refresh(&self) -> Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit(true))
+        tokio::task::spawn_blocking(move || inner.commit())
             .await
             .map_err(err)?
             .map_err(Error::from)

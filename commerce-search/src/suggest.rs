@@ -469,6 +469,10 @@ fn within_one_typo(typed: &[u8], word: &[u8]) -> bool {
 /// reads whole (results are never stale, only slower while tails are long).
 const SORT_EVERY: Duration = Duration::from_secs(1);
 
+/// With this many suggestions in the tails, the lists are re-sorted at the next
+/// maintenance whatever the interval (a bulk load).
+const SORT_NOW_PENDING: usize = 20_000;
+
 /// The autocomplete store.
 #[derive(Debug, Default)]
 pub(crate) struct Suggestions {
@@ -496,16 +500,17 @@ impl Suggestions {
         }
     }
 
-    /// Re-sorts the changed posting lists if the last sort is long enough ago (or
-    /// `force`).
+    /// Re-sorts the changed posting lists if the last sort is long enough ago, the
+    /// tails are long, or `force`.
     pub fn maintain(&self, force: bool) {
         let mut at = self.sorted_at.lock().unwrap_or_else(|e| e.into_inner());
-        if !force && at.is_some_and(|t| t.elapsed() < SORT_EVERY) {
-            return;
-        }
         {
             let s = self.state.read().unwrap_or_else(|e| e.into_inner());
             if s.dirty.is_empty() && s.pending.is_empty() {
+                return;
+            }
+            let due = at.is_none_or(|t| t.elapsed() >= SORT_EVERY);
+            if !force && !due && s.pending.len() < SORT_NOW_PENDING {
                 return;
             }
         }

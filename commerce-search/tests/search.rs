@@ -942,7 +942,11 @@ mod sharded {
             one.refresh().await.unwrap();
             four.refresh().await.unwrap();
             assert_eq!(four.count().await.unwrap(), n);
-            assert!(four.shards().iter().all(|s| s.searcher().num_docs() > n / 8));
+            assert!(
+                four.shards()
+                    .iter()
+                    .all(|s| s.searcher().num_docs() > n / 8)
+            );
 
             let p0 = &products[(seed as usize * 7) % products.len()];
             let word = p0.title.split(' ').nth(3).unwrap_or("pro").to_owned();
@@ -959,7 +963,9 @@ mod sharded {
             let facets = FacetRequest {
                 brands: true,
                 categories: true,
-                price_buckets: vec![Money::from_minor_units(50_000, p0.base_price.currency()).unwrap()],
+                price_buckets: vec![
+                    Money::from_minor_units(50_000, p0.base_price.currency()).unwrap(),
+                ],
                 ratings: true,
                 attributes: vec!["color".into()],
             };

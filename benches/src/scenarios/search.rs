@@ -18,6 +18,9 @@
 //!   its throughput, our layer ≤ 20 % over raw.
 //! * `search-autocomplete`: prefixes of 1 to 15 characters of product titles and brands.
 //!   Target: p99 ≤ 2 ms.
+//! * `--shards N` (query and autocomplete): the same products in N shards
+//!   ([`ShardedSearch`], scatter-gather) in `$TMPDIR/commerce-bench-search-<N>-x<shards>`;
+//!   the query scenario then measures our layer only (no raw tantivy, no PostgreSQL).
 //!
 //! The index lives in `$TMPDIR/commerce-bench-search-<N>`; `search-query` and
 //! `search-autocomplete` reuse it when it holds N products (else they build it).
@@ -44,7 +47,7 @@ use commerce_search::tantivy::query::{
 use commerce_search::tantivy::schema::{Facet, IndexRecordOption};
 use commerce_search::tantivy::tokenizer::TokenizerManager;
 use commerce_search::tantivy::{TantivyDocument, Term};
-use commerce_search::{SearchConfig, TantivySearch, allowed_typos, sample_product};
+use commerce_search::{SearchConfig, ShardedSearch, TantivySearch, allowed_typos, sample_product};
 use futures::FutureExt;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool, Row};
@@ -602,8 +605,11 @@ async fn pg_search(pool: &PgPool, sql: &str, q: &Q) -> Result<i64, sqlx::Error> 
     row.try_get::<i64, _>("total")
 }
 
-async fn run_ours(index: &TantivySearch, set: &Arc<Vec<Q>>, duration: Duration) -> LoadResult {
-    let index = index.clone();
+async fn run_ours(
+    index: Arc<dyn SearchIndex>,
+    set: &Arc<Vec<Q>>,
+    duration: Duration,
+) -> LoadResult {
     let set = set.clone();
     run_closed_loop(CLIENTS, duration, move |task, i| {
         let index = index.clone();
@@ -619,6 +625,9 @@ async fn run_ours(index: &TantivySearch, set: &Arc<Vec<Q>>, duration: Duration) 
 }
 
 async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
+    if let Some(shards) = settings.shards {
+        return sharded_query_scenario(settings.clone(), shards).await;
+    }
     let n = products(&settings);
     let index = open_or_build(n).await?;
     let duration = settings.seconds_or(10.0);
@@ -633,8 +642,9 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     for q in set.iter().take(100) {
         totals += index.search(&q.ours()).await?.total;
     }
-    let ours = run_ours(&index, &set, duration).await;
-    let typo = run_ours(&index, &fuzzy, duration.mul_f64(0.5)).await;
+    let dyn_index: Arc<dyn SearchIndex> = Arc::new(index.clone());
+    let ours = run_ours(dyn_index.clone(), &set, duration).await;
+    let typo = run_ours(dyn_index, &fuzzy, duration.mul_f64(0.5)).await;
 
     let raw = Arc::new(Raw::new(index.clone())?);
     let raw_result = {
@@ -726,7 +736,18 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
 
 async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     let n = products(&settings);
-    let index = open_or_build(n).await?;
+    let (index, suggestions): (Arc<dyn SearchIndex>, usize) = match settings.shards {
+        Some(shards) => {
+            let s = open_or_build_sharded(n, shards).await?;
+            let count = s.suggestion_count();
+            (Arc::new(s), count)
+        }
+        None => {
+            let s = open_or_build(n).await?;
+            let count = s.suggestion_count();
+            (Arc::new(s), count)
+        }
+    };
     let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
     let mut prefixes = Vec::new();
     for i in 0..2_000u64 {
@@ -761,8 +782,100 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             .report("search-autocomplete", "tantivy")
             .field("products", n)
             .field("concurrency", CLIENTS)
-            .field("suggestions", index.suggestion_count())
+            .field("shards", settings.shards.unwrap_or(1))
+            .field("suggestions", suggestions)
             .field("answered_of_200", found)
+            .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
+    ])
+}
+
+fn sharded_dir(n: u64, shards: usize) -> PathBuf {
+    std::env::temp_dir().join(format!("commerce-bench-search-{n}-x{shards}"))
+}
+
+/// The index of `n` products in `shards` shards: reused when complete, else built
+/// (same products as [`build`], spread by product id).
+async fn open_or_build_sharded(n: u64, shards: usize) -> BenchResult<ShardedSearch> {
+    let path = sharded_dir(n, shards);
+    if path.join("shard-0").join("meta.json").exists() {
+        let index = ShardedSearch::open_or_create(&path, shards, config())?;
+        if index.count().await? == n {
+            return Ok(index);
+        }
+        drop(index);
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(&path)?;
+    }
+    let index = ShardedSearch::open_or_create(&path, shards, config())?;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Product>>(4);
+    const BATCH: u64 = 5_000;
+    let generators: Vec<_> = (0..2u64)
+        .map(|g| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let mut i = g * BATCH;
+                while i < n {
+                    let end = (i + BATCH).min(n);
+                    let batch: Vec<Product> =
+                        (i..end).map(|j| sample_product(&sample, j)).collect();
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                    i += 2 * BATCH;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    while let Ok(batch) = rx.recv() {
+        index.insert_new(&batch)?;
+    }
+    for g in generators {
+        let _ = g.join();
+    }
+    index.refresh().await?;
+    index.compact()?;
+    eprintln!(
+        "built {n} products in {shards} shards in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(index)
+}
+
+/// `search-query --shards N`: our layer only (no raw tantivy, no PostgreSQL) on the
+/// products spread over N shards, scatter-gather.
+async fn sharded_query_scenario(settings: Settings, shards: usize) -> BenchResult<Vec<Report>> {
+    let n = products(&settings);
+    let index = open_or_build_sharded(n, shards).await?;
+    let duration = settings.seconds_or(10.0);
+    let set = Arc::new(query_set(500, n, false));
+    let fuzzy = Arc::new(query_set(500, n, true));
+    for q in set.iter().take(100) {
+        index.search(&q.ours()).await?;
+    }
+    let mut totals = 0u64;
+    for q in set.iter().take(100) {
+        totals += index.search(&q.ours()).await?.total;
+    }
+    let size = index.size_bytes()?;
+    let dyn_index: Arc<dyn SearchIndex> = Arc::new(index);
+    let ours = run_ours(dyn_index.clone(), &set, duration).await;
+    let typo = run_ours(dyn_index, &fuzzy, duration.mul_f64(0.5)).await;
+    Ok(vec![
+        ours.report("search-query", "tantivy")
+            .field("products", n)
+            .field("shards", shards)
+            .field("concurrency", CLIENTS)
+            .field("avg_total_hits", totals / 100)
+            .field("fuzzy_p50_ms", round3(typo.latencies.quantile_ms(0.5)))
+            .field("fuzzy_p99_ms", round3(typo.latencies.quantile_ms(0.99)))
+            .field("fuzzy_ops_per_sec", round1(typo.ops_per_sec()))
+            .field("fuzzy_errors", typo.errors)
+            .field("index_bytes", size)
+            .field("load_average", load_average())
             .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
     ])
 }
