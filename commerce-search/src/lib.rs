@@ -32,6 +32,7 @@
 
 mod collect;
 mod index;
+pub mod listing;
 pub mod query;
 pub mod schema;
 mod shard;
