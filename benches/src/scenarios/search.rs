@@ -18,6 +18,14 @@
 //!   its throughput, our layer ≤ 20 % over raw.
 //! * `search-autocomplete`: prefixes of 1 to 15 characters of product titles and brands.
 //!   Target: p99 ≤ 2 ms.
+//! * `search-lag`: the outbox-to-searchable lag. A memory engine holds `--products`
+//!   products (default 100,000; 2,000 with `--quick`) that [`SearchSync::run`] has
+//!   indexed; then for `--seconds` (default 20) one writer renames a different product
+//!   every millisecond (1,000 writes/s, a unique marker word in the title) and a checker
+//!   finds, every 2 ms, the newest write whose marker is searchable (the sync applies
+//!   the log in order, so every earlier write is too): the lag of a write is from just
+//!   before `update_product` (which appends the outbox event) to the moment it is found.
+//!   `p50_ms`/`p99_ms`/`max_ms` are lags; `ops` the writes measured.
 //! * `--shards N` (query and autocomplete): the same products in N shards
 //!   ([`ShardedSearch`], scatter-gather) in `$TMPDIR/commerce-bench-search-<N>-x<shards>`;
 //!   the query scenario then measures our layer only (no raw tantivy, no PostgreSQL).
@@ -73,6 +81,11 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             name: "search-autocomplete",
             about: "commerce-search: autocomplete per keystroke",
             run: |s| autocomplete_scenario(s).boxed(),
+        },
+        Scenario {
+            name: "search-lag",
+            about: "commerce-search: outbox-to-searchable lag under 1,000 product writes/s (memory engine + SearchSync)",
+            run: |s| lag_scenario(s).boxed(),
         },
     ]
 }
@@ -877,5 +890,141 @@ async fn sharded_query_scenario(settings: Settings, shards: usize) -> BenchResul
             .field("index_bytes", size)
             .field("load_average", load_average())
             .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
+    ])
+}
+
+/// `search-lag`: see the module docs.
+async fn lag_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
+    use commerce_core::memory::MemoryEngine;
+    use commerce_core::store::{CatalogStore, CatalogStoreExt};
+    use commerce_search::SearchSync;
+    const RATE: u64 = 1_000;
+    let n = settings.products_or(100_000, 2_000);
+    let duration = settings.seconds_or(20.0);
+    let engine = MemoryEngine::new();
+    let index = Arc::new(TantivySearch::in_ram_with(SearchConfig {
+        commit_interval: None,
+        writer_threads: 1,
+        writer_memory: 64 << 20,
+        ..SearchConfig::default()
+    })?);
+    let sync = SearchSync::new(engine.events.clone(), engine.catalog.clone(), index.clone())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sync_task = tokio::spawn(async move {
+        sync.run(async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let mut ids = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        ids.push(engine.catalog.create_product(sample.product(i)).await?.id);
+    }
+    let caught_up = Instant::now();
+    while index.count().await? < n {
+        if caught_up.elapsed() > Duration::from_secs(600) {
+            return Err("search-lag: the sync did not catch up with the seeded products".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "search-lag: {n} products indexed through the sync ({:.1} s after seeding)",
+        caught_up.elapsed().as_secs_f64()
+    );
+    let marker = |k: u64| format!("zzlag{k:08}");
+    let written: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let writer = {
+        let catalog = engine.catalog.clone();
+        let written = written.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut k = 0u64;
+            let mut errors = 0u64;
+            while start.elapsed() < duration {
+                tokio::time::sleep_until(start + Duration::from_micros(k * 1_000_000 / RATE)).await;
+                let id = &ids[(k % ids.len() as u64) as usize];
+                match catalog.get_product(id).await {
+                    Ok(Some(mut p)) => {
+                        p.title = format!("{} {}", sample.product(k % n).title, marker(k));
+                        let at = Instant::now();
+                        if catalog.update_product(p).await.is_ok() {
+                            written.lock().unwrap_or_else(|e| e.into_inner()).push(at);
+                            k += 1;
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    _ => errors += 1,
+                }
+                if errors > 1_000 {
+                    break;
+                }
+            }
+            errors
+        })
+    };
+    let visible = |k: u64| {
+        let index = index.clone();
+        let mut q = SearchQuery::text(marker(k));
+        q.typo_tolerance = false;
+        q.limit = 1;
+        async move { index.search(&q).await.map(|r| r.total > 0) }
+    };
+    let mut lags = crate::harness::Latencies::new();
+    let mut max = Duration::ZERO;
+    let mut seen = 0u64; // writes 0..seen are visible
+    let started = Instant::now();
+    loop {
+        let count = written.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        let writing = !writer.is_finished();
+        if !writing && seen == count {
+            break;
+        }
+        if started.elapsed() > duration + Duration::from_secs(60) {
+            return Err("search-lag: writes still not searchable 60 s after the last".into());
+        }
+        if count > seen {
+            // The newest visible write in seen..count (visibility is a prefix).
+            let (mut lo, mut hi) = (seen, count); // lo..hi: candidates; answer is lo-1 or more
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if visible(mid).await? {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo > seen {
+                let now = Instant::now();
+                let times = written.lock().unwrap_or_else(|e| e.into_inner());
+                for at in &times[seen as usize..lo as usize] {
+                    let lag = now.saturating_duration_since(*at);
+                    max = max.max(lag);
+                    lags.record(lag);
+                }
+                seen = lo;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let write_errors = writer.await.unwrap_or(1);
+    let _ = stop.send(());
+    let _ = sync_task.await;
+    let result = LoadResult {
+        ops: seen,
+        rejected: 0,
+        errors: write_errors,
+        elapsed: duration,
+        latencies: lags,
+    };
+    Ok(vec![
+        result
+            .report("search-lag", "memory")
+            .field("products", n)
+            .field("target_writes_per_sec", RATE)
+            .field("max_ms", round3(max.as_secs_f64() * 1000.0))
+            .field("load_average", load_average()),
     ])
 }
