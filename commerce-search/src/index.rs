@@ -578,6 +578,9 @@ impl Bm25StatisticsProvider for GlobalStats<'_> {
     }
 }
 
+/// A document of the merged top: its sort key, its shard, its address there.
+type ShardHit = (SortKey, usize, DocAddress);
+
 /// Runs `query` with `gather` on every shard (in parallel when there are several) and
 /// merges the results: totals and facet counts add up, the top documents are merged
 /// by their sort key (each shard kept its own best `gather.top`, so the merged best
@@ -588,7 +591,7 @@ fn gather_shards(
     stats: &GlobalStats<'_>,
     query: &dyn Query,
     gather: &Gather,
-) -> Result<(Gathered, Vec<(SortKey, usize, DocAddress)>)> {
+) -> Result<(Gathered, Vec<ShardHit>)> {
     let run = |i: usize| -> Result<Gathered> {
         let g = Gather {
             columns: shards[i].inner.columns.clone(),
@@ -730,7 +733,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
             &gather,
         )?;
     }
-    let page: Vec<(SortKey, usize, DocAddress)> = top.iter().skip(offset).copied().collect();
+    let page: Vec<ShardHit> = top.iter().skip(offset).copied().collect();
     let snippets = if q.highlight && !ws.is_empty() {
         let terms: BTreeMap<String, f32> = ws.iter().map(|w| (w.term.clone(), 1.0)).collect();
         let title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);

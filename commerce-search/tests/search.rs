@@ -1014,7 +1014,7 @@ mod sharded {
                 );
             }
             // Removal reaches the product's shard.
-            four.remove(&[p0.id.clone()]).await.unwrap();
+            four.remove(std::slice::from_ref(&p0.id)).await.unwrap();
             four.refresh().await.unwrap();
             assert_eq!(four.count().await.unwrap(), n - 1);
             let similar = four.similar(&products[1].id, 5).await.unwrap();
