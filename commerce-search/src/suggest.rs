@@ -110,7 +110,7 @@ fn kind_tag(kind: SuggestionKind) -> char {
 
 /// At most this many list items are read per lookup (a multi-word query whose words
 /// rarely occur together); what was found by then is returned.
-const SCAN_BUDGET: usize = 100_000;
+const SCAN_BUDGET: usize = 30_000;
 
 /// Words of at least this many characters may have one typo.
 const TYPO_FROM_CHARS: usize = 4;
@@ -118,6 +118,9 @@ const TYPO_FROM_CHARS: usize = 4;
 #[derive(Debug, Default)]
 struct State {
     entries: Vec<Entry>,
+    /// Per entry, one bit per word (a word id hashed to 0..64): a dense array that
+    /// rejects most candidates of a multi-word lookup without reading the entry.
+    signatures: Vec<u64>,
     free: Vec<u32>,
     /// Normalised text plus kind tag, to entry id.
     by_key: HashMap<Box<str>, u32>,
@@ -195,17 +198,20 @@ impl State {
             kind,
             weight,
             refs: 1,
-            words: words.into(),
+            words: words.clone().into(),
             alive: true,
             pending: false,
         };
+        let signature = words.iter().fold(0, |sig, &w| sig | word_bit(w));
         let id = match self.free.pop() {
             Some(id) => {
                 self.entries[id as usize] = entry;
+                self.signatures[id as usize] = signature;
                 id
             }
             None => {
                 self.entries.push(entry);
+                self.signatures.push(signature);
                 (self.entries.len() - 1) as u32
             }
         };
@@ -415,6 +421,11 @@ impl State {
     }
 }
 
+/// The signature bit of a word id.
+fn word_bit(word: u32) -> u64 {
+    1 << (u64::from(word).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58)
+}
+
 /// Whether each typed word (in `order`) can take a distinct word of `words` from its
 /// set of matching word ids (greedily: the first free one).
 fn takes_distinct_words(words: &[u32], order: &[usize], sets: &[Vec<u32>]) -> bool {
@@ -556,10 +567,16 @@ impl Suggestions {
         // `samsung galaxy s` wants a third word starting with `s`.
         let mut order: Vec<usize> = (0..words.len()).collect();
         order.sort_by_key(|&i| Reverse(words[i].len()));
+        let set_bits: Vec<u64> = sets
+            .iter()
+            .map(|set| set.iter().fold(0, |b, &w| b | word_bit(w)))
+            .collect();
         let fits = |id: u32| -> bool {
-            s.entries
-                .get(id as usize)
-                .is_some_and(|e| e.alive && takes_distinct_words(&e.words, &order, &sets))
+            let sig = s.signatures.get(id as usize).copied().unwrap_or(0);
+            set_bits.iter().all(|b| sig & b != 0)
+                && s.entries
+                    .get(id as usize)
+                    .is_some_and(|e| e.alive && takes_distinct_words(&e.words, &order, &sets))
         };
         let mut seen: HashSet<u32> = HashSet::new();
         let mut found: Vec<u32> = Vec::new();

@@ -775,6 +775,22 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     for p in prefixes.iter().take(200) {
         found += usize::from(!index.autocomplete(p, 10).await?.is_empty());
     }
+    // The cost of each prefix alone, best of 3 (what a lookup costs without waiting for
+    // a core on a loaded machine), and the slowest prefix.
+    let mut alone = crate::harness::Latencies::new();
+    let mut slowest = (Duration::ZERO, String::new());
+    for p in prefixes.iter() {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            index.autocomplete(p, 10).await?;
+            best = best.min(t.elapsed());
+        }
+        alone.record(best);
+        if best > slowest.0 {
+            slowest = (best, p.clone());
+        }
+    }
     let result = {
         let index = index.clone();
         let prefixes = prefixes.clone();
@@ -796,6 +812,11 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             .field("products", n)
             .field("concurrency", CLIENTS)
             .field("shards", settings.shards.unwrap_or(1))
+            .field("alone_p50_ms", round3(alone.quantile_ms(0.5)))
+            .field("alone_p99_ms", round3(alone.quantile_ms(0.99)))
+            .field("alone_max_ms", round3(slowest.0.as_secs_f64() * 1000.0))
+            .field("slowest_prefix", slowest.1)
+            .field("load_average", load_average())
             .field("suggestions", suggestions)
             .field("answered_of_200", found)
             .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
