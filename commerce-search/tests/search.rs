@@ -839,7 +839,9 @@ async fn sync_loop_visibility_delay() {
         }
         worst = worst.max(start.elapsed());
     }
-    eprintln!("worst visibility delay through SearchSync::run: {worst:?} (documented bound: 2 s, measured by the search-lag benchmark)");
+    eprintln!(
+        "worst visibility delay through SearchSync::run: {worst:?} (documented bound: 2 s, measured by the search-lag benchmark)"
+    );
     let _ = stop.send(());
     task.await.unwrap();
 }
