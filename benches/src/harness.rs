@@ -32,6 +32,8 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// Where to write plots (SVG), if the scenario draws any.
     pub plot_dir: Option<std::path::PathBuf>,
+    /// Search shards (`--shards`, search scenarios); `None`: one index.
+    pub shards: Option<usize>,
 }
 
 impl Settings {

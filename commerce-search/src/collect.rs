@@ -25,7 +25,8 @@ pub(crate) struct SortKey {
 }
 
 impl SortKey {
-    fn cmp(&self, other: &Self) -> Ordering {
+    /// Compares two positions (greater comes first).
+    pub(crate) fn cmp(&self, other: &Self) -> Ordering {
         self.primary
             .total_cmp(&other.primary)
             .then(self.secondary.cmp(&other.secondary))

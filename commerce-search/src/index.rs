@@ -17,7 +17,9 @@ use commerce_core::store::search::{
 use commerce_core::{Error, Result};
 use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, BoostQuery, MoreLikeThisQuery, Occur, Query, TermQuery};
+use tantivy::query::{
+    Bm25StatisticsProvider, BooleanQuery, BoostQuery, MoreLikeThisQuery, Occur, Query, TermQuery,
+};
 use tantivy::schema::{Facet, IndexRecordOption, OwnedValue, Value};
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
@@ -110,7 +112,10 @@ struct Inner {
     writer: RwLock<IndexWriter>,
     pending: Mutex<Pending>,
     dirty: AtomicBool,
-    suggestions: Suggestions,
+    /// Shared by the shards of a [`ShardedSearch`](crate::ShardedSearch).
+    suggestions: Arc<Suggestions>,
+    /// `(shard, shards)` when this index is one shard of several.
+    shard: Option<(u64, u64)>,
     columns: Arc<ColumnCache>,
     config: SearchConfig,
 }
@@ -173,7 +178,7 @@ impl TantivySearch {
     /// An index in memory.
     pub fn in_ram_with(config: SearchConfig) -> Result<Self> {
         let (schema, _) = schema();
-        Self::from_index(Index::create_in_ram(schema), config)
+        Self::from_index(Index::create_in_ram(schema), config, Arc::default(), None)
     }
 
     /// Opens the index in `dir`, creating the directory and the index if needed.
@@ -187,10 +192,35 @@ impl TantivySearch {
         let directory = MmapDirectory::open(dir.as_ref()).map_err(err)?;
         let (schema, _) = schema();
         let index = Index::open_or_create(directory, schema).map_err(err)?;
-        Self::from_index(index, config)
+        Self::from_index(index, config, Arc::default(), None)
     }
 
-    fn from_index(index: Index, config: SearchConfig) -> Result<Self> {
+    /// One shard of a [`ShardedSearch`](crate::ShardedSearch): in `dir` (else in
+    /// memory), feeding the shared autocomplete store.
+    pub(crate) fn shard(
+        dir: Option<&Path>,
+        config: SearchConfig,
+        suggestions: Arc<Suggestions>,
+        shard: (u64, u64),
+    ) -> Result<Self> {
+        let (schema, _) = schema();
+        let index = match dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(err)?;
+                let directory = MmapDirectory::open(dir).map_err(err)?;
+                Index::open_or_create(directory, schema).map_err(err)?
+            }
+            None => Index::create_in_ram(schema),
+        };
+        Self::from_index(index, config, suggestions, Some(shard))
+    }
+
+    fn from_index(
+        index: Index,
+        config: SearchConfig,
+        suggestions: Arc<Suggestions>,
+        shard: Option<(u64, u64)>,
+    ) -> Result<Self> {
         index.tokenizers().register(ANALYZER, analyzer());
         let fields = Fields::from_schema(&index.schema()).map_err(err)?;
         let threads = config.writer_threads.max(1);
@@ -210,7 +240,8 @@ impl TantivySearch {
             writer: RwLock::new(writer),
             pending: Mutex::new(Pending::default()),
             dirty: AtomicBool::new(false),
-            suggestions: Suggestions::default(),
+            suggestions,
+            shard,
             columns: Arc::default(),
             config,
         });
@@ -256,21 +287,21 @@ impl TantivySearch {
     pub fn clear(&self) -> Result<()> {
         let w = self.inner.writer.read().unwrap_or_else(|e| e.into_inner());
         w.delete_all_documents().map_err(err)?;
-        self.inner.push(Change::Clear);
+        self.inner.push(Change::Clear(self.inner.shard));
         Ok(())
     }
 
     /// Commits and reloads synchronously (what [`SearchIndex::refresh`] runs on a
     /// blocking thread).
     pub fn commit(&self) -> Result<()> {
-        self.inner.commit(true).map_err(err)
+        self.inner.commit().map_err(err)
     }
 
     /// Commits, then merges every segment into one and waits for it (after a bulk
     /// [`rebuild`](crate::rebuild): fewer segments, faster queries). Writes wait
     /// meanwhile; searches go on.
     pub fn compact(&self) -> Result<()> {
-        self.inner.commit(true).map_err(err)?;
+        self.inner.commit().map_err(err)?;
         let mut w = self.inner.writer.write().unwrap_or_else(|e| e.into_inner());
         // Background merges may hold some segments; with the writer held no new ones
         // appear, so they finish and the merge of everything goes through.
@@ -376,187 +407,23 @@ impl TantivySearch {
     }
 
     fn search_sync(&self, q: &SearchQuery) -> Result<SearchResults> {
-        let inner = &self.inner;
-        let f = &inner.fields;
-        let searcher = inner.reader.searcher();
-        let ws = words(&q.text);
-        let prefix_last = !q.text.ends_with(char::is_whitespace);
-        let filters = || filter_queries(f, &q.filters);
-        let limit = q.limit.clamp(1, 100) as usize;
-        let after = q.cursor.as_deref().and_then(SortKey::decode);
-        let offset = if after.is_some() {
-            0
-        } else {
-            q.offset as usize
-        };
-        let price_bounds: Vec<u64> = q
-            .facets
-            .price_buckets
-            .iter()
-            .map(|m| m.to_minor_units().max(0) as u64)
-            .collect();
-        let gather = Gather {
-            sort: q.sort,
-            top: offset.saturating_add(limit),
-            after,
-            brands: q.facets.brands,
-            categories: q.facets.categories,
-            price_bounds,
-            ratings: q.facets.ratings,
-            attributes: q.facets.attributes.clone(),
-            affinity: q.personalization.clone().map(Arc::new),
-            columns: inner.columns.clone(),
-        };
-        let mut opts = TextOptions {
-            typos: q.typo_tolerance,
-            prefix_last,
-            all_words: true,
-        };
-        let typo_ok: Vec<bool> = ws
-            .iter()
-            .map(|w| {
-                let df: u64 = [f.title, f.brand_text, f.category_text]
-                    .iter()
-                    .map(|&field| {
-                        searcher
-                            .doc_freq(&Term::from_field_text(field, &w.term))
-                            .unwrap_or(0)
-                    })
-                    .sum();
-                df < inner.config.typo_df_cutoff
-            })
-            .collect();
-        let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
-        let mut gathered: Gathered = searcher
-            .search(
-                &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
-                &gather,
-            )
-            .map_err(err)?;
-        if gathered.total == 0 && ws.len() > 1 && after.is_none() {
-            // No product has every word: rank those with the most of them.
-            opts.all_words = false;
-            text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
-            gathered = searcher
-                .search(
-                    &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
-                    &gather,
-                )
-                .map_err(err)?;
-        }
-        let page: Vec<(SortKey, DocAddress)> = gathered.top.iter().skip(offset).copied().collect();
-        let snippets = if q.highlight && !ws.is_empty() {
-            let terms: BTreeMap<String, f32> = ws.iter().map(|w| (w.term.clone(), 1.0)).collect();
-            let title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);
-            let description = SnippetGenerator::new(terms, analyzer(), f.description, 160);
-            Some((title, description))
-        } else {
-            None
-        };
-        let mut hits = Vec::with_capacity(page.len());
-        for (key, addr) in &page {
-            let (mut hit, doc) = self.hit(&searcher, key, *addr)?;
-            if let Some((title, description)) = &snippets {
-                let mut s = title.snippet_from_doc(&doc);
-                if s.highlighted().is_empty() {
-                    let d = description.snippet_from_doc(&doc);
-                    if !d.highlighted().is_empty() {
-                        s = d;
-                    }
-                }
-                s.set_snippet_prefix_postfix("<mark>", "</mark>");
-                hit.snippet = Some(s.to_html());
-            }
-            hits.push(hit);
-        }
-        let next_cursor = if page.len() == limit && (offset + limit) < gathered.total as usize {
-            page.last().map(|(k, _)| k.encode())
-        } else {
-            None
-        };
-        let facets = self.facets(q, &mut gathered);
-        Ok(SearchResults {
-            total: gathered.total,
-            hits,
-            facets,
-            next_cursor,
-        })
-    }
-
-    fn facets(&self, q: &SearchQuery, g: &mut Gathered) -> Facets {
-        let mut facets = Facets::default();
-        let sorted = |m: HashMap<String, u64>| {
-            let mut v: Vec<FacetCount> = m
-                .into_iter()
-                .map(|(value, count)| FacetCount { value, count })
-                .collect();
-            v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
-            v
-        };
-        if q.facets.brands {
-            facets.brands = sorted(std::mem::take(&mut g.brands));
-        }
-        if q.facets.categories {
-            let depth = q.filters.category.as_ref().map_or(1, |c| c.depth() + 1);
-            let mut m: HashMap<String, u64> = HashMap::new();
-            for (path, n) in g.categories.drain() {
-                let mut level = String::new();
-                for (i, seg) in path.split(CategoryPath::SEPARATOR).enumerate() {
-                    if i > 0 {
-                        level.push_str(CategoryPath::SEPARATOR);
-                    }
-                    level.push_str(seg);
-                    if i + 1 == depth {
-                        *m.entry(level.clone()).or_default() += n;
-                        break;
-                    }
-                }
-            }
-            facets.categories = sorted(m);
-        }
-        if !q.facets.price_buckets.is_empty() {
-            let b = &q.facets.price_buckets;
-            facets.prices = g
-                .prices
-                .iter()
-                .enumerate()
-                .map(|(i, &count)| {
-                    let value = if i == 0 {
-                        format!("<{}", b[0].amount())
-                    } else if i == b.len() {
-                        format!(">={}", b[i - 1].amount())
-                    } else {
-                        format!("{}-{}", b[i - 1].amount(), b[i].amount())
-                    };
-                    FacetCount { value, count }
-                })
-                .collect();
-        }
-        if q.facets.ratings {
-            facets.ratings = ["4+", "3+", "2+", "1+"]
-                .iter()
-                .zip(g.ratings)
-                .map(|(l, count)| FacetCount {
-                    value: (*l).to_owned(),
-                    count,
-                })
-                .collect();
-        }
-        for name in &q.facets.attributes {
-            let mut m = HashMap::new();
-            for (kv, n) in &g.attributes {
-                if let Some((k, v)) = kv.split_once('=') {
-                    if k == name {
-                        m.insert(v.to_owned(), *n);
-                    }
-                }
-            }
-            facets.attributes.insert(name.clone(), sorted(m));
-        }
-        facets
+        search_shards(std::slice::from_ref(self), q)
     }
 
     fn similar_sync(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
+        match self.similar_query(id)? {
+            Some(query) => Ok(self
+                .similar_on(&query, limit)?
+                .into_iter()
+                .map(|(_, h)| h)
+                .collect()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The "more like this" query of a product held by this index (`None` when it is
+    /// not here).
+    pub(crate) fn similar_query(&self, id: &ProductId) -> Result<Option<BooleanQuery>> {
         let f = &self.inner.fields;
         let searcher = self.inner.reader.searcher();
         let id_term = Term::from_field_text(f.id, id.as_str());
@@ -567,7 +434,7 @@ impl TantivySearch {
             )
             .map_err(err)?;
         let Some((_, addr)) = found.first() else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
         let doc: TantivyDocument = searcher.doc(*addr).map_err(err)?;
         let get = |field| {
@@ -635,10 +502,19 @@ impl TantivySearch {
                 ));
             }
         }
-        let query = BooleanQuery::new(clauses);
+        Ok(Some(BooleanQuery::new(clauses)))
+    }
+
+    /// The best `limit` matches of a "more like this" query here, with their scores.
+    pub(crate) fn similar_on(
+        &self,
+        query: &dyn Query,
+        limit: u32,
+    ) -> Result<Vec<(f32, SearchHit)>> {
+        let searcher = self.inner.reader.searcher();
         let top = searcher
             .search(
-                &query,
+                query,
                 &TopDocs::with_limit(limit.clamp(1, 100) as usize).order_by_score(),
             )
             .map_err(err)?;
@@ -649,10 +525,325 @@ impl TantivySearch {
                     secondary: 0,
                     tie: 0,
                 };
-                self.hit(&searcher, &key, addr).map(|(h, _)| h)
+                self.hit(&searcher, &key, addr).map(|(h, _)| (score, h))
             })
             .collect()
     }
+}
+
+/// BM25 statistics summed over every shard, so that a document scores the same in a
+/// shard as it would in one index holding every shard's documents (what a
+/// distributed search engine's "DFS" phase does). Document frequencies are cached for
+/// the query.
+struct GlobalStats<'a> {
+    searchers: &'a [Searcher],
+    doc_freqs: Mutex<HashMap<Term, u64>>,
+}
+
+impl Bm25StatisticsProvider for GlobalStats<'_> {
+    fn total_num_tokens(&self, field: tantivy::schema::Field) -> tantivy::Result<u64> {
+        let mut n = 0;
+        for s in self.searchers {
+            n += Bm25StatisticsProvider::total_num_tokens(s, field)?;
+        }
+        Ok(n)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        let mut n = 0;
+        for s in self.searchers {
+            n += Bm25StatisticsProvider::total_num_docs(s)?;
+        }
+        Ok(n)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        if let Some(&n) = self
+            .doc_freqs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(term)
+        {
+            return Ok(n);
+        }
+        let mut n = 0;
+        for s in self.searchers {
+            n += s.doc_freq(term)?;
+        }
+        self.doc_freqs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(term.clone(), n);
+        Ok(n)
+    }
+}
+
+/// A document of the merged top: its sort key, its shard, its address there.
+type ShardHit = (SortKey, usize, DocAddress);
+
+/// Runs `query` with `gather` on every shard (in parallel when there are several) and
+/// merges the results: totals and facet counts add up, the top documents are merged
+/// by their sort key (each shard kept its own best `gather.top`, so the merged best
+/// `top` are the global best).
+fn gather_shards(
+    shards: &[TantivySearch],
+    searchers: &[Searcher],
+    stats: &GlobalStats<'_>,
+    query: &dyn Query,
+    gather: &Gather,
+) -> Result<(Gathered, Vec<ShardHit>)> {
+    let run = |i: usize| -> Result<Gathered> {
+        let g = Gather {
+            columns: shards[i].inner.columns.clone(),
+            ..gather.clone()
+        };
+        if shards.len() == 1 {
+            searchers[i].search(query, &g).map_err(err)
+        } else {
+            searchers[i]
+                .search_with_statistics_provider(query, &g, stats)
+                .map_err(err)
+        }
+    };
+    let parts: Vec<Result<Gathered>> = if shards.len() == 1 {
+        vec![run(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..shards.len())
+                .map(|i| scope.spawn(move || run(i)))
+                .collect();
+            let mut parts = vec![run(0)];
+            for h in handles {
+                parts.push(h.join().unwrap_or_else(|_| {
+                    Err(Error::permanent(
+                        "search index",
+                        "a shard's search panicked",
+                    ))
+                }));
+            }
+            parts
+        })
+    };
+    let mut merged = Gathered {
+        prices: vec![0; gather.price_bounds.len() + usize::from(!gather.price_bounds.is_empty())],
+        ..Gathered::default()
+    };
+    let mut top = Vec::new();
+    for (i, part) in parts.into_iter().enumerate() {
+        let g = part?;
+        merged.total += g.total;
+        top.extend(g.top.into_iter().map(|(k, a)| (k, i, a)));
+        for (k, v) in g.brands {
+            *merged.brands.entry(k).or_default() += v;
+        }
+        for (k, v) in g.categories {
+            *merged.categories.entry(k).or_default() += v;
+        }
+        for (k, v) in g.attributes {
+            *merged.attributes.entry(k).or_default() += v;
+        }
+        for (o, v) in merged.prices.iter_mut().zip(g.prices) {
+            *o += v;
+        }
+        for (o, v) in merged.ratings.iter_mut().zip(g.ratings) {
+            *o += v;
+        }
+    }
+    top.sort_by(|a, b| b.0.cmp(&a.0));
+    top.truncate(gather.top);
+    Ok((merged, top))
+}
+
+/// A search over one or several shards (each holding a disjoint part of the products).
+pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result<SearchResults> {
+    let Some(first) = shards.first() else {
+        return Ok(SearchResults::default());
+    };
+    let inner = &first.inner;
+    let f = &inner.fields;
+    let searchers: Vec<Searcher> = shards.iter().map(|s| s.inner.reader.searcher()).collect();
+    let stats = GlobalStats {
+        searchers: &searchers,
+        doc_freqs: Mutex::default(),
+    };
+    let ws = words(&q.text);
+    let prefix_last = !q.text.ends_with(char::is_whitespace);
+    let filters = || filter_queries(f, &q.filters);
+    let limit = q.limit.clamp(1, 100) as usize;
+    let after = q.cursor.as_deref().and_then(SortKey::decode);
+    let offset = if after.is_some() {
+        0
+    } else {
+        q.offset as usize
+    };
+    let price_bounds: Vec<u64> = q
+        .facets
+        .price_buckets
+        .iter()
+        .map(|m| m.to_minor_units().max(0) as u64)
+        .collect();
+    let gather = Gather {
+        sort: q.sort,
+        top: offset.saturating_add(limit),
+        after,
+        brands: q.facets.brands,
+        categories: q.facets.categories,
+        price_bounds,
+        ratings: q.facets.ratings,
+        attributes: q.facets.attributes.clone(),
+        affinity: q.personalization.clone().map(Arc::new),
+        columns: inner.columns.clone(),
+    };
+    let mut opts = TextOptions {
+        typos: q.typo_tolerance,
+        prefix_last,
+        all_words: true,
+    };
+    let typo_ok: Vec<bool> = ws
+        .iter()
+        .map(|w| {
+            let df: u64 = [f.title, f.brand_text, f.category_text]
+                .iter()
+                .map(|&field| {
+                    stats
+                        .doc_freq(&Term::from_field_text(field, &w.term))
+                        .unwrap_or(0)
+                })
+                .sum();
+            df < inner.config.typo_df_cutoff
+        })
+        .collect();
+    let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
+    let (mut gathered, mut top) = gather_shards(
+        shards,
+        &searchers,
+        &stats,
+        &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
+        &gather,
+    )?;
+    if gathered.total == 0 && ws.len() > 1 && after.is_none() {
+        // No product has every word: rank those with the most of them.
+        opts.all_words = false;
+        text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
+        (gathered, top) = gather_shards(
+            shards,
+            &searchers,
+            &stats,
+            &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
+            &gather,
+        )?;
+    }
+    let page: Vec<ShardHit> = top.iter().skip(offset).copied().collect();
+    let snippets = if q.highlight && !ws.is_empty() {
+        let terms: BTreeMap<String, f32> = ws.iter().map(|w| (w.term.clone(), 1.0)).collect();
+        let title = SnippetGenerator::new(terms.clone(), analyzer(), f.title, 200);
+        let description = SnippetGenerator::new(terms, analyzer(), f.description, 160);
+        Some((title, description))
+    } else {
+        None
+    };
+    let mut hits = Vec::with_capacity(page.len());
+    for (key, shard, addr) in &page {
+        let (mut hit, doc) = shards[*shard].hit(&searchers[*shard], key, *addr)?;
+        if let Some((title, description)) = &snippets {
+            let mut s = title.snippet_from_doc(&doc);
+            if s.highlighted().is_empty() {
+                let d = description.snippet_from_doc(&doc);
+                if !d.highlighted().is_empty() {
+                    s = d;
+                }
+            }
+            s.set_snippet_prefix_postfix("<mark>", "</mark>");
+            hit.snippet = Some(s.to_html());
+        }
+        hits.push(hit);
+    }
+    let next_cursor = if page.len() == limit && (offset + limit) < gathered.total as usize {
+        page.last().map(|(k, _, _)| k.encode())
+    } else {
+        None
+    };
+    let facets = facets(q, &mut gathered);
+    Ok(SearchResults {
+        total: gathered.total,
+        hits,
+        facets,
+        next_cursor,
+    })
+}
+
+/// The facet counts of a query from what was gathered.
+fn facets(q: &SearchQuery, g: &mut Gathered) -> Facets {
+    let mut facets = Facets::default();
+    let sorted = |m: HashMap<String, u64>| {
+        let mut v: Vec<FacetCount> = m
+            .into_iter()
+            .map(|(value, count)| FacetCount { value, count })
+            .collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then(a.value.cmp(&b.value)));
+        v
+    };
+    if q.facets.brands {
+        facets.brands = sorted(std::mem::take(&mut g.brands));
+    }
+    if q.facets.categories {
+        let depth = q.filters.category.as_ref().map_or(1, |c| c.depth() + 1);
+        let mut m: HashMap<String, u64> = HashMap::new();
+        for (path, n) in g.categories.drain() {
+            let mut level = String::new();
+            for (i, seg) in path.split(CategoryPath::SEPARATOR).enumerate() {
+                if i > 0 {
+                    level.push_str(CategoryPath::SEPARATOR);
+                }
+                level.push_str(seg);
+                if i + 1 == depth {
+                    *m.entry(level.clone()).or_default() += n;
+                    break;
+                }
+            }
+        }
+        facets.categories = sorted(m);
+    }
+    if !q.facets.price_buckets.is_empty() {
+        let b = &q.facets.price_buckets;
+        facets.prices = g
+            .prices
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
+                let value = if i == 0 {
+                    format!("<{}", b[0].amount())
+                } else if i == b.len() {
+                    format!(">={}", b[i - 1].amount())
+                } else {
+                    format!("{}-{}", b[i - 1].amount(), b[i].amount())
+                };
+                FacetCount { value, count }
+            })
+            .collect();
+    }
+    if q.facets.ratings {
+        facets.ratings = ["4+", "3+", "2+", "1+"]
+            .iter()
+            .zip(g.ratings)
+            .map(|(l, count)| FacetCount {
+                value: (*l).to_owned(),
+                count,
+            })
+            .collect();
+    }
+    for name in &q.facets.attributes {
+        let mut m = HashMap::new();
+        for (kv, n) in &g.attributes {
+            if let Some((k, v)) = kv.split_once('=') {
+                if k == name {
+                    m.insert(v.to_owned(), *n);
+                }
+            }
+        }
+        facets.attributes.insert(name.clone(), sorted(m));
+    }
+    facets
 }
 
 impl Inner {
@@ -665,9 +856,9 @@ impl Inner {
         self.dirty.store(true, Ordering::Release);
     }
 
-    /// Commits, reloads, applies the autocomplete changes; `refresh` also rebuilds the
-    /// autocomplete prefix table now (else at most once a second).
-    fn commit(&self, refresh: bool) -> std::result::Result<(), SearchError> {
+    /// Commits, reloads, applies the autocomplete changes (their lists are re-sorted
+    /// at most once a second, or at once after a bulk load).
+    fn commit(&self) -> std::result::Result<(), SearchError> {
         let mut w = self.writer.write().unwrap_or_else(|e| e.into_inner());
         self.dirty.store(false, Ordering::Release);
         let changes = std::mem::take(
@@ -689,7 +880,9 @@ impl Inner {
         self.reader.reload()?;
         self.columns.clear();
         self.suggestions.apply(changes);
-        self.suggestions.maintain(refresh);
+        // Lookups are exact without a sort (they read the unsorted tails whole); the
+        // sort only keeps them fast, so a refresh does not force it.
+        self.suggestions.maintain(false);
         Ok(())
     }
 
@@ -735,7 +928,7 @@ fn committer(inner: Weak<Inner>, every: Duration) {
         if !inner.dirty.load(Ordering::Acquire) {
             inner.suggestions.maintain(false);
         } else {
-            if let Err(e) = inner.commit(false) {
+            if let Err(e) = inner.commit() {
                 tracing::warn!(error = %e, "background commit of the search index failed");
             }
         }
@@ -762,7 +955,7 @@ impl SearchIndex for TantivySearch {
 
     async fn refresh(&self) -> Result<()> {
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.commit(true))
+        tokio::task::spawn_blocking(move || inner.commit())
             .await
             .map_err(err)?
             .map_err(Error::from)

@@ -32,13 +32,16 @@
 
 mod collect;
 mod index;
+pub mod listing;
 pub mod query;
 pub mod schema;
+mod shard;
 mod suggest;
 mod sync;
 
 pub use index::{SearchConfig, TantivySearch};
 pub use query::{Boosts, allowed_typos};
+pub use shard::ShardedSearch;
 pub use sync::{SearchSync, rebuild};
 pub use tantivy;
 

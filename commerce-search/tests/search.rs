@@ -839,7 +839,9 @@ async fn sync_loop_visibility_delay() {
         }
         worst = worst.max(start.elapsed());
     }
-    eprintln!("worst visibility delay through SearchSync::run: {worst:?} (documented bound: 1 s)");
+    eprintln!(
+        "worst visibility delay through SearchSync::run: {worst:?} (documented bound: 2 s, measured by the search-lag benchmark)"
+    );
     let _ = stop.send(());
     task.await.unwrap();
 }
@@ -872,4 +874,155 @@ async fn rebuild_from_any_catalog() {
         0
     );
     assert!(idx.autocomplete("stale", 5).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn autocomplete_finds_words_inside_titles_with_one_typo() {
+    let idx = index().await;
+    // A word in the middle of the title.
+    let s = idx.autocomplete("iph", 5).await.unwrap();
+    assert!(s.iter().any(|x| x.text == "Apple iPhone 15 Pro"), "{s:?}");
+    assert!(s.iter().all(|x| x.kind == SuggestionKind::Title));
+    // Words in any order, each a prefix of a word of its own.
+    let s = idx.autocomplete("15 apple", 5).await.unwrap();
+    assert_eq!(s[0].text, "Apple iPhone 15 Pro");
+    // One typo from the 4th character on.
+    let s = idx.autocomplete("samsnug", 5).await.unwrap();
+    assert_eq!(s[0].text, "Samsung");
+    let s = idx.autocomplete("iphpne", 5).await.unwrap();
+    assert!(s.iter().any(|x| x.text == "Apple iPhone 15 Pro"), "{s:?}");
+    assert!(idx.autocomplete("ipn", 5).await.unwrap().is_empty());
+    // Popular first: the brand (all its products' popularity) before each title.
+    let s = idx.autocomplete("galaxy", 5).await.unwrap();
+    let weights: Vec<f32> = s.iter().map(|x| x.score).collect();
+    assert!(weights.windows(2).all(|w| w[0] >= w[1]), "{s:?}");
+}
+
+mod sharded {
+    use super::*;
+    use commerce_core::catalog::CategoryTree;
+    use commerce_core::sample::SampleCatalog;
+    use commerce_core::store::search::SearchResults;
+    use commerce_search::{ShardedSearch, sample_product};
+
+    fn config() -> SearchConfig {
+        SearchConfig {
+            commit_interval: None,
+            writer_threads: 1,
+            writer_memory: 32 << 20,
+            ..SearchConfig::default()
+        }
+    }
+
+    /// Hits (id and score), total, facets and cursor: everything a page shows.
+    fn page(r: &SearchResults) -> (Vec<(String, u32)>, u64, String, bool) {
+        (
+            r.hits
+                .iter()
+                .map(|h| (h.product_id.as_str().to_owned(), h.score.to_bits()))
+                .collect(),
+            r.total,
+            format!("{:?}", r.facets),
+            r.next_cursor.is_some(),
+        )
+    }
+
+    /// A seeded random catalog in one index and in 4 shards: every query (text, typos,
+    /// filters, facets, each sort, offsets and cursors) gives the same page.
+    #[tokio::test]
+    async fn sharded_index_answers_as_one_index() {
+        for seed in [3u64, 11, 29] {
+            let sample = SampleCatalog::new(&CategoryTree::generated(), seed);
+            let n = 1_500 + seed * 17;
+            let products: Vec<Product> = (0..n).map(|i| sample_product(&sample, i)).collect();
+            let one = TantivySearch::in_ram_with(config()).unwrap();
+            let four = ShardedSearch::in_ram(4, config()).unwrap();
+            for chunk in products.chunks(400) {
+                one.upsert(chunk).await.unwrap();
+                four.upsert(chunk).await.unwrap();
+            }
+            one.refresh().await.unwrap();
+            four.refresh().await.unwrap();
+            assert_eq!(four.count().await.unwrap(), n);
+            assert!(
+                four.shards()
+                    .iter()
+                    .all(|s| s.searcher().num_docs() > n / 8)
+            );
+
+            let p0 = &products[(seed as usize * 7) % products.len()];
+            let word = p0.title.split(' ').nth(3).unwrap_or("pro").to_owned();
+            let mut texts = vec![
+                String::new(),
+                p0.brand.clone(),
+                format!("{} {}", p0.brand, word),
+                word.clone(),
+                format!("{}x", p0.brand.to_lowercase()), // a typo
+                p0.title.clone(),
+            ];
+            texts.push(word[..word.len().min(3)].to_owned()); // a prefix
+            let category = p0.category.parent().unwrap_or_else(|| p0.category.clone());
+            let facets = FacetRequest {
+                brands: true,
+                categories: true,
+                price_buckets: vec![
+                    Money::from_minor_units(50_000, p0.base_price.currency()).unwrap(),
+                ],
+                ratings: true,
+                attributes: vec!["color".into()],
+            };
+            for text in &texts {
+                for sort in [
+                    SortOrder::Relevance,
+                    SortOrder::PriceAscending,
+                    SortOrder::PriceDescending,
+                    SortOrder::Newest,
+                    SortOrder::Popularity,
+                ] {
+                    for filtered in [false, true] {
+                        let mut q = SearchQuery::text(text.clone());
+                        q.sort = sort;
+                        q.limit = 7;
+                        q.facets = facets.clone();
+                        if filtered {
+                            q.filters.category = Some(category.clone());
+                        }
+                        // Three pages by offset, then three by cursor.
+                        for offset in [0, 7, 14] {
+                            q.offset = offset;
+                            let a = one.search(&q).await.unwrap();
+                            let b = four.search(&q).await.unwrap();
+                            assert_eq!(page(&a), page(&b), "seed {seed} {text:?} {sort:?}");
+                        }
+                        q.offset = 0;
+                        for _ in 0..3 {
+                            let a = one.search(&q).await.unwrap();
+                            let b = four.search(&q).await.unwrap();
+                            assert_eq!(page(&a), page(&b), "seed {seed} {text:?} {sort:?}");
+                            match a.next_cursor {
+                                Some(c) => q.cursor = Some(c),
+                                None => break,
+                            }
+                        }
+                    }
+                }
+            }
+            // Autocomplete is one store fed by every shard.
+            for typed in [&p0.brand[..2], word.as_str(), p0.title.as_str()] {
+                assert_eq!(
+                    one.autocomplete(typed, 10).await.unwrap(),
+                    four.autocomplete(typed, 10).await.unwrap(),
+                    "{typed}"
+                );
+            }
+            // Removal reaches the product's shard.
+            four.remove(std::slice::from_ref(&p0.id)).await.unwrap();
+            four.refresh().await.unwrap();
+            assert_eq!(four.count().await.unwrap(), n - 1);
+            let similar = four.similar(&products[1].id, 5).await.unwrap();
+            assert!(similar.iter().all(|h| h.product_id != products[1].id));
+            assert!(!similar.is_empty());
+        }
+        assert!(ShardedSearch::in_ram(0, config()).is_err());
+    }
 }

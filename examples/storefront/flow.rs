@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use commerce_core::cart::CartOwner;
-use commerce_core::catalog::{CategoryPath, ProductStatus};
+use commerce_core::catalog::CategoryPath;
 use commerce_core::id::{CartId, CustomerId, IdempotencyKey, ProductId};
 use commerce_core::order::Order;
 use commerce_core::service::{CheckoutOutcome, CheckoutRequest};
-use commerce_core::store::search::{FacetRequest, SearchHit, SearchQuery};
-use commerce_core::store::{CatalogStoreExt, InventoryStoreExt, ProductQuery};
+use commerce_core::store::InventoryStoreExt;
+use commerce_core::store::search::{FacetCount, FacetRequest, SearchHit, SearchQuery, SortOrder};
 use commerce_core::{Error, Result};
 
 use crate::seed::Seeded;
@@ -32,21 +32,41 @@ pub async fn browse(shop: &Shop, seeded: &Seeded) -> Result<()> {
     else {
         return Ok(());
     };
+    // The listing comes from the search index (category facet, sort on a fast field,
+    // keyset cursor, facet counts), not from a catalog row per product.
     let started = Instant::now();
-    let query = ProductQuery {
-        status: Some(ProductStatus::Active),
-        limit: 1000,
-        ..ProductQuery::in_category(branch.clone())
-    };
-    let products = shop.stores.catalog.list_all_products(&query).await?;
-    let took = started.elapsed();
-    println!(
-        "  browse \"{branch}\": {} categories in the subtree, {} products (listed in {took:.2?})",
-        seeded.tree.subtree(branch).count(),
-        products.len()
+    let mut query = commerce_search::listing::category_listing(
+        branch.clone(),
+        SortOrder::Popularity,
+        commerce_core::money::Currency::USD,
     );
-    for p in products.iter().take(3) {
-        println!("    {:<60} from {}", ellipsis(&p.title, 60), p.min_price());
+    let first = shop.search.search(&query).await?;
+    let took = started.elapsed();
+    query.cursor = first.next_cursor.clone();
+    let started = Instant::now();
+    let second = match query.cursor {
+        Some(_) => shop.search.search(&query).await?.hits.len(),
+        None => 0,
+    };
+    let took_next = started.elapsed();
+    println!(
+        "  browse \"{branch}\": {} categories in the subtree, {} products, best sellers first \
+         (page 1 in {took:.2?}, page 2 ({second}) in {took_next:.2?})",
+        seeded.tree.subtree(branch).count(),
+        first.total,
+    );
+    let counts = |f: &[FacetCount]| {
+        f.iter()
+            .take(3)
+            .map(|c| format!("{} ({})", c.value, c.count))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!("    subcategories: {}", counts(&first.facets.categories));
+    println!("    brands: {}", counts(&first.facets.brands));
+    println!("    prices: {}", counts(&first.facets.prices));
+    for h in first.hits.iter().take(3) {
+        println!("    {:<60} from {}", ellipsis(&h.title, 60), h.price);
     }
     Ok(())
 }

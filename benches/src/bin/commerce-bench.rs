@@ -44,6 +44,9 @@ struct Cli {
     /// Redis URL.
     #[arg(long, env = "REDIS_URL")]
     redis_url: Option<String>,
+    /// Search shards (search scenarios).
+    #[arg(long)]
+    shards: Option<usize>,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +60,7 @@ fn main() -> ExitCode {
         database_url: cli.database_url,
         redis_url: cli.redis_url,
         plot_dir: cli.plot_dir,
+        shards: cli.shards,
     };
     let all = scenarios::all();
     if cli.scenario == "list" {

@@ -17,6 +17,18 @@
 //!
 //! The load stops (and the run measures what was loaded, `stopped_low_disk: true`) when
 //! `df /work` would drop below 10 GB free.
+//!
+//! `--backend search`: the category listing served from the search index instead
+//! ([`commerce_search::listing::category_listing`]: category facet, fast-field sort,
+//! keyset cursor, counts per brand, child category, price bucket and rating), on
+//! `--products` generated products over the same tree in `--shards` shards (default 1),
+//! built once in `$TMPDIR/commerce-bench-scale-search-<n>-x<shards>` and reused. For
+//! `--seconds` each at `--concurrency` (default 2), the sorts rotating over popularity,
+//! price up, price down and newest, one query in four with a price range:
+//!
+//! * the first page of 24 with its facet counts (`category_list_*`);
+//! * one of the next 5 pages (2 to 6) by its keyset cursor, with facet counts
+//!   (`category_next5_*`: per page).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -267,6 +279,9 @@ async fn check_round_trip(pg: &PgCommerce, leaves: &[String], g: u64) -> BenchRe
 }
 
 async fn catalog_scale(settings: Settings) -> BenchResult<Vec<Report>> {
+    if settings.backend_or("postgres") == "search" {
+        return search_listing_scale(settings).await;
+    }
     let n = settings.products_or(10_000_000, 20_000).max(1);
     let concurrency = settings.concurrency_or(8);
     let seconds = settings.seconds_or(10.0);
@@ -414,4 +429,246 @@ async fn list_run(
         }
     })
     .await
+}
+
+/// One listing of the search-backed run: a category, a sort, whether a price range is
+/// applied.
+fn listing_query(listed: &[CategoryPath], i: u64) -> commerce_core::store::search::SearchQuery {
+    use commerce_core::store::search::SortOrder;
+    let k = (pick(i, listed.len() as u64) - 1) as usize;
+    let sort = [
+        SortOrder::Popularity,
+        SortOrder::PriceAscending,
+        SortOrder::PriceDescending,
+        SortOrder::Newest,
+    ][(i % 4) as usize];
+    let mut q = commerce_search::listing::category_listing(
+        listed[k].clone(),
+        sort,
+        commerce_core::money::Currency::USD,
+    );
+    if i % 4 == 1 {
+        let usd = |c| {
+            commerce_core::money::Money::from_minor_units(c, commerce_core::money::Currency::USD)
+                .ok()
+        };
+        q.filters.price = commerce_core::store::search::PriceRange {
+            min: usd(10_000),
+            max: usd(100_000),
+        };
+    }
+    q
+}
+
+/// The search index of `n` generated products over `tree` in `shards` shards, reused
+/// when complete. Returns it, whether it was reused and the build seconds.
+async fn search_index(
+    n: u64,
+    shards: usize,
+    tree: &CategoryTree,
+) -> BenchResult<(commerce_search::ShardedSearch, bool, f64)> {
+    use commerce_core::store::SearchIndex;
+    use commerce_search::{SearchConfig, ShardedSearch};
+    let path = std::env::temp_dir().join(format!("commerce-bench-scale-search-{n}-x{shards}"));
+    let config = SearchConfig {
+        commit_interval: None,
+        writer_threads: 2,
+        writer_memory: 512 << 20,
+        ..SearchConfig::default()
+    };
+    if path.join("shard-0").join("meta.json").exists() {
+        let index = ShardedSearch::open_or_create(&path, shards, config.clone())?;
+        if index.count().await? == n {
+            return Ok((index, true, 0.0));
+        }
+        drop(index);
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(&path)?;
+    }
+    // About 230 bytes per product on disk, plus room while segments merge.
+    let need = n * 500 + 2_000_000_000;
+    if free_bytes().is_some_and(|free| free < need) {
+        return Err(format!(
+            "catalog-scale --backend search: {need} bytes free needed for {n} products"
+        )
+        .into());
+    }
+    let index = ShardedSearch::open_or_create(&path, shards, config)?;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<commerce_core::catalog::Product>>(4);
+    const GEN_BATCH: u64 = 5_000;
+    let generators: Vec<_> = (0..2u64)
+        .map(|g| {
+            let tx = tx.clone();
+            let tree = tree.clone();
+            std::thread::spawn(move || {
+                let sample = commerce_core::sample::SampleCatalog::new(&tree, 7);
+                let mut i = g * GEN_BATCH;
+                while i < n {
+                    let end = (i + GEN_BATCH).min(n);
+                    let batch: Vec<_> = (i..end)
+                        .map(|j| commerce_search::sample_product(&sample, j))
+                        .collect();
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                    i += 2 * GEN_BATCH;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let mut done = 0u64;
+    while let Ok(batch) = rx.recv() {
+        done += batch.len() as u64;
+        index.insert_new(&batch)?;
+        if done % 1_000_000 < GEN_BATCH {
+            eprintln!("catalog-scale: indexed {done} of {n} products");
+        }
+    }
+    for g in generators {
+        let _ = g.join();
+    }
+    index.refresh().await?;
+    index.compact()?;
+    Ok((index, false, start.elapsed().as_secs_f64()))
+}
+
+async fn search_listing_scale(settings: Settings) -> BenchResult<Vec<Report>> {
+    use commerce_core::store::SearchIndex;
+    let n = settings.products_or(10_000_000, 20_000).max(1);
+    let shards = settings.shards.unwrap_or(1).max(1);
+    let concurrency = settings.concurrency_or(2);
+    let seconds = settings.seconds_or(10.0);
+    let (tree, tree_source) = load_tree();
+    let listed: Vec<CategoryPath> = tree
+        .iter()
+        .filter(|c| c.path.depth() <= 2)
+        .map(|c| c.path.clone())
+        .collect();
+    if listed.is_empty() {
+        return Err("the category tree has no categories".into());
+    }
+    let (index, reused, build_seconds) = search_index(n, shards, &tree).await?;
+    let index_bytes = index.size_bytes()?;
+    let index: Arc<dyn SearchIndex> = Arc::new(index);
+    let listed = Arc::new(listed);
+
+    // Warm-up, and the cursors of pages 2 to 6 of 400 listings.
+    let mut next_pages = Vec::new();
+    let mut totals = 0u64;
+    for i in 0..400u64 {
+        let mut q = listing_query(&listed, i);
+        for page in 1..=DEEP_PAGES + 1 {
+            let r = index.search(&q).await?;
+            if page == 1 {
+                totals += r.total;
+            }
+            match r.next_cursor {
+                Some(c) if page <= DEEP_PAGES => {
+                    q.cursor = Some(c);
+                    next_pages.push(q.clone());
+                }
+                _ => break,
+            }
+        }
+    }
+    let next_pages = Arc::new(next_pages);
+
+    let check = |listed: &CategoryPath, r: &commerce_core::store::search::SearchResults| {
+        r.hits.iter().all(|h| listed.contains(&h.category))
+            && (r.hits.is_empty() || !r.facets.brands.is_empty())
+    };
+    let first = {
+        let index = index.clone();
+        let listed = listed.clone();
+        let seq = Arc::new(AtomicU64::new(0));
+        run_closed_loop(concurrency, seconds, move |_, _| {
+            let index = index.clone();
+            let i = seq.fetch_add(1, Ordering::Relaxed);
+            let q = listing_query(&listed, i);
+            async move {
+                match index.search(&q).await {
+                    Ok(r) if q.filters.category.as_ref().is_some_and(|c| check(c, &r)) => {
+                        Outcome::Ok
+                    }
+                    Ok(_) => {
+                        eprintln!("listing returned a foreign product or no brand counts");
+                        Outcome::Error
+                    }
+                    Err(e) => {
+                        eprintln!("listing failed: {e}");
+                        Outcome::Error
+                    }
+                }
+            }
+        })
+        .await
+    };
+    let next = {
+        let index = index.clone();
+        let pages = next_pages.clone();
+        let seq = Arc::new(AtomicU64::new(0));
+        run_closed_loop(concurrency, seconds, move |_, _| {
+            let index = index.clone();
+            let i = seq.fetch_add(1, Ordering::Relaxed);
+            let q = pages[(pick(i, pages.len().max(1) as u64) - 1) as usize].clone();
+            async move {
+                match index.search(&q).await {
+                    Ok(r) if q.filters.category.as_ref().is_some_and(|c| check(c, &r)) => {
+                        Outcome::Ok
+                    }
+                    Ok(_) => Outcome::Error,
+                    Err(e) => {
+                        eprintln!("listing failed: {e}");
+                        Outcome::Error
+                    }
+                }
+            }
+        })
+        .await
+    };
+    let ms = |r: &LoadResult, q: f64| round3(r.latencies.quantile_ms(q));
+    Ok(vec![
+        first
+            .report("catalog-scale", "search")
+            .field("errors", first.errors + next.errors)
+            .field("products", n)
+            .field("shards", shards)
+            .field("tree", tree_source)
+            .field("listed_categories", listed.len())
+            .field("concurrency", concurrency)
+            .field("reused", reused)
+            .field(
+                "build_seconds",
+                if reused {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(round1(build_seconds))
+                },
+            )
+            .field("index_bytes", index_bytes)
+            .field("avg_listing_total", totals / 400)
+            .field("category_list_page", PAGE)
+            .field("category_list_p50_ms", ms(&first, 0.50))
+            .field("category_list_p99_ms", ms(&first, 0.99))
+            .field("category_list_ops_per_sec", round1(first.ops_per_sec()))
+            .field("category_next5_pages", next_pages.len())
+            .field("category_next5_p50_ms", ms(&next, 0.50))
+            .field("category_next5_p99_ms", ms(&next, 0.99))
+            .field("category_next5_ops_per_sec", round1(next.ops_per_sec()))
+            .field("rss_bytes", rss_bytes()),
+    ])
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }

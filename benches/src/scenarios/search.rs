@@ -18,6 +18,17 @@
 //!   its throughput, our layer ≤ 20 % over raw.
 //! * `search-autocomplete`: prefixes of 1 to 15 characters of product titles and brands.
 //!   Target: p99 ≤ 2 ms.
+//! * `search-lag`: the outbox-to-searchable lag. A memory engine holds `--products`
+//!   products (default 100,000; 2,000 with `--quick`) that [`SearchSync::run`] has
+//!   indexed; then for `--seconds` (default 20) one writer renames a different product
+//!   every millisecond (1,000 writes/s, a unique marker word in the title) and a checker
+//!   finds, every 2 ms, the newest write whose marker is searchable (the sync applies
+//!   the log in order, so every earlier write is too): the lag of a write is from just
+//!   before `update_product` (which appends the outbox event) to the moment it is found.
+//!   `p50_ms`/`p99_ms`/`max_ms` are lags; `ops` the writes measured.
+//! * `--shards N` (query and autocomplete): the same products in N shards
+//!   ([`ShardedSearch`], scatter-gather) in `$TMPDIR/commerce-bench-search-<N>-x<shards>`;
+//!   the query scenario then measures our layer only (no raw tantivy, no PostgreSQL).
 //!
 //! The index lives in `$TMPDIR/commerce-bench-search-<N>`; `search-query` and
 //! `search-autocomplete` reuse it when it holds N products (else they build it).
@@ -44,7 +55,7 @@ use commerce_search::tantivy::query::{
 use commerce_search::tantivy::schema::{Facet, IndexRecordOption};
 use commerce_search::tantivy::tokenizer::TokenizerManager;
 use commerce_search::tantivy::{TantivyDocument, Term};
-use commerce_search::{SearchConfig, TantivySearch, allowed_typos, sample_product};
+use commerce_search::{SearchConfig, ShardedSearch, TantivySearch, allowed_typos, sample_product};
 use futures::FutureExt;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool, Row};
@@ -70,6 +81,11 @@ pub(super) fn scenarios() -> Vec<Scenario> {
             name: "search-autocomplete",
             about: "commerce-search: autocomplete per keystroke",
             run: |s| autocomplete_scenario(s).boxed(),
+        },
+        Scenario {
+            name: "search-lag",
+            about: "commerce-search: outbox-to-searchable lag under 1,000 product writes/s (memory engine + SearchSync)",
+            run: |s| lag_scenario(s).boxed(),
         },
     ]
 }
@@ -602,8 +618,11 @@ async fn pg_search(pool: &PgPool, sql: &str, q: &Q) -> Result<i64, sqlx::Error> 
     row.try_get::<i64, _>("total")
 }
 
-async fn run_ours(index: &TantivySearch, set: &Arc<Vec<Q>>, duration: Duration) -> LoadResult {
-    let index = index.clone();
+async fn run_ours(
+    index: Arc<dyn SearchIndex>,
+    set: &Arc<Vec<Q>>,
+    duration: Duration,
+) -> LoadResult {
     let set = set.clone();
     run_closed_loop(CLIENTS, duration, move |task, i| {
         let index = index.clone();
@@ -619,6 +638,9 @@ async fn run_ours(index: &TantivySearch, set: &Arc<Vec<Q>>, duration: Duration) 
 }
 
 async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
+    if let Some(shards) = settings.shards {
+        return sharded_query_scenario(settings.clone(), shards).await;
+    }
     let n = products(&settings);
     let index = open_or_build(n).await?;
     let duration = settings.seconds_or(10.0);
@@ -633,8 +655,9 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     for q in set.iter().take(100) {
         totals += index.search(&q.ours()).await?.total;
     }
-    let ours = run_ours(&index, &set, duration).await;
-    let typo = run_ours(&index, &fuzzy, duration.mul_f64(0.5)).await;
+    let dyn_index: Arc<dyn SearchIndex> = Arc::new(index.clone());
+    let ours = run_ours(dyn_index.clone(), &set, duration).await;
+    let typo = run_ours(dyn_index, &fuzzy, duration.mul_f64(0.5)).await;
 
     let raw = Arc::new(Raw::new(index.clone())?);
     let raw_result = {
@@ -726,7 +749,18 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
 
 async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     let n = products(&settings);
-    let index = open_or_build(n).await?;
+    let (index, suggestions): (Arc<dyn SearchIndex>, usize) = match settings.shards {
+        Some(shards) => {
+            let s = open_or_build_sharded(n, shards).await?;
+            let count = s.suggestion_count();
+            (Arc::new(s), count)
+        }
+        None => {
+            let s = open_or_build(n).await?;
+            let count = s.suggestion_count();
+            (Arc::new(s), count)
+        }
+    };
     let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
     let mut prefixes = Vec::new();
     for i in 0..2_000u64 {
@@ -740,6 +774,22 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     let mut found = 0usize;
     for p in prefixes.iter().take(200) {
         found += usize::from(!index.autocomplete(p, 10).await?.is_empty());
+    }
+    // The cost of each prefix alone, best of 3 (what a lookup costs without waiting for
+    // a core on a loaded machine), and the slowest prefix.
+    let mut alone = crate::harness::Latencies::new();
+    let mut slowest = (Duration::ZERO, String::new());
+    for p in prefixes.iter() {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let t = Instant::now();
+            index.autocomplete(p, 10).await?;
+            best = best.min(t.elapsed());
+        }
+        alone.record(best);
+        if best > slowest.0 {
+            slowest = (best, p.clone());
+        }
     }
     let result = {
         let index = index.clone();
@@ -761,8 +811,241 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             .report("search-autocomplete", "tantivy")
             .field("products", n)
             .field("concurrency", CLIENTS)
-            .field("suggestions", index.suggestion_count())
+            .field("shards", settings.shards.unwrap_or(1))
+            .field("alone_p50_ms", round3(alone.quantile_ms(0.5)))
+            .field("alone_p99_ms", round3(alone.quantile_ms(0.99)))
+            .field("alone_max_ms", round3(slowest.0.as_secs_f64() * 1000.0))
+            .field("slowest_prefix", slowest.1)
+            .field("load_average", load_average())
+            .field("suggestions", suggestions)
             .field("answered_of_200", found)
             .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
+    ])
+}
+
+fn sharded_dir(n: u64, shards: usize) -> PathBuf {
+    std::env::temp_dir().join(format!("commerce-bench-search-{n}-x{shards}"))
+}
+
+/// The index of `n` products in `shards` shards: reused when complete, else built
+/// (same products as [`build`], spread by product id).
+async fn open_or_build_sharded(n: u64, shards: usize) -> BenchResult<ShardedSearch> {
+    let path = sharded_dir(n, shards);
+    if path.join("shard-0").join("meta.json").exists() {
+        let index = ShardedSearch::open_or_create(&path, shards, config())?;
+        if index.count().await? == n {
+            return Ok(index);
+        }
+        drop(index);
+    }
+    if path.exists() {
+        std::fs::remove_dir_all(&path)?;
+    }
+    let index = ShardedSearch::open_or_create(&path, shards, config())?;
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Product>>(4);
+    const BATCH: u64 = 5_000;
+    let generators: Vec<_> = (0..2u64)
+        .map(|g| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let mut i = g * BATCH;
+                while i < n {
+                    let end = (i + BATCH).min(n);
+                    let batch: Vec<Product> =
+                        (i..end).map(|j| sample_product(&sample, j)).collect();
+                    if tx.send(batch).is_err() {
+                        break;
+                    }
+                    i += 2 * BATCH;
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    while let Ok(batch) = rx.recv() {
+        index.insert_new(&batch)?;
+    }
+    for g in generators {
+        let _ = g.join();
+    }
+    index.refresh().await?;
+    index.compact()?;
+    eprintln!(
+        "built {n} products in {shards} shards in {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(index)
+}
+
+/// `search-query --shards N`: our layer only (no raw tantivy, no PostgreSQL) on the
+/// products spread over N shards, scatter-gather.
+async fn sharded_query_scenario(settings: Settings, shards: usize) -> BenchResult<Vec<Report>> {
+    let n = products(&settings);
+    let index = open_or_build_sharded(n, shards).await?;
+    let duration = settings.seconds_or(10.0);
+    let set = Arc::new(query_set(500, n, false));
+    let fuzzy = Arc::new(query_set(500, n, true));
+    for q in set.iter().take(100) {
+        index.search(&q.ours()).await?;
+    }
+    let mut totals = 0u64;
+    for q in set.iter().take(100) {
+        totals += index.search(&q.ours()).await?.total;
+    }
+    let size = index.size_bytes()?;
+    let dyn_index: Arc<dyn SearchIndex> = Arc::new(index);
+    let ours = run_ours(dyn_index.clone(), &set, duration).await;
+    let typo = run_ours(dyn_index, &fuzzy, duration.mul_f64(0.5)).await;
+    Ok(vec![
+        ours.report("search-query", "tantivy")
+            .field("products", n)
+            .field("shards", shards)
+            .field("concurrency", CLIENTS)
+            .field("avg_total_hits", totals / 100)
+            .field("fuzzy_p50_ms", round3(typo.latencies.quantile_ms(0.5)))
+            .field("fuzzy_p99_ms", round3(typo.latencies.quantile_ms(0.99)))
+            .field("fuzzy_ops_per_sec", round1(typo.ops_per_sec()))
+            .field("fuzzy_errors", typo.errors)
+            .field("index_bytes", size)
+            .field("load_average", load_average())
+            .field("rss_bytes", proc_status("VmRSS:").unwrap_or(0)),
+    ])
+}
+
+/// `search-lag`: see the module docs.
+async fn lag_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
+    use commerce_core::memory::MemoryEngine;
+    use commerce_core::store::{CatalogStore, CatalogStoreExt};
+    use commerce_search::SearchSync;
+    const RATE: u64 = 1_000;
+    let n = settings.products_or(100_000, 2_000);
+    let duration = settings.seconds_or(20.0);
+    let engine = MemoryEngine::new();
+    let index = Arc::new(TantivySearch::in_ram_with(SearchConfig {
+        commit_interval: None,
+        writer_threads: 1,
+        writer_memory: 64 << 20,
+        ..SearchConfig::default()
+    })?);
+    let sync = SearchSync::new(engine.events.clone(), engine.catalog.clone(), index.clone())?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let sync_task = tokio::spawn(async move {
+        sync.run(async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let mut ids = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        ids.push(engine.catalog.create_product(sample.product(i)).await?.id);
+    }
+    let caught_up = Instant::now();
+    while index.count().await? < n {
+        if caught_up.elapsed() > Duration::from_secs(600) {
+            return Err("search-lag: the sync did not catch up with the seeded products".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "search-lag: {n} products indexed through the sync ({:.1} s after seeding)",
+        caught_up.elapsed().as_secs_f64()
+    );
+    let marker = |k: u64| format!("zzlag{k:08}");
+    let written: Arc<std::sync::Mutex<Vec<Instant>>> = Arc::default();
+    let writer = {
+        let catalog = engine.catalog.clone();
+        let written = written.clone();
+        let ids = ids.clone();
+        tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut k = 0u64;
+            let mut errors = 0u64;
+            while start.elapsed() < duration {
+                tokio::time::sleep_until(start + Duration::from_micros(k * 1_000_000 / RATE)).await;
+                let id = &ids[(k % ids.len() as u64) as usize];
+                match catalog.get_product(id).await {
+                    Ok(Some(mut p)) => {
+                        p.title = format!("{} {}", sample.product(k % n).title, marker(k));
+                        let at = Instant::now();
+                        if catalog.update_product(p).await.is_ok() {
+                            written.lock().unwrap_or_else(|e| e.into_inner()).push(at);
+                            k += 1;
+                        } else {
+                            errors += 1;
+                        }
+                    }
+                    _ => errors += 1,
+                }
+                if errors > 1_000 {
+                    break;
+                }
+            }
+            errors
+        })
+    };
+    let visible = |k: u64| {
+        let index = index.clone();
+        let mut q = SearchQuery::text(marker(k));
+        q.typo_tolerance = false;
+        q.limit = 1;
+        async move { index.search(&q).await.map(|r| r.total > 0) }
+    };
+    let mut lags = crate::harness::Latencies::new();
+    let mut max = Duration::ZERO;
+    let mut seen = 0u64; // writes 0..seen are visible
+    let started = Instant::now();
+    loop {
+        let count = written.lock().unwrap_or_else(|e| e.into_inner()).len() as u64;
+        let writing = !writer.is_finished();
+        if !writing && seen == count {
+            break;
+        }
+        if started.elapsed() > duration + Duration::from_secs(60) {
+            return Err("search-lag: writes still not searchable 60 s after the last".into());
+        }
+        if count > seen {
+            // The newest visible write in seen..count (visibility is a prefix).
+            let (mut lo, mut hi) = (seen, count); // lo..hi: candidates; answer is lo-1 or more
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if visible(mid).await? {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            if lo > seen {
+                let now = Instant::now();
+                let times = written.lock().unwrap_or_else(|e| e.into_inner());
+                for at in &times[seen as usize..lo as usize] {
+                    let lag = now.saturating_duration_since(*at);
+                    max = max.max(lag);
+                    lags.record(lag);
+                }
+                seen = lo;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let write_errors = writer.await.unwrap_or(1);
+    let _ = stop.send(());
+    let _ = sync_task.await;
+    let result = LoadResult {
+        ops: seen,
+        rejected: 0,
+        errors: write_errors,
+        elapsed: duration,
+        latencies: lags,
+    };
+    Ok(vec![
+        result
+            .report("search-lag", "memory")
+            .field("products", n)
+            .field("target_writes_per_sec", RATE)
+            .field("max_ms", round3(max.as_secs_f64() * 1000.0))
+            .field("load_average", load_average()),
     ])
 }
