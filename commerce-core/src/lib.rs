@@ -49,6 +49,7 @@ pub mod memory;
 pub mod money;
 pub mod order;
 pub mod page;
+pub mod promotion;
 pub mod ratelimit;
 pub mod recommend;
 pub mod resilience;
