@@ -11,6 +11,7 @@ mod catalog;
 mod events;
 mod inventory;
 mod orders;
+mod promotions;
 mod queue;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -20,6 +21,7 @@ pub use catalog::MemoryCatalog;
 pub use events::MemoryEventLog;
 pub use inventory::MemoryInventory;
 pub use orders::MemoryOrders;
+pub use promotions::MemoryPromotions;
 pub use queue::MemoryQueue;
 
 use crate::clock::{Clock, SystemClock};
@@ -50,6 +52,8 @@ pub struct MemoryEngine {
     pub carts: Arc<MemoryCarts>,
     /// The order queue.
     pub queue: Arc<MemoryQueue>,
+    /// Promotions, codes and redemptions.
+    pub promotions: Arc<MemoryPromotions>,
 }
 
 impl MemoryEngine {
@@ -67,6 +71,7 @@ impl MemoryEngine {
             orders: Arc::new(MemoryOrders::new(clock.clone(), events.clone())),
             carts: Arc::new(MemoryCarts::new(clock.clone())),
             queue: Arc::new(MemoryQueue::new(clock.clone())),
+            promotions: Arc::new(MemoryPromotions::new(clock.clone())),
             events,
             clock,
         }

@@ -57,7 +57,8 @@ pub use evaluate::{
 pub use price_list::{PriceList, PriceSource, ResolvedPrice, resolve_price};
 pub use redemption::{
     DEFAULT_REDEMPTION_TTL, MAX_REDEMPTION_LINES, MAX_REDEMPTION_TTL, PromotionUsage, Redemption,
-    RedemptionLine, RedemptionRequest, RedemptionState, Unavailable, check_reason, check_ttl,
+    RedemptionLine, RedemptionRequest, RedemptionState, Unavailable, check_line, check_reason,
+    check_ttl,
 };
 
 use crate::error::{Error, Result};

@@ -7,8 +7,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::code::CouponCode;
+use super::definition::{Promotion, Trigger, WindowState};
 use crate::clock::Timestamp;
-use crate::error::{Error, Result};
+use crate::error::{EntityKind, Error, Result};
 use crate::id::{CustomerId, OrderId, PromotionId};
 use crate::money::{Currency, Money};
 
@@ -271,4 +272,57 @@ pub struct PromotionUsage {
     pub spent: Money,
     /// The amount of confirmed redemptions.
     pub confirmed_spent: Money,
+}
+
+/// The checks of [`PromotionStore::reserve`](crate::store::PromotionStore::reserve)
+/// that do not depend on usage, for one line: the promotion exists (`promotion`), the
+/// amount is in its currency, a code comes exactly with code promotions and belongs to
+/// it (`code_owner`: the promotion the code belongs to, if the code exists), a customer
+/// is given when it has a per-customer limit, and `now` is within its window. Shared by
+/// every store so they refuse the same requests with the same errors.
+pub fn check_line(
+    promotion: Option<&Promotion>,
+    line: &RedemptionLine,
+    code_owner: Option<&PromotionId>,
+    customer: Option<&CustomerId>,
+    now: Timestamp,
+) -> Result<()> {
+    let p = promotion.ok_or_else(|| Error::not_found(EntityKind::Promotion, &line.promotion_id))?;
+    if line.amount.currency() != p.currency {
+        return Err(Error::CurrencyMismatch {
+            left: line.amount.currency(),
+            right: p.currency,
+        });
+    }
+    match (p.trigger, &line.code) {
+        (Trigger::Code, None) => {
+            return Err(Error::validation(
+                "lines.code",
+                format!("promotion {} needs a code", p.id),
+            ));
+        }
+        (Trigger::Automatic, Some(_)) => {
+            return Err(Error::validation(
+                "lines.code",
+                format!("promotion {} is automatic and has no codes", p.id),
+            ));
+        }
+        _ => {}
+    }
+    if let Some(code) = line.code.as_ref().filter(|_| code_owner != Some(&p.id)) {
+        return Err(Error::not_found(EntityKind::Coupon, code));
+    }
+    if p.limits.uses_per_customer.is_some() && customer.is_none() {
+        return Err(Error::validation(
+            "customer_id",
+            format!("promotion {} has a per-customer limit", p.id),
+        ));
+    }
+    if p.window_state(now) != WindowState::Active {
+        return Err(Error::PromotionUnavailable {
+            promotion: p.id.to_string(),
+            reason: Unavailable::NotActive,
+        });
+    }
+    Ok(())
 }

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use crate::clock::ManualClock;
 use crate::error::Result;
 use crate::memory::MemoryEngine;
-use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+use crate::store::{
+    CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore, PromotionStore,
+};
 
 /// Makes fresh, empty stores for each case of the kit.
 ///
@@ -81,6 +83,8 @@ pub struct Stores {
     pub queue: Option<Arc<dyn OrderQueue>>,
     /// The event log the other stores append to; also tested on its own.
     pub events: Option<Arc<dyn EventLog>>,
+    /// The promotions, if the adapter has them.
+    pub promotions: Option<Arc<dyn PromotionStore>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -120,6 +124,12 @@ impl Stores {
         self
     }
 
+    /// Adds the promotions.
+    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>) -> Self {
+        self.promotions = Some(store);
+        self
+    }
+
     /// Adds the event log the other stores append to.
     pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
         self.events = Some(log);
@@ -143,6 +153,7 @@ impl Stores {
                 Area::Orders => self.orders.is_some(),
                 Area::Events => self.events.is_some(),
                 Area::Queue => self.queue.is_some(),
+                Area::Promotions => self.promotions.is_some(),
             })
             .collect()
     }
@@ -165,6 +176,7 @@ impl From<MemoryEngine> for Stores {
             .with_inventory(engine.inventory)
             .with_orders(engine.orders)
             .with_queue(engine.queue)
+            .with_promotions(engine.promotions)
             .with_events(engine.events)
     }
 }
@@ -184,17 +196,20 @@ pub enum Area {
     Events,
     /// [`OrderQueue`].
     Queue,
+    /// [`PromotionStore`], with the concurrent and model-based tests.
+    Promotions,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
         Area::Orders,
         Area::Events,
         Area::Queue,
+        Area::Promotions,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -206,6 +221,7 @@ impl Area {
             Area::Orders => "orders",
             Area::Events => "events",
             Area::Queue => "queue",
+            Area::Promotions => "promotions",
         }
     }
 
