@@ -49,6 +49,7 @@ mod error;
 mod events;
 mod inventory;
 mod orders;
+mod promotions;
 mod queue;
 pub mod recommend;
 
@@ -68,6 +69,7 @@ pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
+pub use promotions::PgPromotions;
 pub use queue::PgQueue;
 
 use db::Db;
@@ -241,6 +243,8 @@ pub struct PgCommerce {
     pub queue: Arc<PgQueue>,
     /// Server-side carts.
     pub carts: Arc<PgCarts>,
+    /// Promotions, coupon codes and redemptions.
+    pub promotions: Arc<PgPromotions>,
 }
 
 impl PgCommerce {
@@ -266,6 +270,7 @@ impl PgCommerce {
             checkout: Arc::new(PgCheckout::new(db.clone())),
             queue: Arc::new(PgQueue::new(db.clone())),
             carts: Arc::new(PgCarts::new(db.clone())),
+            promotions: Arc::new(PgPromotions::new(db.clone())),
             db,
         }
     }
