@@ -467,7 +467,7 @@ impl PromotionStore for PgPromotions {
                     None => CodeLookup::Unknown { code },
                     Some((promotion, exhausted)) => CodeLookup::Found {
                         code,
-                        promotion: promotion.clone(),
+                        promotion: Box::new(promotion.clone()),
                         exhausted: *exhausted,
                     },
                 },

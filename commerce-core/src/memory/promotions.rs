@@ -251,7 +251,7 @@ impl PromotionStore for MemoryPromotions {
                     exhausted: (entry.single_use && entry.holder.is_some())
                         || s.exhausted(promotion),
                     code,
-                    promotion: promotion.clone(),
+                    promotion: Box::new(promotion.clone()),
                 }
             })
             .collect())

@@ -92,7 +92,7 @@ pub enum CodeLookup {
         /// The code.
         code: CouponCode,
         /// Its promotion.
-        promotion: Promotion,
+        promotion: Box<Promotion>,
         /// Whether the code (single-use and held) or the promotion (total uses,
         /// budget) is used up.
         exhausted: bool,
@@ -532,7 +532,7 @@ fn check_input(input: &EvaluationInput, codes: usize) -> Result<(Vec<i64>, Money
 ///     Action::AmountOff { amount: "10.00 USD".parse()?, target: Target::Order },
 /// ).with_code();
 /// let codes = [
-///     CodeLookup::Found { code: CouponCode::parse("TEN")?, promotion: ten_off, exhausted: false },
+///     CodeLookup::Found { code: CouponCode::parse("TEN")?, promotion: Box::new(ten_off), exhausted: false },
 ///     CodeLookup::Unknown { code: CouponCode::parse("NOPE")? },
 /// ];
 /// let result = evaluate(&input, &[], &codes, StackingPolicy::default())?;

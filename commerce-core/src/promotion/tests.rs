@@ -67,7 +67,7 @@ fn auto(p: Promotion) -> Offer {
 fn code(c: &str, p: Promotion) -> CodeLookup {
     CodeLookup::Found {
         code: CouponCode::parse(c).unwrap(),
-        promotion: p.with_code(),
+        promotion: Box::new(p.with_code()),
         exhausted: false,
     }
 }

@@ -42,7 +42,6 @@ use crate::promotion::{
     Action, CodeBatch, CodeLookup, Condition, CouponCode, Limits, Promotion, PromotionUsage,
     Redemption, RedemptionLine, RedemptionRequest, RedemptionState, Target, Unavailable,
 };
-use crate::store::PromotionStore;
 
 /// Runs every promotion case (including the concurrent and model-based tests) against
 /// `builder`'s stores; panics listing the failed cases.
@@ -487,7 +486,8 @@ async fn invalid_reserves_write_nothing(env: Env<'_>) {
     too_big.order_total = money("4.99 USD");
     let mut zero_ttl = request("o-1", c, vec![line("p", Some("SAVE"), "5.00 USD")]);
     zero_ttl.ttl = Duration::ZERO;
-    let cases: Vec<(&str, RedemptionRequest, fn(&Error) -> bool)> = vec![
+    type Expect = fn(&Error) -> bool;
+    let cases: Vec<(&str, RedemptionRequest, Expect)> = vec![
         ("a discount larger than the order", too_big, |e| {
             matches!(e, Error::Validation { .. })
         }),
