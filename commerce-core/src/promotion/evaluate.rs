@@ -537,9 +537,9 @@ fn check_input(input: &EvaluationInput, codes: usize) -> Result<(Vec<i64>, Money
 /// ];
 /// let result = evaluate(&input, &[], &codes, StackingPolicy::default())?;
 /// assert_eq!(result.discount.to_string(), "10.00 USD");
-/// // Allocated by line amounts, largest remainder: 3.34 + 6.66.
-/// assert_eq!(result.lines[0].discount.to_string(), "3.34 USD");
-/// assert_eq!(result.lines[1].discount.to_string(), "6.66 USD");
+/// // Allocated by line amounts (10.00 and 20.00), largest remainder: 3.33 + 6.67.
+/// assert_eq!(result.lines[0].discount.to_string(), "3.33 USD");
+/// assert_eq!(result.lines[1].discount.to_string(), "6.67 USD");
 /// assert_eq!(result.total.to_string(), "25.00 USD");
 /// assert_eq!(result.rejected[0].reason, RejectReason::Unknown);
 /// # Ok::<(), commerce_core::Error>(())
