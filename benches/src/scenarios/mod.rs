@@ -6,6 +6,7 @@ use crate::harness::{BenchResult, Report, Settings};
 
 mod memory;
 mod postgres;
+mod promotions;
 mod recommend;
 mod redis;
 mod scale;
@@ -28,6 +29,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(memory::scenarios());
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
+    out.extend(promotions::scenarios());
     out.extend(redis::scenarios());
     out.extend(search::scenarios());
     out.extend(scale::scenarios());
