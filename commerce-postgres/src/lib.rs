@@ -8,7 +8,8 @@
 //!
 //! * [`PgCommerce`]: one of each store on one pool and schema: [`PgEventLog`] (the
 //!   outbox), [`PgInventory`], [`PgOrders`], [`PgCatalog`], [`PgQueue`], [`PgCarts`]
-//!   and the fused checkout steps [`PgCheckout`].
+//!   and the fused checkout steps [`PgCheckout`]; [`PgPromotions`] (promotions, codes and
+//!   redemptions with limits that hold under concurrency).
 //! * [`PgCommerce::with_replica`] routes browse reads to a replica pool.
 //! * [`HotSkuConfig`] turns on the hot-SKU request combiner (flash sales).
 //!
