@@ -10,7 +10,7 @@
 //! * [`evaluate`]: the promotions a priced cart gets, each line's discount (order-level
 //!   discounts allocated by [`allocate_largest_remainder`], so the lines sum exactly to
 //!   the order's discount), the shipping discount, and every rejected code with a
-//!   [`RejectReason`]. Amounts are exact [`Money`](crate::Money); nothing goes below zero.
+//!   [`RejectReason`]. Amounts are exact [`Money`]; nothing goes below zero.
 //! * Redemptions ([`RedemptionRequest`], [`Redemption`]): the limits are enforced when an
 //!   order reserves its promotions, with a TTL like its stock, by a
 //!   [`PromotionStore`](crate::store::PromotionStore).
