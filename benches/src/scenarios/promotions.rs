@@ -34,7 +34,6 @@ const USES: u64 = 100;
 /// 550.00 USD: 100 discounts of 1.00 to 9.99 average about 550.00, so depending on who
 /// wins the race either the uses or the budget run out first.
 const BUDGET_CENTS: i64 = 55_000;
-const SCHEMA: &str = "bench_promo_rush";
 
 fn q(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
@@ -67,6 +66,8 @@ fn discount_cents(i: usize) -> i64 {
 async fn promo_rush(settings: Settings) -> BenchResult<Vec<Report>> {
     let backend = settings.backend_or("postgres").to_owned();
     let orders = settings.concurrency_or(if settings.quick { 500 } else { 10_000 });
+    // Per process, so two runs on one server do not drop each other's schema.
+    let schema = format!("bench_promo_rush_{}", std::process::id());
     let (store, pg): (Arc<dyn PromotionStore>, Option<(PgPool, PgCommerce)>) = match backend
         .as_str()
     {
@@ -78,10 +79,10 @@ async fn promo_rush(settings: Settings) -> BenchResult<Vec<Report>> {
                 .acquire_timeout(Duration::from_secs(120))
                 .pool_for(url)?;
             let pool = opts.connect_with(connect).await?;
-            sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{SCHEMA}\" CASCADE")))
+            sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
                 .execute(&pool)
                 .await?;
-            let pg = PgCommerce::from_pool(pool.clone(), PgConfig::new().schema(SCHEMA)?);
+            let pg = PgCommerce::from_pool(pool.clone(), PgConfig::new().schema(schema.as_str())?);
             pg.migrate().await?;
             (pg.promotions.clone(), Some((pool, pg)))
         }
@@ -199,7 +200,7 @@ async fn promo_rush(settings: Settings) -> BenchResult<Vec<Report>> {
         Some((pool, _)) => {
             let row: (i64, Option<rust_decimal::Decimal>) = sqlx::query_as(q(format!(
                 "SELECT count(*), sum(((l->'amount')->>'amount')::numeric * 100)
-                   FROM \"{SCHEMA}\".promotion_redemptions r,
+                   FROM \"{schema}\".promotion_redemptions r,
                         jsonb_array_elements(r.lines) l
                   WHERE r.state IN ('active', 'confirmed')"
             )))
@@ -220,7 +221,7 @@ async fn promo_rush(settings: Settings) -> BenchResult<Vec<Report>> {
     let counter_drift =
         held_uses.abs_diff(usage.uses) + held_cents.abs_diff(usage.spent.to_minor_units());
     if let Some((pool, _)) = pg {
-        sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{SCHEMA}\" CASCADE")))
+        sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")))
             .execute(&pool)
             .await?;
         pool.close().await;
