@@ -43,6 +43,14 @@ pub enum EntityKind {
     Job,
     /// An event consumer's checkpoint.
     Consumer,
+    /// A promotion.
+    Promotion,
+    /// A coupon code.
+    Coupon,
+    /// A promotion redemption (the promotions an order holds).
+    Redemption,
+    /// A price list.
+    PriceList,
     /// Anything else an adapter stores.
     Other,
 }
@@ -61,6 +69,10 @@ impl fmt::Display for EntityKind {
             EntityKind::Order => "order",
             EntityKind::Job => "job",
             EntityKind::Consumer => "consumer",
+            EntityKind::Promotion => "promotion",
+            EntityKind::Coupon => "coupon code",
+            EntityKind::Redemption => "promotion redemption",
+            EntityKind::PriceList => "price list",
             EntityKind::Other => "entity",
         };
         f.write_str(name)
@@ -140,6 +152,16 @@ pub enum Error {
         left: Currency,
         /// The right operand's currency.
         right: Currency,
+    },
+
+    /// A promotion cannot be redeemed for this order: a usage limit or its budget is
+    /// spent, its single-use code was used, or it is not active now. Nothing was held.
+    #[error("promotion {promotion} unavailable: {reason}")]
+    PromotionUnavailable {
+        /// The promotion.
+        promotion: String,
+        /// Which limit refused it.
+        reason: crate::promotion::Unavailable,
     },
 
     /// Too many requests from one user (a per-user rate limit); nothing was done.

@@ -192,6 +192,19 @@ string_id!(
     IdempotencyKey, "idempotency_key", 128, |b: u8| b.is_ascii_graphic()
 );
 string_id!(
+    /// A promotion (an automatic discount or the promotion behind coupon codes).
+    PromotionId, "promotion_id", 64, is_id_byte
+);
+string_id!(
+    /// A customer group (wholesale, staff, VIP): promotions and price lists can be
+    /// limited to groups.
+    CustomerGroupId, "customer_group", 64, is_id_byte
+);
+string_id!(
+    /// A price list (prices per currency and customer group).
+    PriceListId, "price_list_id", 64, is_id_byte
+);
+string_id!(
     /// The name of an event consumer (its checkpoint key in an
     /// [`EventLog`](crate::store::EventLog)).
     ConsumerName, "consumer", 64, is_id_byte

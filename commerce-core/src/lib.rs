@@ -5,10 +5,11 @@
 //! the conformance kit every adapter runs.
 //!
 //! * Domain: [`money`], [`id`], [`catalog`] (products, variants, the category tree),
-//!   [`cart`], [`inventory`], [`order`], [`event`].
+//!   [`cart`], [`inventory`], [`order`], [`event`], [`promotion`] (promotions, coupon
+//!   codes, the evaluator and price lists).
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
 //!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`, `CoPurchaseStore`,
-//!   `HistoryStore`.
+//!   `HistoryStore`, `PromotionStore`.
 //! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
 //!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
@@ -49,6 +50,7 @@ pub mod memory;
 pub mod money;
 pub mod order;
 pub mod page;
+pub mod promotion;
 pub mod ratelimit;
 pub mod recommend;
 pub mod resilience;

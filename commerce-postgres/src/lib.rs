@@ -8,7 +8,8 @@
 //!
 //! * [`PgCommerce`]: one of each store on one pool and schema: [`PgEventLog`] (the
 //!   outbox), [`PgInventory`], [`PgOrders`], [`PgCatalog`], [`PgQueue`], [`PgCarts`]
-//!   and the order pipeline's fused steps [`PgOrderSteps`].
+//!   and the order pipeline's fused steps [`PgOrderSteps`]; [`PgPromotions`] (promotions,
+//!   codes and redemptions with limits that hold under concurrency).
 //! * [`PgCommerce::with_replica`] routes browse reads to a replica pool.
 //! * [`HotSkuConfig`] turns on the hot-SKU request combiner (flash sales).
 //!
@@ -49,6 +50,7 @@ mod error;
 mod events;
 mod inventory;
 mod orders;
+mod promotions;
 mod queue;
 pub mod recommend;
 mod steps;
@@ -68,6 +70,7 @@ pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
+pub use promotions::PgPromotions;
 pub use queue::PgQueue;
 pub use steps::{PgOrderSteps, StepBatching};
 
@@ -255,6 +258,8 @@ pub struct PgCommerce {
     pub queue: Arc<PgQueue>,
     /// Server-side carts.
     pub carts: Arc<PgCarts>,
+    /// Promotions, coupon codes and redemptions.
+    pub promotions: Arc<PgPromotions>,
 }
 
 impl PgCommerce {
@@ -280,6 +285,7 @@ impl PgCommerce {
             steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
             queue: Arc::new(PgQueue::new(db.clone())),
             carts: Arc::new(PgCarts::new(db.clone())),
+            promotions: Arc::new(PgPromotions::new(db.clone())),
             db,
         }
     }

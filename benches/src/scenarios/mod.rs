@@ -7,6 +7,7 @@ use crate::harness::{BenchResult, Report, Settings};
 mod memory;
 mod order_path;
 mod postgres;
+mod promotions;
 mod recommend;
 mod redis;
 mod scale;
@@ -30,6 +31,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
     out.extend(order_path::scenarios());
+    out.extend(promotions::scenarios());
     out.extend(redis::scenarios());
     out.extend(search::scenarios());
     out.extend(scale::scenarios());

@@ -12,6 +12,7 @@ mod events;
 mod inventory;
 mod nonces;
 mod orders;
+mod promotions;
 mod queue;
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,6 +23,7 @@ pub use events::MemoryEventLog;
 pub use inventory::MemoryInventory;
 pub use nonces::MemoryNonces;
 pub use orders::MemoryOrders;
+pub use promotions::MemoryPromotions;
 pub use queue::MemoryQueue;
 
 use crate::clock::{Clock, SystemClock};
@@ -52,6 +54,8 @@ pub struct MemoryEngine {
     pub carts: Arc<MemoryCarts>,
     /// The order queue.
     pub queue: Arc<MemoryQueue>,
+    /// Promotions, codes and redemptions.
+    pub promotions: Arc<MemoryPromotions>,
 }
 
 impl MemoryEngine {
@@ -69,6 +73,7 @@ impl MemoryEngine {
             orders: Arc::new(MemoryOrders::new(clock.clone(), events.clone())),
             carts: Arc::new(MemoryCarts::new(clock.clone())),
             queue: Arc::new(MemoryQueue::new(clock.clone())),
+            promotions: Arc::new(MemoryPromotions::new(clock.clone())),
             events,
             clock,
         }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::memory::MemoryEngine;
 use crate::store::{
     CartStore, CatalogStore, ComposedSteps, EventLog, InventoryStore, OrderQueue, OrderSteps,
-    OrderStore,
+    OrderStore, PromotionStore,
 };
 
 /// Makes fresh, empty stores for each case of the kit.
@@ -87,6 +87,8 @@ pub struct Stores {
     /// The order pipeline's fused steps over `inventory` and `orders`, if the adapter
     /// has its own (the kit compares them with [`ComposedSteps`] on fresh stores).
     pub steps: Option<Arc<dyn OrderSteps>>,
+    /// The promotions, if the adapter has them.
+    pub promotions: Option<Arc<dyn PromotionStore>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -126,6 +128,12 @@ impl Stores {
         self
     }
 
+    /// Adds the promotions.
+    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>) -> Self {
+        self.promotions = Some(store);
+        self
+    }
+
     /// Adds the event log the other stores append to.
     pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
         self.events = Some(log);
@@ -158,6 +166,7 @@ impl Stores {
                 Area::Steps => {
                     self.steps.is_some() && self.inventory.is_some() && self.orders.is_some()
                 }
+                Area::Promotions => self.promotions.is_some(),
             })
             .collect()
     }
@@ -184,6 +193,7 @@ impl From<MemoryEngine> for Stores {
                 engine.inventory.clone(),
                 engine.orders.clone(),
             )))
+            .with_promotions(engine.promotions)
             .with_events(engine.events)
     }
 }
@@ -205,11 +215,13 @@ pub enum Area {
     Queue,
     /// [`OrderSteps`], compared with [`ComposedSteps`] over the same kind of stores.
     Steps,
+    /// [`PromotionStore`], with the concurrent and model-based tests.
+    Promotions,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
@@ -217,6 +229,7 @@ impl Area {
         Area::Events,
         Area::Queue,
         Area::Steps,
+        Area::Promotions,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -229,6 +242,7 @@ impl Area {
             Area::Events => "events",
             Area::Queue => "queue",
             Area::Steps => "steps",
+            Area::Promotions => "promotions",
         }
     }
 

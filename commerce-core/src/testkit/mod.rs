@@ -32,7 +32,8 @@
 //!
 //! The areas and what each checks are documented on their modules: [`catalog`],
 //! [`carts`], [`inventory`] (with the model-based tests, see `inventory`'s docs),
-//! [`orders`], [`events`], [`queue`].
+//! [`orders`], [`events`], [`queue`], [`promotions`] (with its concurrent and
+//! model-based tests).
 //!
 //! # Environment
 //! * `COMMERCE_TESTKIT_CASES` — histories per model-based test (default 32; the
@@ -52,6 +53,7 @@ pub mod fuzz;
 pub mod inventory;
 mod model;
 pub mod orders;
+pub mod promotions;
 pub mod queue;
 mod runner;
 pub mod steps;
@@ -84,6 +86,7 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Events => events::cases(),
             Area::Queue => queue::cases(),
             Area::Steps => steps::cases(),
+            Area::Promotions => promotions::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

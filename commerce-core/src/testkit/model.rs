@@ -925,7 +925,7 @@ fn runner(cases: u32, max_shrink_iters: u32, seed: u64) -> TestRunner {
 
 /// Runs a proptest search from inside the kit's async case: the runner is synchronous,
 /// so it runs in `block_in_place` and drives each generated case on the same runtime.
-fn search<T: fmt::Debug + Clone>(
+pub(crate) fn search<T: fmt::Debug + Clone>(
     env: Env<'_>,
     name: &str,
     cases: u32,

@@ -13,7 +13,9 @@ use super::builder::{Area, StoreBuilder, Stores};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::id::EventId;
-use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
+use crate::store::{
+    CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore, PromotionStore,
+};
 
 /// Knobs read from the environment, so a failing run can be reproduced or widened
 /// without changing code.
@@ -154,6 +156,13 @@ impl Ctx {
             .queue
             .clone()
             .unwrap_or_else(|| missing("OrderQueue"))
+    }
+
+    pub(crate) fn promotions(&self) -> Arc<dyn PromotionStore> {
+        self.stores
+            .promotions
+            .clone()
+            .unwrap_or_else(|| missing("PromotionStore"))
     }
 
     pub(crate) fn events(&self) -> Arc<dyn EventLog> {

@@ -1,0 +1,733 @@
+//! Promotions, coupon codes and redemptions on PostgreSQL: [`PgPromotions`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use commerce_core::clock::{self, Timestamp};
+use commerce_core::id::{CustomerId, OrderId, PromotionId};
+use commerce_core::money::{Currency, Money};
+use commerce_core::promotion::{
+    CodeBatch, CodeLookup, CouponCode, MAX_CODES, Offer, Promotion, PromotionUsage, Redemption,
+    RedemptionLine, RedemptionRequest, RedemptionState, Trigger, Unavailable, check_line,
+    check_reason, check_ttl,
+};
+use commerce_core::store::{PromotionStore, check_limit};
+use commerce_core::{EntityKind, Error, Result};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use tracing::instrument;
+
+use crate::db::Db;
+use crate::error::{DbResult, corrupt};
+
+/// The [`PromotionStore`] on PostgreSQL (tables from `migrations/0930_promotions.sql`).
+///
+/// * Each limit is **one guarded statement** on the row that carries it, inside the
+///   reservation's transaction: `UPDATE promotions SET uses = uses + 1, spent_minor =
+///   spent_minor + $amount WHERE id = $1 AND (total_limit IS NULL OR uses <
+///   total_limit) AND (budget_minor IS NULL OR spent_minor + $amount <= budget_minor)`;
+///   `UPDATE promotion_codes SET holder = $order WHERE code = $1 AND holder IS NULL`;
+///   an upsert of `promotion_customer_uses` whose `DO UPDATE ... WHERE uses < $limit`
+///   refuses the extra use. A statement that matches no row is the refusal, and the
+///   whole transaction rolls back. Nothing is decided on a value read earlier.
+/// * Idempotency per order: the redemption row is inserted first with `ON CONFLICT DO
+///   NOTHING`; a concurrent second reserve of the same order waits for the first and
+///   then finds its row.
+/// * Locks are taken in one order everywhere (redemption, promotions by id, codes by
+///   code, customer uses by key), so reserves and releases never deadlock.
+/// * `release_expired` claims due redemptions with `UPDATE ... WHERE order_id IN (SELECT
+///   ... FOR UPDATE SKIP LOCKED) AND state = 'active' RETURNING`, so concurrent reapers
+///   never claim the same one, and gives back what they held in the same transaction.
+#[derive(Debug, Clone)]
+pub struct PgPromotions {
+    db: Arc<Db>,
+}
+
+const REDEMPTION_COLUMNS: &str =
+    "order_id, customer_id, currency, order_total_minor, lines, state, reason, expires_at";
+
+fn unavailable(p: &PromotionId, reason: Unavailable) -> Error {
+    Error::PromotionUnavailable {
+        promotion: p.to_string(),
+        reason,
+    }
+}
+
+fn redemption_from(row: &PgRow) -> Result<Redemption> {
+    let currency = Currency::parse(&row.try_get::<String, _>("currency").db()?)
+        .map_err(|e| corrupt(format!("redemption currency: {e}")))?;
+    let lines: serde_json::Value = row.try_get("lines").db()?;
+    let lines: Vec<RedemptionLine> =
+        serde_json::from_value(lines).map_err(|e| corrupt(format!("redemption lines: {e}")))?;
+    let state: String = row.try_get("state").db()?;
+    Ok(Redemption {
+        order_id: OrderId::new(row.try_get::<String, _>("order_id").db()?)
+            .map_err(|e| corrupt(format!("order id: {e}")))?,
+        customer_id: row
+            .try_get::<Option<String>, _>("customer_id")
+            .db()?
+            .map(CustomerId::new)
+            .transpose()
+            .map_err(|e| corrupt(format!("customer id: {e}")))?,
+        order_total: Money::from_minor_units(row.try_get("order_total_minor").db()?, currency)
+            .map_err(|e| corrupt(format!("order total: {e}")))?,
+        lines,
+        state: RedemptionState::parse(&state)
+            .ok_or_else(|| corrupt(format!("redemption state {state:?}")))?,
+        expires_at: row.try_get("expires_at").db()?,
+        reason: row.try_get("reason").db()?,
+    })
+}
+
+fn promotion_from(row: &PgRow) -> Result<Promotion> {
+    let body: serde_json::Value = row.try_get("body").db()?;
+    serde_json::from_value(body).map_err(|e| corrupt(format!("promotion body: {e}")))
+}
+
+fn cut(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// Truncates a timestamp to the microseconds PostgreSQL stores.
+fn micros(t: Timestamp) -> Timestamp {
+    chrono::DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+impl PgPromotions {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        PgPromotions { db }
+    }
+
+    fn t(&self, name: &str) -> String {
+        self.db.t(name)
+    }
+
+    const EXHAUSTED: &'static str = "((p.total_limit IS NOT NULL AND p.uses >= p.total_limit) \
+         OR (p.budget_minor IS NOT NULL AND p.spent_minor >= p.budget_minor))";
+
+    async fn read_redemption(
+        &self,
+        conn: &mut PgConnection,
+        order_id: &OrderId,
+    ) -> Result<Option<Redemption>> {
+        let row = sqlx::query(sql!(
+            "SELECT {REDEMPTION_COLUMNS} FROM {} WHERE order_id = $1",
+            self.t("promotion_redemptions")
+        ))
+        .bind(order_id.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+        row.as_ref().map(redemption_from).transpose()
+    }
+
+    /// Gives back what `released` (redemptions just moved from active to released)
+    /// held, locking promotions by id, then codes, then customer uses.
+    async fn give_back(&self, conn: &mut PgConnection, released: &[Redemption]) -> Result<()> {
+        let mut per_promotion: BTreeMap<&PromotionId, (i64, i64)> = BTreeMap::new();
+        let mut codes: BTreeMap<&CouponCode, &OrderId> = BTreeMap::new();
+        let mut customers: BTreeMap<(&PromotionId, &CustomerId), i64> = BTreeMap::new();
+        for r in released {
+            for l in &r.lines {
+                let e = per_promotion.entry(&l.promotion_id).or_default();
+                e.0 += 1;
+                e.1 += l.amount.to_minor_units();
+                if let Some(c) = &l.code {
+                    codes.insert(c, &r.order_id);
+                }
+                if let Some(c) = &r.customer_id {
+                    *customers.entry((&l.promotion_id, c)).or_default() += 1;
+                }
+            }
+        }
+        for (id, (uses, spent)) in per_promotion {
+            sqlx::query(sql!(
+                "UPDATE {} SET uses = uses - $2, spent_minor = spent_minor - $3 WHERE id = $1",
+                self.t("promotions")
+            ))
+            .bind(id.as_str())
+            .bind(uses)
+            .bind(spent)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        }
+        for (code, order) in codes {
+            sqlx::query(sql!(
+                "UPDATE {} SET holder = NULL WHERE code = $1 AND holder = $2",
+                self.t("promotion_codes")
+            ))
+            .bind(code.as_str())
+            .bind(order.as_str())
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        }
+        for ((promotion, customer), n) in customers {
+            sqlx::query(sql!(
+                "UPDATE {} SET uses = uses - $3 WHERE promotion_id = $1 AND customer_id = $2",
+                self.t("promotion_customer_uses")
+            ))
+            .bind(promotion.as_str())
+            .bind(customer.as_str())
+            .bind(n)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+        }
+        Ok(())
+    }
+
+    /// The limits of `lines`, in the documented order, each one guarded statement.
+    async fn take_limits(
+        &self,
+        conn: &mut PgConnection,
+        request: &RedemptionRequest,
+        lines: &[RedemptionLine],
+        promotions: &HashMap<PromotionId, Promotion>,
+        single_use: &HashMap<CouponCode, bool>,
+    ) -> Result<()> {
+        for l in lines {
+            let amount = l.amount.to_minor_units();
+            let taken = sqlx::query(sql!(
+                "UPDATE {} SET uses = uses + 1, spent_minor = spent_minor + $2
+                 WHERE id = $1
+                   AND (total_limit IS NULL OR uses < total_limit)
+                   AND (budget_minor IS NULL OR spent_minor + $2 <= budget_minor)",
+                self.t("promotions")
+            ))
+            .bind(l.promotion_id.as_str())
+            .bind(amount)
+            .execute(&mut *conn)
+            .await
+            .db()?;
+            if taken.rows_affected() == 0 {
+                // Refused: say which limit (the refusal itself was atomic).
+                let full: bool = sqlx::query_scalar(sql!(
+                    "SELECT total_limit IS NOT NULL AND uses >= total_limit FROM {} WHERE id = $1",
+                    self.t("promotions")
+                ))
+                .bind(l.promotion_id.as_str())
+                .fetch_one(&mut *conn)
+                .await
+                .db()?;
+                let reason = if full {
+                    Unavailable::TotalUses
+                } else {
+                    Unavailable::Budget
+                };
+                return Err(unavailable(&l.promotion_id, reason));
+            }
+        }
+        let mut coded: Vec<(&CouponCode, &PromotionId)> = lines
+            .iter()
+            .filter_map(|l| l.code.as_ref().map(|c| (c, &l.promotion_id)))
+            .filter(|(c, _)| single_use.get(*c).copied().unwrap_or(false))
+            .collect();
+        coded.sort();
+        for (code, promotion) in coded {
+            let taken = sqlx::query(sql!(
+                "UPDATE {} SET holder = $2 WHERE code = $1 AND holder IS NULL",
+                self.t("promotion_codes")
+            ))
+            .bind(code.as_str())
+            .bind(request.order_id.as_str())
+            .execute(&mut *conn)
+            .await
+            .db()?;
+            if taken.rows_affected() == 0 {
+                return Err(unavailable(promotion, Unavailable::CodeUsed));
+            }
+        }
+        if let Some(customer) = &request.customer_id {
+            for l in lines {
+                let limit = promotions
+                    .get(&l.promotion_id)
+                    .and_then(|p| p.limits.uses_per_customer)
+                    .map(i64::from);
+                let taken = sqlx::query(sql!(
+                    "INSERT INTO {t} AS u (promotion_id, customer_id, uses) VALUES ($1, $2, 1)
+                     ON CONFLICT (promotion_id, customer_id)
+                     DO UPDATE SET uses = u.uses + 1 WHERE $3::bigint IS NULL OR u.uses < $3",
+                    t = self.t("promotion_customer_uses")
+                ))
+                .bind(l.promotion_id.as_str())
+                .bind(customer.as_str())
+                .bind(limit)
+                .execute(&mut *conn)
+                .await
+                .db()?;
+                if taken.rows_affected() == 0 {
+                    return Err(unavailable(&l.promotion_id, Unavailable::CustomerUses));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Classifies why `order_id` could not move from active to `to`.
+    async fn not_active(
+        &self,
+        conn: &mut PgConnection,
+        order_id: &OrderId,
+        to: RedemptionState,
+    ) -> Result<Redemption> {
+        let r = self
+            .read_redemption(conn, order_id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Redemption, order_id))?;
+        if r.state == to {
+            return Ok(r);
+        }
+        Err(Error::invalid_transition(
+            EntityKind::Redemption,
+            r.state,
+            to,
+        ))
+    }
+}
+
+#[async_trait]
+impl PromotionStore for PgPromotions {
+    #[instrument(skip_all, fields(promotion = %promotion.id))]
+    async fn create_promotion(&self, promotion: &Promotion) -> Result<Promotion> {
+        let now = self.db.now();
+        promotion.validate_at(now)?;
+        let body =
+            serde_json::to_value(promotion).map_err(|e| Error::permanent("encode promotion", e))?;
+        let mut tx = self.db.pool.begin().await.db()?;
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO {} (id, body, currency, automatic, starts_at, ends_at, total_limit,
+                             per_customer_limit, budget_minor, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT (id) DO NOTHING",
+            self.t("promotions")
+        ))
+        .bind(promotion.id.as_str())
+        .bind(&body)
+        .bind(promotion.currency.code())
+        .bind(promotion.trigger == Trigger::Automatic)
+        .bind(promotion.starts_at)
+        .bind(promotion.ends_at)
+        .bind(
+            promotion
+                .limits
+                .total_uses
+                .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        )
+        .bind(promotion.limits.uses_per_customer.map(i64::from))
+        .bind(promotion.limits.budget.map(|b| b.to_minor_units()))
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await.db()?;
+            return Ok(promotion.clone());
+        }
+        let row = sqlx::query(sql!(
+            "SELECT body FROM {} WHERE id = $1",
+            self.t("promotions")
+        ))
+        .bind(promotion.id.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .db()?;
+        let existing = promotion_from(&row)?;
+        if &existing == promotion {
+            Ok(existing)
+        } else {
+            Err(Error::conflict(
+                EntityKind::Promotion,
+                format!("promotion {} exists with another definition", promotion.id),
+            ))
+        }
+    }
+
+    async fn promotion(&self, id: &PromotionId) -> Result<Option<Promotion>> {
+        let row = sqlx::query(sql!(
+            "SELECT body FROM {} WHERE id = $1",
+            self.t("promotions")
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.db.pool)
+        .await
+        .db()?;
+        row.as_ref().map(promotion_from).transpose()
+    }
+
+    async fn automatic_offers(&self, now: Timestamp) -> Result<Vec<Offer>> {
+        let rows = sqlx::query(sql!(
+            "SELECT p.body, {exhausted} AS exhausted FROM {t} p
+             WHERE p.automatic
+               AND (p.starts_at IS NULL OR p.starts_at <= $1)
+               AND (p.ends_at IS NULL OR p.ends_at > $1)
+             ORDER BY p.id COLLATE \"C\"",
+            exhausted = Self::EXHAUSTED,
+            t = self.t("promotions")
+        ))
+        .bind(now)
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        rows.iter()
+            .map(|r| {
+                Ok(Offer {
+                    promotion: promotion_from(r)?,
+                    exhausted: r.try_get("exhausted").db()?,
+                })
+            })
+            .collect()
+    }
+
+    #[instrument(skip_all, fields(promotion = %promotion_id, codes = batch.codes.len()))]
+    async fn add_codes(&self, promotion_id: &PromotionId, batch: &CodeBatch) -> Result<u64> {
+        batch.validate()?;
+        let mut tx = self.db.pool.begin().await.db()?;
+        let automatic: Option<bool> = sqlx::query_scalar(sql!(
+            "SELECT automatic FROM {} WHERE id = $1",
+            self.t("promotions")
+        ))
+        .bind(promotion_id.as_str())
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        match automatic {
+            None => return Err(Error::not_found(EntityKind::Promotion, promotion_id)),
+            Some(true) => {
+                return Err(Error::validation(
+                    "promotion_id",
+                    format!("promotion {promotion_id} is automatic and takes no codes"),
+                ));
+            }
+            Some(false) => {}
+        }
+        let mut codes: Vec<&str> = batch.codes.iter().map(CouponCode::as_str).collect();
+        codes.sort_unstable();
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO {} (code, promotion_id, single_use)
+             SELECT c, $2, $3 FROM unnest($1::text[]) AS t(c) ORDER BY c
+             ON CONFLICT (code) DO NOTHING",
+            self.t("promotion_codes")
+        ))
+        .bind(&codes)
+        .bind(promotion_id.as_str())
+        .bind(batch.single_use)
+        .execute(&mut *tx)
+        .await
+        .db()?;
+        if inserted.rows_affected() != codes.len() as u64 {
+            // Dropping the transaction rolls the batch back.
+            return Err(Error::conflict(
+                EntityKind::Coupon,
+                "a code of the batch already exists; no code of the batch was added",
+            ));
+        }
+        tx.commit().await.db()?;
+        Ok(inserted.rows_affected())
+    }
+
+    async fn lookup_codes(&self, codes: &[String]) -> Result<Vec<CodeLookup>> {
+        if codes.len() > MAX_CODES {
+            return Err(Error::validation(
+                "codes",
+                format!("at most {MAX_CODES} codes"),
+            ));
+        }
+        let parsed: Vec<Option<CouponCode>> =
+            codes.iter().map(|c| CouponCode::parse(c).ok()).collect();
+        let wanted: Vec<&str> = parsed.iter().flatten().map(CouponCode::as_str).collect();
+        let rows = sqlx::query(sql!(
+            "SELECT c.code, p.body, (c.single_use AND c.holder IS NOT NULL) OR {exhausted} AS exhausted
+             FROM {codes} c JOIN {promotions} p ON p.id = c.promotion_id
+             WHERE c.code = ANY($1)",
+            exhausted = Self::EXHAUSTED,
+            codes = self.t("promotion_codes"),
+            promotions = self.t("promotions")
+        ))
+        .bind(&wanted)
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        let mut found: HashMap<String, (Promotion, bool)> = HashMap::with_capacity(rows.len());
+        for r in &rows {
+            found.insert(
+                r.try_get("code").db()?,
+                (promotion_from(r)?, r.try_get("exhausted").db()?),
+            );
+        }
+        Ok(codes
+            .iter()
+            .zip(parsed)
+            .map(|(text, code)| match code {
+                None => CodeLookup::Malformed { given: cut(text) },
+                Some(code) => match found.get(code.as_str()) {
+                    None => CodeLookup::Unknown { code },
+                    Some((promotion, exhausted)) => CodeLookup::Found {
+                        code,
+                        promotion: Box::new(promotion.clone()),
+                        exhausted: *exhausted,
+                    },
+                },
+            })
+            .collect())
+    }
+
+    #[instrument(skip_all, fields(order = %request.order_id))]
+    async fn reserve(&self, request: &RedemptionRequest) -> Result<Redemption> {
+        let lines = request.normalized_lines()?;
+        let now = self.db.now();
+        let expires_at = micros(clock::add(now, request.ttl));
+        let lines_json =
+            serde_json::to_value(&lines).map_err(|e| Error::permanent("encode lines", e))?;
+        let mut tx = self.db.pool.begin().await.db()?;
+        let inserted = sqlx::query(sql!(
+            "INSERT INTO {} (order_id, customer_id, currency, order_total_minor, lines, state,
+                             expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7)
+             ON CONFLICT (order_id) DO NOTHING
+             RETURNING {REDEMPTION_COLUMNS}",
+            self.t("promotion_redemptions")
+        ))
+        .bind(request.order_id.as_str())
+        .bind(request.customer_id.as_ref().map(CustomerId::as_str))
+        .bind(request.currency().code())
+        .bind(request.order_total.to_minor_units())
+        .bind(&lines_json)
+        .bind(expires_at)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some(row) = inserted else {
+            let existing = self
+                .read_redemption(&mut tx, &request.order_id)
+                .await?
+                .ok_or_else(|| Error::backend(true, "redemption vanished; retry"))?;
+            if existing.same_request(&request.customer_id, &request.order_total, &lines) {
+                return Ok(existing);
+            }
+            return Err(Error::conflict(
+                EntityKind::Redemption,
+                format!("order {} already holds other promotions", request.order_id),
+            ));
+        };
+        let redemption = redemption_from(&row)?;
+
+        // The checks that do not depend on usage (promotions are immutable).
+        let ids: Vec<&str> = lines.iter().map(|l| l.promotion_id.as_str()).collect();
+        let rows = sqlx::query(sql!(
+            "SELECT body FROM {} WHERE id = ANY($1)",
+            self.t("promotions")
+        ))
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let mut promotions: HashMap<PromotionId, Promotion> = HashMap::new();
+        for r in &rows {
+            let p = promotion_from(r)?;
+            promotions.insert(p.id.clone(), p);
+        }
+        let wanted: Vec<&str> = lines
+            .iter()
+            .filter_map(|l| l.code.as_ref().map(CouponCode::as_str))
+            .collect();
+        let rows = sqlx::query(sql!(
+            "SELECT code, promotion_id, single_use FROM {} WHERE code = ANY($1)",
+            self.t("promotion_codes")
+        ))
+        .bind(&wanted)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let mut owners: HashMap<CouponCode, PromotionId> = HashMap::new();
+        let mut single_use: HashMap<CouponCode, bool> = HashMap::new();
+        for r in &rows {
+            let code = CouponCode::parse(&r.try_get::<String, _>("code").db()?)
+                .map_err(|e| corrupt(format!("code: {e}")))?;
+            let owner = PromotionId::new(r.try_get::<String, _>("promotion_id").db()?)
+                .map_err(|e| corrupt(format!("promotion id: {e}")))?;
+            single_use.insert(code.clone(), r.try_get("single_use").db()?);
+            owners.insert(code, owner);
+        }
+        for l in &lines {
+            let owner = l.code.as_ref().and_then(|c| owners.get(c));
+            check_line(
+                promotions.get(&l.promotion_id),
+                l,
+                owner,
+                request.customer_id.as_ref(),
+                now,
+            )?;
+        }
+        self.take_limits(&mut tx, request, &lines, &promotions, &single_use)
+            .await?;
+        tx.commit().await.db()?;
+        Ok(redemption)
+    }
+
+    async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Redemption> {
+        check_ttl(ttl)?;
+        let now = self.db.now();
+        let mut conn = self.db.pool.acquire().await.db()?;
+        let row = sqlx::query(sql!(
+            "UPDATE {} SET expires_at = $2, updated_at = $3
+             WHERE order_id = $1 AND state = 'active' AND expires_at > $3
+             RETURNING {REDEMPTION_COLUMNS}",
+            self.t("promotion_redemptions")
+        ))
+        .bind(order_id.as_str())
+        .bind(micros(clock::add(now, ttl)))
+        .bind(now)
+        .fetch_optional(&mut *conn)
+        .await
+        .db()?;
+        if let Some(row) = row {
+            return redemption_from(&row);
+        }
+        let r = self
+            .read_redemption(&mut conn, order_id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Redemption, order_id))?;
+        if r.state != RedemptionState::Active {
+            return Err(Error::invalid_transition(
+                EntityKind::Redemption,
+                r.state,
+                RedemptionState::Active,
+            ));
+        }
+        Err(Error::invalid_transition(
+            EntityKind::Redemption,
+            "expired",
+            RedemptionState::Active,
+        ))
+    }
+
+    async fn confirm(&self, order_id: &OrderId) -> Result<Redemption> {
+        let now = self.db.now();
+        let mut tx = self.db.pool.begin().await.db()?;
+        let row = sqlx::query(sql!(
+            "UPDATE {} SET state = 'confirmed', updated_at = $2
+             WHERE order_id = $1 AND state = 'active'
+             RETURNING {REDEMPTION_COLUMNS}",
+            self.t("promotion_redemptions")
+        ))
+        .bind(order_id.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some(row) = row else {
+            return self
+                .not_active(&mut tx, order_id, RedemptionState::Confirmed)
+                .await;
+        };
+        let r = redemption_from(&row)?;
+        for l in &r.lines {
+            sqlx::query(sql!(
+                "UPDATE {} SET confirmed_uses = confirmed_uses + 1,
+                               confirmed_spent_minor = confirmed_spent_minor + $2
+                 WHERE id = $1",
+                self.t("promotions")
+            ))
+            .bind(l.promotion_id.as_str())
+            .bind(l.amount.to_minor_units())
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
+        tx.commit().await.db()?;
+        Ok(r)
+    }
+
+    async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Redemption> {
+        check_reason(reason)?;
+        let now = self.db.now();
+        let mut tx = self.db.pool.begin().await.db()?;
+        let row = sqlx::query(sql!(
+            "UPDATE {} SET state = 'released', reason = $2, updated_at = $3
+             WHERE order_id = $1 AND state = 'active'
+             RETURNING {REDEMPTION_COLUMNS}",
+            self.t("promotion_redemptions")
+        ))
+        .bind(order_id.as_str())
+        .bind(reason)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .db()?;
+        let Some(row) = row else {
+            return self
+                .not_active(&mut tx, order_id, RedemptionState::Released)
+                .await;
+        };
+        let r = redemption_from(&row)?;
+        self.give_back(&mut tx, std::slice::from_ref(&r)).await?;
+        tx.commit().await.db()?;
+        Ok(r)
+    }
+
+    #[instrument(skip(self))]
+    async fn release_expired(&self, now: Timestamp, limit: u32) -> Result<Vec<Redemption>> {
+        let limit = check_limit(limit)?;
+        let mut tx = self.db.pool.begin().await.db()?;
+        let rows = sqlx::query(sql!(
+            "UPDATE {t} SET state = 'released', reason = 'expired', updated_at = $1
+             WHERE order_id IN (
+                 SELECT order_id FROM {t}
+                 WHERE state = 'active' AND expires_at <= $1
+                 ORDER BY expires_at, order_id
+                 LIMIT $2
+                 FOR UPDATE SKIP LOCKED)
+               AND state = 'active'
+             RETURNING {REDEMPTION_COLUMNS}",
+            t = self.t("promotion_redemptions")
+        ))
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let released = rows
+            .iter()
+            .map(redemption_from)
+            .collect::<Result<Vec<_>>>()?;
+        self.give_back(&mut tx, &released).await?;
+        tx.commit().await.db()?;
+        Ok(released)
+    }
+
+    async fn redemption(&self, order_id: &OrderId) -> Result<Option<Redemption>> {
+        let mut conn = self.db.pool.acquire().await.db()?;
+        self.read_redemption(&mut conn, order_id).await
+    }
+
+    async fn usage(&self, promotion_id: &PromotionId) -> Result<PromotionUsage> {
+        let row = sqlx::query(sql!(
+            "SELECT currency, uses, confirmed_uses, spent_minor, confirmed_spent_minor
+             FROM {} WHERE id = $1",
+            self.t("promotions")
+        ))
+        .bind(promotion_id.as_str())
+        .fetch_optional(&self.db.pool)
+        .await
+        .db()?
+        .ok_or_else(|| Error::not_found(EntityKind::Promotion, promotion_id))?;
+        let currency = Currency::parse(&row.try_get::<String, _>("currency").db()?)
+            .map_err(|e| corrupt(format!("promotion currency: {e}")))?;
+        let money = |minor: i64| {
+            Money::from_minor_units(minor, currency).map_err(|e| corrupt(format!("amount: {e}")))
+        };
+        let count = |n: i64| u64::try_from(n).map_err(|_| corrupt("negative use count"));
+        Ok(PromotionUsage {
+            promotion_id: promotion_id.clone(),
+            uses: count(row.try_get("uses").db()?)?,
+            confirmed_uses: count(row.try_get("confirmed_uses").db()?)?,
+            spent: money(row.try_get("spent_minor").db()?)?,
+            confirmed_spent: money(row.try_get("confirmed_spent_minor").db()?)?,
+        })
+    }
+}
