@@ -38,6 +38,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod address;
+pub mod allocate;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -54,7 +56,9 @@ pub mod recommend;
 pub mod resilience;
 pub mod sample;
 pub mod service;
+pub mod shipping;
 pub mod store;
+pub mod tax;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
