@@ -97,10 +97,7 @@ impl CountryCode {
         }
         let upper = [bytes[0].to_ascii_uppercase(), bytes[1].to_ascii_uppercase()];
         celes::Country::from_alpha2(code).map_err(|_| {
-            Error::validation(
-                "country",
-                format!("{code:?} is not an ISO 3166-1 country"),
-            )
+            Error::validation("country", format!("{code:?} is not an ISO 3166-1 country"))
         })?;
         Ok(CountryCode(upper))
     }
@@ -298,7 +295,11 @@ fn postal_format(country: &str, raw: &str) -> Option<std::result::Result<String,
                     && is_digits(&upper[..5], 5)
                     && upper.as_bytes()[5] == b'-'
                     && is_digits(&upper[6..], 4));
-            if ok { Ok(upper) } else { Err("must be 12345 or 12345-6789") }
+            if ok {
+                Ok(upper)
+            } else {
+                Err("must be 12345 or 12345-6789")
+            }
         }
         "CA" => {
             let ok = b.len() == 6
@@ -338,7 +339,8 @@ fn postal_format(country: &str, raw: &str) -> Option<std::result::Result<String,
             }
         }
         "NL" => {
-            let ok = b.len() == 6 && b[..4].iter().all(u8::is_ascii_digit) && letter(4) && letter(5);
+            let ok =
+                b.len() == 6 && b[..4].iter().all(u8::is_ascii_digit) && letter(4) && letter(5);
             if ok {
                 Ok(format!("{} {}", &compact[..4], &compact[4..]))
             } else {
@@ -405,7 +407,10 @@ impl Address {
         };
 
         let postal = clean_opt("postal_code", input.postal_code.as_deref())?;
-        let postal_code = match (postal, postal_format(cc, input.postal_code.as_deref().unwrap_or("").trim())) {
+        let postal_code = match (
+            postal,
+            postal_format(cc, input.postal_code.as_deref().unwrap_or("").trim()),
+        ) {
             (None, Some(_)) => {
                 return Err(Error::validation(
                     field("postal_code"),
@@ -554,7 +559,10 @@ mod tests {
                 .map(str::to_owned)
         };
         assert_eq!(ok("US", Some("ny"), "10001").as_deref(), Some("10001"));
-        assert_eq!(ok("US", Some("NY"), "10001-1234").as_deref(), Some("10001-1234"));
+        assert_eq!(
+            ok("US", Some("NY"), "10001-1234").as_deref(),
+            Some("10001-1234")
+        );
         assert_eq!(ok("CA", Some("on"), "k1a0b1").as_deref(), Some("K1A 0B1"));
         assert_eq!(ok("GB", None, "sw1a1aa").as_deref(), Some("SW1A 1AA"));
         assert_eq!(ok("GB", None, "M1 1AE").as_deref(), Some("M1 1AE"));
@@ -591,7 +599,11 @@ mod tests {
                 _ => None,
             };
             let err = Address::new(input(c, region, None)).expect_err(c);
-            assert_eq!(field_of(err), "address.postal_code", "{c} requires a postal code");
+            assert_eq!(
+                field_of(err),
+                "address.postal_code",
+                "{c} requires a postal code"
+            );
         }
         // Optional elsewhere.
         assert!(Address::new(input("IE", None, None)).is_ok());
@@ -611,22 +623,37 @@ mod tests {
         assert_eq!(field_of(err), "address.region");
         let mut no_name = input("DE", None, Some("10115"));
         no_name.name = "   ".into();
-        assert_eq!(field_of(Address::new(no_name).expect_err("name")), "address.name");
+        assert_eq!(
+            field_of(Address::new(no_name).expect_err("name")),
+            "address.name"
+        );
         let mut no_city = input("DE", None, Some("10115"));
         no_city.city.clear();
-        assert_eq!(field_of(Address::new(no_city).expect_err("city")), "address.city");
+        assert_eq!(
+            field_of(Address::new(no_city).expect_err("city")),
+            "address.city"
+        );
         let mut sg = input("SG", None, Some("018956"));
         sg.city.clear();
         assert!(Address::new(sg).is_ok(), "a city state needs no city");
         let mut control = input("DE", None, Some("10115"));
         control.line1 = "Main\u{0}Street".into();
-        assert_eq!(field_of(Address::new(control).expect_err("nul")), "address.line1");
+        assert_eq!(
+            field_of(Address::new(control).expect_err("nul")),
+            "address.line1"
+        );
         let mut long = input("DE", None, Some("10115"));
         long.line2 = Some("x".repeat(101));
-        assert_eq!(field_of(Address::new(long).expect_err("long")), "address.line2");
+        assert_eq!(
+            field_of(Address::new(long).expect_err("long")),
+            "address.line2"
+        );
         let mut phone = input("DE", None, Some("10115"));
         phone.phone = Some("call me".into());
-        assert_eq!(field_of(Address::new(phone).expect_err("phone")), "address.phone");
+        assert_eq!(
+            field_of(Address::new(phone).expect_err("phone")),
+            "address.phone"
+        );
         let mut phone = input("DE", None, Some("10115"));
         phone.phone = Some("+49 (221) 123-456".into());
         assert!(Address::new(phone).is_ok());
@@ -656,11 +683,16 @@ mod tests {
         assert!(serde_json::from_str::<Address>(&unknown_field).is_err());
         assert!(serde_json::from_str::<CountryCode>(r#""ZZ""#).is_err());
         assert_eq!(
-            serde_json::from_str::<CountryCode>(r#""fr""#).expect("valid").as_str(),
+            serde_json::from_str::<CountryCode>(r#""fr""#)
+                .expect("valid")
+                .as_str(),
             "FR"
         );
         // Debug keeps personal data out of logs.
         let debug = format!("{a:?}");
-        assert!(!debug.contains("Test Person") && debug.contains("CA"), "{debug}");
+        assert!(
+            !debug.contains("Test Person") && debug.contains("CA"),
+            "{debug}"
+        );
     }
 }

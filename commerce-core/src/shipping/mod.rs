@@ -174,9 +174,11 @@ impl ShippingRequest {
 
     /// Σ `unit_price × quantity`.
     pub fn subtotal(&self) -> Result<Money> {
-        self.items.iter().try_fold(Money::zero(self.currency), |acc, i| {
-            acc.checked_add(&i.unit_price.checked_mul(u64::from(i.quantity))?)
-        })
+        self.items
+            .iter()
+            .try_fold(Money::zero(self.currency), |acc, i| {
+                acc.checked_add(&i.unit_price.checked_mul(u64::from(i.quantity))?)
+            })
     }
 
     /// Σ actual weight × quantity, and whether every item had a weight.

@@ -147,7 +147,8 @@ impl ShippingMethod {
     }
 
     fn validate(&self, field: &str) -> Result<()> {
-        let bad = |what: &str, reason: String| Err(Error::validation(format!("{field}.{what}"), reason));
+        let bad =
+            |what: &str, reason: String| Err(Error::validation(format!("{field}.{what}"), reason));
         let id_ok = !self.id.is_empty()
             && self.id.len() <= 64
             && self
@@ -155,7 +156,10 @@ impl ShippingMethod {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if !id_ok {
-            return bad("id", format!("{:?}: 1 to 64 of letters, digits, _ - .", self.id));
+            return bad(
+                "id",
+                format!("{:?}: 1 to 64 of letters, digits, _ - .", self.id),
+            );
         }
         if self.name.trim().is_empty() || self.name.chars().count() > 100 {
             return bad("name", "1 to 100 characters".into());

@@ -306,7 +306,9 @@ impl TaxBreakdown {
                 PriceMode::TaxExclusive => &a.net,
             };
             if side != expected {
-                return bad(format!("{what}: {side} differs from the request's {expected}"));
+                return bad(format!(
+                    "{what}: {side} differs from the request's {expected}"
+                ));
             }
             Ok(())
         };

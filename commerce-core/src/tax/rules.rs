@@ -7,8 +7,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    PriceMode, Rounding, TaxBreakdown, TaxCalculator, TaxClass, TaxRequest, TaxedAmount,
-    TaxedLine,
+    PriceMode, Rounding, TaxBreakdown, TaxCalculator, TaxClass, TaxRequest, TaxedAmount, TaxedLine,
 };
 use crate::address::{Address, CountryCode};
 use crate::allocate::allocate;
@@ -221,7 +220,9 @@ impl TaxRules {
 
     /// The jurisdictions that apply to `address`.
     pub fn matching<'a>(&'a self, address: &'a Address) -> impl Iterator<Item = &'a Jurisdiction> {
-        self.jurisdictions.iter().filter(move |j| j.matches(address))
+        self.jurisdictions
+            .iter()
+            .filter(move |j| j.matches(address))
     }
 }
 
@@ -277,9 +278,8 @@ impl RuleBasedTax {
     pub fn compute(&self, request: &TaxRequest) -> Result<TaxBreakdown> {
         request.validate()?;
         let matching: Vec<&Jurisdiction> = self.rules.matching(&request.destination).collect();
-        let line_rate = |class: &TaxClass| -> Decimal {
-            matching.iter().map(|j| j.rate_for(class)).sum()
-        };
+        let line_rate =
+            |class: &TaxClass| -> Decimal { matching.iter().map(|j| j.rate_for(class)).sum() };
         let shipping_rate: Decimal = matching.iter().map(|j| j.shipping_rate()).sum();
 
         // Every taxable amount: the lines, then shipping (last).
@@ -310,7 +310,9 @@ impl RuleBasedTax {
                 rate: rate.normalize(),
             });
         }
-        let shipping = taxed.pop().unwrap_or_else(|| TaxedAmount::zero(request.currency));
+        let shipping = taxed
+            .pop()
+            .unwrap_or_else(|| TaxedAmount::zero(request.currency));
         let lines: Vec<TaxedLine> = request
             .lines
             .iter()
