@@ -43,6 +43,8 @@ pub enum EntityKind {
     Job,
     /// An event consumer's checkpoint.
     Consumer,
+    /// A refund (or an order's refund ledger).
+    Refund,
     /// Anything else an adapter stores.
     Other,
 }
@@ -61,6 +63,7 @@ impl fmt::Display for EntityKind {
             EntityKind::Order => "order",
             EntityKind::Job => "job",
             EntityKind::Consumer => "consumer",
+            EntityKind::Refund => "refund",
             EntityKind::Other => "entity",
         };
         f.write_str(name)

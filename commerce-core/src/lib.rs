@@ -53,6 +53,7 @@ pub mod order;
 pub mod page;
 pub mod ratelimit;
 pub mod recommend;
+pub mod refund;
 pub mod resilience;
 pub mod sample;
 pub mod service;

@@ -12,6 +12,7 @@ mod events;
 mod inventory;
 mod orders;
 mod queue;
+mod refunds;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -21,6 +22,7 @@ pub use events::MemoryEventLog;
 pub use inventory::MemoryInventory;
 pub use orders::MemoryOrders;
 pub use queue::MemoryQueue;
+pub use refunds::MemoryRefunds;
 
 use crate::clock::{Clock, SystemClock};
 

@@ -16,6 +16,7 @@ mod inventory;
 mod order;
 mod queue;
 mod recommend;
+mod refund;
 pub mod search;
 
 pub use cart::CartStore;
@@ -25,6 +26,7 @@ pub use inventory::{InventoryStore, InventoryStoreExt};
 pub use order::{CreateOutcome, OrderQuery, OrderStore};
 pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
 pub use recommend::{CoPurchaseStore, HistoryStore};
+pub use refund::{RefundLedger, RefundOutcome};
 pub use search::SearchIndex;
 
 use serde::{Deserialize, Serialize};
