@@ -9,7 +9,8 @@ use async_trait::async_trait;
 
 use crate::clock::ManualClock;
 use crate::error::Result;
-use crate::memory::MemoryEngine;
+use crate::memory::{MemoryEngine, MemoryRefunds};
+use crate::store::RefundLedger;
 use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
 
 /// Makes fresh, empty stores for each case of the kit.
@@ -81,6 +82,8 @@ pub struct Stores {
     pub queue: Option<Arc<dyn OrderQueue>>,
     /// The event log the other stores append to; also tested on its own.
     pub events: Option<Arc<dyn EventLog>>,
+    /// The refund ledger, if the adapter has one.
+    pub refunds: Option<Arc<dyn RefundLedger>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -120,6 +123,12 @@ impl Stores {
         self
     }
 
+    /// Adds the refund ledger.
+    pub fn with_refunds(mut self, store: Arc<dyn RefundLedger>) -> Self {
+        self.refunds = Some(store);
+        self
+    }
+
     /// Adds the event log the other stores append to.
     pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
         self.events = Some(log);
@@ -143,6 +152,7 @@ impl Stores {
                 Area::Orders => self.orders.is_some(),
                 Area::Events => self.events.is_some(),
                 Area::Queue => self.queue.is_some(),
+                Area::Refunds => self.refunds.is_some(),
             })
             .collect()
     }
@@ -184,17 +194,20 @@ pub enum Area {
     Events,
     /// [`OrderQueue`].
     Queue,
+    /// [`RefundLedger`].
+    Refunds,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 6] = [
+    pub const ALL: [Area; 7] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
         Area::Orders,
         Area::Events,
         Area::Queue,
+        Area::Refunds,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -206,6 +219,7 @@ impl Area {
             Area::Orders => "orders",
             Area::Events => "events",
             Area::Queue => "queue",
+            Area::Refunds => "refunds",
         }
     }
 
@@ -221,14 +235,15 @@ impl fmt::Display for Area {
     }
 }
 
-/// The in-memory engine as a [`StoreBuilder`]: every area, one shared event log. The
-/// reference every other adapter is compared with.
+/// The in-memory engine (and a [`MemoryRefunds`]) as a [`StoreBuilder`]: every area,
+/// one shared event log. The reference every other adapter is compared with.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryBuilder;
 
 #[async_trait]
 impl StoreBuilder for MemoryBuilder {
     async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
-        Ok(MemoryEngine::with_clock(clock).into())
+        let stores: Stores = MemoryEngine::with_clock(clock.clone()).into();
+        Ok(stores.with_refunds(Arc::new(MemoryRefunds::new(clock))))
     }
 }

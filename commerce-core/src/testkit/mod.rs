@@ -32,7 +32,7 @@
 //!
 //! The areas and what each checks are documented on their modules: [`catalog`],
 //! [`carts`], [`inventory`] (with the model-based tests, see `inventory`'s docs),
-//! [`orders`], [`events`], [`queue`].
+//! [`orders`], [`events`], [`queue`], [`refunds`].
 //!
 //! # Environment
 //! * `COMMERCE_TESTKIT_CASES` — histories per model-based test (default 32; the
@@ -53,6 +53,7 @@ pub mod inventory;
 mod model;
 pub mod orders;
 pub mod queue;
+pub mod refunds;
 mod runner;
 pub mod strategies;
 
@@ -82,6 +83,7 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Orders => orders::cases(),
             Area::Events => events::cases(),
             Area::Queue => queue::cases(),
+            Area::Refunds => refunds::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

@@ -13,6 +13,7 @@ use super::builder::{Area, StoreBuilder, Stores};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::id::EventId;
+use crate::store::RefundLedger;
 use crate::store::{CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore};
 
 /// Knobs read from the environment, so a failing run can be reproduced or widened
@@ -147,6 +148,13 @@ impl Ctx {
             .queue
             .clone()
             .unwrap_or_else(|| missing("OrderQueue"))
+    }
+
+    pub(crate) fn refunds(&self) -> Arc<dyn RefundLedger> {
+        self.stores
+            .refunds
+            .clone()
+            .unwrap_or_else(|| missing("RefundLedger"))
     }
 
     pub(crate) fn events(&self) -> Arc<dyn EventLog> {
