@@ -381,6 +381,9 @@ impl RefundBalance {
         if request.order_id != self.order_id {
             return Err(Error::validation("order_id", "another order's ledger"));
         }
+        // What does not depend on earlier refunds first, so that every ledger names
+        // the same problem whatever it has recorded.
+        let mut found = Vec::with_capacity(request.lines.len());
         for (i, l) in request.lines.iter().enumerate() {
             same_currency(self.currency, &l.amount)?;
             let Some(line) = self.lines.iter().find(|b| b.sku == l.sku) else {
@@ -389,6 +392,10 @@ impl RefundBalance {
                     format!("{} is not a line of order {}", l.sku, self.order_id),
                 ));
             };
+            found.push(line);
+        }
+        same_currency(self.currency, &request.shipping)?;
+        for (i, (l, line)) in request.lines.iter().zip(found).enumerate() {
             let remaining_units = line.quantity - line.refunded_units;
             if l.quantity > remaining_units {
                 return Err(Error::validation(
@@ -407,7 +414,6 @@ impl RefundBalance {
                 "what remains of the line's",
             )?;
         }
-        same_currency(self.currency, &request.shipping)?;
         let shipping_left = self.shipping_paid.checked_sub(&self.shipping_refunded)?;
         not_above(
             "shipping".into(),

@@ -51,6 +51,7 @@ mod inventory;
 mod orders;
 mod queue;
 pub mod recommend;
+mod refunds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,7 @@ pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
 pub use queue::PgQueue;
+pub use refunds::PgRefunds;
 
 use db::Db;
 
@@ -296,6 +298,11 @@ impl PgCommerce {
     /// The co-purchase counts ("also bought") in this schema.
     pub fn co_purchase(&self) -> recommend::PgCoPurchase {
         recommend::PgCoPurchase::from_db(self.db.pool.clone(), self.db.schema.clone())
+    }
+
+    /// The refund ledger in this schema (tables from `migrations/0940_refunds.sql`).
+    pub fn refunds(&self) -> PgRefunds {
+        PgRefunds::new(self.db.clone())
     }
 
     /// The shopper histories in this schema.
