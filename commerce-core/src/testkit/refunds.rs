@@ -11,7 +11,7 @@
 //! under 48 concurrent partial refunds on a multi-thread runtime exactly what was paid
 //! is refunded, never more, and exactly one refund completes the order; 24 concurrent
 //! replays of one key record it once; returns priced by
-//! [`quote_refund`](crate::refund::quote_refund) give back exactly what was paid.
+//! [`quote_refund`] give back exactly what was paid.
 
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
