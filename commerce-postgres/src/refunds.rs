@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use commerce_core::id::{OrderId, Sku};
 use commerce_core::money::{Currency, Money};
 use commerce_core::refund::{LineBalance, PaidOrder, Refund, RefundBalance, RefundRequest};
-use commerce_core::store::{RefundLedger, RefundOutcome};
+use commerce_core::store::{RefundLedger, RefundLedgerOutcome};
 use commerce_core::{EntityKind, Error, Result};
 use sqlx::Row;
 use tracing::instrument;
@@ -143,7 +143,7 @@ impl RefundLedger for PgRefunds {
     }
 
     #[instrument(skip_all, fields(order = %request.order_id, key = %request.key))]
-    async fn record(&self, request: &RefundRequest) -> Result<RefundOutcome> {
+    async fn record(&self, request: &RefundRequest) -> Result<RefundLedgerOutcome> {
         request.validate()?;
         // What was paid never changes once opened: checking the request against it
         // (SKUs, currency, at most what was bought) is not a read-then-write race.
@@ -228,7 +228,7 @@ impl RefundLedger for PgRefunds {
                     request.lines.len()
                 )));
             }
-            return Ok(RefundOutcome {
+            return Ok(RefundLedgerOutcome {
                 refund: Refund {
                     request: request.clone(),
                     total,
@@ -249,7 +249,7 @@ impl RefundLedger for PgRefunds {
                 format!("refund key {} was used with other content", request.key),
             ));
         }
-        Ok(RefundOutcome {
+        Ok(RefundLedgerOutcome {
             refund: existing,
             created: false,
             completes_order: false,

@@ -10,7 +10,7 @@ use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{IdempotencyKey, OrderId};
 use crate::refund::{PaidOrder, Refund, RefundBalance, RefundRequest};
-use crate::store::{RefundLedger, RefundOutcome};
+use crate::store::{RefundLedger, RefundLedgerOutcome};
 
 #[derive(Debug)]
 struct Ledger {
@@ -64,7 +64,7 @@ impl RefundLedger for MemoryRefunds {
         Ok(balance)
     }
 
-    async fn record(&self, request: &RefundRequest) -> Result<RefundOutcome> {
+    async fn record(&self, request: &RefundRequest) -> Result<RefundLedgerOutcome> {
         request.validate()?;
         let now = self.clock.now();
         let mut ledgers = lock(&self.ledgers);
@@ -79,7 +79,7 @@ impl RefundLedger for MemoryRefunds {
                     format!("refund key {} was used with other content", request.key),
                 ));
             }
-            return Ok(RefundOutcome {
+            return Ok(RefundLedgerOutcome {
                 refund: refund.clone(),
                 created: false,
                 completes_order: false,
@@ -99,7 +99,7 @@ impl RefundLedger for MemoryRefunds {
             .by_key
             .insert(request.key.clone(), ledger.refunds.len());
         ledger.refunds.push(refund.clone());
-        Ok(RefundOutcome {
+        Ok(RefundLedgerOutcome {
             refund,
             created: true,
             completes_order,

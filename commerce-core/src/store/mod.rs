@@ -26,7 +26,7 @@ pub use inventory::{InventoryStore, InventoryStoreExt};
 pub use order::{CreateOutcome, OrderQuery, OrderStore};
 pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
 pub use recommend::{CoPurchaseStore, HistoryStore};
-pub use refund::{RefundLedger, RefundOutcome};
+pub use refund::{RefundLedger, RefundLedgerOutcome};
 pub use search::SearchIndex;
 
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@ use crate::refund::{PaidOrder, Refund, RefundBalance, RefundRequest};
 
 /// What [`RefundLedger::record`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RefundOutcome {
+pub struct RefundLedgerOutcome {
     /// The refund, new or recorded earlier under the same key.
     pub refund: Refund,
     /// Whether this call recorded it (`false`: a replay of the key).
@@ -58,7 +58,7 @@ pub trait RefundLedger: Send + Sync + Debug + 'static {
     /// * The refund and the new totals are written atomically; `created_at` is the
     ///   store clock's now; `completes_order` is true for exactly the refund after
     ///   which everything was refunded.
-    async fn record(&self, request: &RefundRequest) -> Result<RefundOutcome>;
+    async fn record(&self, request: &RefundRequest) -> Result<RefundLedgerOutcome>;
 
     /// The order's totals, `None` if never opened.
     async fn balance(&self, order: &OrderId) -> Result<Option<RefundBalance>>;

@@ -23,7 +23,7 @@ use crate::refund::{
     PaidLine, PaidOrder, RefundBalance, RefundLine, RefundRequest, ShippingRefundPolicy,
     quote_refund,
 };
-use crate::store::RefundOutcome;
+use crate::store::RefundLedgerOutcome;
 
 /// Runs every refund case against `builder`'s stores; panics listing the failed cases.
 pub async fn test_all<B: StoreBuilder>(builder: &B) {
@@ -96,7 +96,7 @@ async fn open(ctx: &Ctx, p: &PaidOrder) -> RefundBalance {
     must!(ctx.refunds().open(p).await, "open({})", p.order_id)
 }
 
-async fn record(ctx: &Ctx, r: &RefundRequest) -> RefundOutcome {
+async fn record(ctx: &Ctx, r: &RefundRequest) -> RefundLedgerOutcome {
     must!(ctx.refunds().record(r).await, "record({})", r.key)
 }
 
