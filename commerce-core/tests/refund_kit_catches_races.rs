@@ -13,11 +13,14 @@ use commerce_core::store::{RefundLedger, RefundLedgerOutcome};
 use commerce_core::testkit::{self, Settings, StoreBuilder, Stores};
 use commerce_core::{EntityKind, Error, Result};
 
+/// One order's ledger: what was paid, the totals, the refunds.
+type Entry = (PaidOrder, RefundBalance, Vec<Refund>);
+
 /// Checks against a snapshot, waits, then adds to whatever the balance is by then.
 #[derive(Debug)]
 struct ReadThenWriteLedger {
     clock: Arc<dyn Clock>,
-    state: Mutex<HashMap<OrderId, (PaidOrder, RefundBalance, Vec<Refund>)>>,
+    state: Mutex<HashMap<OrderId, Entry>>,
 }
 
 #[async_trait]
