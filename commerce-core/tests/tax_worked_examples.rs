@@ -3,8 +3,9 @@
 //!
 //! Rates used (as published by the tax authorities; the postal prefixes are a
 //! simplified example, not a tax database):
-//! * Germany (UStG §12): 19 % standard, 7 % reduced (food, books); delivery charges
-//!   follow the standard rate here.
+//! * Germany (UStG §12): 19 % standard, 7 % reduced (food, books). A delivery charge
+//!   follows the goods it delivers: taxed at the standard rate in the simple examples,
+//!   split over a mixed-rate cart by value in `germany_shipping_split_over_a_mixed_rate_cart`.
 //! * France (CGI art. 278, 278-0 bis): 20 % standard, 5.5 % reduced (books, food).
 //! * New York: state 4 %; New York City 4.5 %; Metropolitan Commuter Transportation
 //!   District 0.375 % (NYC combined 8.875 %); Albany County 4 % (combined 8 %).
@@ -529,4 +530,62 @@ async fn calculate_checked_refuses_an_inconsistent_answer() {
         ),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn germany_shipping_split_over_a_mixed_rate_cart() {
+    // Shipping ancillary to goods of two rates is split by the goods' value
+    // (23.80 : 8.97 of 32.77) and each part taxed at its goods' rate.
+    // 4.90 → 490 × 2380 / 3277 = 355.87…, 490 × 897 / 3277 = 134.12…: floors 355 + 134,
+    // the last cent to the larger remainder (t-shirt): parts 3.56 at 19 %, 1.34 at 7 %.
+    let germany = |rounding| {
+        TaxRules::new(
+            rounding,
+            vec![
+                Jurisdiction::country("Germany", cc("DE"), dec!(0.19))
+                    .class_rate(TaxClass::reduced(), dec!(0.07))
+                    .shipping(ShippingTaxRule::SplitOverLines),
+            ],
+        )
+        .unwrap()
+    };
+    let request = TaxRequest {
+        currency: Currency::EUR,
+        destination: address("DE", None, "10115", "Berlin"),
+        prices: PriceMode::TaxInclusive,
+        lines: vec![
+            line("TSHIRT", TaxClass::standard(), 2, "11.90 EUR", "0.00 EUR"),
+            line("COFFEE", TaxClass::reduced(), 3, "2.99 EUR", "0.00 EUR"),
+        ],
+        shipping: m("4.90 EUR"),
+    };
+
+    // Per line: shipping VAT 3.56 × 0.19 / 1.19 + 1.34 × 0.07 / 1.07
+    // = 0.56840… + 0.08766… = 0.65607… → 0.66 (at 19 % alone it would be 0.78), net 4.24.
+    // Totals: tax 3.80 + 0.59 + 0.66 = 5.05, gross 37.67, net 32.62.
+    // Reported rate (3.56 × 0.19 + 1.34 × 0.07) / 4.90 = 0.157183… → 0.157184.
+    let b = RuleBasedTax::new(germany(Rounding::PerLine))
+        .calculate_checked(&request)
+        .await
+        .unwrap();
+    assert_eq!(
+        (b.shipping.net, b.shipping.tax),
+        (m("4.24 EUR"), m("0.66 EUR"))
+    );
+    assert_eq!(b.shipping.rate, dec!(0.157184));
+    assert_eq!(totals(&b), t("32.62 EUR", "5.05 EUR", "37.67 EUR"));
+
+    // Per total: 19 % group 23.80 + 3.56 = 27.36 → 4.3684… → 4.37, spread 2380 : 356 →
+    // 380.13… and 56.86…: 380 + 56, last cent to shipping (.86 > .13): 3.80 and 0.57.
+    // 7 % group 8.97 + 1.34 = 10.31 → 0.6744… → 0.67, spread 897 : 134 → 58.29… and
+    // 8.70…: 58 + 8, last cent to shipping: 0.58 and 0.09.
+    // Shipping VAT 0.57 + 0.09 = 0.66; total VAT 3.80 + 0.58 + 0.66 = 5.04.
+    let b = RuleBasedTax::new(germany(Rounding::PerTotal))
+        .calculate_checked(&request)
+        .await
+        .unwrap();
+    assert_eq!(b.lines[0].amount.tax, m("3.80 EUR"));
+    assert_eq!(b.lines[1].amount.tax, m("0.58 EUR"));
+    assert_eq!(b.shipping.tax, m("0.66 EUR"));
+    assert_eq!(b.tax_total, m("5.04 EUR"));
 }

@@ -13,6 +13,9 @@
 //!   `unit_price × quantity − discount`.
 //! * Exclusive: `tax = amount × rate`, `net = amount`, `gross = amount + tax`.
 //! * Inclusive: `tax = amount × rate / (1 + rate)`, `gross = amount`, `net = amount − tax`.
+//! * Shipping is taxed by each jurisdiction's [`ShippingTaxRule`]: exempt, at one
+//!   class's rate, or split over the lines in proportion to their amounts with each part
+//!   at its line's rate (mixed-rate EU carts).
 //! * Rounding is **half to even on the currency's minor unit**, either per line
 //!   ([`Rounding::PerLine`]: each line's tax is rounded, the total is the sum of the
 //!   rounded taxes) or per total ([`Rounding::PerTotal`]: the amounts of all lines

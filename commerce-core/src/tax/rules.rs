@@ -12,7 +12,7 @@ use super::{
 use crate::address::{Address, CountryCode};
 use crate::allocate::allocate;
 use crate::error::{Error, Result};
-use crate::money::Money;
+use crate::money::{Currency, Money};
 
 /// How a jurisdiction taxes the shipping charge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,8 +21,14 @@ pub enum ShippingTaxRule {
     /// Shipping is not taxed here.
     Exempt,
     /// Shipping is taxed at this jurisdiction's rate for the given class (usually
-    /// `standard`: EU VAT on delivery charges, New York on shipping of taxable goods).
+    /// `standard`: New York on shipping of taxable goods).
     AtClass(TaxClass),
+    /// Shipping is split over the lines in proportion to their (discounted) amounts,
+    /// with [`allocate`](crate::allocate::allocate), and each part is taxed at its
+    /// line's rate: EU practice for a delivery charge ancillary to goods of several
+    /// rates (Saleor's "weighted tax for shipping"). The shipping's reported rate is the
+    /// weighted average, rounded to 6 decimals (informational).
+    SplitOverLines,
 }
 
 /// A taxing authority and its rates: a country, optionally narrowed to a region
@@ -102,10 +108,20 @@ impl Jurisdiction {
             .unwrap_or(self.standard_rate)
     }
 
+    /// The rate of shipping in one piece (a split jurisdiction is never asked this).
     fn shipping_rate(&self) -> Decimal {
         match &self.shipping {
             ShippingTaxRule::Exempt => Decimal::ZERO,
             ShippingTaxRule::AtClass(class) => self.rate_for(class),
+            ShippingTaxRule::SplitOverLines => self.standard_rate,
+        }
+    }
+
+    /// The rate of the part of shipping split off a line of `class`.
+    fn shipping_rate_for_part(&self, class: &TaxClass) -> Decimal {
+        match &self.shipping {
+            ShippingTaxRule::SplitOverLines => self.rate_for(class),
+            _ => self.shipping_rate(),
         }
     }
 
@@ -280,21 +296,63 @@ impl RuleBasedTax {
         let matching: Vec<&Jurisdiction> = self.rules.matching(&request.destination).collect();
         let line_rate =
             |class: &TaxClass| -> Decimal { matching.iter().map(|j| j.rate_for(class)).sum() };
-        let shipping_rate: Decimal = matching.iter().map(|j| j.shipping_rate()).sum();
 
-        // Every taxable amount: the lines, then shipping (last).
-        let mut amounts = Vec::with_capacity(request.lines.len() + 1);
-        for line in &request.lines {
-            amounts.push((line.amount()?, line_rate(&line.tax_class)));
+        // The taxable pieces: each line, then shipping — in one piece, or split over the
+        // lines in proportion to their amounts when a jurisdiction says so.
+        let n = request.lines.len();
+        let mut amounts = Vec::with_capacity(n + 1);
+        let mut pieces: Vec<Piece> = Vec::with_capacity(2 * n + 1);
+        for (i, line) in request.lines.iter().enumerate() {
+            let amount = line.amount()?;
+            let rate = line_rate(&line.tax_class);
+            amounts.push((amount, rate));
+            pieces.push(Piece {
+                owner: i,
+                amount,
+                rate,
+            });
         }
+        let split = matching
+            .iter()
+            .any(|j| j.shipping == ShippingTaxRule::SplitOverLines);
+        let shipping_rate = if split {
+            let weights: Vec<Money> = amounts.iter().map(|(a, _)| *a).collect();
+            let parts = allocate(&request.shipping, &weights)?;
+            let mut weighted = Decimal::ZERO;
+            for (part, line) in parts.into_iter().zip(&request.lines) {
+                let rate: Decimal = matching
+                    .iter()
+                    .map(|j| j.shipping_rate_for_part(&line.tax_class))
+                    .sum();
+                weighted += part.amount() * rate;
+                pieces.push(Piece {
+                    owner: n,
+                    amount: part,
+                    rate,
+                });
+            }
+            if request.shipping.is_zero() {
+                Decimal::ZERO
+            } else {
+                weighted
+                    .checked_div(request.shipping.amount())
+                    .unwrap_or(Decimal::ZERO)
+                    .round_dp(6)
+            }
+        } else {
+            let rate: Decimal = matching.iter().map(|j| j.shipping_rate()).sum();
+            pieces.push(Piece {
+                owner: n,
+                amount: request.shipping,
+                rate,
+            });
+            rate
+        };
         amounts.push((request.shipping, shipping_rate));
 
         let taxes = match self.rules.rounding {
-            Rounding::PerLine => amounts
-                .iter()
-                .map(|(amount, rate)| tax_of(amount, *rate, request.prices))
-                .collect::<Result<Vec<_>>>()?,
-            Rounding::PerTotal => per_total(&amounts, request.prices)?,
+            Rounding::PerLine => per_line(&pieces, n + 1, request.currency, request.prices)?,
+            Rounding::PerTotal => per_total(&pieces, n + 1, request.currency, request.prices)?,
         };
 
         let mut taxed: Vec<TaxedAmount> = Vec::with_capacity(amounts.len());
@@ -355,23 +413,51 @@ fn exact_tax(amount: Decimal, rate: Decimal, prices: PriceMode) -> Result<Decima
     }
 }
 
-/// Per-total rounding: one rounded tax per rate, spread back over that rate's amounts.
-fn per_total(amounts: &[(Money, Decimal)], prices: PriceMode) -> Result<Vec<Money>> {
-    let currency = amounts
-        .first()
-        .map(|(m, _)| m.currency())
-        .ok_or_else(|| Error::validation("lines", "nothing to tax"))?;
-    let mut groups: BTreeMap<Decimal, Vec<usize>> = BTreeMap::new();
-    for (i, (_, rate)) in amounts.iter().enumerate() {
-        groups.entry(rate.normalize()).or_default().push(i);
+/// A taxable piece of a line or of shipping (`owner` = line index, or the number of
+/// lines for shipping).
+struct Piece {
+    owner: usize,
+    amount: Money,
+    rate: Decimal,
+}
+
+/// Per-line rounding: each owner's exact tax (the sum over its pieces) rounded once.
+fn per_line(
+    pieces: &[Piece],
+    owners: usize,
+    currency: Currency,
+    prices: PriceMode,
+) -> Result<Vec<Money>> {
+    let mut exact = vec![Decimal::ZERO; owners];
+    for p in pieces {
+        exact[p.owner] += exact_tax(p.amount.amount(), p.rate, prices)?;
     }
-    let mut taxes = vec![Money::zero(currency); amounts.len()];
+    exact
+        .into_iter()
+        .map(|e| Money::from_decimal_rounded(e, currency))
+        .collect()
+}
+
+/// Per-total rounding: one rounded tax per rate, spread back over that rate's pieces,
+/// then added up per owner.
+fn per_total(
+    pieces: &[Piece],
+    owners: usize,
+    currency: Currency,
+    prices: PriceMode,
+) -> Result<Vec<Money>> {
+    let mut groups: BTreeMap<Decimal, Vec<usize>> = BTreeMap::new();
+    for (i, p) in pieces.iter().enumerate() {
+        groups.entry(p.rate.normalize()).or_default().push(i);
+    }
+    let mut taxes = vec![Money::zero(currency); owners];
     for (rate, members) in groups {
-        let weights: Vec<Money> = members.iter().map(|&i| amounts[i].0).collect();
+        let weights: Vec<Money> = members.iter().map(|&i| pieces[i].amount).collect();
         let sum = Money::try_sum(currency, &weights)?;
         let group_tax = tax_of(&sum, rate, prices)?;
         for (i, part) in members.iter().zip(allocate(&group_tax, &weights)?) {
-            taxes[*i] = part;
+            let owner = pieces[*i].owner;
+            taxes[owner] = taxes[owner].checked_add(&part)?;
         }
     }
     Ok(taxes)
