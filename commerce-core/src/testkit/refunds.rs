@@ -10,7 +10,8 @@
 //! is recorded once per order (a replay returns it, other content is a conflict);
 //! under 48 concurrent partial refunds on a multi-thread runtime exactly what was paid
 //! is refunded, never more, and exactly one refund completes the order; 24 concurrent
-//! replays of one key record it once; returns priced by
+//! replays of one key record it once; 16 concurrent opens register the order once;
+//! returns priced by
 //! [`quote_refund`] give back exactly what was paid.
 
 use super::builder::{Area, StoreBuilder};
@@ -44,6 +45,7 @@ pub(crate) fn cases() -> Vec<Case> {
         a_key_is_recorded_once_per_order,
         concurrent_partial_refunds_never_exceed_what_was_paid,
         concurrent_replays_of_one_key_record_once,
+        concurrent_opens_register_once,
         quoted_returns_give_back_exactly_what_was_paid,
     ]
 }
@@ -469,6 +471,36 @@ async fn concurrent_replays_of_one_key_record_once(env: Env<'_>) {
     assert_eq!(created, 1, "exactly one call records the refund");
     assert_eq!(balance(&ctx, "o-1").await, Some(expected(&p, &[&r])));
     assert_eq!(keys(&ctx, "o-1").await, ["once"]);
+}
+
+async fn concurrent_opens_register_once(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let p = paid("o-1");
+    let refunds = ctx.refunds();
+    let outcomes = concurrently(16, |_| {
+        let (refunds, p) = (refunds.clone(), p.clone());
+        async move { refunds.open(&p).await }
+    })
+    .await;
+    for b in outcomes {
+        assert_eq!(
+            must!(b, "one of 16 concurrent opens"),
+            expected(&p, &[]),
+            "every concurrent open returns the same fresh balance"
+        );
+    }
+    assert_eq!(
+        must!(ctx.refunds().paid(&oid("o-1")).await, "paid"),
+        Some(p.clone())
+    );
+    // The lines were registered once: refunding every unit still fits exactly.
+    let all = request(
+        "o-1",
+        "all",
+        &[("A", 5, "50.00 EUR"), ("B", 3, "30.00 EUR")],
+        "5.00 EUR",
+    );
+    assert!(record(&ctx, &all).await.completes_order);
 }
 
 async fn quoted_returns_give_back_exactly_what_was_paid(env: Env<'_>) {
