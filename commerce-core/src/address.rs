@@ -292,6 +292,7 @@ fn postal_format(country: &str, raw: &str) -> Option<std::result::Result<String,
         "US" => {
             let ok = is_digits(&upper, 5)
                 || (upper.len() == 10
+                    && upper.is_ascii()
                     && is_digits(&upper[..5], 5)
                     && upper.as_bytes()[5] == b'-'
                     && is_digits(&upper[6..], 4));
@@ -668,6 +669,49 @@ mod tests {
         assert_eq!(a.postal_code(), Some("50667"));
         assert_eq!(a.country().to_string(), "DE");
         assert_eq!(a.country().name(), "Germany");
+    }
+
+    proptest::proptest! {
+        /// Any text in any field is either a valid address or a `Validation` error on an
+        /// `address.*` field: never a panic (byte slicing of postal codes included).
+        #[test]
+        fn arbitrary_input_never_panics(
+            country in proptest::prop_oneof![
+                proptest::prelude::Just("US".to_owned()),
+                proptest::prelude::Just("CA".to_owned()),
+                proptest::prelude::Just("GB".to_owned()),
+                proptest::prelude::Just("NL".to_owned()),
+                proptest::prelude::Just("JP".to_owned()),
+                "\\PC{0,3}",
+            ],
+            region in proptest::option::of("\\PC{0,4}"),
+            postal in proptest::option::of("[0-9A-Za-z \\-é€]{0,12}"),
+            name in "\\PC{0,8}",
+        ) {
+            let result = Address::new(AddressInput {
+                name,
+                line1: "1 Test Street".into(),
+                city: "Testville".into(),
+                region,
+                postal_code: postal,
+                country,
+                ..AddressInput::default()
+            });
+            match result {
+                Ok(a) => proptest::prop_assert!(Address::new(a.to_input()).is_ok()),
+                Err(Error::Validation { field, .. }) => {
+                    proptest::prop_assert!(field.starts_with("address."), "{field}")
+                }
+                Err(other) => proptest::prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn us_postal_codes_with_multibyte_characters_are_rejected_not_sliced() {
+        let err =
+            Address::new(input("US", Some("NY"), Some("1234\u{e9}6789"))).expect_err("non-ASCII");
+        assert_eq!(field_of(err), "address.postal_code");
     }
 
     #[test]
