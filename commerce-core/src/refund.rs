@@ -396,7 +396,7 @@ impl RefundBalance {
         }
         same_currency(self.currency, &request.shipping)?;
         for (i, (l, line)) in request.lines.iter().zip(found).enumerate() {
-            let remaining_units = line.quantity - line.refunded_units;
+            let remaining_units = line.quantity.saturating_sub(line.refunded_units);
             if l.quantity > remaining_units {
                 return Err(Error::validation(
                     format!("lines[{i}].quantity"),
