@@ -51,6 +51,8 @@ pub enum EntityKind {
     Redemption,
     /// A price list.
     PriceList,
+    /// A refund (or an order's refund ledger).
+    Refund,
     /// Anything else an adapter stores.
     Other,
 }
@@ -73,6 +75,7 @@ impl fmt::Display for EntityKind {
             EntityKind::Coupon => "coupon code",
             EntityKind::Redemption => "promotion redemption",
             EntityKind::PriceList => "price list",
+            EntityKind::Refund => "refund",
             EntityKind::Other => "entity",
         };
         f.write_str(name)

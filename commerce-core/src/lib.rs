@@ -39,6 +39,8 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod address;
+pub mod allocate;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -53,11 +55,14 @@ pub mod page;
 pub mod promotion;
 pub mod ratelimit;
 pub mod recommend;
+pub mod refund;
 pub mod resilience;
 pub mod sample;
 pub mod service;
+pub mod shipping;
 pub mod store;
 pub mod telemetry;
+pub mod tax;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -54,6 +54,7 @@ mod promotions;
 mod queue;
 pub mod recommend;
 mod steps;
+mod refunds;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,7 @@ pub use orders::PgOrders;
 pub use promotions::PgPromotions;
 pub use queue::PgQueue;
 pub use steps::{PgOrderSteps, StepBatching};
+pub use refunds::PgRefunds;
 
 use db::Db;
 
@@ -332,6 +334,11 @@ impl PgCommerce {
     /// The co-purchase counts ("also bought") in this schema.
     pub fn co_purchase(&self) -> recommend::PgCoPurchase {
         recommend::PgCoPurchase::from_db(self.db.pool.clone(), self.db.schema.clone())
+    }
+
+    /// The refund ledger in this schema (tables from `migrations/0940_refunds.sql`).
+    pub fn refunds(&self) -> PgRefunds {
+        PgRefunds::new(self.db.clone())
     }
 
     /// The shopper histories in this schema.

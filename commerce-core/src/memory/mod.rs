@@ -14,6 +14,7 @@ mod nonces;
 mod orders;
 mod promotions;
 mod queue;
+mod refunds;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -25,6 +26,7 @@ pub use nonces::MemoryNonces;
 pub use orders::MemoryOrders;
 pub use promotions::MemoryPromotions;
 pub use queue::MemoryQueue;
+pub use refunds::MemoryRefunds;
 
 use crate::clock::{Clock, SystemClock};
 

@@ -18,6 +18,7 @@ mod order;
 mod promotion;
 mod queue;
 mod recommend;
+mod refund;
 pub mod search;
 pub mod steps;
 
@@ -30,6 +31,7 @@ pub use order::{CreateOutcome, OrderQuery, OrderStore};
 pub use promotion::PromotionStore;
 pub use queue::{DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy};
 pub use recommend::{CoPurchaseStore, HistoryStore};
+pub use refund::{RefundLedger, RefundLedgerOutcome};
 pub use search::SearchIndex;
 pub use steps::{ComposedSteps, OrderSteps, StepOutcome};
 

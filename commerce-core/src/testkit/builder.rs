@@ -9,10 +9,10 @@ use async_trait::async_trait;
 
 use crate::clock::ManualClock;
 use crate::error::Result;
-use crate::memory::MemoryEngine;
+use crate::memory::{MemoryEngine, MemoryRefunds};
 use crate::store::{
     CartStore, CatalogStore, ComposedSteps, EventLog, InventoryStore, OrderQueue, OrderSteps,
-    OrderStore, PromotionStore,
+    OrderStore, PromotionStore, RefundLedger,
 };
 
 /// Makes fresh, empty stores for each case of the kit.
@@ -89,6 +89,8 @@ pub struct Stores {
     pub steps: Option<Arc<dyn OrderSteps>>,
     /// The promotions, if the adapter has them.
     pub promotions: Option<Arc<dyn PromotionStore>>,
+    /// The refund ledger, if the adapter has one.
+    pub refunds: Option<Arc<dyn RefundLedger>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -134,6 +136,12 @@ impl Stores {
         self
     }
 
+    /// Adds the refund ledger.
+    pub fn with_refunds(mut self, store: Arc<dyn RefundLedger>) -> Self {
+        self.refunds = Some(store);
+        self
+    }
+
     /// Adds the event log the other stores append to.
     pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
         self.events = Some(log);
@@ -167,6 +175,7 @@ impl Stores {
                     self.steps.is_some() && self.inventory.is_some() && self.orders.is_some()
                 }
                 Area::Promotions => self.promotions.is_some(),
+                Area::Refunds => self.refunds.is_some(),
             })
             .collect()
     }
@@ -217,11 +226,13 @@ pub enum Area {
     Steps,
     /// [`PromotionStore`], with the concurrent and model-based tests.
     Promotions,
+    /// [`RefundLedger`].
+    Refunds,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 8] = [
+    pub const ALL: [Area; 9] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
@@ -230,6 +241,7 @@ impl Area {
         Area::Queue,
         Area::Steps,
         Area::Promotions,
+        Area::Refunds,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -243,6 +255,7 @@ impl Area {
             Area::Queue => "queue",
             Area::Steps => "steps",
             Area::Promotions => "promotions",
+            Area::Refunds => "refunds",
         }
     }
 
@@ -261,14 +274,15 @@ impl fmt::Display for Area {
     }
 }
 
-/// The in-memory engine as a [`StoreBuilder`]: every area, one shared event log. The
-/// reference every other adapter is compared with.
+/// The in-memory engine (and a [`MemoryRefunds`]) as a [`StoreBuilder`]: every area,
+/// one shared event log. The reference every other adapter is compared with.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryBuilder;
 
 #[async_trait]
 impl StoreBuilder for MemoryBuilder {
     async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
-        Ok(MemoryEngine::with_clock(clock).into())
+        let stores: Stores = MemoryEngine::with_clock(clock.clone()).into();
+        Ok(stores.with_refunds(Arc::new(MemoryRefunds::new(clock))))
     }
 }

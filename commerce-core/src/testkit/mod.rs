@@ -32,8 +32,8 @@
 //!
 //! The areas and what each checks are documented on their modules: [`catalog`],
 //! [`carts`], [`inventory`] (with the model-based tests, see `inventory`'s docs),
-//! [`orders`], [`events`], [`queue`], [`promotions`] (with its concurrent and
-//! model-based tests).
+//! [`orders`], [`events`], [`queue`], [`steps`], [`promotions`] (with its concurrent and
+//! model-based tests), [`refunds`].
 //!
 //! # Environment
 //! * `COMMERCE_TESTKIT_CASES` — histories per model-based test (default 32; the
@@ -55,6 +55,7 @@ mod model;
 pub mod orders;
 pub mod promotions;
 pub mod queue;
+pub mod refunds;
 mod runner;
 pub mod steps;
 pub mod strategies;
@@ -87,6 +88,7 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Queue => queue::cases(),
             Area::Steps => steps::cases(),
             Area::Promotions => promotions::cases(),
+            Area::Refunds => refunds::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

@@ -15,6 +15,7 @@ use crate::event::{DomainEvent, EventEnvelope};
 use crate::id::EventId;
 use crate::store::{
     CartStore, CatalogStore, EventLog, InventoryStore, OrderQueue, OrderStore, PromotionStore,
+    RefundLedger,
 };
 
 /// Knobs read from the environment, so a failing run can be reproduced or widened
@@ -163,6 +164,13 @@ impl Ctx {
             .promotions
             .clone()
             .unwrap_or_else(|| missing("PromotionStore"))
+    }
+
+    pub(crate) fn refunds(&self) -> Arc<dyn RefundLedger> {
+        self.stores
+            .refunds
+            .clone()
+            .unwrap_or_else(|| missing("RefundLedger"))
     }
 
     pub(crate) fn events(&self) -> Arc<dyn EventLog> {
