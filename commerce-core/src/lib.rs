@@ -61,8 +61,8 @@ pub mod sample;
 pub mod service;
 pub mod shipping;
 pub mod store;
-pub mod telemetry;
 pub mod tax;
+pub mod telemetry;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -385,6 +385,15 @@ pub struct StatusChange {
     pub at: Timestamp,
 }
 
+/// `(sku, quantity)` pairs merged by SKU and sorted.
+pub(crate) fn basket<'a>(lines: impl Iterator<Item = (&'a Sku, u32)>) -> Vec<(Sku, u64)> {
+    let mut merged: std::collections::BTreeMap<&Sku, u64> = std::collections::BTreeMap::new();
+    for (sku, q) in lines {
+        *merged.entry(sku).or_default() += u64::from(q);
+    }
+    merged.into_iter().map(|(s, q)| (s.clone(), q)).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,13 +442,4 @@ mod tests {
             prop_assert_eq!(json, format!("\"{}\"", s.as_str()));
         }
     }
-}
-
-/// `(sku, quantity)` pairs merged by SKU and sorted.
-pub(crate) fn basket<'a>(lines: impl Iterator<Item = (&'a Sku, u32)>) -> Vec<(Sku, u64)> {
-    let mut merged: std::collections::BTreeMap<&Sku, u64> = std::collections::BTreeMap::new();
-    for (sku, q) in lines {
-        *merged.entry(sku).or_default() += u64::from(q);
-    }
-    merged.into_iter().map(|(s, q)| (s.clone(), q)).collect()
 }

@@ -53,8 +53,8 @@ mod orders;
 mod promotions;
 mod queue;
 pub mod recommend;
-mod steps;
 mod refunds;
+mod steps;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,8 +73,8 @@ pub use inventory::PgInventory;
 pub use orders::PgOrders;
 pub use promotions::PgPromotions;
 pub use queue::PgQueue;
-pub use steps::{PgOrderSteps, StepBatching};
 pub use refunds::PgRefunds;
+pub use steps::{PgOrderSteps, StepBatching};
 
 use db::Db;
 

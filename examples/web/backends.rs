@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_core::Result;
-use commerce_core::clock::SystemClock;
 use commerce_core::id::ConsumerName;
 use commerce_core::memory::MemoryEngine;
 use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
@@ -72,15 +71,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
                 "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
-            let stores = Stores {
-                catalog: pg.catalog.clone(),
-                carts: pg.carts.clone(),
-                inventory: pg.inventory.clone(),
-                orders: pg.orders.clone(),
-                events: pg.events.clone(),
-                queue: pg.queue.clone(),
-                clock: Arc::new(SystemClock),
-            };
+            let stores = pg.stores();
             (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
         }
     };

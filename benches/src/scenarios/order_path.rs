@@ -49,13 +49,15 @@ enum Rest {
     Cancelled,
 }
 
+/// Buyers waiting for their order, by order.
+type Waiting = HashMap<OrderId, oneshot::Sender<Rest>>;
+/// Orders that rested before their buyer waited.
+type Arrived = HashMap<OrderId, Rest>;
+
 /// A notifier that tells the waiting buyer when their order rests.
 #[derive(Debug, Default)]
 struct RestSignal {
-    state: Mutex<(
-        HashMap<OrderId, oneshot::Sender<Rest>>,
-        HashMap<OrderId, Rest>,
-    )>,
+    state: Mutex<(Waiting, Arrived)>,
 }
 
 impl RestSignal {

@@ -85,6 +85,7 @@ impl Default for PipelineConfig {
 /// does not settle (a loop guard; a normal order needs four).
 const MAX_ROUNDS: usize = 12;
 
+#[allow(clippy::large_enum_variant)] // short-lived, one per step
 enum Next {
     /// The status changed (or may have): take the next step from this order as the
     /// step stored it, or reload it when `None`.
