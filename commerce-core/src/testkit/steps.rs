@@ -1,4 +1,4 @@
-//! The [`OrderSteps`](crate::store::OrderSteps) suite: an adapter's fused steps against
+//! The [`OrderSteps`] suite: an adapter's fused steps against
 //! [`ComposedSteps`] (the separate store calls) on fresh stores of the same adapter.
 //!
 //! Checks: the same script of steps (reserve from one and from two locations, out of
