@@ -12,6 +12,11 @@
 //! | `commerce_rate_limit_decisions_total` | counter | `limiter`, `action`, `decision` | per-user rate limit answers, `admitted` or `limited` |
 //! | `commerce_flash_admissions_total` | counter | `outcome` | flash-sale gate answers, `admitted` or `sold_out` |
 //! | `commerce_search_duration_seconds` | histogram | `kind` | search index calls (`search`, `suggest`, `similar`) |
+//! | `commerce_pipeline_steps_total` | counter | `step`, `outcome` | the pipeline's fused steps (`reserve`, `confirm`): `advanced`, `cancelled` (out of stock, lapsed) or `failed` |
+//! | `commerce_pipeline_step_duration_seconds` | histogram | `step` | how long a fused step took, retries included |
+//! | `commerce_pipeline_jobs_total` | counter | `outcome` | queue jobs settled by the workers: `acked`, `retried`, `dead_lettered`, `stale` |
+//! | `commerce_relay_enqueued_total` | counter | | orders relayed from the outbox to the queue |
+//! | `commerce_relay_lag_seconds` | histogram | | from an `OrderCreated` event's commit to its job's enqueue |
 //!
 //! Also spans: the adapters' calls carry `tracing` spans (`#[instrument]`), at debug level.
 
@@ -27,6 +32,17 @@ pub const RATE_LIMIT_DECISIONS: &str = "commerce_rate_limit_decisions_total";
 pub const FLASH_ADMISSIONS: &str = "commerce_flash_admissions_total";
 /// Search index latency in seconds. Labels: `kind`.
 pub const SEARCH_DURATION: &str = "commerce_search_duration_seconds";
+
+/// The pipeline's fused steps. Labels: `step`, `outcome`.
+pub const PIPELINE_STEPS: &str = "commerce_pipeline_steps_total";
+/// A fused step's latency in seconds. Labels: `step`.
+pub const PIPELINE_STEP_DURATION: &str = "commerce_pipeline_step_duration_seconds";
+/// Queue jobs settled by the workers. Labels: `outcome`.
+pub const PIPELINE_JOBS: &str = "commerce_pipeline_jobs_total";
+/// Orders relayed from the outbox to the queue.
+pub const RELAY_ENQUEUED: &str = "commerce_relay_enqueued_total";
+/// Outbox-to-queue lag in seconds.
+pub const RELAY_LAG: &str = "commerce_relay_lag_seconds";
 
 /// Attaches the descriptions and units of every metric above to the installed recorder.
 pub fn describe() {
@@ -53,6 +69,34 @@ pub fn describe() {
         Unit::Seconds,
         "Search index call latency, by kind"
     );
+    describe_counter!(
+        PIPELINE_STEPS,
+        "The order pipeline's fused steps, by step and outcome"
+    );
+    describe_histogram!(
+        PIPELINE_STEP_DURATION,
+        Unit::Seconds,
+        "Fused pipeline step latency, retries included"
+    );
+    describe_counter!(
+        PIPELINE_JOBS,
+        "Queue jobs settled by the workers, by outcome"
+    );
+    describe_counter!(
+        RELAY_ENQUEUED,
+        "Orders relayed from the outbox to the queue"
+    );
+    describe_histogram!(
+        RELAY_LAG,
+        Unit::Seconds,
+        "Outbox-to-queue lag of relayed orders"
+    );
+}
+
+/// Counts a fused pipeline step and records its latency.
+pub fn record_step(step: &'static str, outcome: &'static str, took: std::time::Duration) {
+    metrics::counter!(PIPELINE_STEPS, "step" => step, "outcome" => outcome).increment(1);
+    metrics::histogram!(PIPELINE_STEP_DURATION, "step" => step).record(took.as_secs_f64());
 }
 
 /// Counts a rate-limit decision (for the limiters of every crate).

@@ -138,3 +138,90 @@ fn product_cache_hits_and_misses_are_counted() {
         r#"commerce_cache_requests_total{cache="memory",result="hit"} 2"#,
     );
 }
+
+/// The order path counts its fused steps by outcome, the relay its enqueues, and the
+/// workers their jobs.
+#[test]
+fn the_order_path_counts_steps_relays_and_jobs() {
+    use commerce_core::catalog::ProductStatus;
+    use commerce_core::id::{CustomerId, IdempotencyKey, LocationId};
+    use commerce_core::service::{
+        CheckoutConfig, CheckoutOutcome, CheckoutRequest, CheckoutService, ClientCart,
+        ClientCartItem, MemoryFulfillment, MemoryNotifier, MemoryPaymentGateway, OrderPipeline,
+        OrderRelay, OrderWorkers, PipelineConfig, Stores, WorkerConfig,
+    };
+    let text = recorded(|| {
+        block_on(async {
+            let engine = MemoryEngine::new();
+            let stores = Stores::memory(&engine);
+            let mut p = NewProduct::new(
+                SellerId::new("s").expect("id"),
+                "Thing",
+                CategoryPath::parse("A > B").expect("path"),
+                "Acme",
+                Sku::new("T-1").expect("sku"),
+                "5.00 USD".parse().expect("money"),
+            );
+            p.status = ProductStatus::Active;
+            stores.catalog.create_product(p).await.expect("product");
+            stores
+                .inventory
+                .restock(
+                    &Sku::new("T-1").expect("sku"),
+                    &LocationId::new("w").expect("loc"),
+                    1,
+                    "in",
+                )
+                .await
+                .expect("restock");
+            let checkout = CheckoutService::new(&stores, CheckoutConfig::default());
+            for i in 0..2 {
+                let cart = ClientCart {
+                    items: vec![ClientCartItem {
+                        sku: Sku::new("T-1").expect("sku"),
+                        quantity: 1,
+                        unit_price: None,
+                    }],
+                };
+                let request = CheckoutRequest::client_cart(
+                    CustomerId::new(format!("c{i}")).expect("id"),
+                    cart,
+                    IdempotencyKey::new(format!("k{i}")).expect("key"),
+                );
+                assert!(matches!(
+                    checkout.checkout(&request).await.expect("checkout"),
+                    CheckoutOutcome::Placed { .. }
+                ));
+            }
+            let relay =
+                OrderRelay::new(stores.events.clone(), stores.queue.clone()).expect("relay");
+            assert_eq!(relay.run_until_caught_up().await.expect("relay"), 2);
+            let pipeline = Arc::new(OrderPipeline::new(
+                &stores,
+                Arc::new(MemoryPaymentGateway::new()),
+                Arc::new(MemoryFulfillment::new()),
+                Arc::new(MemoryNotifier::new()),
+                PipelineConfig::default(),
+            ));
+            let stats = OrderWorkers::new(stores.queue.clone(), pipeline, WorkerConfig::default())
+                .run_until_idle()
+                .await
+                .expect("workers");
+            assert_eq!(stats.acked, 2);
+        })
+    });
+    has(&text, "commerce_relay_enqueued_total 2");
+    has(
+        &text,
+        r#"commerce_pipeline_steps_total{step="reserve",outcome="advanced"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_pipeline_steps_total{step="reserve",outcome="cancelled"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_pipeline_steps_total{step="confirm",outcome="advanced"} 1"#,
+    );
+    has(&text, r#"commerce_pipeline_jobs_total{outcome="acked"} 2"#);
+}

@@ -374,10 +374,12 @@ impl OrderPipeline {
                 .await;
         }
         let ttl = self.config.reservation_ttl;
+        let started = std::time::Instant::now();
         let result = retry(&self.config.step_retry, "reserve", || {
             self.steps.reserve_order(order, ttl)
         })
         .await;
+        record_step("reserve", &result, started.elapsed());
         self.stepped(result, run)
     }
 
@@ -480,10 +482,12 @@ impl OrderPipeline {
                     .await
             }
             ChargeOutcome::Approved { payment_ref } => {
+                let started = std::time::Instant::now();
                 let result = retry(&self.config.step_retry, "confirm payment", || {
                     self.steps.confirm_payment(order, &payment_ref)
                 })
                 .await;
+                record_step("confirm", &result, started.elapsed());
                 self.stepped(result, run)
             }
         }
@@ -656,6 +660,16 @@ impl OrderPipeline {
         }
         Ok(())
     }
+}
+
+/// Counts a fused step by outcome (see [`crate::telemetry`]).
+fn record_step(step: &'static str, result: &Result<StepOutcome>, took: Duration) {
+    let outcome = match result {
+        Ok(out) if out.is_cancelled() => "cancelled",
+        Ok(_) => "advanced",
+        Err(_) => "failed",
+    };
+    crate::telemetry::record_step(step, outcome, took);
 }
 
 /// Reasons are at most 500 characters in the history.

@@ -67,6 +67,14 @@ impl OrderRelay {
         let enqueued = created.len();
         if !created.is_empty() {
             self.queue.enqueue_many(&created).await?;
+            metrics::counter!(crate::telemetry::RELAY_ENQUEUED).increment(enqueued as u64);
+            let now = chrono::Utc::now();
+            for e in &events {
+                if matches!(e.event, DomainEvent::OrderCreated { .. }) {
+                    let lag = (now - e.at).to_std().unwrap_or_default();
+                    metrics::histogram!(crate::telemetry::RELAY_LAG).record(lag.as_secs_f64());
+                }
+            }
         }
         if let Some(last) = events.last() {
             self.events.commit(&self.consumer, last.id).await?;

@@ -197,7 +197,7 @@ impl OrderWorkers {
                     })
             }
         };
-        match settled {
+        let outcome = match settled {
             Ok(o) => o,
             Err(e) => {
                 // A stale claim (someone took the job over) or a queue failure: the
@@ -206,7 +206,15 @@ impl OrderWorkers {
                 tracing::warn!(job = %job.id, error = %e, "could not settle the job");
                 JobOutcome::Stale
             }
-        }
+        };
+        let label = match outcome {
+            JobOutcome::Acked => "acked",
+            JobOutcome::Retried => "retried",
+            JobOutcome::DeadLettered => "dead_lettered",
+            JobOutcome::Stale => "stale",
+        };
+        metrics::counter!(crate::telemetry::PIPELINE_JOBS, "outcome" => label).increment(1);
+        outcome
     }
 }
 
