@@ -16,6 +16,8 @@
 //! | `commerce_pipeline_step_duration_seconds` | histogram | `step` | how long a fused step took, retries included |
 //! | `commerce_pipeline_jobs_total` | counter | `outcome` | queue jobs settled by the workers: `acked`, `retried`, `dead_lettered`, `stale` |
 //! | `commerce_relay_enqueued_total` | counter | | orders relayed from the outbox to the queue |
+//! | `commerce_queue_wait_seconds` | histogram | | a job's age when a worker claims it (enqueue to claim) |
+//! | `commerce_queue_claimed` | gauge | | jobs the worker pool holds at once |
 //! | `commerce_relay_lag_seconds` | histogram | | from an `OrderCreated` event's commit to its job's enqueue |
 //!
 //! Also spans: the adapters' calls carry `tracing` spans (`#[instrument]`), at debug level.
@@ -39,6 +41,10 @@ pub const PIPELINE_STEPS: &str = "commerce_pipeline_steps_total";
 pub const PIPELINE_STEP_DURATION: &str = "commerce_pipeline_step_duration_seconds";
 /// Queue jobs settled by the workers. Labels: `outcome`.
 pub const PIPELINE_JOBS: &str = "commerce_pipeline_jobs_total";
+/// A job's age when claimed, in seconds.
+pub const QUEUE_WAIT: &str = "commerce_queue_wait_seconds";
+/// Jobs the worker pool holds at once.
+pub const QUEUE_CLAIMED: &str = "commerce_queue_claimed";
 /// Orders relayed from the outbox to the queue.
 pub const RELAY_ENQUEUED: &str = "commerce_relay_enqueued_total";
 /// Outbox-to-queue lag in seconds.
@@ -86,6 +92,12 @@ pub fn describe() {
         RELAY_ENQUEUED,
         "Orders relayed from the outbox to the queue"
     );
+    describe_histogram!(
+        QUEUE_WAIT,
+        Unit::Seconds,
+        "Age of queue jobs when a worker claims them"
+    );
+    metrics::describe_gauge!(QUEUE_CLAIMED, "Jobs the worker pool holds at once");
     describe_histogram!(
         RELAY_LAG,
         Unit::Seconds,

@@ -224,4 +224,5 @@ fn the_order_path_counts_steps_relays_and_jobs() {
         r#"commerce_pipeline_steps_total{step="confirm",outcome="advanced"} 1"#,
     );
     has(&text, r#"commerce_pipeline_jobs_total{outcome="acked"} 2"#);
+    has(&text, "commerce_queue_wait_seconds_count 2");
 }

@@ -117,6 +117,7 @@ pub(crate) fn decode_envelope(row: &sqlx::postgres::PgRow) -> Result<EventEnvelo
 
 #[async_trait]
 impl EventLog for PgEventLog {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn append(&self, events: Vec<DomainEvent>) -> Result<Vec<EventId>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -128,6 +129,7 @@ impl EventLog for PgEventLog {
         Ok(ids)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn read(&self, after: EventId, limit: u32) -> Result<Vec<EventEnvelope>> {
         let limit = check_limit(limit)?;
         let after = i64::try_from(after.0).unwrap_or(i64::MAX);
@@ -151,6 +153,7 @@ impl EventLog for PgEventLog {
         rows.iter().map(decode_envelope).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn checkpoint(&self, consumer: &ConsumerName) -> Result<EventId> {
         let cp: Option<i64> = sqlx::query_scalar(sql!(
             "SELECT up_to FROM {} WHERE consumer = $1",
@@ -163,6 +166,7 @@ impl EventLog for PgEventLog {
         Ok(EventId(cp.unwrap_or(0) as u64))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn commit(&self, consumer: &ConsumerName, up_to: EventId) -> Result<()> {
         let up_to = i64::try_from(up_to.0)
             .map_err(|_| Error::validation("up_to", "event id out of range"))?;
@@ -179,6 +183,7 @@ impl EventLog for PgEventLog {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wait_for_events(&self, after: EventId, timeout: Duration) -> Result<bool> {
         self.ensure_listener();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -199,6 +204,7 @@ impl EventLog for PgEventLog {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn prune(&self, before: Timestamp) -> Result<u64> {
         let done = sqlx::query(sql!(
             "DELETE FROM {e} WHERE at < $1

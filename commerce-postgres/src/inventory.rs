@@ -397,6 +397,7 @@ impl PgInventory {
 
 #[async_trait]
 impl InventoryStore for PgInventory {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn restock(
         &self,
         sku: &Sku,
@@ -489,6 +490,7 @@ impl InventoryStore for PgInventory {
         Ok(level)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn adjust(
         &self,
         sku: &Sku,
@@ -564,6 +566,7 @@ impl InventoryStore for PgInventory {
         Ok(level)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn set_backorder(&self, sku: &Sku, allowed: bool) -> Result<()> {
         sqlx::query(sql!(
             "INSERT INTO {} (sku, backorder_allowed) VALUES ($1, $2)
@@ -578,6 +581,7 @@ impl InventoryStore for PgInventory {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn stock(&self, sku: &Sku) -> Result<SkuStock> {
         let mut stocks = self.read_stocks(std::slice::from_ref(sku)).await?;
         stocks
@@ -585,12 +589,14 @@ impl InventoryStore for PgInventory {
             .ok_or_else(|| corrupt(format!("no stock row for {sku}")))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn stocks(&self, skus: &[Sku]) -> Result<Vec<SkuStock>> {
         let skus = distinct_batch("skus", skus)?;
         let skus: Vec<Sku> = skus.into_iter().cloned().collect();
         self.read_stocks(&skus).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {
         let lines = request.normalized_lines()?;
         if let (Some(c), [line]) = (&self.combiner, lines.as_slice()) {
@@ -653,6 +659,7 @@ impl InventoryStore for PgInventory {
         Ok(r)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Reservation> {
         commerce_core::inventory::check_ttl(ttl)?;
         let now = self.db.now();
@@ -689,17 +696,20 @@ impl InventoryStore for PgInventory {
         Ok(r)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Reservation> {
         self.close_one(order_id, ReservationState::Confirmed, None)
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Reservation> {
         check_reason(reason)?;
         self.close_one(order_id, ReservationState::Released, Some(reason))
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn return_stock(
         &self,
         order_id: &OrderId,
@@ -807,6 +817,7 @@ impl InventoryStore for PgInventory {
         Ok(r)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release_expired(&self, now: Timestamp, limit: u32) -> Result<Vec<Reservation>> {
         let limit = check_limit(limit)?;
         let mut tx = self.db.pool.begin().await.db()?;
@@ -851,6 +862,7 @@ impl InventoryStore for PgInventory {
         Ok(released)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>> {
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE order_id = $1",
@@ -863,6 +875,7 @@ impl InventoryStore for PgInventory {
         row.as_ref().map(reservation_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn movements(&self, sku: &Sku, offset: u64, limit: u32) -> Result<Vec<StockMovement>> {
         let limit = check_limit(limit)?;
         let rows = sqlx::query(sql!(
@@ -878,6 +891,7 @@ impl InventoryStore for PgInventory {
         rows.iter().map(movement_from).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn audit(&self) -> Result<Vec<InvariantViolation>> {
         // The isolation level in the BEGIN itself: one round trip, and nothing can run
         // in the transaction before it.

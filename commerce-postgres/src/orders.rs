@@ -57,6 +57,7 @@ impl PgOrders {
 
 #[async_trait]
 impl OrderStore for PgOrders {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn create_order(&self, new: NewOrder) -> Result<CreateOutcome> {
         let order = new.into_order(self.db.now())?;
         let body = serde_json::to_value(&order).map_err(corrupt)?;
@@ -130,6 +131,7 @@ impl OrderStore for PgOrders {
         Ok(CreateOutcome::Created(order))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
         let row = sqlx::query(sql!("SELECT * FROM {} WHERE id = $1", self.db.t("orders")))
             .bind(id.as_str())
@@ -139,10 +141,12 @@ impl OrderStore for PgOrders {
         row.as_ref().map(order_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_order_by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>> {
         self.by_key(key).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn transition(&self, id: &OrderId, change: &Transition) -> Result<Order> {
         change.validate()?;
         let now = self.db.now();
@@ -203,6 +207,7 @@ impl OrderStore for PgOrders {
         Ok(order)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn history(&self, id: &OrderId) -> Result<Vec<StatusChange>> {
         let rows = sqlx::query(sql!(
             "SELECT from_status, to_status, reason, at FROM {} WHERE order_id = $1 ORDER BY id",
@@ -228,6 +233,7 @@ impl OrderStore for PgOrders {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_orders(&self, query: &OrderQuery) -> Result<Page<Order, OrderId>> {
         let limit = check_limit(query.limit)?;
         let rows = sqlx::query(sql!(

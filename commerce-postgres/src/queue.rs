@@ -54,6 +54,7 @@ impl PgQueue {
 
 #[async_trait]
 impl OrderQueue for PgQueue {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn enqueue(&self, order_id: &OrderId) -> Result<JobId> {
         let now = self.db.now();
         let id: i64 = sqlx::query_scalar(sql!(
@@ -69,6 +70,7 @@ impl OrderQueue for PgQueue {
         Ok(JobId(id as u64))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn enqueue_many(&self, order_ids: &[OrderId]) -> Result<Vec<JobId>> {
         if order_ids.is_empty() {
             return Ok(Vec::new());
@@ -87,12 +89,14 @@ impl OrderQueue for PgQueue {
         Ok(rows.into_iter().map(|id| JobId(id as u64)).collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn wait_for_jobs(&self, timeout: Duration) -> Result<bool> {
         Ok(tokio::time::timeout(timeout, self.db.queue_wake.notified())
             .await
             .is_ok())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn claim(&self, limit: u32, visibility: Duration) -> Result<Vec<QueuedJob>> {
         let limit = check_limit(limit)?;
         let now = self.db.now();
@@ -128,6 +132,7 @@ impl OrderQueue for PgQueue {
         Ok(jobs)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ack(&self, job: &QueuedJob) -> Result<()> {
         let done = sqlx::query(sql!(
             "DELETE FROM {} WHERE id = $1 AND attempts = $2",
@@ -144,6 +149,7 @@ impl OrderQueue for PgQueue {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn fail(
         &self,
         job: &QueuedJob,
@@ -204,6 +210,7 @@ impl OrderQueue for PgQueue {
         Ok(RetryOutcome::Retrying { at })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>> {
         let limit = check_limit(limit)?;
         let rows = sqlx::query(sql!(
@@ -227,6 +234,7 @@ impl OrderQueue for PgQueue {
             .collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn stats(&self) -> Result<QueueStats> {
         let now = self.db.now();
         let (ready, delayed, leased, dead): (i64, i64, i64, i64) = sqlx::query_as(sql!(

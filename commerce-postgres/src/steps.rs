@@ -155,6 +155,7 @@ impl PgOrderSteps {
 
 #[async_trait]
 impl OrderSteps for PgOrderSteps {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn reserve_order(&self, order: &Order, ttl: Duration) -> Result<StepOutcome> {
         let request = ReservationRequest {
             ttl,
@@ -186,6 +187,7 @@ impl OrderSteps for PgOrderSteps {
             .await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm_payment(&self, order: &Order, payment_ref: &str) -> Result<StepOutcome> {
         let reason = paid_reason(payment_ref, &order.totals.total);
         let mut paid = Transition::new(

@@ -136,11 +136,18 @@ impl OrderWorkers {
                 match self.queue.claim(limit, self.config.visibility).await {
                     Ok(jobs) => {
                         claimed = jobs.len();
+                        let now = chrono::Utc::now();
+                        for job in &jobs {
+                            let age = (now - job.enqueued_at).to_std().unwrap_or_default();
+                            metrics::histogram!(crate::telemetry::QUEUE_WAIT)
+                                .record(age.as_secs_f64());
+                        }
                         for job in jobs {
                             let this = self.clone();
                             running.spawn(async move { this.handle(job).await });
                         }
                         stats.max_in_flight = stats.max_in_flight.max(running.len());
+                        metrics::gauge!(crate::telemetry::QUEUE_CLAIMED).set(running.len() as f64);
                     }
                     Err(e) if stop.is_none() => return Err(e),
                     Err(e) => tracing::warn!(error = %e, "claiming jobs failed"),
