@@ -12,6 +12,7 @@ use commerce_core::store::{
 use commerce_core::{EntityKind, Error, Result};
 use sqlx::Row;
 
+use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
 use crate::error::DbResult;
 
@@ -28,6 +29,7 @@ use crate::error::DbResult;
 #[derive(Debug)]
 pub struct PgQueue {
     db: Arc<Db>,
+    acks: Arc<Batcher<(i64, i32), bool>>,
 }
 
 fn stale(job: &QueuedJob) -> Error {
@@ -48,7 +50,34 @@ fn clean(error: &str) -> String {
 
 impl PgQueue {
     pub(crate) fn new(db: Arc<Db>) -> Self {
-        PgQueue { db }
+        // Concurrent acks (one per finished order) go together: one DELETE and one
+        // commit for all the jobs finished while the previous batch ran.
+        let sql = format!(
+            "DELETE FROM {} q USING unnest($1::bigint[], $2::int[]) AS u(id, attempts)
+              WHERE q.id = u.id AND q.attempts = u.attempts RETURNING q.id",
+            db.t("queue_jobs")
+        );
+        let ack_db = db.clone();
+        let run: RunBatch<(i64, i32), bool> = Arc::new(move |batch| {
+            let (db, sql) = (ack_db.clone(), sql.clone());
+            Box::pin(async move {
+                let ids: Vec<i64> = batch.iter().map(|(id, _)| *id).collect();
+                let attempts: Vec<i32> = batch.iter().map(|(_, a)| *a).collect();
+                let done: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&ids)
+                    .bind(&attempts)
+                    .fetch_all(&db.pool)
+                    .await
+                    .db()?;
+                // A job acked twice in one batch was deleted once: only the first ack wins.
+                let mut done: std::collections::HashSet<i64> = done.into_iter().collect();
+                Ok(batch.iter().map(|(id, _)| Ok(done.remove(id))).collect())
+            })
+        });
+        PgQueue {
+            acks: Batcher::new(1, 500, run),
+            db,
+        }
     }
 }
 
@@ -134,16 +163,11 @@ impl OrderQueue for PgQueue {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn ack(&self, job: &QueuedJob) -> Result<()> {
-        let done = sqlx::query(sql!(
-            "DELETE FROM {} WHERE id = $1 AND attempts = $2",
-            self.db.t("queue_jobs")
-        ))
-        .bind(job.id.0 as i64)
-        .bind(job.attempt as i32)
-        .execute(&self.db.pool)
-        .await
-        .db()?;
-        if done.rows_affected() == 0 {
+        let acked = self
+            .acks
+            .submit((job.id.0 as i64, job.attempt as i32))
+            .await?;
+        if !acked {
             return Err(stale(job));
         }
         Ok(())
