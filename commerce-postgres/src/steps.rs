@@ -197,12 +197,15 @@ impl OrderSteps for PgOrderSteps {
         );
         paid.payment_ref = Some(payment_ref.to_owned());
         paid.validate()?;
-        let skus: Vec<_> = {
-            let mut s: Vec<_> = order.lines.iter().map(|l| l.sku.clone()).collect();
-            s.sort();
-            s.dedup();
-            s
-        };
+        // The reservation's SKUs, as its event lists them: the normalised lines.
+        let skus: Vec<_> = ReservationRequest::new(
+            order.id.clone(),
+            order.lines.iter().map(|l| (l.sku.clone(), l.quantity)),
+        )
+        .normalized_lines()?
+        .into_iter()
+        .map(|l| l.sku)
+        .collect();
         let req = json!({
             "reservation_event": event(DomainEvent::ReservationChanged {
                 order_id: order.id.clone(),

@@ -20,7 +20,7 @@ use commerce_core::cart::CartOwner;
 use commerce_core::id::{CartId, CustomerId, IdempotencyKey, Sku};
 use commerce_core::order::OrderStatus;
 use commerce_core::service::{CartService, CheckoutOutcome, CheckoutRequest, CheckoutService};
-use commerce_core::store::{InventoryStore, OrderStore};
+use commerce_core::store::{InventoryStore, OrderStore, RetryPolicy};
 use commerce_core::{Error, Result};
 use tokio::sync::Barrier;
 
@@ -36,27 +36,22 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
+    let backoff = RetryPolicy {
+        max_attempts: u32::MAX,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_secs(1),
+    };
     let deadline = Instant::now() + ORDER_TIMEOUT;
-    let mut pause = Duration::from_millis(10);
+    let mut attempt = 0;
     loop {
         match step().await {
             Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                let jitter = rand_fraction();
-                tokio::time::sleep(pause.mul_f64(jitter)).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
+                attempt += 1;
+                tokio::time::sleep(backoff.jittered_delay_after(attempt)).await;
             }
             other => return other,
         }
     }
-}
-
-/// A number in [0, 1) (for jitter).
-fn rand_fraction() -> f64 {
-    let mut b = [0u8; 4];
-    if getrandom::fill(&mut b).is_err() {
-        return 0.5;
-    }
-    f64::from(u32::from_le_bytes(b)) / (f64::from(u32::MAX) + 1.0)
 }
 
 /// The admission gate of the sale: one token per unit on sale.
@@ -100,13 +95,13 @@ impl Gate {
         }
     }
 
-    async fn settle(&self, ticket: Ticket, sold: bool) -> Result<()> {
+    async fn settle(&self, ticket: &Ticket, sold: bool) -> Result<()> {
         match (self, ticket) {
             (Gate::Redis(g), Ticket::Redis(t)) => {
                 if sold {
-                    g.complete(&t).await
+                    g.complete(t).await
                 } else {
-                    g.give_back(&t).await.map(|_| ())
+                    g.give_back(t).await.map(|_| ())
                 }
             }
             (Gate::Local(tokens), Ticket::Local) => {
@@ -200,20 +195,10 @@ async fn buyer(
     };
     let outcome = admitted(i, sku, carts, checkout, orders, waiter).await;
     let sold = matches!(outcome, Outcome::Confirmed);
-    if let Err(e) = retrying(|| gate.settle_ref(&ticket, sold)).await {
+    if let Err(e) = retrying(|| gate.settle(&ticket, sold)).await {
         tracing::warn!(error = %e, "could not settle the admission ticket (it expires)");
     }
     outcome
-}
-
-impl Gate {
-    async fn settle_ref(&self, ticket: &Ticket, sold: bool) -> Result<()> {
-        let t = match ticket {
-            Ticket::Redis(t) => Ticket::Redis(t.clone()),
-            Ticket::Local => Ticket::Local,
-        };
-        self.settle(t, sold).await
-    }
 }
 
 async fn admitted(
