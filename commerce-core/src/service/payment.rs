@@ -154,8 +154,6 @@ pub struct Capture {
     pub amount: Money,
     /// Whether it was refunded in full.
     pub refunded: bool,
-    /// Given back so far by partial refunds.
-    pub partially_refunded: Money,
 }
 
 #[derive(Debug, Clone)]
@@ -173,6 +171,8 @@ struct GatewayState {
     default: Option<ChargeBehavior>,
     keys: HashMap<IdempotencyKey, KeyState>,
     partial: HashMap<IdempotencyKey, (IdempotencyKey, PartialRefund)>,
+    /// Per charge key: given back so far by partial refunds.
+    partially_refunded: HashMap<IdempotencyKey, Money>,
     next_ref: u64,
     calls: u64,
     hook: Option<ChargeHook>,
@@ -345,7 +345,6 @@ impl PaymentGateway for MemoryPaymentGateway {
                         order_id: request.order_id.clone(),
                         amount: request.amount,
                         refunded: false,
-                        partially_refunded: Money::zero(request.amount.currency()),
                     }),
                 );
                 payment_ref
@@ -396,13 +395,17 @@ impl PaymentGateway for MemoryPaymentGateway {
 
     async fn refund(&self, key: &IdempotencyKey, _reason: &str) -> Result<RefundOutcome> {
         let mut s = self.lock();
+        let partial = s.partially_refunded.get(key).copied();
         match s.keys.get_mut(key) {
             Some(KeyState::Captured(c)) => {
                 c.refunded = true;
                 Ok(RefundOutcome::Refunded {
                     payment_ref: c.payment_ref.clone(),
                     // What partial refunds have not given back yet.
-                    amount: c.amount.checked_sub(&c.partially_refunded)?,
+                    amount: match partial {
+                        Some(p) => c.amount.checked_sub(&p)?,
+                        None => c.amount,
+                    },
                 })
             }
             Some(KeyState::Declined(_)) | Some(KeyState::Void) => Ok(RefundOutcome::NothingCharged),
@@ -439,13 +442,18 @@ impl PaymentGateway for MemoryPaymentGateway {
         if request.amount.is_negative() || request.amount.is_zero() {
             return Err(Error::validation("amount", "must be more than zero"));
         }
-        let after = c.partially_refunded.checked_add(&request.amount)?;
+        let before = s
+            .partially_refunded
+            .get(&request.charge_key)
+            .copied()
+            .unwrap_or_else(|| Money::zero(c.amount.currency()));
+        let after = before.checked_add(&request.amount)?;
         if c.refunded || after.try_cmp(&c.amount)? == std::cmp::Ordering::Greater {
             return Err(Error::validation(
                 "amount",
                 format!(
-                    "{} would refund more than the {} captured ({} refunded)",
-                    request.amount, c.amount, c.partially_refunded
+                    "{} would refund more than the {} captured ({before} refunded)",
+                    request.amount, c.amount
                 ),
             ));
         }
@@ -456,9 +464,8 @@ impl PaymentGateway for MemoryPaymentGateway {
             refund_ref: format!("re_{:06}", s.next_ref),
             amount: request.amount,
         };
-        if let Some(KeyState::Captured(c)) = s.keys.get_mut(&request.charge_key) {
-            c.partially_refunded = after;
-        }
+        s.partially_refunded
+            .insert(request.charge_key.clone(), after);
         s.partial.insert(
             request.refund_key.clone(),
             (request.charge_key.clone(), done.clone()),
