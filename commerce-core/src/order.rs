@@ -428,7 +428,8 @@ impl NewOrder {
                 return Err(Error::validation(field, "must not be negative"));
             }
         }
-        self.checkout.check(currency, &lines, &self.shipping, &self.tax)?;
+        self.checkout
+            .check(currency, &lines, &self.shipping, &self.tax)?;
         let subtotal = Money::try_sum(currency, lines.iter().map(|l| &l.line_total))?;
         let mut totals = OrderTotals {
             subtotal,

@@ -162,16 +162,17 @@ impl PaidOrder {
                 let mut lines = Vec::with_capacity(order.lines.len());
                 for l in &order.lines {
                     let Some(lt) = &l.tax else { continue };
-                    let discount = l
-                        .line_total
-                        .checked_add(&lt.tax)?
-                        .checked_sub(&lt.gross)?;
+                    let discount = l.line_total.checked_add(&lt.tax)?.checked_sub(&lt.gross)?;
                     lines.push(PaidLine {
                         sku: l.sku.clone(),
                         quantity: l.quantity,
                         paid: lt.gross,
                         tax: lt.tax,
-                        discount: if discount.is_negative() { zero } else { discount },
+                        discount: if discount.is_negative() {
+                            zero
+                        } else {
+                            discount
+                        },
                     });
                 }
                 let shipping = if detail.prices == crate::tax::PriceMode::TaxInclusive {
@@ -197,7 +198,11 @@ impl PaidOrder {
                         quantity: l.quantity,
                         paid: p,
                         tax: min(x, p)?,
-                        discount: if discount.is_negative() { zero } else { discount },
+                        discount: if discount.is_negative() {
+                            zero
+                        } else {
+                            discount
+                        },
                     });
                 }
                 (lines, t.shipping, zero)

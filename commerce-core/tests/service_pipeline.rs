@@ -542,7 +542,10 @@ async fn a_refund_in_transit_writes_the_units_off_and_keeps_fulfilment() {
     pipeline.process(&o.id).await.expect("p");
     pipeline.mark_shipped(&o.id, "1Z998").await.expect("ship");
     let before = f.stock(&a).await;
-    let done = pipeline.refund(&o.id, "lost in transit").await.expect("refund");
+    let done = pipeline
+        .refund(&o.id, "lost in transit")
+        .await
+        .expect("refund");
     assert_eq!(done.status, Refunded);
     let after = f.stock(&a).await;
     assert_eq!(after.available(), before.available(), "not back on sale");

@@ -108,8 +108,10 @@ async fn product(f: &Fixture, sku: &str, price: &str, grams: u32, class: &str, s
     );
     new.status = ProductStatus::Active;
     new.variants[0].weight_grams = Some(grams);
-    new.attributes
-        .insert(TAX_CLASS_ATTRIBUTE.into(), AttributeValue::Text(class.into()));
+    new.attributes.insert(
+        TAX_CLASS_ATTRIBUTE.into(),
+        AttributeValue::Text(class.into()),
+    );
     f.stores.catalog.create_product(new).await.unwrap();
     f.restock(&sku, stock).await;
     sku
@@ -174,17 +176,27 @@ async fn shop() -> Shop {
 impl Shop {
     /// 3 mugs and a book to Berlin by DHL, paid and shipped.
     async fn shipped_order(&self, key: &str) -> Order {
-        let req = request(key, &[(&self.mug, 3), (&self.book, 1)]).shipping_to(berlin(), Some("dhl"));
+        let req =
+            request(key, &[(&self.mug, 3), (&self.book, 1)]).shipping_to(berlin(), Some("dhl"));
         let order = match checkout(&self.f).checkout(&req).await.unwrap() {
             CheckoutOutcome::Placed { order, .. } => order,
             other => panic!("{other:?}"),
         };
         let order = self.pipeline.process(&order.id).await.unwrap();
         assert_eq!(order.status, OrderStatus::Preparing);
-        self.pipeline.mark_shipped(&order.id, "JJD000").await.unwrap()
+        self.pipeline
+            .mark_shipped(&order.id, "JJD000")
+            .await
+            .unwrap()
     }
 
-    fn ret(&self, order: &OrderId, key: &str, lines: &[(&Sku, u32)], d: Disposition) -> ReturnRequest {
+    fn ret(
+        &self,
+        order: &OrderId,
+        key: &str,
+        lines: &[(&Sku, u32)],
+        d: Disposition,
+    ) -> ReturnRequest {
         ReturnRequest {
             order_id: order.clone(),
             key: IdempotencyKey::new(key).unwrap(),
@@ -220,7 +232,10 @@ async fn checkout_offers_options_and_records_tax_per_line() {
         .collect();
     assert_eq!(
         offered,
-        [("dhl", "4.90 EUR".to_owned()), ("express", "14.90 EUR".to_owned())]
+        [
+            ("dhl", "4.90 EUR".to_owned()),
+            ("express", "14.90 EUR".to_owned())
+        ]
     );
 
     let order = match checkout(&s.f)
@@ -251,7 +266,10 @@ async fn checkout_offers_options_and_records_tax_per_line() {
     assert_eq!(order.totals.shipping, m("14.90 EUR"));
     assert_eq!(order.totals.tax, m("8.78 EUR"));
     assert_eq!(order.totals.total, m("61.30 EUR"));
-    assert_eq!(order.checkout.shipping_option.as_ref().unwrap().method_id, "express");
+    assert_eq!(
+        order.checkout.shipping_option.as_ref().unwrap().method_id,
+        "express"
+    );
     assert_eq!(order.checkout.shipping_address, Some(berlin()));
     assert_eq!(order.checkout.billing_address, Some(berlin()));
     let stored = s.f.stores.orders.get_order(&order.id).await.unwrap();
@@ -345,10 +363,18 @@ async fn partial_returns_restock_refund_and_finally_refund_the_order() {
     assert_eq!(first.order.status, OrderStatus::PartiallyRefunded);
     assert_eq!(first.gateway.as_ref().unwrap().amount, m("11.90 EUR"));
     assert_eq!(s.f.available(&s.mug).await, before + 1);
-    let movements = s.f.stores.inventory.movements(&s.mug, 0, 100).await.unwrap();
+    let movements =
+        s.f.stores
+            .inventory
+            .movements(&s.mug, 0, 100)
+            .await
+            .unwrap();
     let last = movements.last().unwrap();
     assert_eq!(last.location.as_ref(), Some(&main));
-    assert_eq!(last.reason.as_deref(), Some(format!("return {} r-1", order.id).as_str()));
+    assert_eq!(
+        last.reason.as_deref(),
+        Some(format!("return {} r-1", order.id).as_str())
+    );
 
     // A replay: same refund, no second restock, no second gateway refund.
     let again = s
@@ -378,13 +404,12 @@ async fn partial_returns_restock_refund_and_finally_refund_the_order() {
     assert_eq!(s.f.available(&s.mug).await, before + 1);
     assert_eq!(rest.order.status, OrderStatus::Refunded);
     assert!(rest.balance.is_fully_refunded());
-    let refunded: commerce_core::money::Money = s
-        .f
-        .payments
-        .partial_refunds()
-        .iter()
-        .map(|r| r.amount)
-        .fold(m("0.00 EUR"), |a, b| a.checked_add(&b).unwrap());
+    let refunded: commerce_core::money::Money =
+        s.f.payments
+            .partial_refunds()
+            .iter()
+            .map(|r| r.amount)
+            .fold(m("0.00 EUR"), |a, b| a.checked_add(&b).unwrap());
     assert_eq!(refunded, order.totals.total);
     let statuses = s.f.statuses(&order.id).await;
     assert_eq!(
@@ -410,14 +435,27 @@ async fn bad_returns_are_typed_errors_and_write_nothing() {
     let order = s.shipped_order("k-1").await;
     let req = request("k-2", &[(&s.mug, 1)]).shipping_to(berlin(), Some("dhl"));
     let unshipped = checkout(&s.f).checkout(&req).await.unwrap();
-    let unshipped = s.pipeline.process(&unshipped.order().unwrap().id).await.unwrap();
+    let unshipped = s
+        .pipeline
+        .process(&unshipped.order().unwrap().id)
+        .await
+        .unwrap();
     let history = s.f.history(&order.id).await;
     let stock = s.f.available(&s.mug).await;
     let other = Sku::new("OTHER").unwrap();
     let cases = [
-        ("more units than bought", s.ret(&order.id, "r", &[(&s.mug, 4)], main_location())),
-        ("a SKU not in the order", s.ret(&order.id, "r", &[(&other, 1)], main_location())),
-        ("zero units", s.ret(&order.id, "r", &[(&s.mug, 0)], main_location())),
+        (
+            "more units than bought",
+            s.ret(&order.id, "r", &[(&s.mug, 4)], main_location()),
+        ),
+        (
+            "a SKU not in the order",
+            s.ret(&order.id, "r", &[(&other, 1)], main_location()),
+        ),
+        (
+            "zero units",
+            s.ret(&order.id, "r", &[(&s.mug, 0)], main_location()),
+        ),
         ("no lines", s.ret(&order.id, "r", &[], main_location())),
     ];
     for (what, r) in cases {
@@ -428,7 +466,12 @@ async fn bad_returns_are_typed_errors_and_write_nothing() {
     }
     assert!(matches!(
         s.returns
-            .process(&s.ret(&OrderId::new("nope").unwrap(), "r", &[(&s.mug, 1)], main_location()))
+            .process(&s.ret(
+                &OrderId::new("nope").unwrap(),
+                "r",
+                &[(&s.mug, 1)],
+                main_location()
+            ))
             .await,
         Err(Error::NotFound { .. })
     ));
@@ -495,13 +538,12 @@ async fn racing_returns_never_refund_more_than_was_paid() {
     assert_eq!(sum, balance.total_refunded);
     assert!(sum.amount() <= m("35.70 EUR").amount());
     assert_eq!(s.f.available(&s.mug).await, before + 3);
-    let entries = s
-        .f
-        .history(&order.id)
-        .await
-        .iter()
-        .filter(|c| c.reason.starts_with("return "))
-        .count();
+    let entries =
+        s.f.history(&order.id)
+            .await
+            .iter()
+            .filter(|c| c.reason.starts_with("return "))
+            .count();
     assert_eq!(entries, 3);
     assert_eq!(s.f.status(&order.id).await, OrderStatus::PartiallyRefunded);
 }
@@ -543,8 +585,18 @@ async fn gateway_partial_refunds_are_idempotent_per_key_and_capped() {
         amount: m(amount),
         reason: "test".into(),
     };
-    let first = f.payments.refund_partial(&req("x", "4.00 USD")).await.unwrap();
-    assert_eq!(f.payments.refund_partial(&req("x", "4.00 USD")).await.unwrap(), first);
+    let first = f
+        .payments
+        .refund_partial(&req("x", "4.00 USD"))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.payments
+            .refund_partial(&req("x", "4.00 USD"))
+            .await
+            .unwrap(),
+        first
+    );
     assert!(matches!(
         f.payments.refund_partial(&req("x", "5.00 USD")).await,
         Err(Error::Conflict { .. })
@@ -553,7 +605,10 @@ async fn gateway_partial_refunds_are_idempotent_per_key_and_capped() {
         f.payments.refund_partial(&req("y", "6.01 USD")).await,
         Err(Error::Validation { .. })
     ));
-    f.payments.refund_partial(&req("y", "6.00 USD")).await.unwrap();
+    f.payments
+        .refund_partial(&req("y", "6.00 USD"))
+        .await
+        .unwrap();
     assert_eq!(f.payments.partial_refunds().len(), 2);
     // The full refund gives back only what is left.
     match f

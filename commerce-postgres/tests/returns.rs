@@ -96,8 +96,12 @@ async fn shop(prefix: &str) -> Shop {
         TaxRules::new(
             Rounding::PerLine,
             vec![
-                Jurisdiction::country("Germany", CountryCode::parse("DE").unwrap(), Decimal::new(19, 2))
-                    .class_rate(TaxClass::reduced(), Decimal::new(7, 2)),
+                Jurisdiction::country(
+                    "Germany",
+                    CountryCode::parse("DE").unwrap(),
+                    Decimal::new(19, 2),
+                )
+                .class_rate(TaxClass::reduced(), Decimal::new(7, 2)),
             ],
         )
         .unwrap(),
@@ -193,7 +197,12 @@ impl Shop {
 async fn partial_returns_end_to_end() {
     let s = shop("ret").await;
     let order = s.shipped_order("k-1").await;
-    let paid = s.ledger.paid(&order.id).await.unwrap().expect("opened at payment");
+    let paid = s
+        .ledger
+        .paid(&order.id)
+        .await
+        .unwrap()
+        .expect("opened at payment");
     assert_eq!(paid.total().unwrap(), order.totals.total);
     let before = s.available(&s.mug).await;
     let first = s
@@ -219,15 +228,14 @@ async fn partial_returns_end_to_end() {
         .unwrap();
     assert_eq!(rest.refund.total, m("39.40 EUR"));
     assert_eq!(rest.order.status, OrderStatus::Refunded);
-    let history: Vec<_> = s
-        .pg
-        .orders
-        .history(&order.id)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| c.to)
-        .collect();
+    let history: Vec<_> =
+        s.pg.orders
+            .history(&order.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.to)
+            .collect();
     assert_eq!(
         &history[history.len() - 3..],
         [
@@ -279,7 +287,12 @@ async fn racing_returns_never_refund_more_than_was_paid() {
     assert!(sum.amount() <= m("35.70 EUR").amount());
     assert_eq!(s.available(&s.mug).await, before + 3);
     assert_eq!(
-        s.pg.orders.get_order(&order.id).await.unwrap().unwrap().status,
+        s.pg.orders
+            .get_order(&order.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         OrderStatus::PartiallyRefunded
     );
 }

@@ -342,7 +342,10 @@ async fn return_one_unit(shop: &Shop, order: &Order) -> Result<()> {
     };
     match shop.returns.process(&too_many).await {
         Err(Error::Validation { field, .. }) => {
-            println!("  return of {} more units: refused ({field})", line.quantity)
+            println!(
+                "  return of {} more units: refused ({field})",
+                line.quantity
+            )
         }
         other => {
             return Err(Error::backend(

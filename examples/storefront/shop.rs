@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use commerce_core::address::CountryCode;
 use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
+use commerce_core::money::Money;
 use commerce_core::order::{Order, OrderStatus};
 use commerce_core::service::*;
-use commerce_core::address::CountryCode;
-use commerce_core::money::Money;
-use commerce_core::shipping::{PriceBand, Rate, ShippingMethod, ShippingZone, ZoneArea, ZoneShipping};
+use commerce_core::shipping::{
+    PriceBand, Rate, ShippingMethod, ShippingZone, ZoneArea, ZoneShipping,
+};
 use commerce_core::store::{OrderStore, RefundLedger, SearchIndex};
 use commerce_core::tax::{Jurisdiction, PriceMode, Rounding, RuleBasedTax, TaxRules};
 use commerce_core::{EntityKind, Error, Result};
@@ -71,14 +73,16 @@ impl Shop {
             inner: notifier.clone(),
             waiters: Mutex::new(HashMap::new()),
         });
-        let pipeline = Arc::new(OrderPipeline::new(
-            &stores,
-            payments.clone(),
-            Arc::new(MemoryFulfillment::new()),
-            settled.clone(),
-            PipelineConfig::default(),
-        )
-        .with_refunds(refunds.clone()));
+        let pipeline = Arc::new(
+            OrderPipeline::new(
+                &stores,
+                payments.clone(),
+                Arc::new(MemoryFulfillment::new()),
+                settled.clone(),
+                PipelineConfig::default(),
+            )
+            .with_refunds(refunds.clone()),
+        );
         let returns = ReturnsService::new(&stores, refunds, payments.clone());
         let checkout_to_address = CheckoutService::new(&stores, CheckoutConfig::default())
             .with_tax(Arc::new(us_tax()?), PriceMode::TaxExclusive)
@@ -153,7 +157,9 @@ impl Shop {
 /// 0.375 % by ZIP prefix (combined 8.875 %); shipping of taxable goods is taxed.
 fn us_tax() -> Result<RuleBasedTax> {
     let us = CountryCode::parse("US")?;
-    let nyc = ["100", "101", "102", "103", "104", "111", "112", "113", "114", "116"];
+    let nyc = [
+        "100", "101", "102", "103", "104", "111", "112", "113", "114", "116",
+    ];
     Ok(RuleBasedTax::new(TaxRules::new(
         Rounding::PerLine,
         vec![

@@ -17,17 +17,17 @@ use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
 use crate::money::Money;
 use crate::order::{CheckoutDetails, LineTax, NewOrder, NewOrderLine, Order, OrderTax, basket};
-use crate::service::pricing::LineInput;
-use crate::shipping::{ShippingItem, ShippingOption, ShippingRates, ShippingRequest};
-use crate::tax::{
-    PriceMode, TaxBreakdown, TaxCalculator, TaxCalculatorExt, TaxClass, TaxRequest, TaxableLine,
-};
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
+use crate::service::pricing::LineInput;
 use crate::service::pricing::{PriceRules, Revalidation, revalidate};
+use crate::shipping::{ShippingItem, ShippingOption, ShippingRates, ShippingRequest};
 use crate::store::{CartStore, CatalogStore, InventoryStore, OrderStore};
+use crate::tax::{
+    PriceMode, TaxBreakdown, TaxCalculator, TaxCalculatorExt, TaxClass, TaxRequest, TaxableLine,
+};
 
 /// Where the cart being checked out lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -166,9 +166,9 @@ pub use payment::{
 pub use pipeline::{OrderPipeline, PipelineConfig};
 pub use pricing::{CheckedLine, LineInput, LineIssue, Revalidation};
 pub use reaper::{ReapReport, ReservationReaper};
-pub use returns::{Disposition, ReturnLine, ReturnOutcome, ReturnRequest, ReturnsService};
 pub use reconcile::{Discrepancy, ReconcileReport, reconcile};
 pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};
+pub use returns::{Disposition, ReturnLine, ReturnOutcome, ReturnRequest, ReturnsService};
 pub use signed_cart::{CartSigner, CartSigningKey, MIN_SECRET_BYTES, SignedCartError};
 pub use stores::Stores;
 pub use task::BackgroundTask;

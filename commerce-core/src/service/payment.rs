@@ -263,8 +263,12 @@ impl MemoryPaymentGateway {
 
     /// Every partial refund made, by refund reference.
     pub fn partial_refunds(&self) -> Vec<PartialRefund> {
-        let mut out: Vec<PartialRefund> =
-            self.lock().partial.values().map(|(_, r)| r.clone()).collect();
+        let mut out: Vec<PartialRefund> = self
+            .lock()
+            .partial
+            .values()
+            .map(|(_, r)| r.clone())
+            .collect();
         out.sort_by(|a, b| a.refund_ref.cmp(&b.refund_ref));
         out
     }

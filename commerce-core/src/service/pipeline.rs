@@ -33,6 +33,7 @@ use crate::error::{EntityKind, Error, Result};
 use crate::id::OrderId;
 use crate::inventory::{DEFAULT_RESERVATION_TTL, Reservation, ReservationState};
 use crate::order::{Order, OrderStatus, Transition};
+use crate::refund::PaidOrder;
 use crate::service::Stores;
 use crate::service::fulfillment::Fulfillment;
 use crate::service::notify::{Notification, Notifier};
@@ -40,7 +41,6 @@ use crate::service::payment::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, payment_key,
 };
 use crate::service::retry::{retry, with_timeout};
-use crate::refund::PaidOrder;
 use crate::store::{
     CatalogStore, InventoryStore, OrderSteps, OrderStore, RefundLedger, RetryPolicy, StepOutcome,
 };
@@ -632,10 +632,7 @@ impl OrderPipeline {
                 .notify(order, Notification::OrderRefunded { reason })
                 .await;
         }
-        let shipped = matches!(
-            from,
-            Some(OrderStatus::Shipped | OrderStatus::Delivered)
-        );
+        let shipped = matches!(from, Some(OrderStatus::Shipped | OrderStatus::Delivered));
         self.refund_payment(order, &reason).await?;
         self.give_back_stock(order, !shipped, &reason).await?;
         // A refund from PAYMENT_CONFIRMED may race the fulfilment step, so cancel

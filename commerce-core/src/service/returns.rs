@@ -153,8 +153,9 @@ impl ReturnsService {
     /// the key reused for other units `Conflict { kind: Refund }`.
     pub async fn process(&self, request: &ReturnRequest) -> Result<ReturnOutcome> {
         validate(request)?;
-        let refund_key = IdempotencyKey::new(format!("refund:{}:{}", request.order_id, request.key))
-            .map_err(|_| Error::validation("key", "too long together with the order id"))?;
+        let refund_key =
+            IdempotencyKey::new(format!("refund:{}:{}", request.order_id, request.key))
+                .map_err(|_| Error::validation("key", "too long together with the order id"))?;
         let order = self
             .orders
             .get_order(&request.order_id)
@@ -312,11 +313,9 @@ impl ReturnsService {
                 .any(|c| c.reason.starts_with(&tag));
             let change = match order.status {
                 OrderStatus::Refunded => return Ok(order),
-                _ if !written => Transition::new(
-                    order.status,
-                    OrderStatus::PartiallyRefunded,
-                    note.clone(),
-                ),
+                _ if !written => {
+                    Transition::new(order.status, OrderStatus::PartiallyRefunded, note.clone())
+                }
                 OrderStatus::PartiallyRefunded if balance.is_fully_refunded() => {
                     // REFUNDED is terminal: only once every recorded return has its
                     // entry (a racing return still writing its own is waited for; one

@@ -800,8 +800,14 @@ async fn addresses_shipping_and_line_tax_round_trip(env: Env<'_>) {
             .await,
         "transition"
     );
-    assert_eq!(moved.checkout, expected.checkout, "a transition lost the details");
-    assert_eq!(moved.lines, expected.lines, "a transition lost the line tax");
+    assert_eq!(
+        moved.checkout, expected.checkout,
+        "a transition lost the details"
+    );
+    assert_eq!(
+        moved.lines, expected.lines,
+        "a transition lost the line tax"
+    );
     let page = must!(
         ctx.orders()
             .list_orders(&OrderQuery {
@@ -836,7 +842,10 @@ async fn inconsistent_tax_details_write_nothing(env: Env<'_>) {
         ("a tax that is not the lines' and shipping's", wrong_total),
         ("a line without its tax", missing_line),
         ("net + tax != gross", net_plus_tax),
-        ("shipping other than the chosen option's price", shipping_price),
+        (
+            "shipping other than the chosen option's price",
+            shipping_price,
+        ),
         ("line tax without the order's tax details", no_details),
     ] {
         assert_err!(
