@@ -46,15 +46,18 @@ impl Backends {
     }
 }
 
+/// The stores, co-purchase counts, histories and refund ledger of one backend.
+type Opened = (
+    Stores,
+    Arc<dyn CoPurchaseStore>,
+    Arc<dyn HistoryStore>,
+    Arc<dyn RefundLedger>,
+);
+
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, co_purchase, history, refunds): (
-        Stores,
-        Arc<dyn CoPurchaseStore>,
-        Arc<dyn HistoryStore>,
-        Arc<dyn RefundLedger>,
-    ) = match &args.database_url {
+    let (mut stores, co_purchase, history, refunds): Opened = match &args.database_url {
         None => {
             description.push(
                 "catalog, inventory, orders, outbox, queue, co-purchases, histories, refunds: in-memory engine"
