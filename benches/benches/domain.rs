@@ -71,6 +71,7 @@ fn cart_pricing(c: &mut Criterion) {
             title: "Sample".into(),
             quantity: i.quantity,
             unit_price: i.unit_price,
+            tax: None,
         })
         .collect();
     let new_order = NewOrder {
@@ -80,6 +81,7 @@ fn cart_pricing(c: &mut Criterion) {
         lines,
         shipping: Money::from_minor_units(499, Currency::USD).expect("valid"),
         tax: Money::from_minor_units(1234, Currency::USD).expect("valid"),
+        checkout: Default::default(),
     };
     c.bench_function("order/into_order totals (20 lines)", |bench| {
         bench.iter(|| black_box(new_order.clone()).into_order(now))

@@ -8,13 +8,18 @@
 //! | PAYMENT_PENDING    | PAYMENT_CONFIRMED, CANCELLED             |
 //! | PAYMENT_CONFIRMED  | PREPARING, REFUNDED                      |
 //! | PREPARING          | SHIPPED, REFUNDED                        |
-//! | SHIPPED            | DELIVERED                                |
-//! | DELIVERED          | REFUNDED                                 |
+//! | SHIPPED            | DELIVERED, PARTIALLY_REFUNDED, REFUNDED  |
+//! | DELIVERED          | PARTIALLY_REFUNDED, REFUNDED             |
+//! | PARTIALLY_REFUNDED | PARTIALLY_REFUNDED, REFUNDED             |
 //! | CANCELLED          | (terminal)                               |
 //! | REFUNDED           | (terminal)                               |
 //!
 //! Before payment an order is *cancelled*; once money has been taken it can only be
-//! *refunded*.
+//! *refunded*. Returns of shipped goods
+//! ([`ReturnsService`](crate::service::ReturnsService)) move the order to
+//! PARTIALLY_REFUNDED with every refund (a PARTIALLY_REFUNDED -> PARTIALLY_REFUNDED
+//! entry in the history per further refund, so each one is recorded), and to REFUNDED
+//! with the refund after which everything paid was given back.
 //!
 //! ```
 //! use commerce_core::order::OrderStatus::*;
@@ -28,10 +33,15 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use rust_decimal::Decimal;
+
+use crate::address::Address;
 use crate::clock::Timestamp;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CustomerId, IdempotencyKey, OrderId, ProductId, Sku};
 use crate::money::{Currency, Money};
+use crate::shipping::ShippingOption;
+use crate::tax::{PriceMode, TaxClass};
 
 /// The status of an order, exactly as the brief names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -53,11 +63,14 @@ pub enum OrderStatus {
     Cancelled,
     /// Paid and then refunded.
     Refunded,
+    /// Shipped, then part of what was paid was refunded (returns of some units);
+    /// declared last so stored and serialized names of the others stay as they were.
+    PartiallyRefunded,
 }
 
 impl OrderStatus {
     /// Every status.
-    pub const ALL: [OrderStatus; 8] = [
+    pub const ALL: [OrderStatus; 9] = [
         Self::Created,
         Self::PaymentPending,
         Self::PaymentConfirmed,
@@ -66,6 +79,7 @@ impl OrderStatus {
         Self::Delivered,
         Self::Cancelled,
         Self::Refunded,
+        Self::PartiallyRefunded,
     ];
 
     /// Whether `self -> to` is legal (see the [module table](self)).
@@ -82,7 +96,12 @@ impl OrderStatus {
                 | (Preparing, Shipped)
                 | (Preparing, Refunded)
                 | (Shipped, Delivered)
+                | (Shipped, PartiallyRefunded)
+                | (Shipped, Refunded)
+                | (Delivered, PartiallyRefunded)
                 | (Delivered, Refunded)
+                | (PartiallyRefunded, PartiallyRefunded)
+                | (PartiallyRefunded, Refunded)
         )
     }
 
@@ -100,11 +119,23 @@ impl OrderStatus {
         Self::ALL.iter().all(|&to| !self.can_transition_to(to))
     }
 
-    /// Whether the customer has paid (and not been refunded).
+    /// Whether the customer has paid (and not been refunded in full).
     pub fn is_paid(self) -> bool {
         matches!(
             self,
-            Self::PaymentConfirmed | Self::Preparing | Self::Shipped | Self::Delivered
+            Self::PaymentConfirmed
+                | Self::Preparing
+                | Self::Shipped
+                | Self::Delivered
+                | Self::PartiallyRefunded
+        )
+    }
+
+    /// Whether the goods have left the warehouse (returns are possible).
+    pub fn is_shipped(self) -> bool {
+        matches!(
+            self,
+            Self::Shipped | Self::Delivered | Self::PartiallyRefunded
         )
     }
 
@@ -119,6 +150,7 @@ impl OrderStatus {
             Self::Delivered => "DELIVERED",
             Self::Cancelled => "CANCELLED",
             Self::Refunded => "REFUNDED",
+            Self::PartiallyRefunded => "PARTIALLY_REFUNDED",
         }
     }
 
@@ -152,6 +184,71 @@ pub struct OrderLine {
     pub unit_price: Money,
     /// `unit_price * quantity`.
     pub line_total: Money,
+    /// The line's tax as the checkout's tax calculator computed it (`None` for orders
+    /// placed with the flat tax rate, whose tax is only on the totals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<LineTax>,
+}
+
+/// The tax of one order line (from a [`TaxedLine`](crate::tax::TaxedLine)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineTax {
+    /// The product's tax class.
+    pub tax_class: TaxClass,
+    /// The combined rate applied (a fraction: 19 % is `0.19`).
+    pub rate: Decimal,
+    /// The line's amount without tax, after discounts.
+    pub net: Money,
+    /// The tax.
+    pub tax: Money,
+    /// What the customer pays for the line: `net + tax`.
+    pub gross: Money,
+}
+
+/// How an order's tax was computed (present when checkout used a
+/// [`TaxCalculator`](crate::tax::TaxCalculator)).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderTax {
+    /// Whether the prices (line totals and the shipping charge) contain the tax.
+    pub prices: PriceMode,
+    /// The tax on shipping (part of [`OrderTotals::tax`]).
+    pub shipping_tax: Money,
+    /// The jurisdictions whose rates applied.
+    #[serde(default)]
+    pub jurisdictions: Vec<String>,
+}
+
+/// Where an order goes, how it ships and how its tax was computed. Every field is
+/// optional: orders placed without an address (and orders stored before these fields
+/// existed) have none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutDetails {
+    /// Where the goods go (validated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    /// Who pays (validated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<Address>,
+    /// The shipping option the shopper chose, as priced at checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_option: Option<ShippingOption>,
+    /// How the tax was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<OrderTax>,
+}
+
+impl CheckoutDetails {
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        self == &CheckoutDetails::default()
+    }
+
+    /// Whether the order's prices contain the tax.
+    pub fn prices_include_tax(&self) -> bool {
+        self.tax
+            .as_ref()
+            .is_some_and(|t| t.prices == PriceMode::TaxInclusive)
+    }
 }
 
 /// An order's money.
@@ -163,8 +260,22 @@ pub struct OrderTotals {
     pub shipping: Money,
     /// Tax.
     pub tax: Money,
-    /// subtotal + shipping + tax.
+    /// subtotal + shipping + tax; subtotal + shipping when the prices contain the
+    /// tax ([`CheckoutDetails::prices_include_tax`]).
     pub total: Money,
+}
+
+impl OrderTotals {
+    /// What `total` must be: `subtotal + shipping`, plus `tax` unless the prices
+    /// contain it.
+    pub fn expected_total(&self, prices_include_tax: bool) -> Result<Money> {
+        let total = self.subtotal.checked_add(&self.shipping)?;
+        if prices_include_tax {
+            Ok(total)
+        } else {
+            total.checked_add(&self.tax)
+        }
+    }
 }
 
 /// An order.
@@ -190,6 +301,9 @@ pub struct Order {
     pub created_at: Timestamp,
     /// Last change.
     pub updated_at: Timestamp,
+    /// Addresses, the chosen shipping option and how tax was computed.
+    #[serde(default, skip_serializing_if = "CheckoutDetails::is_empty")]
+    pub checkout: CheckoutDetails,
 }
 
 impl Order {
@@ -227,6 +341,9 @@ pub struct NewOrder {
     pub shipping: Money,
     /// Tax.
     pub tax: Money,
+    /// Addresses, shipping option and tax details (all optional).
+    #[serde(default, skip_serializing_if = "CheckoutDetails::is_empty")]
+    pub checkout: CheckoutDetails,
 }
 
 /// A line of a [`NewOrder`].
@@ -242,6 +359,9 @@ pub struct NewOrderLine {
     pub quantity: u32,
     /// Unit price.
     pub unit_price: Money,
+    /// The line's tax, if computed per line (requires [`CheckoutDetails::tax`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tax: Option<LineTax>,
 }
 
 /// Most lines in one order.
@@ -290,6 +410,9 @@ impl NewOrder {
                 ));
             }
             let line_total = l.unit_price.checked_mul(u64::from(l.quantity))?;
+            if let Some(t) = &l.tax {
+                check_line_tax(i, t, &line_total, &self.checkout)?;
+            }
             lines.push(OrderLine {
                 product_id: l.product_id,
                 sku: l.sku,
@@ -297,6 +420,7 @@ impl NewOrder {
                 quantity: l.quantity,
                 unit_price: l.unit_price,
                 line_total,
+                tax: l.tax,
             });
         }
         for (field, m) in [("shipping", &self.shipping), ("tax", &self.tax)] {
@@ -304,27 +428,132 @@ impl NewOrder {
                 return Err(Error::validation(field, "must not be negative"));
             }
         }
+        self.checkout
+            .check(currency, &lines, &self.shipping, &self.tax)?;
         let subtotal = Money::try_sum(currency, lines.iter().map(|l| &l.line_total))?;
-        let total = subtotal
-            .checked_add(&self.shipping)?
-            .checked_add(&self.tax)?;
+        let mut totals = OrderTotals {
+            subtotal,
+            shipping: self.shipping,
+            tax: self.tax,
+            total: subtotal,
+        };
+        totals.total = totals.expected_total(self.checkout.prices_include_tax())?;
         Ok(Order {
             id: self.id.unwrap_or_else(OrderId::generate),
             customer_id: self.customer_id,
             idempotency_key: self.idempotency_key,
             lines,
-            totals: OrderTotals {
-                subtotal,
-                shipping: self.shipping,
-                tax: self.tax,
-                total,
-            },
+            totals,
             status: OrderStatus::Created,
             payment_ref: None,
             version: 1,
             created_at: now,
             updated_at: now,
+            checkout: self.checkout,
         })
+    }
+}
+
+fn same_currency(field: &str, currency: Currency, m: &Money) -> Result<()> {
+    if m.currency() != currency {
+        return Err(Error::CurrencyMismatch {
+            left: currency,
+            right: m.currency(),
+        });
+    }
+    if m.is_negative() {
+        return Err(Error::validation(field, "must not be negative"));
+    }
+    Ok(())
+}
+
+/// A line's tax: in the line's currency, not negative, `net + tax = gross`, the
+/// price-mode side (gross when prices contain tax, else net) at most the line total
+/// (less when discounted), and only with [`CheckoutDetails::tax`] set.
+fn check_line_tax(i: usize, t: &LineTax, line_total: &Money, d: &CheckoutDetails) -> Result<()> {
+    let field = format!("lines[{i}].tax");
+    if d.tax.is_none() {
+        return Err(Error::validation(
+            field,
+            "a line's tax needs the order's tax details (checkout.tax)",
+        ));
+    }
+    for m in [&t.net, &t.tax, &t.gross] {
+        same_currency(&field, line_total.currency(), m)?;
+    }
+    if t.net.checked_add(&t.tax)? != t.gross {
+        return Err(Error::validation(field, "net + tax is not gross"));
+    }
+    let side = if d.prices_include_tax() {
+        &t.gross
+    } else {
+        &t.net
+    };
+    if side.try_cmp(line_total)? == std::cmp::Ordering::Greater {
+        return Err(Error::validation(field, "is more than the line total"));
+    }
+    Ok(())
+}
+
+impl CheckoutDetails {
+    /// Checks the details against the order's lines and charges: with tax details,
+    /// every line has its tax and the lines' tax plus the shipping tax is `tax`; a
+    /// chosen shipping option's price is `shipping`.
+    fn check(
+        &self,
+        currency: Currency,
+        lines: &[OrderLine],
+        shipping: &Money,
+        tax: &Money,
+    ) -> Result<()> {
+        if let Some(t) = &self.tax {
+            same_currency("checkout.tax.shipping_tax", currency, &t.shipping_tax)?;
+            let mut sum = t.shipping_tax;
+            for (i, l) in lines.iter().enumerate() {
+                let Some(lt) = &l.tax else {
+                    return Err(Error::validation(
+                        format!("lines[{i}].tax"),
+                        "every line needs its tax when the order has tax details",
+                    ));
+                };
+                sum = sum.checked_add(&lt.tax)?;
+            }
+            if &sum != tax {
+                return Err(Error::validation(
+                    "tax",
+                    format!("{tax} is not the lines' and shipping's tax {sum}"),
+                ));
+            }
+            if t.jurisdictions.len() > 16
+                || t.jurisdictions
+                    .iter()
+                    .any(|j| j.chars().count() > 100 || j.chars().any(char::is_control))
+            {
+                return Err(Error::validation(
+                    "checkout.tax.jurisdictions",
+                    "at most 16 names of at most 100 characters",
+                ));
+            }
+        }
+        if let Some(o) = &self.shipping_option {
+            if &o.price != shipping {
+                return Err(Error::validation(
+                    "shipping",
+                    format!("{shipping} is not the chosen option's price {}", o.price),
+                ));
+            }
+            if o.method_id.is_empty()
+                || o.method_id.len() > 64
+                || o.name.chars().count() > 200
+                || o.zone.chars().count() > 200
+            {
+                return Err(Error::validation(
+                    "checkout.shipping_option",
+                    "method id 1 to 64 bytes, name and zone at most 200 characters",
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -406,7 +635,7 @@ mod tests {
             .flat_map(|&a| OrderStatus::ALL.iter().map(move |&b| (a, b)))
             .filter(|(a, b)| a.can_transition_to(*b))
             .count();
-        assert_eq!(legal, 10);
+        assert_eq!(legal, 15);
         let terminal: Vec<_> = OrderStatus::ALL
             .into_iter()
             .filter(|s| s.is_terminal())
@@ -421,7 +650,7 @@ mod tests {
         /// Any walk through the machine from CREATED reaches only statuses that are
         /// reachable, never leaves a terminal status, and never returns to CREATED.
         #[test]
-        fn random_walks_respect_the_table(steps in prop::collection::vec(0usize..8, 0..30)) {
+        fn random_walks_respect_the_table(steps in prop::collection::vec(0usize..9, 0..30)) {
             let mut s = OrderStatus::Created;
             for i in steps {
                 let to = OrderStatus::ALL[i];
@@ -435,7 +664,7 @@ mod tests {
         }
 
         #[test]
-        fn status_names_round_trip(i in 0usize..8) {
+        fn status_names_round_trip(i in 0usize..9) {
             let s = OrderStatus::ALL[i];
             prop_assert_eq!(OrderStatus::parse(s.as_str()).unwrap(), s);
             let json = serde_json::to_string(&s).unwrap();

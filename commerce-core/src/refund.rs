@@ -56,6 +56,7 @@ use crate::clock::Timestamp;
 use crate::error::{Error, Result};
 use crate::id::{IdempotencyKey, OrderId, Sku};
 use crate::money::{Currency, Money};
+use crate::order::Order;
 use crate::tax::TaxBreakdown;
 
 /// What one order line paid.
@@ -131,6 +132,101 @@ impl PaidOrder {
             shipping_tax: tax.shipping.tax,
         };
         paid.validate()?;
+        Ok(paid)
+    }
+
+    /// What `order` paid, per line and for shipping.
+    ///
+    /// * An order whose checkout computed tax per line ([`crate::order::OrderTax`]):
+    ///   each line paid its `gross` (after discounts, with tax), with its `tax`;
+    ///   shipping paid the shipping charge plus, when prices exclude tax, its tax.
+    /// * Any other order (flat tax on the totals): what the goods paid
+    ///   (`total − shipping`) and the tax are split over the lines in proportion to
+    ///   their line totals ([`allocate`](crate::allocate::allocate)); shipping paid
+    ///   the shipping charge.
+    ///
+    /// A line's discount is what its line total lost on the way
+    /// (`line_total + tax − paid`, not below zero). The amounts add up to the order's
+    /// total, else `Validation` on `total` (what was paid is never guessed).
+    pub fn from_order(order: &Order) -> Result<Self> {
+        let currency = order.currency();
+        let zero = Money::zero(currency);
+        let t = &order.totals;
+        let tax_detail = order
+            .checkout
+            .tax
+            .as_ref()
+            .filter(|_| order.lines.iter().all(|l| l.tax.is_some()));
+        let (lines, shipping, shipping_tax) = match tax_detail {
+            Some(detail) => {
+                let mut lines = Vec::with_capacity(order.lines.len());
+                for l in &order.lines {
+                    let Some(lt) = &l.tax else { continue };
+                    let discount = l.line_total.checked_add(&lt.tax)?.checked_sub(&lt.gross)?;
+                    lines.push(PaidLine {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        paid: lt.gross,
+                        tax: lt.tax,
+                        discount: if discount.is_negative() {
+                            zero
+                        } else {
+                            discount
+                        },
+                    });
+                }
+                let shipping = if detail.prices == crate::tax::PriceMode::TaxInclusive {
+                    t.shipping
+                } else {
+                    t.shipping.checked_add(&detail.shipping_tax)?
+                };
+                (lines, shipping, detail.shipping_tax)
+            }
+            None => {
+                let weights: Vec<Money> = order.lines.iter().map(|l| l.line_total).collect();
+                let goods = t.total.checked_sub(&t.shipping)?;
+                if goods.is_negative() {
+                    return Err(Error::validation("total", "is less than the shipping"));
+                }
+                let paid = crate::allocate::allocate(&goods, &weights)?;
+                let tax = crate::allocate::allocate(&t.tax, &weights)?;
+                let mut lines = Vec::with_capacity(order.lines.len());
+                for ((l, p), x) in order.lines.iter().zip(paid).zip(tax) {
+                    let discount = l.line_total.checked_add(&x)?.checked_sub(&p)?;
+                    lines.push(PaidLine {
+                        sku: l.sku.clone(),
+                        quantity: l.quantity,
+                        paid: p,
+                        tax: min(x, p)?,
+                        discount: if discount.is_negative() {
+                            zero
+                        } else {
+                            discount
+                        },
+                    });
+                }
+                (lines, t.shipping, zero)
+            }
+        };
+        let paid = PaidOrder {
+            order_id: order.id.clone(),
+            currency,
+            lines,
+            shipping,
+            shipping_tax,
+        };
+        paid.validate()?;
+        if paid.total()? != t.total {
+            return Err(Error::validation(
+                "total",
+                format!(
+                    "order {}: lines and shipping paid {}, not the total {}",
+                    order.id,
+                    paid.total()?,
+                    t.total
+                ),
+            ));
+        }
         Ok(paid)
     }
 

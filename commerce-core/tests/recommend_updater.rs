@@ -33,6 +33,7 @@ async fn place(engine: &MemoryEngine, key: &str, customer: &str, products: &[&st
                 title: p.to_string(),
                 quantity: 1,
                 unit_price: "5.00 USD".parse().unwrap(),
+                tax: None,
             })
         })
         .collect();
@@ -45,6 +46,7 @@ async fn place(engine: &MemoryEngine, key: &str, customer: &str, products: &[&st
             lines,
             shipping: "0.00 USD".parse().unwrap(),
             tax: "0.00 USD".parse().unwrap(),
+            checkout: Default::default(),
         })
         .await
         .unwrap()

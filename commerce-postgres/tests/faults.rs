@@ -388,9 +388,11 @@ async fn malformed_and_hostile_input_writes_nothing() {
             title: "bell\u{7}".into(),
             quantity: 1,
             unit_price: "1.00 USD".parse().unwrap(),
+            tax: None,
         }],
         shipping: "0.00 USD".parse().unwrap(),
         tax: "0.00 USD".parse().unwrap(),
+        checkout: Default::default(),
     };
     validation(pg.orders.create_order(bad_order).await.map(|_| ()));
     let orders_after = pg

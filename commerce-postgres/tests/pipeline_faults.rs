@@ -42,10 +42,12 @@ fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
                 title: format!("Item {s}"),
                 quantity: *q,
                 unit_price: "5.00 USD".parse().unwrap(),
+                tax: None,
             })
             .collect(),
         shipping: "0.00 USD".parse().unwrap(),
         tax: "0.00 USD".parse().unwrap(),
+        checkout: Default::default(),
     }
 }
 

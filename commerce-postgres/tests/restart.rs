@@ -192,9 +192,11 @@ async fn checkouts_survive_a_server_restart() {
                         title: "Thing".into(),
                         quantity: 1,
                         unit_price: "5.00 USD".parse().unwrap(),
+                        tax: None,
                     }],
                     shipping: "0.00 USD".parse().unwrap(),
                     tax: "0.00 USD".parse().unwrap(),
+                    checkout: Default::default(),
                 };
                 let step = async {
                     let order = pg.orders.create_order(new).await?.into_order();

@@ -4,8 +4,9 @@
 //! order opened in the refund ledger, a return of one unit priced with its share of
 //! discount, tax and shipping, and a second return racing a retry of the first.
 //!
-//! Checkout does not record these yet (issue 15's remaining hooks); this example shows
-//! the pieces a host wires together.
+//! This example shows the pieces one by one; `CheckoutService::with_tax` /
+//! `with_shipping` and `ReturnsService` wire them into checkout and returns (see the
+//! storefront example).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -9,9 +9,10 @@ use std::time::Duration;
 use commerce_core::Result;
 use commerce_core::id::ConsumerName;
 use commerce_core::memory::MemoryEngine;
+use commerce_core::memory::MemoryRefunds;
 use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
 use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore};
+use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore, RefundLedger};
 use commerce_postgres::{PgCommerce, PgConfig};
 use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
 use tokio::task::JoinHandle;
@@ -26,6 +27,8 @@ pub struct Backends {
     pub co_purchase: Arc<dyn CoPurchaseStore>,
     /// Shopper histories (personalisation).
     pub history: Arc<dyn HistoryStore>,
+    /// The refund ledger (what each paid order paid, and its partial refunds).
+    pub refunds: Arc<dyn RefundLedger>,
     /// One line per store family: where it lives.
     pub description: Vec<String>,
     /// Redis, when configured (the flash sale's admission gate lives there).
@@ -43,23 +46,29 @@ impl Backends {
     }
 }
 
+/// The stores, co-purchase counts, histories and refund ledger of one backend.
+type Opened = (
+    Stores,
+    Arc<dyn CoPurchaseStore>,
+    Arc<dyn HistoryStore>,
+    Arc<dyn RefundLedger>,
+);
+
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, co_purchase, history): (
-        Stores,
-        Arc<dyn CoPurchaseStore>,
-        Arc<dyn HistoryStore>,
-    ) = match &args.database_url {
+    let (mut stores, co_purchase, history, refunds): Opened = match &args.database_url {
         None => {
             description.push(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: in-memory engine"
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories, refunds: in-memory engine"
                     .to_owned(),
             );
+            let engine = MemoryEngine::new();
             (
-                Stores::memory(&MemoryEngine::new()),
+                Stores::memory(&engine),
                 Arc::new(MemoryCoPurchase::new()),
                 Arc::new(MemoryHistory::new()),
+                Arc::new(MemoryRefunds::new(engine.clock.clone())),
             )
         }
         Some(url) => {
@@ -69,11 +78,16 @@ pub async fn open(args: &Args) -> Result<Backends> {
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
             let stores = pg.stores();
-            (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
+            (
+                stores,
+                Arc::new(pg.co_purchase()),
+                Arc::new(pg.history()),
+                Arc::new(pg.refunds()),
+            )
         }
     };
     let mut invalidator = None;
@@ -105,6 +119,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         stores,
         co_purchase,
         history,
+        refunds,
         description,
         redis: redis_backend,
         invalidator,

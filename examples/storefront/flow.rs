@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use commerce_core::address::{Address, AddressInput};
 use commerce_core::cart::CartOwner;
 use commerce_core::catalog::CategoryPath;
-use commerce_core::id::{CartId, CustomerId, IdempotencyKey, ProductId};
+use commerce_core::id::{CartId, CustomerId, IdempotencyKey, LocationId, ProductId};
 use commerce_core::order::Order;
-use commerce_core::service::{CheckoutOutcome, CheckoutRequest};
+use commerce_core::service::{
+    CheckoutOutcome, CheckoutRequest, Disposition, ReturnLine, ReturnRequest,
+};
 use commerce_core::store::InventoryStoreExt;
 use commerce_core::store::search::{FacetCount, FacetRequest, SearchHit, SearchQuery, SortOrder};
 use commerce_core::{Error, Result};
@@ -189,8 +192,36 @@ pub async fn shop_and_checkout(
     }
 
     let key = IdempotencyKey::new("storefront-demo-checkout-1")?;
-    let request = CheckoutRequest::server_cart(customer.clone(), cart_id, owner, key);
-    let order = match shop.checkout.checkout(&request).await? {
+    let address = Address::new(AddressInput {
+        name: "Demo Customer".into(),
+        line1: "350 Fifth Avenue".into(),
+        city: "New York".into(),
+        region: Some("NY".into()),
+        postal_code: Some("10118".into()),
+        country: "US".into(),
+        ..AddressInput::default()
+    })?;
+    let request = CheckoutRequest::server_cart(customer.clone(), cart_id, owner, key)
+        .shipping_to(address.clone(), None);
+    // The options of the address's zone, priced for this cart; the shopper takes the
+    // cheapest.
+    let method = match shop.checkout_to_address.preview(&request).await {
+        Ok(preview) => {
+            let options: Vec<String> = preview
+                .options
+                .iter()
+                .map(|o| format!("{} {}", o.name, o.price))
+                .collect();
+            println!("  shipping to New York, NY 10118: {}", options.join(", "));
+            preview.options.first().map(|o| o.method_id.clone())
+        }
+        Err(e) => {
+            println!("  no preview: {e}");
+            None
+        }
+    };
+    let request = request.shipping_to(address, Some(method.as_deref().unwrap_or("ground")));
+    let order = match shop.checkout_to_address.checkout(&request).await? {
         CheckoutOutcome::Placed { order, .. } => order,
         CheckoutOutcome::NeedsReview(review) => {
             let issues: Vec<_> = review.issues().collect();
@@ -199,10 +230,28 @@ pub async fn shop_and_checkout(
         }
     };
     let t = &order.totals;
+    let chosen = order
+        .checkout
+        .shipping_option
+        .as_ref()
+        .map_or(String::new(), |o| format!(" ({})", o.name));
     println!(
-        "  checkout: order {} — subtotal {}, shipping {}, tax {}, total {}",
+        "  checkout: order {} — subtotal {}, shipping {}{chosen}, tax {}, total {}",
         order.id, t.subtotal, t.shipping, t.tax, t.total
     );
+    for l in &order.lines {
+        if let Some(tax) = &l.tax {
+            println!(
+                "    {:>2} x {:<22} {}  tax {} ({} at {}%)",
+                l.quantity,
+                l.sku,
+                l.line_total,
+                tax.tax,
+                tax.tax_class.as_str(),
+                (tax.rate * rust_decimal::Decimal::ONE_HUNDRED).normalize()
+            );
+        }
+    }
     let started = Instant::now();
     let settled = shop
         .wait_settled(&order.id, Duration::from_secs(30))
@@ -212,7 +261,7 @@ pub async fn shop_and_checkout(
         settled.status,
         started.elapsed()
     );
-    let again = shop.checkout.checkout(&request).await?;
+    let again = shop.checkout_to_address.checkout(&request).await?;
     let same = again.order().map(|o| &o.id) == Some(&order.id);
     let captures = shop
         .payments
@@ -224,6 +273,7 @@ pub async fn shop_and_checkout(
         "  retried checkout with the same key: {} order; captures for it: {captures}",
         if same { "same" } else { "DIFFERENT" }
     );
+    return_one_unit(shop, &order).await?;
     println!("  order history:");
     for c in shop.stores.orders.history(&order.id).await? {
         let from = c.from.map_or("-".to_string(), |f| f.to_string());
@@ -250,6 +300,61 @@ pub async fn shop_and_checkout(
         ));
     }
     Ok(Some(settled))
+}
+
+/// Ships the order, then takes back one unit of its first line: restocked in the east
+/// warehouse, refunded through the gateway under the refund ledger's guard.
+async fn return_one_unit(shop: &Shop, order: &Order) -> Result<()> {
+    shop.pipeline.mark_shipped(&order.id, "1Z-DEMO").await?;
+    let Some(line) = order.lines.first() else {
+        return Ok(());
+    };
+    let request = ReturnRequest {
+        order_id: order.id.clone(),
+        key: IdempotencyKey::new("return-1")?,
+        lines: vec![ReturnLine {
+            sku: line.sku.clone(),
+            quantity: 1,
+        }],
+        disposition: Disposition::Restock {
+            location: LocationId::new("wh-east")?,
+        },
+        reason: "did not fit".into(),
+    };
+    let done = shop.returns.process(&request).await?;
+    println!(
+        "  return: 1 x {} back in wh-east; refunded {} ({}); {} of {} paid refunded; order {}",
+        line.sku,
+        done.refund.total,
+        done.gateway.as_ref().map_or("-", |g| g.refund_ref.as_str()),
+        done.balance.total_refunded,
+        done.balance.total_paid,
+        done.order.status
+    );
+    // Asking for more units than are left is refused, and nothing is written.
+    let too_many = ReturnRequest {
+        key: IdempotencyKey::new("return-2")?,
+        lines: vec![ReturnLine {
+            sku: line.sku.clone(),
+            quantity: line.quantity,
+        }],
+        ..request
+    };
+    match shop.returns.process(&too_many).await {
+        Err(Error::Validation { field, .. }) => {
+            println!(
+                "  return of {} more units: refused ({field})",
+                line.quantity
+            )
+        }
+        other => {
+            return Err(Error::backend(
+                false,
+                format!("an over-return was not refused: {other:?}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The first `n` characters of `s`, with an ellipsis if cut.

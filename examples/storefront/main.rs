@@ -9,8 +9,10 @@
 //!    category tree (`../shared/data/bestbuy-categories.json`, or a generated tree when
 //!    the file is absent), stocks it in two warehouses and indexes it for search.
 //! 2. Browses a category subtree, searches, fills a cart as a guest, signs in (merging
-//!    the guest cart), checks out, and follows the order through the event-driven
-//!    pipeline (event log -> queue -> workers) to print its history.
+//!    the guest cart), checks out to a New York address (shipping options of its zone,
+//!    sales tax per line), follows the order through the event-driven pipeline (event
+//!    log -> queue -> workers), ships it, takes back one unit (restocked, refunded
+//!    through the gateway under the refund ledger's guard) and prints its history.
 //! 3. Runs a flash sale: 1,000 concurrent buyers for the last 100 units of one SKU
 //!    through the same path; prints confirmed orders, out-of-stock rejections, units
 //!    oversold (read back from the inventory store; must be 0) and throughput.
@@ -102,7 +104,7 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         seeded.products as f64 / seeded.elapsed.as_secs_f64().max(1e-9)
     );
 
-    let shop = Shop::start(stores, search, args.workers)?;
+    let shop = Shop::start(stores, search, backends.refunds.clone(), args.workers)?;
 
     println!("\n2. Shopping");
     flow::browse(&shop, &seeded).await?;

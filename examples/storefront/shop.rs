@@ -7,11 +7,17 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use commerce_core::address::CountryCode;
 use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
+use commerce_core::money::Money;
 use commerce_core::order::{Order, OrderStatus};
 use commerce_core::service::*;
-use commerce_core::store::{OrderStore, SearchIndex};
+use commerce_core::shipping::{
+    PriceBand, Rate, ShippingMethod, ShippingZone, ZoneArea, ZoneShipping,
+};
+use commerce_core::store::{OrderStore, RefundLedger, SearchIndex};
+use commerce_core::tax::{Jurisdiction, PriceMode, Rounding, RuleBasedTax, TaxRules};
 use commerce_core::{EntityKind, Error, Result};
 use rust_decimal::Decimal;
 
@@ -23,8 +29,14 @@ pub struct Shop {
     pub search: Arc<dyn SearchIndex>,
     /// Carts.
     pub carts: CartService,
-    /// Checkout.
+    /// Checkout with flat shipping and tax (the flash sale's buyers give no address).
     pub checkout: CheckoutService,
+    /// Checkout for an address: tax by US state and city, shipping by zone.
+    pub checkout_to_address: CheckoutService,
+    /// The pipeline (fulfilment reports shipping through it).
+    pub pipeline: Arc<OrderPipeline>,
+    /// Returns and partial refunds.
+    pub returns: ReturnsService,
     /// The (in-memory) payment gateway.
     pub payments: Arc<MemoryPaymentGateway>,
     /// The (in-memory) notifier.
@@ -48,7 +60,12 @@ pub struct Totals {
 
 impl Shop {
     /// The services over `stores`, with the background loops started.
-    pub fn start(stores: Stores, search: Arc<dyn SearchIndex>, workers: usize) -> Result<Shop> {
+    pub fn start(
+        stores: Stores,
+        search: Arc<dyn SearchIndex>,
+        refunds: Arc<dyn RefundLedger>,
+        workers: usize,
+    ) -> Result<Shop> {
         let payments = Arc::new(MemoryPaymentGateway::new());
         payments.set_latency(Duration::from_millis(1));
         let notifier = Arc::new(MemoryNotifier::new());
@@ -56,13 +73,20 @@ impl Shop {
             inner: notifier.clone(),
             waiters: Mutex::new(HashMap::new()),
         });
-        let pipeline = Arc::new(OrderPipeline::new(
-            &stores,
-            payments.clone(),
-            Arc::new(MemoryFulfillment::new()),
-            settled.clone(),
-            PipelineConfig::default(),
-        ));
+        let pipeline = Arc::new(
+            OrderPipeline::new(
+                &stores,
+                payments.clone(),
+                Arc::new(MemoryFulfillment::new()),
+                settled.clone(),
+                PipelineConfig::default(),
+            )
+            .with_refunds(refunds.clone()),
+        );
+        let returns = ReturnsService::new(&stores, refunds, payments.clone());
+        let checkout_to_address = CheckoutService::new(&stores, CheckoutConfig::default())
+            .with_tax(Arc::new(us_tax()?), PriceMode::TaxExclusive)
+            .with_shipping(Arc::new(us_shipping()?));
         let checkout = CheckoutService::new(
             &stores,
             CheckoutConfig {
@@ -89,6 +113,9 @@ impl Shop {
         Ok(Shop {
             carts: CartService::new(&stores, CartLimits::default()),
             checkout,
+            checkout_to_address,
+            pipeline,
+            returns,
             payments,
             notifier,
             settled,
@@ -124,6 +151,53 @@ impl Shop {
             reaped,
         })
     }
+}
+
+/// New York sales tax: state 4 %, New York City 4.5 % and the commuter district
+/// 0.375 % by ZIP prefix (combined 8.875 %); shipping of taxable goods is taxed.
+fn us_tax() -> Result<RuleBasedTax> {
+    let us = CountryCode::parse("US")?;
+    let nyc = [
+        "100", "101", "102", "103", "104", "111", "112", "113", "114", "116",
+    ];
+    Ok(RuleBasedTax::new(TaxRules::new(
+        Rounding::PerLine,
+        vec![
+            Jurisdiction::country("New York State", us, Decimal::new(4, 2)).region("NY"),
+            Jurisdiction::country("New York City", us, Decimal::new(45, 3))
+                .region("NY")
+                .postal_prefixes(nyc),
+            Jurisdiction::country("MCTD", us, Decimal::new(375, 5))
+                .region("NY")
+                .postal_prefixes(nyc),
+        ],
+    )?))
+}
+
+/// The US: ground by order value (free from $35), two-day flat.
+fn us_shipping() -> Result<ZoneShipping> {
+    let usd = |s: &str| s.parse::<Money>();
+    ZoneShipping::new(
+        vec![ShippingZone {
+            name: "United States".into(),
+            areas: vec![ZoneArea::country("US")?],
+            methods: vec![
+                ShippingMethod::new(
+                    "ground",
+                    "Ground",
+                    Rate::ByPrice(vec![PriceBand {
+                        from: usd("0.00 USD")?,
+                        price: usd("5.99 USD")?,
+                    }]),
+                )
+                .free_over(usd("35.00 USD")?)
+                .transit_days(3, 5),
+                ShippingMethod::new("two-day", "Two-day", Rate::Flat(usd("19.95 USD")?))
+                    .transit_days(2, 2),
+            ],
+        }],
+        5000,
+    )
 }
 
 /// Waits for orders from any task (see [`wait_settled`]).

@@ -71,12 +71,12 @@ impl UpdateReport {
 ///
 /// let line = |p: &str| NewOrderLine {
 ///     product_id: ProductId::new(p).unwrap(), sku: Sku::new(format!("{p}-1")).unwrap(),
-///     title: p.into(), quantity: 1, unit_price: "10.00 USD".parse().unwrap(),
+///     title: p.into(), quantity: 1, unit_price: "10.00 USD".parse().unwrap(), tax: None,
 /// };
 /// let order = engine.orders.create_order(NewOrder {
 ///     id: None, customer_id: CustomerId::new("c1")?, idempotency_key: IdempotencyKey::new("k1")?,
 ///     lines: vec![line("phone"), line("case")],
-///     shipping: "0.00 USD".parse()?, tax: "0.00 USD".parse()?,
+///     shipping: "0.00 USD".parse()?, tax: "0.00 USD".parse()?, checkout: Default::default(),
 /// }).await?.into_order();
 /// engine.orders.transition(&order.id, &Transition::new(Created, PaymentPending, "checkout")).await?;
 /// engine.orders.transition(&order.id, &Transition::new(PaymentPending, PaymentConfirmed, "paid")).await?;

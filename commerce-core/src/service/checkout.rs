@@ -9,18 +9,25 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+use crate::address::Address;
 use crate::cart::{CartLimits, CartOwner};
+use crate::catalog::{AttributeValue, Product};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
 use crate::money::Money;
-use crate::order::{NewOrder, NewOrderLine, Order, basket};
+use crate::order::{CheckoutDetails, LineTax, NewOrder, NewOrderLine, Order, OrderTax, basket};
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
+use crate::service::pricing::LineInput;
 use crate::service::pricing::{PriceRules, Revalidation, revalidate};
+use crate::shipping::{ShippingItem, ShippingOption, ShippingRates, ShippingRequest};
 use crate::store::{CartStore, CatalogStore, InventoryStore, OrderStore};
+use crate::tax::{
+    PriceMode, TaxBreakdown, TaxCalculator, TaxCalculatorExt, TaxClass, TaxRequest, TaxableLine,
+};
 
 /// Where the cart being checked out lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +58,19 @@ pub struct CheckoutRequest {
     /// [`Revalidation::price_changes`]).
     #[serde(default)]
     pub accepted_prices: BTreeMap<Sku, Money>,
+    /// Where the goods go: required when the service computes tax or shipping
+    /// ([`CheckoutService::with_tax`], [`CheckoutService::with_shipping`]); validated
+    /// when deserialized (an unknown country never gets this far).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_address: Option<Address>,
+    /// Who pays; the shipping address when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_address: Option<Address>,
+    /// The chosen shipping option's `method_id` (one of
+    /// [`CheckoutService::preview`]'s options): required with
+    /// [`CheckoutService::with_shipping`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping_method: Option<String>,
 }
 
 impl CheckoutRequest {
@@ -66,6 +86,9 @@ impl CheckoutRequest {
             cart: CartSource::Server { id, owner },
             idempotency_key,
             accepted_prices: BTreeMap::new(),
+            shipping_address: None,
+            billing_address: None,
+            shipping_method: None,
         }
     }
 
@@ -80,7 +103,18 @@ impl CheckoutRequest {
             cart: CartSource::Client(cart),
             idempotency_key,
             accepted_prices: BTreeMap::new(),
+            shipping_address: None,
+            billing_address: None,
+            shipping_method: None,
         }
+    }
+
+    /// The same request, shipping to `address` by `method` (a method id offered by
+    /// [`CheckoutService::preview`], or `None` to see the options first).
+    pub fn shipping_to(mut self, address: Address, method: Option<&str>) -> Self {
+        self.shipping_address = Some(address);
+        self.shipping_method = method.map(str::to_owned);
+        self
     }
 
     /// The same request, agreeing to the new prices `review` reported.
@@ -115,7 +149,27 @@ impl CheckoutOutcome {
     }
 }
 
-/// Shipping, tax and price-change policy.
+/// What an order for a request would cost, without placing it
+/// ([`CheckoutService::preview`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckoutPreview {
+    /// The shipping options that apply to the cart and address, cheapest first (empty
+    /// without [`CheckoutService::with_shipping`]).
+    pub options: Vec<ShippingOption>,
+    /// The order checkout would create: lines with their tax, shipping, tax, and
+    /// the chosen (else the cheapest) option.
+    pub order: NewOrder,
+    /// The tax calculator's answer (without [`CheckoutService::with_tax`]: `None`).
+    pub tax: Option<TaxBreakdown>,
+}
+
+/// The attribute naming a product's (or a variant's, which wins) tax class; products
+/// without it are in the `standard` class.
+pub const TAX_CLASS_ATTRIBUTE: &str = "tax_class";
+
+/// Shipping, tax and price-change policy. The flat charges here apply unless the
+/// service has a [`TaxCalculator`] ([`CheckoutService::with_tax`]) or
+/// [`ShippingRates`] ([`CheckoutService::with_shipping`]), which replace them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckoutConfig {
     /// Flat shipping charge, in major units of the order's currency.
@@ -167,6 +221,8 @@ pub struct CheckoutService {
     orders: Arc<dyn OrderStore>,
     config: CheckoutConfig,
     limiter: Option<(Arc<dyn UserRateLimit>, Guard)>,
+    tax: Option<(Arc<dyn TaxCalculator>, PriceMode)>,
+    shipping: Option<Arc<dyn ShippingRates>>,
 }
 
 impl CheckoutService {
@@ -179,7 +235,28 @@ impl CheckoutService {
             orders: stores.orders.clone(),
             config,
             limiter: None,
+            tax: None,
+            shipping: None,
         }
+    }
+
+    /// Computes tax with `calculator` (catalog prices being `prices`), replacing the
+    /// flat [`CheckoutConfig::tax_rate`]: every checkout then needs a shipping address
+    /// (the place of supply), each order line records its tax and tax class (the
+    /// product's [`TAX_CLASS_ATTRIBUTE`], else `standard`), and the order its
+    /// [`OrderTax`]. Discounts come off before tax.
+    pub fn with_tax(mut self, calculator: Arc<dyn TaxCalculator>, prices: PriceMode) -> Self {
+        self.tax = Some((calculator, prices));
+        self
+    }
+
+    /// Prices shipping with `rates` (by zone, weight from the catalog's variants,
+    /// price), replacing the flat [`CheckoutConfig::flat_shipping`]: every checkout
+    /// then needs a shipping address and a [`CheckoutRequest::shipping_method`] among
+    /// the options that apply, and the order records the chosen option.
+    pub fn with_shipping(mut self, rates: Arc<dyn ShippingRates>) -> Self {
+        self.shipping = Some(rates);
+        self
     }
 
     /// Rate-limits checkouts per customer with `limiter` ([`LimitedAction::Checkout`],
@@ -253,23 +330,7 @@ impl CheckoutService {
     pub async fn checkout(&self, request: &CheckoutRequest) -> Result<CheckoutOutcome> {
         self.admit(&request.customer_id).await?;
         let existing = self.existing(request).await?;
-        let lines = match &request.cart {
-            CartSource::Server { id, owner } => {
-                check_owner(id, owner)?;
-                if let CartOwner::Customer(c) = owner {
-                    if c != &request.customer_id {
-                        return Err(Error::not_found(EntityKind::Cart, id));
-                    }
-                }
-                match self.carts.get_cart(id, owner).await? {
-                    Some(cart) => cart_lines(&cart),
-                    // The cart was cleared when the key's order was placed: a retry.
-                    None if existing.is_some() => Vec::new(),
-                    None => return Err(Error::not_found(EntityKind::Cart, id)),
-                }
-            }
-            CartSource::Client(cart) => cart.lines(&self.config.limits)?,
-        };
+        let lines = self.cart_lines(request, existing.is_some()).await?;
         if let Some(order) = existing {
             let asked = basket(lines.iter().map(|l| (&l.sku, l.quantity)));
             if !lines.is_empty() && asked != order.basket() {
@@ -286,20 +347,11 @@ impl CheckoutService {
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }
-        let review = revalidate(
-            self.catalog.as_ref(),
-            self.inventory.as_ref(),
-            &lines,
-            &PriceRules {
-                accepted: Some(&request.accepted_prices),
-                auto_accept_drops: self.config.auto_accept_price_drops,
-            },
-        )
-        .await?;
+        let review = self.review(request, &lines).await?;
         if !review.is_ok() {
             return Ok(CheckoutOutcome::NeedsReview(review));
         }
-        let new = self.new_order(request, &review)?;
+        let (new, _, _) = self.new_order(request, &review, false).await?;
         let outcome = self.orders.create_order(new).await?;
         let created = outcome.is_created();
         if created {
@@ -313,6 +365,67 @@ impl CheckoutService {
             order: outcome.into_order(),
             created,
         })
+    }
+
+    /// What checking out `request` would cost now, without writing anything: the
+    /// shipping options that apply to the cart and address, and the order with its
+    /// per-line tax, shipping by the chosen method (the cheapest when the request names
+    /// none) and totals.
+    ///
+    /// Errors as [`checkout`](Self::checkout), plus `Validation` on `cart` when a line
+    /// needs review (price changed, out of stock, no longer sold).
+    pub async fn preview(&self, request: &CheckoutRequest) -> Result<CheckoutPreview> {
+        let lines = self.cart_lines(request, false).await?;
+        if lines.is_empty() {
+            return Err(Error::validation("cart", "is empty"));
+        }
+        let review = self.review(request, &lines).await?;
+        if !review.is_ok() {
+            return Err(Error::validation(
+                "cart",
+                "some lines changed price, are out of stock or no longer sold",
+            ));
+        }
+        let (order, options, tax) = self.new_order(request, &review, true).await?;
+        Ok(CheckoutPreview {
+            options,
+            order,
+            tax,
+        })
+    }
+
+    /// The cart's lines (empty for a cleared server cart when `retry`).
+    async fn cart_lines(&self, request: &CheckoutRequest, retry: bool) -> Result<Vec<LineInput>> {
+        Ok(match &request.cart {
+            CartSource::Server { id, owner } => {
+                check_owner(id, owner)?;
+                if let CartOwner::Customer(c) = owner {
+                    if c != &request.customer_id {
+                        return Err(Error::not_found(EntityKind::Cart, id));
+                    }
+                }
+                match self.carts.get_cart(id, owner).await? {
+                    Some(cart) => cart_lines(&cart),
+                    // The cart was cleared when the key's order was placed: a retry.
+                    None if retry => Vec::new(),
+                    None => return Err(Error::not_found(EntityKind::Cart, id)),
+                }
+            }
+            CartSource::Client(cart) => cart.lines(&self.config.limits)?,
+        })
+    }
+
+    async fn review(&self, request: &CheckoutRequest, lines: &[LineInput]) -> Result<Revalidation> {
+        revalidate(
+            self.catalog.as_ref(),
+            self.inventory.as_ref(),
+            lines,
+            &PriceRules {
+                accepted: Some(&request.accepted_prices),
+                auto_accept_drops: self.config.auto_accept_price_drops,
+            },
+        )
+        .await
     }
 
     async fn existing(&self, request: &CheckoutRequest) -> Result<Option<Order>> {
@@ -329,8 +442,15 @@ impl CheckoutService {
         }
     }
 
-    /// The order for a clean revalidation: catalog prices, shipping, tax.
-    fn new_order(&self, request: &CheckoutRequest, review: &Revalidation) -> Result<NewOrder> {
+    /// The order for a clean revalidation: catalog prices, shipping, tax; with the
+    /// shipping options offered and the tax calculator's answer. `preview` picks the
+    /// cheapest option when none is chosen.
+    async fn new_order(
+        &self,
+        request: &CheckoutRequest,
+        review: &Revalidation,
+        preview: bool,
+    ) -> Result<(NewOrder, Vec<ShippingOption>, Option<TaxBreakdown>)> {
         let mut lines = Vec::with_capacity(review.lines.len());
         for l in &review.lines {
             let (Some(product_id), Some(title), Some(unit_price)) =
@@ -344,20 +464,134 @@ impl CheckoutService {
                 title: title.clone(),
                 quantity: l.quantity,
                 unit_price,
+                tax: None,
             });
         }
         let subtotal = review
             .subtotal
             .ok_or_else(|| Error::validation("cart", "has no priced line"))?;
-        let (shipping, tax) = self.charges(&subtotal)?;
-        Ok(NewOrder {
+        let (mut shipping, mut tax) = self.charges(&subtotal)?;
+        let mut checkout = CheckoutDetails {
+            shipping_address: request.shipping_address.clone(),
+            billing_address: request
+                .billing_address
+                .clone()
+                .or_else(|| request.shipping_address.clone()),
+            ..CheckoutDetails::default()
+        };
+        let mut options = Vec::new();
+        let mut breakdown = None;
+        if self.tax.is_some() || self.shipping.is_some() {
+            let Some(address) = &request.shipping_address else {
+                return Err(Error::validation(
+                    "shipping_address",
+                    "is required to compute tax and shipping",
+                ));
+            };
+            let products = self.products(&lines).await?;
+            if let Some(rates) = &self.shipping {
+                let items = lines
+                    .iter()
+                    .zip(&products)
+                    .map(|(l, p)| match p.variant(&l.sku) {
+                        Some(v) => Ok(ShippingItem::from_variant(v, l.quantity)),
+                        None => Err(Error::not_found(EntityKind::Variant, &l.sku)),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let shipping_request = ShippingRequest {
+                    currency: subtotal.currency(),
+                    destination: address.clone(),
+                    items,
+                };
+                options = rates.options(&shipping_request).await?;
+                let chosen = match &request.shipping_method {
+                    Some(m) => options.iter().find(|o| &o.method_id == m).ok_or_else(|| {
+                        Error::validation(
+                            "shipping_method",
+                            format!("{m:?} is not offered for this cart and address"),
+                        )
+                    })?,
+                    None if preview => options.first().ok_or_else(|| {
+                        Error::validation(
+                            "shipping_address",
+                            "no shipping option applies to this cart and address",
+                        )
+                    })?,
+                    None => {
+                        let offered: Vec<&str> =
+                            options.iter().map(|o| o.method_id.as_str()).collect();
+                        return Err(Error::validation(
+                            "shipping_method",
+                            format!("choose one of {offered:?}"),
+                        ));
+                    }
+                };
+                shipping = chosen.price;
+                checkout.shipping_option = Some(chosen.clone());
+            }
+            if let Some((calculator, prices)) = &self.tax {
+                let tax_request = TaxRequest {
+                    currency: subtotal.currency(),
+                    destination: address.clone(),
+                    prices: *prices,
+                    lines: lines
+                        .iter()
+                        .zip(&products)
+                        .map(|(l, p)| {
+                            Ok(TaxableLine {
+                                sku: l.sku.clone(),
+                                tax_class: tax_class(p, &l.sku)?,
+                                quantity: l.quantity,
+                                unit_price: l.unit_price,
+                                discount: Money::zero(subtotal.currency()),
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                    shipping,
+                };
+                let b = calculator.calculate_checked(&tax_request).await?;
+                for (line, taxed) in lines.iter_mut().zip(&b.lines) {
+                    line.tax = Some(LineTax {
+                        tax_class: taxed.tax_class.clone(),
+                        rate: taxed.amount.rate,
+                        net: taxed.amount.net,
+                        tax: taxed.amount.tax,
+                        gross: taxed.amount.gross,
+                    });
+                }
+                tax = b.tax_total;
+                checkout.tax = Some(OrderTax {
+                    prices: *prices,
+                    shipping_tax: b.shipping.tax,
+                    jurisdictions: b.jurisdictions.clone(),
+                });
+                breakdown = Some(b);
+            }
+        }
+        let order = NewOrder {
             id: None,
             customer_id: request.customer_id.clone(),
             idempotency_key: request.idempotency_key.clone(),
             lines,
             shipping,
             tax,
-        })
+            checkout,
+        };
+        Ok((order, options, breakdown))
+    }
+
+    /// The product of every line, in line order.
+    async fn products(&self, lines: &[NewOrderLine]) -> Result<Vec<Product>> {
+        let mut out = Vec::with_capacity(lines.len());
+        for l in lines {
+            let p = self
+                .catalog
+                .get_product_by_sku(&l.sku)
+                .await?
+                .ok_or_else(|| Error::not_found(EntityKind::Variant, &l.sku))?;
+            out.push(p);
+        }
+        Ok(out)
     }
 
     /// Shipping and tax for `subtotal`.
@@ -374,5 +608,22 @@ impl CheckoutService {
         };
         let tax = subtotal.mul_decimal_rounded(self.config.tax_rate)?;
         Ok((shipping, tax))
+    }
+}
+
+/// The tax class of `sku` in `product`: the variant's [`TAX_CLASS_ATTRIBUTE`], else the
+/// product's, else `standard`. A value that is not a valid class name is `Validation`.
+fn tax_class(product: &Product, sku: &Sku) -> Result<TaxClass> {
+    let attribute = product
+        .variant(sku)
+        .and_then(|v| v.attributes.get(TAX_CLASS_ATTRIBUTE))
+        .or_else(|| product.attributes.get(TAX_CLASS_ATTRIBUTE));
+    match attribute {
+        None => Ok(TaxClass::standard()),
+        Some(AttributeValue::Text(t)) => TaxClass::new(t.clone()),
+        Some(other) => Err(Error::validation(
+            TAX_CLASS_ATTRIBUTE,
+            format!("{sku}: {other:?} is not a class name"),
+        )),
     }
 }

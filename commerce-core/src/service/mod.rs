@@ -146,26 +146,31 @@ mod reaper;
 mod reconcile;
 mod relay;
 mod retry;
+pub mod returns;
 mod signed_cart;
 mod stores;
 mod task;
 mod worker;
 
 pub use cart::CartService;
-pub use checkout::{CartSource, CheckoutConfig, CheckoutOutcome, CheckoutRequest, CheckoutService};
+pub use checkout::{
+    CartSource, CheckoutConfig, CheckoutOutcome, CheckoutPreview, CheckoutRequest, CheckoutService,
+    TAX_CLASS_ATTRIBUTE,
+};
 pub use client_cart::{ClientCart, ClientCartItem, MAX_CLIENT_CART_BYTES};
 pub use fulfillment::{Fulfillment, MemoryFulfillment};
 pub use loader::CatalogLoader;
 pub use notify::{MemoryNotifier, Notification, Notifier, SentNotification};
 pub use payment::{
-    Capture, ChargeBehavior, ChargeOutcome, ChargeRequest, MemoryPaymentGateway, PaymentGateway,
-    RefundOutcome, payment_key,
+    Capture, ChargeBehavior, ChargeOutcome, ChargeRequest, MemoryPaymentGateway, PartialRefund,
+    PartialRefundRequest, PaymentGateway, RefundOutcome, payment_key,
 };
 pub use pipeline::{OrderPipeline, PipelineConfig};
 pub use pricing::{CheckedLine, LineInput, LineIssue, Revalidation};
 pub use reaper::{ReapReport, ReservationReaper};
 pub use reconcile::{Discrepancy, ReconcileReport, reconcile};
 pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};
+pub use returns::{Disposition, ReturnLine, ReturnOutcome, ReturnRequest, ReturnsService};
 pub use signed_cart::{CartSigner, CartSigningKey, MIN_SECRET_BYTES, SignedCartError};
 pub use stores::Stores;
 pub use task::BackgroundTask;

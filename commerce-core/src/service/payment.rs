@@ -55,6 +55,30 @@ pub enum RefundOutcome {
     NothingCharged,
 }
 
+/// A partial refund of a capture ([`PaymentGateway::refund_partial`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialRefundRequest {
+    /// The key the capture was made under ([`payment_key`]).
+    pub charge_key: IdempotencyKey,
+    /// This refund's own key: the gateway refunds at most once per key.
+    pub refund_key: IdempotencyKey,
+    /// The amount to give back, more than zero.
+    pub amount: Money,
+    /// Why (for the gateway's records).
+    pub reason: String,
+}
+
+/// A partial refund the gateway made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartialRefund {
+    /// The refunded payment.
+    pub payment_ref: String,
+    /// The gateway's reference of this refund.
+    pub refund_ref: String,
+    /// The amount given back.
+    pub amount: Money,
+}
+
 /// The idempotency key the pipeline uses towards the gateway for `order`: exactly one
 /// per order, so no retry, resume or duplicate job can charge an order twice.
 pub fn payment_key(order: &OrderId) -> Result<IdempotencyKey> {
@@ -71,8 +95,9 @@ pub fn payment_key(order: &OrderId) -> Result<IdempotencyKey> {
 /// * A failure (`Error::Backend`, or no answer before the caller's timeout) means "not
 ///   known whether money moved": the caller retries with the **same key**, which either
 ///   returns the earlier capture or makes the only one.
-/// * **Refund voids**: `refund` gives the key's capture back in full, once (repeated
-///   calls return the same refund); if nothing was captured under the key, the key
+/// * **Refund voids**: `refund` gives the key's capture back in full (less what
+///   [`refund_partial`](PaymentGateway::refund_partial) already gave back), once
+///   (repeated calls return the same refund); if nothing was captured under the key, the key
 ///   becomes void and every later `charge` with it is declined. So a refund racing a
 ///   slow charge never leaves money taken.
 #[async_trait]
@@ -82,6 +107,23 @@ pub trait PaymentGateway: Send + Sync + Debug + 'static {
 
     /// Refunds the capture made under `key`, or voids the key.
     async fn refund(&self, key: &IdempotencyKey, reason: &str) -> Result<RefundOutcome>;
+
+    /// Gives back part of the capture made under `request.charge_key`.
+    ///
+    /// # To ensure correctness
+    /// * **Idempotent per `refund_key`**: money moves at most once per key; a retry
+    ///   with the same key and amount returns the same [`PartialRefund`] (also when
+    ///   the retries race); the same key with another amount or charge is
+    ///   `Conflict { kind: Refund }`.
+    /// * Never more than captured: partial refunds of one capture add up to at most its
+    ///   amount (`Validation` on `amount` otherwise, nothing moves); a capture already
+    ///   refunded in full by [`refund`](Self::refund) is
+    ///   `Validation` too. No capture under the key: `NotFound { kind: Order }`.
+    /// * The amount is in the capture's currency (`CurrencyMismatch`) and more than
+    ///   zero (`Validation`).
+    /// * A failure (`Backend`) means "not known whether money moved": retry with the
+    ///   same `refund_key`.
+    async fn refund_partial(&self, request: &PartialRefundRequest) -> Result<PartialRefund>;
 }
 
 /// How the in-memory gateway answers a charge it has not answered finally yet.
@@ -110,7 +152,7 @@ pub struct Capture {
     pub order_id: OrderId,
     /// The amount.
     pub amount: Money,
-    /// Whether it was refunded.
+    /// Whether it was refunded in full.
     pub refunded: bool,
 }
 
@@ -128,6 +170,9 @@ struct GatewayState {
     script: VecDeque<ChargeBehavior>,
     default: Option<ChargeBehavior>,
     keys: HashMap<IdempotencyKey, KeyState>,
+    partial: HashMap<IdempotencyKey, (IdempotencyKey, PartialRefund)>,
+    /// Per charge key: given back so far by partial refunds.
+    partially_refunded: HashMap<IdempotencyKey, Money>,
     next_ref: u64,
     calls: u64,
     hook: Option<ChargeHook>,
@@ -214,6 +259,18 @@ impl MemoryPaymentGateway {
     /// The capture made for `order`, if any.
     pub fn capture_for(&self, order: &OrderId) -> Option<Capture> {
         self.captures().into_iter().find(|c| &c.order_id == order)
+    }
+
+    /// Every partial refund made, by refund reference.
+    pub fn partial_refunds(&self) -> Vec<PartialRefund> {
+        let mut out: Vec<PartialRefund> = self
+            .lock()
+            .partial
+            .values()
+            .map(|(_, r)| r.clone())
+            .collect();
+        out.sort_by(|a, b| a.refund_ref.cmp(&b.refund_ref));
+        out
     }
 
     /// Number of `charge` calls received.
@@ -342,12 +399,17 @@ impl PaymentGateway for MemoryPaymentGateway {
 
     async fn refund(&self, key: &IdempotencyKey, _reason: &str) -> Result<RefundOutcome> {
         let mut s = self.lock();
+        let partial = s.partially_refunded.get(key).copied();
         match s.keys.get_mut(key) {
             Some(KeyState::Captured(c)) => {
                 c.refunded = true;
                 Ok(RefundOutcome::Refunded {
                     payment_ref: c.payment_ref.clone(),
-                    amount: c.amount,
+                    // What partial refunds have not given back yet.
+                    amount: match partial {
+                        Some(p) => c.amount.checked_sub(&p)?,
+                        None => c.amount,
+                    },
                 })
             }
             Some(KeyState::Declined(_)) | Some(KeyState::Void) => Ok(RefundOutcome::NothingCharged),
@@ -356,5 +418,62 @@ impl PaymentGateway for MemoryPaymentGateway {
                 Ok(RefundOutcome::NothingCharged)
             }
         }
+    }
+
+    async fn refund_partial(&self, request: &PartialRefundRequest) -> Result<PartialRefund> {
+        let mut s = self.lock();
+        if let Some((charge_key, done)) = s.partial.get(&request.refund_key) {
+            if charge_key != &request.charge_key || done.amount != request.amount {
+                return Err(Error::conflict(
+                    EntityKind::Refund,
+                    format!(
+                        "refund key {} was used for {} on another request",
+                        request.refund_key, done.amount
+                    ),
+                ));
+            }
+            return Ok(done.clone());
+        }
+        let Some(KeyState::Captured(c)) = s.keys.get(&request.charge_key) else {
+            return Err(Error::not_found(EntityKind::Order, &request.charge_key));
+        };
+        if request.amount.currency() != c.amount.currency() {
+            return Err(Error::CurrencyMismatch {
+                left: c.amount.currency(),
+                right: request.amount.currency(),
+            });
+        }
+        if request.amount.is_negative() || request.amount.is_zero() {
+            return Err(Error::validation("amount", "must be more than zero"));
+        }
+        let before = s
+            .partially_refunded
+            .get(&request.charge_key)
+            .copied()
+            .unwrap_or_else(|| Money::zero(c.amount.currency()));
+        let after = before.checked_add(&request.amount)?;
+        if c.refunded || after.try_cmp(&c.amount)? == std::cmp::Ordering::Greater {
+            return Err(Error::validation(
+                "amount",
+                format!(
+                    "{} would refund more than the {} captured ({before} refunded)",
+                    request.amount, c.amount
+                ),
+            ));
+        }
+        let payment_ref = c.payment_ref.clone();
+        s.next_ref += 1;
+        let done = PartialRefund {
+            payment_ref,
+            refund_ref: format!("re_{:06}", s.next_ref),
+            amount: request.amount,
+        };
+        s.partially_refunded
+            .insert(request.charge_key.clone(), after);
+        s.partial.insert(
+            request.refund_key.clone(),
+            (request.charge_key.clone(), done.clone()),
+        );
+        Ok(done)
     }
 }

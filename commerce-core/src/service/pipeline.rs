@@ -4,10 +4,11 @@
 //! |-------------------|-----------------------------------------------------------------------------|----------------------------------------|
 //! | CREATED           | validate; reserve stock (`reserve` is idempotent per order)                 | PAYMENT_PENDING, or CANCELLED           |
 //! | PAYMENT_PENDING   | extend the lease; charge (one gateway key per order); confirm the stock     | PAYMENT_CONFIRMED, or CANCELLED         |
-//! | PAYMENT_CONFIRMED | submit to fulfilment (idempotent per order)                                 | PREPARING                              |
+//! | PAYMENT_CONFIRMED | open the refund ledger if any (idempotent); submit to fulfilment (idempotent per order) | PREPARING                |
 //! | PREPARING         | notify "confirmed" (deduplicated per order and kind)                        | rests (SHIPPED / DELIVERED come from fulfilment) |
 //! | CANCELLED         | release or return the stock, void or refund the payment, notify             | rests                                  |
-//! | REFUNDED          | refund the payment, return the stock by policy, cancel fulfilment, notify   | rests                                  |
+//! | PARTIALLY_REFUNDED| (returns, see [`ReturnsService`](crate::service::ReturnsService))           | rests                                  |
+//! | REFUNDED          | refund the payment, return the stock by policy, cancel fulfilment, notify (from PARTIALLY_REFUNDED: notify only; the returns refunded and restocked) | rests |
 //!
 //! Every status change is a compare-and-set ([`OrderStore::transition`]) written with
 //! its reason; a step's side effect happens *before* the status that records it, and is
@@ -32,6 +33,7 @@ use crate::error::{EntityKind, Error, Result};
 use crate::id::OrderId;
 use crate::inventory::{DEFAULT_RESERVATION_TTL, Reservation, ReservationState};
 use crate::order::{Order, OrderStatus, Transition};
+use crate::refund::PaidOrder;
 use crate::service::Stores;
 use crate::service::fulfillment::Fulfillment;
 use crate::service::notify::{Notification, Notifier};
@@ -40,7 +42,7 @@ use crate::service::payment::{
 };
 use crate::service::retry::{retry, with_timeout};
 use crate::store::{
-    CatalogStore, InventoryStore, OrderSteps, OrderStore, RetryPolicy, StepOutcome,
+    CatalogStore, InventoryStore, OrderSteps, OrderStore, RefundLedger, RetryPolicy, StepOutcome,
 };
 
 /// Pipeline settings.
@@ -109,8 +111,10 @@ struct Run {
 ///   capture under the order's payment key is refunded (or the key voided);
 /// * paid but not shipped (PAYMENT_CONFIRMED, PREPARING): the sold units go back to
 ///   `available` (they never left the warehouse), fulfilment is cancelled;
-/// * delivered: the sold units are written off (`sold` to `adjusted`); goods that come
-///   back resellable are put back with [`InventoryStore::restock`] after inspection.
+/// * shipped or delivered: the sold units are written off (`sold` to `adjusted`); goods
+///   that come back resellable are put back with [`InventoryStore::restock`] after
+///   inspection (or returned line by line through the
+///   [`ReturnsService`](crate::service::ReturnsService)).
 #[derive(Debug, Clone)]
 pub struct OrderPipeline {
     orders: Arc<dyn OrderStore>,
@@ -122,6 +126,7 @@ pub struct OrderPipeline {
     fulfillment: Arc<dyn Fulfillment>,
     notifier: Arc<dyn Notifier>,
     config: PipelineConfig,
+    refunds: Option<Arc<dyn RefundLedger>>,
 }
 
 impl OrderPipeline {
@@ -143,7 +148,17 @@ impl OrderPipeline {
             fulfillment,
             notifier,
             config,
+            refunds: None,
         }
+    }
+
+    /// Opens every paid order in `ledger` ([`RefundLedger::open`] with
+    /// [`PaidOrder::from_order`]) in the PAYMENT_CONFIRMED step, before fulfilment:
+    /// idempotent, so a resumed or repeated step opens it once. Partial refunds
+    /// ([`ReturnsService`](crate::service::ReturnsService)) are then guarded by it.
+    pub fn with_refunds(mut self, ledger: Arc<dyn RefundLedger>) -> Self {
+        self.refunds = Some(ledger);
+        self
     }
 
     /// The settings.
@@ -191,11 +206,19 @@ impl OrderPipeline {
         .await
     }
 
-    /// Refunds a paid order (PAYMENT_CONFIRMED, PREPARING or DELIVERED), then refunds
-    /// the payment and returns the stock by the policy in the [type docs](Self).
-    /// Idempotent on a refunded order; other statuses are `InvalidTransition`.
+    /// Refunds a paid order (PAYMENT_CONFIRMED, PREPARING, SHIPPED or DELIVERED), then
+    /// refunds the payment and returns the stock by the policy in the
+    /// [type docs](Self). Idempotent on a refunded order; other statuses are
+    /// `InvalidTransition`; a PARTIALLY_REFUNDED order is `Validation` on `status`
+    /// (refund the rest through the returns, whose ledger knows what is left).
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     pub async fn refund(&self, order_id: &OrderId, reason: &str) -> Result<Order> {
+        if self.load(order_id).await?.status == OrderStatus::PartiallyRefunded {
+            return Err(Error::validation(
+                "status",
+                "the order was partly refunded: refund the rest through the returns",
+            ));
+        }
         self.settle_into(
             order_id,
             OrderStatus::Refunded,
@@ -296,12 +319,17 @@ impl OrderPipeline {
         match order.status {
             OrderStatus::Created => self.reserve(order, run).await,
             OrderStatus::PaymentPending => self.pay(order, run).await,
-            OrderStatus::PaymentConfirmed => self.fulfil(order).await,
+            OrderStatus::PaymentConfirmed => {
+                self.open_ledger(order).await?;
+                self.fulfil(order).await
+            }
             OrderStatus::Preparing => {
                 self.notify(order, Notification::OrderConfirmed).await?;
                 Ok(Next::Rest)
             }
-            OrderStatus::Shipped | OrderStatus::Delivered => Ok(Next::Rest),
+            OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::PartiallyRefunded => {
+                Ok(Next::Rest)
+            }
             OrderStatus::Cancelled => {
                 self.clean_up_cancelled(order).await?;
                 Ok(Next::Rest)
@@ -401,7 +429,7 @@ impl OrderPipeline {
             }
         }
         let t = &order.totals;
-        let total = t.subtotal.checked_add(&t.shipping)?.checked_add(&t.tax)?;
+        let total = t.expected_total(order.checkout.prices_include_tax())?;
         if total != t.total {
             return Ok(Err("the order total does not add up".into()));
         }
@@ -515,7 +543,23 @@ impl OrderPipeline {
         .await
     }
 
-    // ---- PAYMENT_CONFIRMED: fulfilment ---------------------------------------------
+    // ---- PAYMENT_CONFIRMED: refund ledger, fulfilment ------------------------------
+
+    /// Registers what the order paid in the refund ledger, if there is one.
+    async fn open_ledger(&self, order: &Order) -> Result<()> {
+        let Some(ledger) = &self.refunds else {
+            return Ok(());
+        };
+        if order.totals.total.is_zero() {
+            return Ok(());
+        }
+        let paid = PaidOrder::from_order(order)?;
+        retry(&self.config.step_retry, "open refund ledger", || {
+            ledger.open(&paid)
+        })
+        .await
+        .map(|_| ())
+    }
 
     async fn fulfil(&self, order: &Order) -> Result<Next> {
         let submitted = retry(&self.config.step_retry, "fulfilment", || {
@@ -581,12 +625,19 @@ impl OrderPipeline {
 
     async fn clean_up_refunded(&self, order: &Order) -> Result<()> {
         let (from, reason) = self.entry(order).await?;
-        let restock = from != Some(OrderStatus::Delivered);
+        if from == Some(OrderStatus::PartiallyRefunded) {
+            // The returns refunded every line and shipping through the ledger and
+            // restocked what came back: only the customer is left to tell.
+            return self
+                .notify(order, Notification::OrderRefunded { reason })
+                .await;
+        }
+        let shipped = matches!(from, Some(OrderStatus::Shipped | OrderStatus::Delivered));
         self.refund_payment(order, &reason).await?;
-        self.give_back_stock(order, restock, &reason).await?;
+        self.give_back_stock(order, !shipped, &reason).await?;
         // A refund from PAYMENT_CONFIRMED may race the fulfilment step, so cancel
         // (which also blocks a later submission) whenever the goods have not shipped.
-        if from != Some(OrderStatus::Delivered) {
+        if !shipped {
             retry(&self.config.step_retry, "cancel fulfilment", || {
                 with_timeout(
                     self.config.call_timeout,

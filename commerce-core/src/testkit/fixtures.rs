@@ -100,9 +100,11 @@ pub(crate) fn new_order(k: &str, customer: &str, lines: &[(&str, u32, &str)]) ->
                 title: format!("Item {s}"),
                 quantity: *q,
                 unit_price: money(p),
+                tax: None,
             })
             .collect(),
         shipping: minor(500, currency),
         tax: minor(100, currency),
+        checkout: Default::default(),
     }
 }

@@ -9,7 +9,9 @@
 //! `OrderStatusChanged`; of 16 concurrent workers exactly one wins; every pair of the
 //! status table is enforced (legal pairs succeed, illegal ones are `InvalidTransition`
 //! and write nothing); unknown orders are `NotFound`; listings page through every match
-//! exactly once with status/customer filters.
+//! exactly once with status/customer filters; an order's addresses, chosen shipping
+//! option and per-line tax round-trip exactly (also through a transition and a listing),
+//! and tax details that do not add up write nothing.
 
 use std::time::Duration;
 
@@ -47,6 +49,8 @@ pub(crate) fn cases() -> Vec<Case> {
         every_pair_of_the_status_table_is_enforced,
         unknown_orders_are_not_found,
         listing_pages_through_every_match_once,
+        addresses_shipping_and_line_tax_round_trip,
+        inconsistent_tax_details_write_nothing,
     ]
 }
 
@@ -520,6 +524,13 @@ fn path_to(to: OrderStatus) -> Vec<OrderStatus> {
         Created => vec![],
         Cancelled => vec![Cancelled],
         Refunded => vec![PaymentPending, PaymentConfirmed, Refunded],
+        PartiallyRefunded => vec![
+            PaymentPending,
+            PaymentConfirmed,
+            Preparing,
+            Shipped,
+            PartiallyRefunded,
+        ],
         other => {
             let n = full.iter().position(|s| *s == other).map_or(0, |i| i + 1);
             full[..n].to_vec()
@@ -706,4 +717,146 @@ async fn listing_pages_through_every_match_once(env: Env<'_>) {
         Error::Validation { .. },
         "list_orders with limit 0"
     );
+}
+
+/// An order as a checkout with tax and shipping makes it: EU VAT 19 % on prices that
+/// contain it, one line reduced (7 %), shipping 4.90 at 19 %.
+pub(crate) fn taxed_order(k: &str) -> NewOrder {
+    use crate::address::{Address, AddressInput};
+    use crate::order::{CheckoutDetails, LineTax, OrderTax};
+    use crate::shipping::{ShippingOption, Weight};
+    use crate::tax::{PriceMode, TaxClass};
+    use rust_decimal::Decimal;
+    let m = super::fixtures::money;
+    let address = |name: &str| {
+        Address::new(AddressInput {
+            name: name.into(),
+            line1: "Unter den Linden 1".into(),
+            city: "Berlin".into(),
+            postal_code: Some("10117".into()),
+            country: "DE".into(),
+            ..AddressInput::default()
+        })
+        .expect("a valid German address")
+    };
+    let mut new = new_order(k, "c1", &[("A", 2, "11.90 EUR"), ("BOOK", 1, "10.70 EUR")]);
+    // 23.80 gross at 19 %: net 20.00, tax 3.80; 10.70 at 7 %: net 10.00, tax 0.70.
+    new.lines[0].tax = Some(LineTax {
+        tax_class: TaxClass::standard(),
+        rate: Decimal::new(19, 2),
+        net: m("20.00 EUR"),
+        tax: m("3.80 EUR"),
+        gross: m("23.80 EUR"),
+    });
+    new.lines[1].tax = Some(LineTax {
+        tax_class: TaxClass::reduced(),
+        rate: Decimal::new(7, 2),
+        net: m("10.00 EUR"),
+        tax: m("0.70 EUR"),
+        gross: m("10.70 EUR"),
+    });
+    new.shipping = m("4.90 EUR");
+    // 4.90 × 0.19 / 1.19 = 0.7823… → 0.78; tax 3.80 + 0.70 + 0.78.
+    new.tax = m("5.28 EUR");
+    new.checkout = CheckoutDetails {
+        shipping_address: Some(address("Erika Mustermann")),
+        billing_address: Some(address("Max Mustermann")),
+        shipping_option: Some(ShippingOption {
+            method_id: "dhl-paket".into(),
+            name: "DHL Paket".into(),
+            zone: "Germany".into(),
+            price: m("4.90 EUR"),
+            chargeable_weight: Weight::from_grams(1200).expect("grams"),
+            transit_days: Some((1, 3)),
+        }),
+        tax: Some(OrderTax {
+            prices: PriceMode::TaxInclusive,
+            shipping_tax: m("0.78 EUR"),
+            jurisdictions: vec!["Germany".into()],
+        }),
+    };
+    new
+}
+
+async fn addresses_shipping_and_line_tax_round_trip(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let new = with_id(taxed_order("k-tax"), "o-tax");
+    let expected = must!(new.clone().into_order(ctx.now()), "reference into_order");
+    // Prices contain the tax: the total is lines + shipping, tax not added again.
+    assert_eq!(expected.totals.total.to_string(), "39.40 EUR");
+    let order = create(&ctx, new).await;
+    assert_eq!(order, expected, "create_order must keep every new field");
+    assert_eq!(stored(&ctx, &order.id).await.as_ref(), Some(&expected));
+    assert_eq!(
+        must!(ctx.orders().get_order_by_key(&key("k-tax")).await, "by key"),
+        Some(expected.clone())
+    );
+    let moved = must!(
+        ctx.orders()
+            .transition(
+                &order.id,
+                &Transition::new(OrderStatus::Created, OrderStatus::PaymentPending, "t")
+            )
+            .await,
+        "transition"
+    );
+    assert_eq!(
+        moved.checkout, expected.checkout,
+        "a transition lost the details"
+    );
+    assert_eq!(
+        moved.lines, expected.lines,
+        "a transition lost the line tax"
+    );
+    let page = must!(
+        ctx.orders()
+            .list_orders(&OrderQuery {
+                limit: 10,
+                ..OrderQuery::default()
+            })
+            .await,
+        "list"
+    );
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].checkout, expected.checkout);
+    assert_eq!(page.items[0].lines, expected.lines);
+}
+
+async fn inconsistent_tax_details_write_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let mark = ctx.event_mark().await;
+    let m = super::fixtures::money;
+    let mut wrong_total = taxed_order("k-bad");
+    wrong_total.tax = m("5.29 EUR");
+    let mut missing_line = taxed_order("k-bad");
+    missing_line.lines[1].tax = None;
+    let mut net_plus_tax = taxed_order("k-bad");
+    if let Some(t) = net_plus_tax.lines[0].tax.as_mut() {
+        t.net = m("20.01 EUR");
+    }
+    let mut shipping_price = taxed_order("k-bad");
+    shipping_price.shipping = m("5.90 EUR");
+    let mut no_details = taxed_order("k-bad");
+    no_details.checkout.tax = None;
+    for (what, new) in [
+        ("a tax that is not the lines' and shipping's", wrong_total),
+        ("a line without its tax", missing_line),
+        ("net + tax != gross", net_plus_tax),
+        (
+            "shipping other than the chosen option's price",
+            shipping_price,
+        ),
+        ("line tax without the order's tax details", no_details),
+    ] {
+        assert_err!(
+            ctx.orders().create_order(new).await,
+            Error::Validation { .. },
+            "create_order with {what}"
+        );
+    }
+    assert_eq!(
+        must!(ctx.orders().get_order_by_key(&key("k-bad")).await, "by key"),
+        None
+    );
+    assert_eq!(ctx.events_since(mark).await, vec![]);
 }

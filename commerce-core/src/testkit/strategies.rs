@@ -442,6 +442,7 @@ pub fn new_order() -> impl Strategy<Value = NewOrder> {
                     title,
                     quantity,
                     unit_price,
+                    tax: None,
                 },
             );
         (
@@ -465,6 +466,7 @@ pub fn new_order() -> impl Strategy<Value = NewOrder> {
                     lines,
                     shipping,
                     tax,
+                    checkout: Default::default(),
                 }
             })
     })

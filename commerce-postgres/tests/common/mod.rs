@@ -93,6 +93,7 @@ impl StoreBuilder for PgBuilder {
             .with_carts(pg.carts.clone())
             .with_inventory(pg.inventory.clone())
             .with_orders(pg.orders.clone())
+            .with_refunds(Arc::new(pg.refunds()))
             .with_steps(pg.steps.clone()))
     }
 
