@@ -184,7 +184,7 @@ async fn build(n: u64) -> BenchResult<Built> {
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let sample = SampleCatalog::new(&tree(), SEED);
                 let mut busy = Duration::ZERO;
                 let mut i = g * BATCH;
                 while i < n {
@@ -322,7 +322,7 @@ fn misspell(word: &str) -> Option<String> {
 /// around it and a minimum rating; with `typo`, one word of five letters or more has
 /// two letters swapped.
 fn query_set(count: u64, n: u64, typo: bool) -> Vec<Q> {
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut out = Vec::new();
     let mut i = 0u64;
     while (out.len() as u64) < count && i < count * 20 {
@@ -544,7 +544,7 @@ async fn pg_load(pool: &PgPool, n: u64) -> BenchResult<()> {
     ] {
         sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
     }
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut conn = pool.acquire().await?;
     let mut copy = conn
         .copy_in_raw(&format!(
@@ -761,7 +761,7 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             (Arc::new(s), count)
         }
     };
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut prefixes = Vec::new();
     for i in 0..2_000u64 {
         let p = sample.product((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n.max(1));
@@ -823,8 +823,18 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     ])
 }
 
+/// The sharded index's directory: the one `catalog-scale --backend search` builds (the
+/// same products), so one build serves both.
 fn sharded_dir(n: u64, shards: usize) -> PathBuf {
-    std::env::temp_dir().join(format!("commerce-bench-search-{n}-x{shards}"))
+    std::env::temp_dir().join(format!("commerce-bench-scale-search-{n}-x{shards}"))
+}
+
+/// The category tree of the generated products: the Best Buy tree
+/// (`../shared/data/bestbuy-categories.json`), else [`CategoryTree::generated`]; read
+/// once.
+fn tree() -> &'static CategoryTree {
+    static TREE: std::sync::OnceLock<CategoryTree> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| super::scale::load_tree().0)
 }
 
 /// The index of `n` products in `shards` shards: reused when complete, else built
@@ -849,7 +859,7 @@ async fn open_or_build_sharded(n: u64, shards: usize) -> BenchResult<ShardedSear
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let sample = SampleCatalog::new(&tree(), SEED);
                 let mut i = g * BATCH;
                 while i < n {
                     let end = (i + BATCH).min(n);
