@@ -809,9 +809,9 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     let (mut gathered, mut top) = match listed {
         Some(found) => found,
         None => gather_shards(
-        shards,
-        &searchers,
-        &stats,
+            shards,
+            &searchers,
+            &stats,
             &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
             &gather,
         )?,

@@ -230,8 +230,7 @@ impl SegmentView {
         let lo = self
             .categories
             .partition_point(|c| c.as_str() < prefix.as_str());
-        let hi = lo
-            + self.categories[lo..].partition_point(|c| c.starts_with(prefix.as_str()));
+        let hi = lo + self.categories[lo..].partition_point(|c| c.starts_with(prefix.as_str()));
         (exact, lo as u32..hi as u32)
     }
 
@@ -404,7 +403,11 @@ impl SegmentView {
             .price
             .min
             .or(q.filters.price.max)
-            .and_then(|m| self.currencies.iter().position(|c| c == m.currency().code()))
+            .and_then(|m| {
+                self.currencies
+                    .iter()
+                    .position(|c| c == m.currency().code())
+            })
             .and_then(|i| u8::try_from(i).ok());
         let brands = if q.filters.brands.is_empty() {
             None
@@ -676,9 +679,10 @@ impl SegmentView {
                     start = perm.partition_point(|&d| code(self.price.get_val(d)) < min);
                 }
                 if let Some(a) = ask.after {
-                    start = start.max(
-                        perm.partition_point(|&d| self.sort_key(sort, d).cmp(&a) != Ordering::Less),
-                    );
+                    start =
+                        start.max(perm.partition_point(|&d| {
+                            self.sort_key(sort, d).cmp(&a) != Ordering::Less
+                        }));
                 }
                 for &doc in &perm[start..] {
                     if take(doc, &mut out)? {

@@ -1039,7 +1039,8 @@ mod sharded {
             let mut products: Vec<Product> = (0..n).map(|i| sample_product(&sample, i)).collect();
             // One product in eleven is priced in euros.
             for p in products.iter_mut().step_by(11) {
-                let eur = |m: Money| Money::from_minor_units(m.to_minor_units(), Currency::EUR).unwrap();
+                let eur =
+                    |m: Money| Money::from_minor_units(m.to_minor_units(), Currency::EUR).unwrap();
                 p.base_price = eur(p.base_price);
                 for v in &mut p.variants {
                     v.price = eur(v.price);
@@ -1065,14 +1066,23 @@ mod sharded {
             for p in products.iter().step_by(7).take(150) {
                 let mut p = p.clone();
                 for v in &mut p.variants {
-                    v.price = Money::from_minor_units(v.price.to_minor_units() / 2 + 1, v.price.currency())
-                        .unwrap();
+                    v.price = Money::from_minor_units(
+                        v.price.to_minor_units() / 2 + 1,
+                        v.price.currency(),
+                    )
+                    .unwrap();
                     v.inventory_count = 0;
                 }
                 p.popularity += 1_000;
                 changed.push(p);
             }
-            let removed: Vec<ProductId> = products.iter().skip(3).step_by(13).take(80).map(|p| p.id.clone()).collect();
+            let removed: Vec<ProductId> = products
+                .iter()
+                .skip(3)
+                .step_by(13)
+                .take(80)
+                .map(|p| p.id.clone())
+                .collect();
             for idx in [&plain as &dyn SearchIndex, &one, &four] {
                 idx.upsert(&changed).await.unwrap();
                 idx.remove(&removed).await.unwrap();
@@ -1094,16 +1104,25 @@ mod sharded {
                     ..SearchFilters::default()
                 },
                 SearchFilters {
-                    price: PriceRange { min: Some(usd(5_000)), max: Some(usd(60_000)) },
+                    price: PriceRange {
+                        min: Some(usd(5_000)),
+                        max: Some(usd(60_000)),
+                    },
                     ..SearchFilters::default()
                 },
                 SearchFilters {
-                    price: PriceRange { min: None, max: Some(eur(40_000)) },
+                    price: PriceRange {
+                        min: None,
+                        max: Some(eur(40_000)),
+                    },
                     min_rating: Some(Rating::from_tenths(30).unwrap()),
                     ..SearchFilters::default()
                 },
                 SearchFilters {
-                    price: PriceRange { min: Some(usd(20_000)), max: None },
+                    price: PriceRange {
+                        min: Some(usd(20_000)),
+                        max: None,
+                    },
                     in_stock_only: true,
                     ..SearchFilters::default()
                 },
@@ -1133,8 +1152,16 @@ mod sharded {
                             let a = plain.search(&q).await.unwrap();
                             let b = one.search(&q).await.unwrap();
                             let c = four.search(&q).await.unwrap();
-                            assert_eq!(page(&a), page(&b), "seed {seed} {category} filter {fi} {sort:?} offset {offset}");
-                            assert_eq!(page(&a), page(&c), "seed {seed} {category} filter {fi} {sort:?} offset {offset}, 4 shards");
+                            assert_eq!(
+                                page(&a),
+                                page(&b),
+                                "seed {seed} {category} filter {fi} {sort:?} offset {offset}"
+                            );
+                            assert_eq!(
+                                page(&a),
+                                page(&c),
+                                "seed {seed} {category} filter {fi} {sort:?} offset {offset}, 4 shards"
+                            );
                             compared += a.hits.len();
                         }
                         q.offset = 0;
@@ -1143,8 +1170,16 @@ mod sharded {
                             let a = plain.search(&qa).await.unwrap();
                             let b = one.search(&qb).await.unwrap();
                             let c = four.search(&qc).await.unwrap();
-                            assert_eq!(page(&a), page(&b), "seed {seed} {category} filter {fi} {sort:?} cursor page {step}");
-                            assert_eq!(page(&a), page(&c), "seed {seed} {category} filter {fi} {sort:?} cursor page {step}, 4 shards");
+                            assert_eq!(
+                                page(&a),
+                                page(&b),
+                                "seed {seed} {category} filter {fi} {sort:?} cursor page {step}"
+                            );
+                            assert_eq!(
+                                page(&a),
+                                page(&c),
+                                "seed {seed} {category} filter {fi} {sort:?} cursor page {step}, 4 shards"
+                            );
                             match (a.next_cursor, b.next_cursor, c.next_cursor) {
                                 (Some(x), Some(y), Some(z)) => {
                                     qa.cursor = Some(x);

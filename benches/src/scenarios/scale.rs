@@ -283,7 +283,10 @@ async fn check_round_trip(pg: &PgCommerce, leaves: &[String], g: u64) -> BenchRe
 }
 
 async fn catalog_scale(settings: Settings) -> BenchResult<Vec<Report>> {
-    if matches!(settings.backend_or("postgres"), "search" | "search-collector") {
+    if matches!(
+        settings.backend_or("postgres"),
+        "search" | "search-collector"
+    ) {
         return search_listing_scale(settings).await;
     }
     let n = settings.products_or(10_000_000, 20_000).max(1);

@@ -27,8 +27,13 @@
 //!   before `update_product` (which appends the outbox event) to the moment it is found.
 //!   `p50_ms`/`p99_ms`/`max_ms` are lags; `ops` the writes measured.
 //! * `--shards N` (query and autocomplete): the same products in N shards
-//!   ([`ShardedSearch`], scatter-gather) in `$TMPDIR/commerce-bench-search-<N>-x<shards>`;
-//!   the query scenario then measures our layer only (no raw tantivy, no PostgreSQL).
+//!   ([`ShardedSearch`], scatter-gather) in
+//!   `$TMPDIR/commerce-bench-scale-search-<N>-x<shards>`, the index `catalog-scale
+//!   --backend search` builds and reuses (one build serves both); the query scenario then
+//!   measures our layer only (no raw tantivy, no PostgreSQL).
+//!
+//! The products are generated over the Best Buy category tree
+//! (`../shared/data/bestbuy-categories.json`, else the generated tree), seed 7.
 //!
 //! The index lives in `$TMPDIR/commerce-bench-search-<N>`; `search-query` and
 //! `search-autocomplete` reuse it when it holds N products (else they build it).

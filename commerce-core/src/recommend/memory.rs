@@ -66,7 +66,8 @@ impl State {
         let Some(mut top) = self.tops.remove(&x) else {
             if long {
                 // The row just outgrew TOP: rank it once.
-                let mut all: Vec<(u64, u32)> = self.pairs[&x].iter().map(|(&y, &c)| (c, y)).collect();
+                let mut all: Vec<(u64, u32)> =
+                    self.pairs[&x].iter().map(|(&y, &c)| (c, y)).collect();
                 all.sort_by(|a, b| {
                     b.0.cmp(&a.0)
                         .then_with(|| self.ids.get(a.1 as usize).cmp(&self.ids.get(b.1 as usize)))
@@ -320,8 +321,11 @@ mod tests {
                 for x in paired {
                     for y in paired {
                         if x != y {
-                            *expected.entry(x.clone()).or_default().entry(y.clone()).or_default() +=
-                                1;
+                            *expected
+                                .entry(x.clone())
+                                .or_default()
+                                .entry(y.clone())
+                                .or_default() += 1;
                         }
                     }
                 }
