@@ -235,10 +235,10 @@ impl SegmentView {
     }
 
     /// The sort key of `doc` under `sort` (as the collector computes it; `Relevance`
-    /// without text scores every match 1.0).
+    /// without text scores every match 0: the filters are constant-score 0 clauses).
     fn sort_key(&self, sort: SortOrder, doc: DocId) -> SortKey {
         let (primary, secondary) = match sort {
-            SortOrder::Relevance => (1.0, self.popularity.get_val(doc)),
+            SortOrder::Relevance => (0.0, self.popularity.get_val(doc)),
             SortOrder::PriceAscending => (-(self.price.get_val(doc) as f64), 0),
             SortOrder::PriceDescending => (self.price.get_val(doc) as f64, 0),
             SortOrder::Newest => (self.created.get_val(doc) as f64, 0),
