@@ -303,7 +303,8 @@ async fn bulk_insert_conflicts_write_nothing(env: Env<'_>) {
     let first = insert(&ctx, "p-1", "one", "A", &["A-1"]).await;
     let mark = ctx.event_mark().await;
     let fresh = |id: &str, sku: &str| (new_product(id, "Fresh", "A", &[sku]), slug(id));
-    let cases: Vec<(&str, Vec<(NewProduct, Slug)>, EntityKind)> = vec![
+    type Batch = Vec<(NewProduct, Slug)>;
+    let cases: Vec<(&str, Batch, EntityKind)> = vec![
         (
             "a stored product id",
             vec![

@@ -226,7 +226,8 @@ async fn bulk_restock_does_what_single_restocks_do(env: Env<'_>) {
         item("BO", "w1", 5),
     ];
     let levels = must!(inv.restock_many(&items).await, "restock_many");
-    let got: Vec<(String, String, (u64, i64, u64, u64, u64))> = levels
+    type Counters = (u64, i64, u64, u64, u64);
+    let got: Vec<(String, String, Counters)> = levels
         .iter()
         .map(|l| (l.sku.to_string(), l.location.to_string(), counters(l)))
         .collect();
