@@ -397,7 +397,10 @@ impl Collector for Gather {
     }
 }
 
-fn ord_counts(column: &StrColumn, counts: &[u64]) -> tantivy::Result<Vec<(String, u64)>> {
+pub(crate) fn ord_counts(
+    column: &StrColumn,
+    counts: &[u64],
+) -> tantivy::Result<Vec<(String, u64)>> {
     let ords: Vec<u64> = counts
         .iter()
         .enumerate()

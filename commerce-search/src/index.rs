@@ -15,7 +15,7 @@ use commerce_core::store::search::{
     FacetCount, Facets, SearchHit, SearchQuery, SearchResults, Suggestion,
 };
 use commerce_core::{Error, Result};
-use tantivy::collector::TopDocs;
+use tantivy::collector::{Collector, TopDocs};
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
     Bm25StatisticsProvider, BooleanQuery, BoostQuery, MoreLikeThisQuery, Occur, Query, TermQuery,
@@ -29,6 +29,7 @@ use crate::collect::{ColumnCache, Gather, Gathered, SortKey};
 use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
 use crate::schema::{ANALYZER, Fields, analyzer, key_of, schema};
 use crate::suggest::{Change, SuggestDoc, Suggestions};
+use crate::view::{Ask, Views};
 
 /// The adapter's own errors, mapped to [`commerce_core::Error`] at the boundary.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,11 @@ pub struct SearchConfig {
     /// common as typed is taken as meant (its typo variants would rank below its exact
     /// matches anyway), which keeps fuzzy matching off the hot path of ordinary queries.
     pub typo_df_cutoff: u64,
+    /// Answer category listings (no text; see [`crate::listing`]) from the in-memory
+    /// listing views (default `true`; about 35 bytes per product): `false` answers them
+    /// with the collector over the subtree's postings, whose cost grows with the
+    /// subtree.
+    pub listing_views: bool,
 }
 
 impl Default for SearchConfig {
@@ -95,6 +101,7 @@ impl Default for SearchConfig {
             writer_memory: 256 << 20,
             boosts: Boosts::default(),
             typo_df_cutoff: 50,
+            listing_views: true,
         }
     }
 }
@@ -117,6 +124,8 @@ struct Inner {
     /// `(shard, shards)` when this index is one shard of several.
     shard: Option<(u64, u64)>,
     columns: Arc<ColumnCache>,
+    /// Listing views by segment.
+    views: Arc<Views>,
     config: SearchConfig,
 }
 
@@ -243,6 +252,7 @@ impl TantivySearch {
             suggestions,
             shard,
             columns: Arc::default(),
+            views: Arc::default(),
             config,
         });
         inner.load_suggestions().map_err(err)?;
@@ -275,6 +285,19 @@ impl TantivySearch {
     pub fn size_bytes(&self) -> Result<u64> {
         let usage = self.searcher().space_usage().map_err(err)?;
         Ok(usage.total().get_bytes())
+    }
+
+    /// Builds the listing views of every segment now (they are otherwise built on
+    /// demand, a large segment's in the background while listings use the slower
+    /// collector): call after a bulk load or [`TantivySearch::compact`] so the first
+    /// category listings are fast. Returns the bytes the views hold.
+    pub fn prepare_listings(&self) -> Result<u64> {
+        let searcher = self.inner.reader.searcher();
+        self.inner
+            .views
+            .get(&searcher, &self.inner.fields, true)
+            .map_err(err)?;
+        Ok(self.inner.views.bytes())
     }
 
     /// Number of distinct autocomplete suggestions held in memory.
@@ -323,6 +346,7 @@ impl TantivySearch {
         drop(w);
         self.inner.reader.reload().map_err(err)?;
         self.inner.columns.clear();
+        self.inner.views.retain(&self.inner.reader.searcher());
         Ok(())
     }
 
@@ -624,6 +648,11 @@ fn gather_shards(
             parts
         })
     };
+    merge_parts(parts, gather)
+}
+
+/// Adds up the shards' totals and facet counts and merges their tops.
+fn merge_parts(parts: Vec<Result<Gathered>>, gather: &Gather) -> Result<(Gathered, Vec<ShardHit>)> {
     let mut merged = Gathered {
         prices: vec![0; gather.price_bounds.len() + usize::from(!gather.price_bounds.is_empty())],
         ..Gathered::default()
@@ -652,6 +681,64 @@ fn gather_shards(
     top.sort_by(|a, b| b.0.cmp(&a.0));
     top.truncate(gather.top);
     Ok((merged, top))
+}
+
+/// A category listing from the shards' listing views (see [`crate::view`]); `None`
+/// when a shard's views are not ready yet.
+fn listing_shards(
+    shards: &[TantivySearch],
+    searchers: &[Searcher],
+    q: &SearchQuery,
+    gather: &Gather,
+) -> Result<Option<(Gathered, Vec<ShardHit>)>> {
+    let mut views = Vec::with_capacity(shards.len());
+    for (shard, searcher) in shards.iter().zip(searchers) {
+        match shard
+            .inner
+            .views
+            .get(searcher, &shard.inner.fields, false)
+            .map_err(err)?
+        {
+            Some(v) => views.push(v),
+            None => return Ok(None),
+        }
+    }
+    let ask = Ask {
+        q,
+        top: gather.top,
+        after: gather.after,
+        price_bounds: &gather.price_bounds,
+    };
+    let run = |i: usize| -> Result<Gathered> {
+        let parts = searchers[i]
+            .segment_readers()
+            .iter()
+            .zip(&views[i])
+            .enumerate()
+            .map(|(ord, (reader, view))| view.listing(ord as u32, reader, &ask).map_err(err))
+            .collect::<Result<Vec<Gathered>>>()?;
+        gather.merge_fruits(parts).map_err(err)
+    };
+    let parts: Vec<Result<Gathered>> = if shards.len() == 1 {
+        vec![run(0)]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..shards.len())
+                .map(|i| scope.spawn(move || run(i)))
+                .collect();
+            let mut parts = vec![run(0)];
+            for h in handles {
+                parts.push(h.join().unwrap_or_else(|_| {
+                    Err(Error::permanent(
+                        "search index",
+                        "a shard's listing panicked",
+                    ))
+                }));
+            }
+            parts
+        })
+    };
+    merge_parts(parts, gather).map(Some)
 }
 
 /// A search over one or several shards (each holding a disjoint part of the products).
@@ -713,14 +800,22 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
             df < inner.config.typo_df_cutoff
         })
         .collect();
+    let listed = if ws.is_empty() && inner.config.listing_views && crate::view::applies(q) {
+        listing_shards(shards, &searchers, q, &gather)?
+    } else {
+        None
+    };
     let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
-    let (mut gathered, mut top) = gather_shards(
-        shards,
-        &searchers,
-        &stats,
-        &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
-        &gather,
-    )?;
+    let (mut gathered, mut top) = match listed {
+        Some(found) => found,
+        None => gather_shards(
+            shards,
+            &searchers,
+            &stats,
+            &*full_query(text.as_ref().map(|t| t.box_clone()), filters()),
+            &gather,
+        )?,
+    };
     if gathered.total == 0 && ws.len() > 1 && after.is_none() {
         // No product has every word: rank those with the most of them.
         opts.all_words = false;
@@ -879,6 +974,7 @@ impl Inner {
         drop(w);
         self.reader.reload()?;
         self.columns.clear();
+        self.views.retain(&self.reader.searcher());
         self.suggestions.apply(changes);
         // Lookups are exact without a sort (they read the unsorted tails whole); the
         // sort only keeps them fast, so a refresh does not force it.

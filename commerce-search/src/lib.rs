@@ -38,6 +38,7 @@ pub mod schema;
 mod shard;
 mod suggest;
 mod sync;
+mod view;
 
 pub use index::{SearchConfig, TantivySearch};
 pub use query::{Boosts, allowed_typos};

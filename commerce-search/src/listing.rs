@@ -1,14 +1,29 @@
 //! Category listings served from the search index: a category page (a subtree, with
 //! filters, a sort, keyset or offset paging and facet counts) is a [`SearchQuery`]
-//! without text, answered from the category facet and the fast fields (price, creation
-//! time, popularity, brand, rating) in one pass over the subtree's postings, instead of
-//! reading a row per product from the catalog's database.
+//! without text.
 //!
-//! **Staleness**: a listing shows the index, which follows the catalog through
-//! [`SearchSync`](crate::SearchSync): a product change appears after the sync's wake-up,
-//! the re-read and a commit: documented bound 2 s (the `search-lag` benchmark measured
-//! p99 734 ms, max 941 ms under 1,000 product writes/s). Stock on a listing is the
-//! in-stock flag as of that moment; the product page and checkout read live stock.
+//! **How it is answered**: from the index's *listing views* (one per segment, built
+//! once and held in memory, about 35 bytes per product; see
+//! [`SearchConfig::listing_views`](crate::SearchConfig::listing_views)): the products
+//! grouped by category, price ascending within a group, and the segment's products in
+//! popularity, newest and price order. The facet counts (brand, child category, price
+//! bucket, rating) and the total are one pass over the subtree's groups in contiguous
+//! arrays (a price range is a binary search per group); the page is the first matches
+//! found walking the requested order from the cursor (a large subtree matches within
+//! the first few hundred positions), or, for a small subtree, a heap over its
+//! matches. Neither reads a row or a stored document per matching product; only the
+//! 24 hits of the page are read. Listings with attribute filters or facets, or with
+//! personalisation, use the general collector.
+//!
+//! **Staleness**: the views are exact for the segments they belong to (deletions are
+//! read at query time), so a listing shows the index as of its last commit, which
+//! follows the catalog through [`SearchSync`](crate::SearchSync): a product change
+//! appears after the sync's wake-up, the re-read and a commit: documented bound 2 s
+//! (the `search-lag` benchmark measured p99 734 ms, max 941 ms under 1,000 product
+//! writes/s). A large new segment (after a merge) gets its view built in the
+//! background; until then listings take the collector (correct, slower). Stock on a
+//! listing is the in-stock flag as of that moment; the product page and checkout read
+//! live stock.
 
 use commerce_core::catalog::CategoryPath;
 use commerce_core::money::{Currency, Money};

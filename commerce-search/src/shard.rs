@@ -130,6 +130,15 @@ impl ShardedSearch {
         self.shards.iter().try_for_each(TantivySearch::clear)
     }
 
+    /// [`TantivySearch::prepare_listings`] on every shard; the bytes all views hold.
+    pub fn prepare_listings(&self) -> Result<u64> {
+        let mut n = 0;
+        for s in &self.shards {
+            n += s.prepare_listings()?;
+        }
+        Ok(n)
+    }
+
     /// Bytes all shards take.
     pub fn size_bytes(&self) -> Result<u64> {
         let mut n = 0;

@@ -1025,4 +1025,174 @@ mod sharded {
         }
         assert!(ShardedSearch::in_ram(0, config()).is_err());
     }
+
+    /// Category listings from the listing views (one index and 4 shards) give the same
+    /// pages as the collector, on a seeded random catalog in several segments with
+    /// updated and removed products: every sort, filters on brand, price (in two
+    /// currencies), rating and stock, offsets and cursors.
+    #[tokio::test]
+    async fn listing_views_answer_as_the_collector() {
+        use commerce_core::money::Currency;
+        for seed in [5u64, 23] {
+            let sample = SampleCatalog::new(&CategoryTree::generated(), seed);
+            let n = 2_000 + seed * 13;
+            let mut products: Vec<Product> = (0..n).map(|i| sample_product(&sample, i)).collect();
+            // One product in eleven is priced in euros.
+            for p in products.iter_mut().step_by(11) {
+                let eur =
+                    |m: Money| Money::from_minor_units(m.to_minor_units(), Currency::EUR).unwrap();
+                p.base_price = eur(p.base_price);
+                for v in &mut p.variants {
+                    v.price = eur(v.price);
+                }
+            }
+            let plain = TantivySearch::in_ram_with(SearchConfig {
+                listing_views: false,
+                ..config()
+            })
+            .unwrap();
+            let one = TantivySearch::in_ram_with(config()).unwrap();
+            let four = ShardedSearch::in_ram(4, config()).unwrap();
+            // Several commits: several segments.
+            for chunk in products.chunks(500) {
+                for idx in [&plain as &dyn SearchIndex, &one, &four] {
+                    idx.upsert(chunk).await.unwrap();
+                    idx.refresh().await.unwrap();
+                }
+            }
+            // Updates (a new price, out of stock) and removals: deleted documents in the
+            // old segments.
+            let mut changed = Vec::new();
+            for p in products.iter().step_by(7).take(150) {
+                let mut p = p.clone();
+                for v in &mut p.variants {
+                    v.price = Money::from_minor_units(
+                        v.price.to_minor_units() / 2 + 1,
+                        v.price.currency(),
+                    )
+                    .unwrap();
+                    v.inventory_count = 0;
+                }
+                p.popularity += 1_000;
+                changed.push(p);
+            }
+            let removed: Vec<ProductId> = products
+                .iter()
+                .skip(3)
+                .step_by(13)
+                .take(80)
+                .map(|p| p.id.clone())
+                .collect();
+            for idx in [&plain as &dyn SearchIndex, &one, &four] {
+                idx.upsert(&changed).await.unwrap();
+                idx.remove(&removed).await.unwrap();
+                idx.refresh().await.unwrap();
+            }
+            assert!(one.searcher().segment_readers().len() > 1);
+            assert!(one.prepare_listings().unwrap() > 0);
+
+            let p0 = &products[(seed as usize * 5) % products.len()];
+            let mut categories = vec![p0.category.clone()];
+            categories.extend(p0.category.ancestors());
+            categories.push(CategoryPath::parse("No Such Category").unwrap());
+            let usd = |c| Money::from_minor_units(c, Currency::USD).unwrap();
+            let eur = |c| Money::from_minor_units(c, Currency::EUR).unwrap();
+            let filters = [
+                SearchFilters::default(),
+                SearchFilters {
+                    brands: vec![p0.brand.clone(), "No Such Brand".into()],
+                    ..SearchFilters::default()
+                },
+                SearchFilters {
+                    price: PriceRange {
+                        min: Some(usd(5_000)),
+                        max: Some(usd(60_000)),
+                    },
+                    ..SearchFilters::default()
+                },
+                SearchFilters {
+                    price: PriceRange {
+                        min: None,
+                        max: Some(eur(40_000)),
+                    },
+                    min_rating: Some(Rating::from_tenths(30).unwrap()),
+                    ..SearchFilters::default()
+                },
+                SearchFilters {
+                    price: PriceRange {
+                        min: Some(usd(20_000)),
+                        max: None,
+                    },
+                    in_stock_only: true,
+                    ..SearchFilters::default()
+                },
+            ];
+            let mut compared = 0;
+            for category in &categories {
+                for (fi, filter) in filters.iter().enumerate() {
+                    for sort in [
+                        SortOrder::Relevance,
+                        SortOrder::PriceAscending,
+                        SortOrder::PriceDescending,
+                        SortOrder::Newest,
+                        SortOrder::Popularity,
+                    ] {
+                        let mut q = commerce_search::listing::category_listing(
+                            category.clone(),
+                            sort,
+                            Currency::USD,
+                        );
+                        q.filters = SearchFilters {
+                            category: Some(category.clone()),
+                            ..filter.clone()
+                        };
+                        q.limit = 9;
+                        for offset in [0, 9, 30] {
+                            q.offset = offset;
+                            let a = plain.search(&q).await.unwrap();
+                            let b = one.search(&q).await.unwrap();
+                            let c = four.search(&q).await.unwrap();
+                            assert_eq!(
+                                page(&a),
+                                page(&b),
+                                "seed {seed} {category} filter {fi} {sort:?} offset {offset}"
+                            );
+                            assert_eq!(
+                                page(&a),
+                                page(&c),
+                                "seed {seed} {category} filter {fi} {sort:?} offset {offset}, 4 shards"
+                            );
+                            compared += a.hits.len();
+                        }
+                        q.offset = 0;
+                        let (mut qa, mut qb, mut qc) = (q.clone(), q.clone(), q.clone());
+                        for step in 0..5 {
+                            let a = plain.search(&qa).await.unwrap();
+                            let b = one.search(&qb).await.unwrap();
+                            let c = four.search(&qc).await.unwrap();
+                            assert_eq!(
+                                page(&a),
+                                page(&b),
+                                "seed {seed} {category} filter {fi} {sort:?} cursor page {step}"
+                            );
+                            assert_eq!(
+                                page(&a),
+                                page(&c),
+                                "seed {seed} {category} filter {fi} {sort:?} cursor page {step}, 4 shards"
+                            );
+                            match (a.next_cursor, b.next_cursor, c.next_cursor) {
+                                (Some(x), Some(y), Some(z)) => {
+                                    qa.cursor = Some(x);
+                                    qb.cursor = Some(y);
+                                    qc.cursor = Some(z);
+                                }
+                                _ => break,
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(compared > 1_000, "{compared}");
+        }
+    }
 }

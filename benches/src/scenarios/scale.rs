@@ -29,6 +29,10 @@
 //! * the first page of 24 with its facet counts (`category_list_*`);
 //! * one of the next 5 pages (2 to 6) by its keyset cursor, with facet counts
 //!   (`category_next5_*`: per page).
+//!
+//! The listing views are built before the runs (`listing_views_build_seconds`,
+//! `listing_views_bytes`). `--backend search-collector`: the same with the views off
+//! (every listing by the collector over the subtree's postings), for comparison.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -279,7 +283,10 @@ async fn check_round_trip(pg: &PgCommerce, leaves: &[String], g: u64) -> BenchRe
 }
 
 async fn catalog_scale(settings: Settings) -> BenchResult<Vec<Report>> {
-    if settings.backend_or("postgres") == "search" {
+    if matches!(
+        settings.backend_or("postgres"),
+        "search" | "search-collector"
+    ) {
         return search_listing_scale(settings).await;
     }
     let n = settings.products_or(10_000_000, 20_000).max(1);
@@ -466,6 +473,7 @@ async fn search_index(
     n: u64,
     shards: usize,
     tree: &CategoryTree,
+    listing_views: bool,
 ) -> BenchResult<(commerce_search::ShardedSearch, bool, f64)> {
     use commerce_core::store::SearchIndex;
     use commerce_search::{SearchConfig, ShardedSearch};
@@ -474,6 +482,7 @@ async fn search_index(
         commit_interval: None,
         writer_threads: 2,
         writer_memory: 512 << 20,
+        listing_views,
         ..SearchConfig::default()
     };
     if path.join("shard-0").join("meta.json").exists() {
@@ -550,20 +559,30 @@ async fn search_listing_scale(settings: Settings) -> BenchResult<Vec<Report>> {
     if listed.is_empty() {
         return Err("the category tree has no categories".into());
     }
-    let (index, reused, build_seconds) = search_index(n, shards, &tree).await?;
+    let listing_views = settings.backend_or("search") == "search";
+    let (index, reused, build_seconds) = search_index(n, shards, &tree, listing_views).await?;
     let index_bytes = index.size_bytes()?;
+    let prepare = Instant::now();
+    let views_bytes = if listing_views {
+        index.prepare_listings()?
+    } else {
+        0
+    };
+    let prepare_seconds = prepare.elapsed().as_secs_f64();
     let index: Arc<dyn SearchIndex> = Arc::new(index);
     let listed = Arc::new(listed);
 
     // Warm-up, and the cursors of pages 2 to 6 of 400 listings.
     let mut next_pages = Vec::new();
     let mut totals = 0u64;
+    let mut max_total = 0u64;
     for i in 0..400u64 {
         let mut q = listing_query(&listed, i);
         for page in 1..=DEEP_PAGES + 1 {
             let r = index.search(&q).await?;
             if page == 1 {
                 totals += r.total;
+                max_total = max_total.max(r.total);
             }
             match r.next_cursor {
                 Some(c) if page <= DEEP_PAGES => {
@@ -632,7 +651,14 @@ async fn search_listing_scale(settings: Settings) -> BenchResult<Vec<Report>> {
     let ms = |r: &LoadResult, q: f64| round3(r.latencies.quantile_ms(q));
     Ok(vec![
         first
-            .report("catalog-scale", "search")
+            .report(
+                "catalog-scale",
+                if listing_views {
+                    "search"
+                } else {
+                    "search-collector"
+                },
+            )
             .field("errors", first.errors + next.errors)
             .field("products", n)
             .field("shards", shards)
@@ -649,7 +675,11 @@ async fn search_listing_scale(settings: Settings) -> BenchResult<Vec<Report>> {
                 },
             )
             .field("index_bytes", index_bytes)
+            .field("listing_views", listing_views)
+            .field("listing_views_bytes", views_bytes)
+            .field("listing_views_build_seconds", round1(prepare_seconds))
             .field("avg_listing_total", totals / 400)
+            .field("max_listing_total", max_total)
             .field("category_list_page", PAGE)
             .field("category_list_p50_ms", ms(&first, 0.50))
             .field("category_list_p99_ms", ms(&first, 0.99))

@@ -27,8 +27,13 @@
 //!   before `update_product` (which appends the outbox event) to the moment it is found.
 //!   `p50_ms`/`p99_ms`/`max_ms` are lags; `ops` the writes measured.
 //! * `--shards N` (query and autocomplete): the same products in N shards
-//!   ([`ShardedSearch`], scatter-gather) in `$TMPDIR/commerce-bench-search-<N>-x<shards>`;
-//!   the query scenario then measures our layer only (no raw tantivy, no PostgreSQL).
+//!   ([`ShardedSearch`], scatter-gather) in
+//!   `$TMPDIR/commerce-bench-scale-search-<N>-x<shards>`, the index `catalog-scale
+//!   --backend search` builds and reuses (one build serves both); the query scenario then
+//!   measures our layer only (no raw tantivy, no PostgreSQL).
+//!
+//! The products are generated over the Best Buy category tree
+//! (`../shared/data/bestbuy-categories.json`, else the generated tree), seed 7.
 //!
 //! The index lives in `$TMPDIR/commerce-bench-search-<N>`; `search-query` and
 //! `search-autocomplete` reuse it when it holds N products (else they build it).
@@ -184,7 +189,7 @@ async fn build(n: u64) -> BenchResult<Built> {
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let sample = SampleCatalog::new(&tree(), SEED);
                 let mut busy = Duration::ZERO;
                 let mut i = g * BATCH;
                 while i < n {
@@ -322,7 +327,7 @@ fn misspell(word: &str) -> Option<String> {
 /// around it and a minimum rating; with `typo`, one word of five letters or more has
 /// two letters swapped.
 fn query_set(count: u64, n: u64, typo: bool) -> Vec<Q> {
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut out = Vec::new();
     let mut i = 0u64;
     while (out.len() as u64) < count && i < count * 20 {
@@ -544,7 +549,7 @@ async fn pg_load(pool: &PgPool, n: u64) -> BenchResult<()> {
     ] {
         sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
     }
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut conn = pool.acquire().await?;
     let mut copy = conn
         .copy_in_raw(&format!(
@@ -761,7 +766,7 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             (Arc::new(s), count)
         }
     };
-    let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+    let sample = SampleCatalog::new(&tree(), SEED);
     let mut prefixes = Vec::new();
     for i in 0..2_000u64 {
         let p = sample.product((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n.max(1));
@@ -823,8 +828,18 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     ])
 }
 
+/// The sharded index's directory: the one `catalog-scale --backend search` builds (the
+/// same products), so one build serves both.
 fn sharded_dir(n: u64, shards: usize) -> PathBuf {
-    std::env::temp_dir().join(format!("commerce-bench-search-{n}-x{shards}"))
+    std::env::temp_dir().join(format!("commerce-bench-scale-search-{n}-x{shards}"))
+}
+
+/// The category tree of the generated products: the Best Buy tree
+/// (`../shared/data/bestbuy-categories.json`), else [`CategoryTree::generated`]; read
+/// once.
+fn tree() -> &'static CategoryTree {
+    static TREE: std::sync::OnceLock<CategoryTree> = std::sync::OnceLock::new();
+    TREE.get_or_init(|| super::scale::load_tree().0)
 }
 
 /// The index of `n` products in `shards` shards: reused when complete, else built
@@ -849,7 +864,7 @@ async fn open_or_build_sharded(n: u64, shards: usize) -> BenchResult<ShardedSear
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&CategoryTree::generated(), SEED);
+                let sample = SampleCatalog::new(&tree(), SEED);
                 let mut i = g * BATCH;
                 while i < n {
                     let end = (i + BATCH).min(n);

@@ -24,7 +24,15 @@ struct State {
     popularity: HashMap<u32, u64>,
     /// Popularity ranked: count descending, then id ascending.
     ranked: BTreeSet<(Reverse<u64>, ProductId)>,
+    /// The exact best [`TOP`] of every row longer than that, best first (count
+    /// descending, then id ascending), kept up to date by `record`: a hot product's
+    /// row holds thousands of partners, and ranking them on every read is the cost of
+    /// a recommendation.
+    tops: HashMap<u32, Vec<(u64, u32)>>,
 }
+
+/// Entries of a row kept ranked (reads asking for at most this many use them).
+const TOP: usize = 64;
 
 impl State {
     fn intern(&mut self, id: &ProductId) -> u32 {
@@ -37,13 +45,73 @@ impl State {
         self.index.insert(id.clone(), i);
         i
     }
+
+    /// Whether `(count, a)` ranks before `(other_count, b)`.
+    fn before(&self, count: u64, a: u32, other_count: u64, b: u32) -> bool {
+        match count.cmp(&other_count) {
+            std::cmp::Ordering::Greater => true,
+            std::cmp::Ordering::Less => false,
+            std::cmp::Ordering::Equal => self.ids.get(a as usize) < self.ids.get(b as usize),
+        }
+    }
+
+    /// Adds one to `pairs[x][y]` and keeps `tops[x]` exact. Counts only grow, so only
+    /// `y` can move: up within the top, or into it in place of the last.
+    fn increment(&mut self, x: u32, y: u32) {
+        let row = self.pairs.entry(x).or_default();
+        let count = row.entry(y).or_default();
+        *count += 1;
+        let count = *count;
+        let long = row.len() > TOP;
+        let Some(mut top) = self.tops.remove(&x) else {
+            if long {
+                // The row just outgrew TOP: rank it once.
+                let mut all: Vec<(u64, u32)> =
+                    self.pairs[&x].iter().map(|(&y, &c)| (c, y)).collect();
+                all.sort_by(|a, b| {
+                    b.0.cmp(&a.0)
+                        .then_with(|| self.ids.get(a.1 as usize).cmp(&self.ids.get(b.1 as usize)))
+                });
+                all.truncate(TOP);
+                self.tops.insert(x, all);
+            }
+            return;
+        };
+        let mut at = match top.iter().position(|&(_, id)| id == y) {
+            Some(i) => {
+                top[i].0 = count;
+                i
+            }
+            None => match top.last() {
+                Some(&(c, id)) if top.len() >= TOP && !self.before(count, y, c, id) => {
+                    self.tops.insert(x, top);
+                    return;
+                }
+                _ => {
+                    if top.len() >= TOP {
+                        top.pop();
+                    }
+                    top.push((count, y));
+                    top.len() - 1
+                }
+            },
+        };
+        while at > 0 && self.before(top[at].0, top[at].1, top[at - 1].0, top[at - 1].1) {
+            top.swap(at, at - 1);
+            at -= 1;
+        }
+        self.tops.insert(x, top);
+    }
 }
 
 /// The in-memory [`CoPurchaseStore`]: a read-write lock over interned counts, held only
 /// inside one call, so every call is atomic and linearizable.
 ///
-/// `also_bought` selects the top `limit` of the product's row in linear time; recording
-/// a basket of `n` paired products costs `n × (n − 1)` hash-map increments.
+/// `also_bought` reads the best 64 of a long row from a ranking kept up to date on
+/// every write (a hot product's row holds thousands of partners), and selects the top
+/// `limit` of a short row (or for a larger `limit`) in linear time; recording a basket
+/// of `n` paired products costs `n × (n − 1)` hash-map increments, each also moving the
+/// partner within its row's ranking (at most 64 steps).
 ///
 /// ```
 /// use commerce_core::id::{OrderId, ProductId};
@@ -98,10 +166,9 @@ impl CoPurchaseStore for MemoryCoPurchase {
         }
         let paired = &all[..basket.paired().len()];
         for &x in paired {
-            let row = state.pairs.entry(x).or_default();
             for &y in paired {
                 if x != y {
-                    *row.entry(y).or_default() += 1;
+                    state.increment(x, y);
                 }
             }
         }
@@ -112,7 +179,22 @@ impl CoPurchaseStore for MemoryCoPurchase {
     async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>> {
         let limit = check_limit(limit)?;
         let state = self.read();
-        let Some(row) = state.index.get(product).and_then(|i| state.pairs.get(i)) else {
+        let Some(&x) = state.index.get(product) else {
+            return Ok(Vec::new());
+        };
+        if let Some(top) = state.tops.get(&x).filter(|t| limit <= t.len()) {
+            return Ok(top
+                .iter()
+                .take(limit)
+                .filter_map(|&(count, y)| {
+                    Some(ProductCount {
+                        product_id: state.ids.get(y as usize)?.clone(),
+                        count,
+                    })
+                })
+                .collect());
+        }
+        let Some(row) = state.pairs.get(&x) else {
             return Ok(Vec::new());
         };
         // Select on borrowed ids; clone only the winners.
@@ -209,5 +291,65 @@ impl HistoryStore for MemoryHistory {
             .get(customer)
             .map(|l| l.iter().rev().take(limit).map(|(_, i)| i.clone()).collect())
             .unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows far longer than the kept ranking: every read of up to 64 partners equals
+    /// the ranking of the whole row (count descending, then id ascending).
+    #[tokio::test]
+    async fn kept_rankings_match_the_whole_rows() {
+        let store = MemoryCoPurchase::new();
+        let p = |i: u64| ProductId::new(format!("p{i}")).unwrap();
+        let mut expected: HashMap<ProductId, HashMap<ProductId, u64>> = HashMap::new();
+        let mut h: u64 = 7;
+        for o in 0..4_000u64 {
+            h ^= h << 13;
+            h ^= h >> 7;
+            h ^= h << 17;
+            // A few hot products in most baskets; partners from 300 products.
+            let mut ids = vec![p(h % 3)];
+            for k in 0..(1 + h % 4) {
+                ids.push(p(3 + (h >> (8 + k * 9)) % 300));
+            }
+            let basket = Basket::new(OrderId::new(format!("o{o}")).unwrap(), ids);
+            if store.record(&basket).await.unwrap() == RecordOutcome::Recorded {
+                let paired = basket.paired();
+                for x in paired {
+                    for y in paired {
+                        if x != y {
+                            *expected
+                                .entry(x.clone())
+                                .or_default()
+                                .entry(y.clone())
+                                .or_default() += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for (x, row) in &expected {
+            let mut want: Vec<(u64, ProductId)> =
+                row.iter().map(|(y, &c)| (c, y.clone())).collect();
+            want.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+            for limit in [1u32, 10, 33, 64, 65, 200] {
+                let got: Vec<(u64, ProductId)> = store
+                    .also_bought(x, limit)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| (c.count, c.product_id))
+                    .collect();
+                let n = (limit as usize).min(want.len());
+                assert_eq!(got, want[..n].to_vec(), "{x} limit {limit}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1_000);
+        assert!(store.read().tops.len() >= 3, "the hot rows keep a ranking");
     }
 }
