@@ -196,6 +196,65 @@ impl PgInventory {
         self.audit().await
     }
 
+    /// `reserve` by the `reserve()` SQL function (the path without the combiner).
+    async fn reserve_one(
+        &self,
+        request: &ReservationRequest,
+        lines: Vec<commerce_core::inventory::ReservationLine>,
+    ) -> Result<Reservation> {
+        let now = self.db.now();
+        let expires = clock::add(now, request.ttl);
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let qtys: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
+        let lines_json = serde_json::to_value(&lines).map_err(corrupt)?;
+        let event = serde_json::to_value(DomainEvent::ReservationChanged {
+            order_id: request.order_id.clone(),
+            state: ReservationState::Active,
+            skus: lines.iter().map(|l| l.sku.clone()).collect(),
+        })
+        .map_err(corrupt)?;
+        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
+            .bind(request.order_id.as_str())
+            .bind(&skus)
+            .bind(&qtys)
+            .bind(&lines_json)
+            .bind(now)
+            .bind(expires)
+            .bind(&event)
+            .bind(self.db.channel.as_deref())
+            .fetch_one(&self.db.pool)
+            .await;
+        let row = match res {
+            Ok(row) => row,
+            Err(e) => return Err(reserve_error(e)),
+        };
+        let outcome: String = row.try_get("outcome").db()?;
+        let r = Reservation {
+            order_id: request.order_id.clone(),
+            lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
+            allocations: serde_json::from_value(row.try_get("allocations").db()?)
+                .map_err(corrupt)?,
+            state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
+            created_at: row.try_get("created_at").db()?,
+            expires_at: row.try_get("expires_at").db()?,
+            closed_at: row.try_get("closed_at").db()?,
+            reason: row.try_get("reason").db()?,
+        };
+        if outcome == "created" {
+            self.db.written();
+        }
+        if outcome == "existing" && r.lines != lines {
+            return Err(Error::conflict(
+                EntityKind::Reservation,
+                format!(
+                    "order {} already holds a different reservation",
+                    request.order_id
+                ),
+            ));
+        }
+        Ok(r)
+    }
+
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
         let reserve_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -598,65 +657,26 @@ impl InventoryStore for PgInventory {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {
-        let lines = request.normalized_lines()?;
+        let lines = match request.normalized_lines() {
+            Ok(lines) => lines,
+            Err(e) => {
+                let r = Err(e);
+                commerce_core::telemetry::record_reservation("postgres", "reserve", &r);
+                return r;
+            }
+        };
         if let (Some(c), [line]) = (&self.combiner, lines.as_slice()) {
             if c.applies_to(&line.sku) {
-                return c
+                let r = c
                     .reserve(request.order_id.clone(), line.clone(), request.ttl)
                     .await;
+                commerce_core::telemetry::record_reservation("postgres", "reserve_batch", &r);
+                return r;
             }
         }
-        let now = self.db.now();
-        let expires = clock::add(now, request.ttl);
-        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-        let qtys: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
-        let lines_json = serde_json::to_value(&lines).map_err(corrupt)?;
-        let event = serde_json::to_value(DomainEvent::ReservationChanged {
-            order_id: request.order_id.clone(),
-            state: ReservationState::Active,
-            skus: lines.iter().map(|l| l.sku.clone()).collect(),
-        })
-        .map_err(corrupt)?;
-        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
-            .bind(request.order_id.as_str())
-            .bind(&skus)
-            .bind(&qtys)
-            .bind(&lines_json)
-            .bind(now)
-            .bind(expires)
-            .bind(&event)
-            .bind(self.db.channel.as_deref())
-            .fetch_one(&self.db.pool)
-            .await;
-        let row = match res {
-            Ok(row) => row,
-            Err(e) => return Err(reserve_error(e)),
-        };
-        let outcome: String = row.try_get("outcome").db()?;
-        let r = Reservation {
-            order_id: request.order_id.clone(),
-            lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
-            allocations: serde_json::from_value(row.try_get("allocations").db()?)
-                .map_err(corrupt)?,
-            state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
-            created_at: row.try_get("created_at").db()?,
-            expires_at: row.try_get("expires_at").db()?,
-            closed_at: row.try_get("closed_at").db()?,
-            reason: row.try_get("reason").db()?,
-        };
-        if outcome == "created" {
-            self.db.written();
-        }
-        if outcome == "existing" && r.lines != lines {
-            return Err(Error::conflict(
-                EntityKind::Reservation,
-                format!(
-                    "order {} already holds a different reservation",
-                    request.order_id
-                ),
-            ));
-        }
-        Ok(r)
+        let r = self.reserve_one(request, lines).await;
+        commerce_core::telemetry::record_reservation("postgres", "reserve", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -698,15 +718,25 @@ impl InventoryStore for PgInventory {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Reservation> {
-        self.close_one(order_id, ReservationState::Confirmed, None)
-            .await
+        let r: Result<Reservation> = async {
+            self.close_one(order_id, ReservationState::Confirmed, None)
+                .await
+        }
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "confirm", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Reservation> {
-        check_reason(reason)?;
-        self.close_one(order_id, ReservationState::Released, Some(reason))
-            .await
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            self.close_one(order_id, ReservationState::Released, Some(reason))
+                .await
+        }
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "release", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -716,150 +746,160 @@ impl InventoryStore for PgInventory {
         restock: bool,
         reason: &str,
     ) -> Result<Reservation> {
-        check_reason(reason)?;
-        let now = self.db.now();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let mut r = self.lock_reservation(&mut tx, order_id).await?;
-        match r.state {
-            ReservationState::Returned => {
-                // Release the row lock now, not when the pool reuses the connection.
-                tx.rollback().await.db()?;
-                return Ok(r);
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            let now = self.db.now();
+            let mut tx = self.db.pool.begin().await.db()?;
+            let mut r = self.lock_reservation(&mut tx, order_id).await?;
+            match r.state {
+                ReservationState::Returned => {
+                    // Release the row lock now, not when the pool reuses the connection.
+                    tx.rollback().await.db()?;
+                    return Ok(r);
+                }
+                ReservationState::Confirmed => {}
+                other => {
+                    tx.rollback().await.db()?;
+                    return Err(Error::invalid_transition(
+                        EntityKind::Reservation,
+                        other,
+                        ReservationState::Returned,
+                    ));
+                }
             }
-            ReservationState::Confirmed => {}
-            other => {
-                tx.rollback().await.db()?;
-                return Err(Error::invalid_transition(
-                    EntityKind::Reservation,
-                    other,
-                    ReservationState::Returned,
-                ));
-            }
-        }
-        let mut movs = Vec::new();
-        for a in lock_order(&r.allocations) {
-            let q = i64::from(a.quantity);
-            match &a.location {
-                Some(loc) => {
-                    let set = if restock {
-                        "sold = sold - $3, available = available + $3"
-                    } else {
-                        "sold = sold - $3, adjusted = adjusted + $3"
-                    };
-                    sqlx::query(sql!(
-                        "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                        self.db.t("stock_levels")
-                    ))
-                    .bind(a.sku.as_str())
-                    .bind(loc.as_str())
-                    .bind(q)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
-                    movs.push(Mov {
-                        sku: a.sku.to_string(),
-                        location: Some(loc.to_string()),
-                        kind: if restock {
-                            MovementKind::Returned
+            let mut movs = Vec::new();
+            for a in lock_order(&r.allocations) {
+                let q = i64::from(a.quantity);
+                match &a.location {
+                    Some(loc) => {
+                        let set = if restock {
+                            "sold = sold - $3, available = available + $3"
                         } else {
-                            MovementKind::WrittenOff
-                        },
-                        quantity: q,
-                        order_id: Some(order_id.to_string()),
-                        reason: Some(reason.to_owned()),
-                    });
-                }
-                None => {
-                    sqlx::query(sql!(
-                        "UPDATE {} SET owed = owed - LEAST(owed, $2),
-                                       backordered = backordered - LEAST(owed, $2)
-                         WHERE sku = $1",
-                        self.db.t("stock_skus")
-                    ))
-                    .bind(a.sku.as_str())
-                    .bind(q)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
+                            "sold = sold - $3, adjusted = adjusted + $3"
+                        };
+                        sqlx::query(sql!(
+                            "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
+                            self.db.t("stock_levels")
+                        ))
+                        .bind(a.sku.as_str())
+                        .bind(loc.as_str())
+                        .bind(q)
+                        .execute(&mut *tx)
+                        .await
+                        .db()?;
+                        movs.push(Mov {
+                            sku: a.sku.to_string(),
+                            location: Some(loc.to_string()),
+                            kind: if restock {
+                                MovementKind::Returned
+                            } else {
+                                MovementKind::WrittenOff
+                            },
+                            quantity: q,
+                            order_id: Some(order_id.to_string()),
+                            reason: Some(reason.to_owned()),
+                        });
+                    }
+                    None => {
+                        sqlx::query(sql!(
+                            "UPDATE {} SET owed = owed - LEAST(owed, $2),
+                                           backordered = backordered - LEAST(owed, $2)
+                             WHERE sku = $1",
+                            self.db.t("stock_skus")
+                        ))
+                        .bind(a.sku.as_str())
+                        .bind(q)
+                        .execute(&mut *tx)
+                        .await
+                        .db()?;
+                    }
                 }
             }
+            // ledger in allocation order, like the reference
+            let order_of = |m: &Mov| {
+                r.allocations
+                    .iter()
+                    .position(|a| {
+                        a.sku.as_str() == m.sku
+                            && a.location.as_ref().map(|l| l.to_string()) == m.location
+                    })
+                    .unwrap_or(usize::MAX)
+            };
+            movs.sort_by_key(order_of);
+            self.write_movements(&mut tx, now, &movs).await?;
+            sqlx::query(sql!(
+                "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
+                self.db.t("reservations")
+            ))
+            .bind(order_id.as_str())
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            r.state = ReservationState::Returned;
+            r.closed_at = Some(now);
+            r.reason = Some(reason.to_owned());
+            self.db
+                .append_in(&mut tx, now, &[reservation_event(&r)])
+                .await?;
+            tx.commit().await.db()?;
+            self.db.written();
+            Ok(r)
         }
-        // ledger in allocation order, like the reference
-        let order_of = |m: &Mov| {
-            r.allocations
-                .iter()
-                .position(|a| {
-                    a.sku.as_str() == m.sku
-                        && a.location.as_ref().map(|l| l.to_string()) == m.location
-                })
-                .unwrap_or(usize::MAX)
-        };
-        movs.sort_by_key(order_of);
-        self.write_movements(&mut tx, now, &movs).await?;
-        sqlx::query(sql!(
-            "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
-            self.db.t("reservations")
-        ))
-        .bind(order_id.as_str())
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        r.state = ReservationState::Returned;
-        r.closed_at = Some(now);
-        r.reason = Some(reason.to_owned());
-        self.db
-            .append_in(&mut tx, now, &[reservation_event(&r)])
-            .await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(r)
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "return", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release_expired(&self, now: Timestamp, limit: u32) -> Result<Vec<Reservation>> {
-        let limit = check_limit(limit)?;
-        let mut tx = self.db.pool.begin().await.db()?;
-        // One statement claims the due reservations: rows another reaper (or a confirm)
-        // holds are skipped, so no reservation is released twice.
-        let rows = sqlx::query(sql!(
-            "UPDATE {t} SET state = 'RELEASED', closed_at = $1, reason = 'expired'
-              WHERE order_id IN (SELECT order_id FROM {t}
-                                  WHERE state = 'ACTIVE' AND expires_at <= $1
-                                  ORDER BY expires_at, order_id
-                                  LIMIT $2 FOR UPDATE SKIP LOCKED)
-                AND state = 'ACTIVE'
-              RETURNING *",
-            t = self.db.t("reservations")
-        ))
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let mut released = rows
-            .iter()
-            .map(reservation_from)
-            .collect::<Result<Vec<_>>>()?;
-        released.sort_by(|a, b| (a.expires_at, &a.order_id).cmp(&(b.expires_at, &b.order_id)));
-        if released.is_empty() {
+        let r: Result<Vec<Reservation>> = async {
+            let limit = check_limit(limit)?;
+            let mut tx = self.db.pool.begin().await.db()?;
+            // One statement claims the due reservations: rows another reaper (or a confirm)
+            // holds are skipped, so no reservation is released twice.
+            let rows = sqlx::query(sql!(
+                "UPDATE {t} SET state = 'RELEASED', closed_at = $1, reason = 'expired'
+                  WHERE order_id IN (SELECT order_id FROM {t}
+                                      WHERE state = 'ACTIVE' AND expires_at <= $1
+                                      ORDER BY expires_at, order_id
+                                      LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    AND state = 'ACTIVE'
+                  RETURNING *",
+                t = self.db.t("reservations")
+            ))
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .db()?;
+            let mut released = rows
+                .iter()
+                .map(reservation_from)
+                .collect::<Result<Vec<_>>>()?;
+            released.sort_by(|a, b| (a.expires_at, &a.order_id).cmp(&(b.expires_at, &b.order_id)));
+            if released.is_empty() {
+                tx.commit().await.db()?;
+                return Ok(released);
+            }
+            self.close_units(
+                &mut tx,
+                &released,
+                ReservationState::Released,
+                Some("expired"),
+                now,
+            )
+            .await?;
+            let events: Vec<DomainEvent> = released.iter().map(reservation_event).collect();
+            self.db.append_in(&mut tx, now, &events).await?;
             tx.commit().await.db()?;
-            return Ok(released);
+            self.db.written();
+            Ok(released)
         }
-        self.close_units(
-            &mut tx,
-            &released,
-            ReservationState::Released,
-            Some("expired"),
-            now,
-        )
-        .await?;
-        let events: Vec<DomainEvent> = released.iter().map(reservation_event).collect();
-        self.db.append_in(&mut tx, now, &events).await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(released)
+        .await;
+        commerce_core::telemetry::record_expired("postgres", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
