@@ -219,6 +219,7 @@ impl CoPurchaseStore for PgCoPurchase {
         product_counts(rows)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn orders_recorded(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(sql!(
             "SELECT count(*) FROM \"{s}\".co_purchase_orders",

@@ -58,22 +58,34 @@ fn postgres_stores_count_reservations_by_outcome() {
         let _guard = common::SchemaGuard(pg.schema().to_owned());
         let at = LocationId::new("w").expect("loc");
         for s in ["S-1", "HOT-1"] {
-            pg.inventory.restock(&sku(s), &at, 3, "in").await.expect("restock");
+            pg.inventory
+                .restock(&sku(s), &at, 3, "in")
+                .await
+                .expect("restock");
         }
         let inv = &pg.inventory;
-        inv.reserve(&request("o1", "S-1", 1)).await.expect("reserve");
-        inv.reserve(&request("o2", "S-1", 1)).await.expect("reserve");
+        inv.reserve(&request("o1", "S-1", 1))
+            .await
+            .expect("reserve");
+        inv.reserve(&request("o2", "S-1", 1))
+            .await
+            .expect("reserve");
         assert!(inv.reserve(&request("o3", "S-1", 5)).await.is_err());
         assert!(inv.reserve(&request("o4", "NONE", 1)).await.is_err());
         inv.reserve(&request("h1", "HOT-1", 2)).await.expect("hot");
         assert!(inv.reserve(&request("h2", "HOT-1", 2)).await.is_err());
-        inv.confirm(&OrderId::new("o1").expect("id")).await.expect("confirm");
+        inv.confirm(&OrderId::new("o1").expect("id"))
+            .await
+            .expect("confirm");
         inv.release(&OrderId::new("h1").expect("id"), "gone")
             .await
             .expect("release");
         clock.advance(Duration::from_secs(61));
         assert_eq!(
-            inv.release_expired(clock.now(), 10).await.expect("expire").len(),
+            inv.release_expired(clock.now(), 10)
+                .await
+                .expect("expire")
+                .len(),
             1
         );
         // The fused step reserves in its own SQL: counted as `reserve_order`.
@@ -135,7 +147,10 @@ fn the_queue_depth_monitor_samples_the_postgres_queue() {
             .map(|i| OrderId::new(format!("o{i}")).expect("id"))
             .collect();
         queue.enqueue_many(&ids).await.expect("enqueue");
-        let jobs = queue.claim(2, Duration::from_secs(30)).await.expect("claim");
+        let jobs = queue
+            .claim(2, Duration::from_secs(30))
+            .await
+            .expect("claim");
         let policy = RetryPolicy {
             max_attempts: 3,
             base_delay: Duration::from_secs(60),

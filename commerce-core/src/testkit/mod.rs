@@ -57,11 +57,13 @@ pub mod promotions;
 pub mod queue;
 pub mod refunds;
 mod runner;
+mod spans;
 pub mod steps;
 pub mod strategies;
 
 pub use builder::{Area, MemoryBuilder, StoreBuilder, Stores};
 pub use runner::{Failure, Report, Settings};
+pub use spans::missing_spans;
 
 /// Runs every area `builder` provides and returns the outcome without panicking.
 pub async fn run<B: StoreBuilder>(builder: &B) -> Report {
