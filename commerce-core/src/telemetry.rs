@@ -14,6 +14,7 @@
 //! | `commerce_search_duration_seconds` | histogram | `kind` | search index calls (`search`, `suggest`, `similar`) |
 //! | `commerce_pipeline_steps_total` | counter | `step`, `outcome` | the pipeline's fused steps (`reserve`, `confirm`): `advanced`, `cancelled` (out of stock, lapsed) or `failed` |
 //! | `commerce_pipeline_step_duration_seconds` | histogram | `step` | how long a fused step took, retries included |
+//! | `commerce_pipeline_step_retries_total` | counter | `step` | retries of the pipeline's calls after a retryable error (`reserve`, `confirm payment`, `charge`, ...) |
 //! | `commerce_pipeline_jobs_total` | counter | `outcome` | queue jobs settled by the workers: `acked`, `retried`, `dead_lettered`, `stale` |
 //! | `commerce_relay_enqueued_total` | counter | | orders relayed from the outbox to the queue |
 //! | `commerce_queue_wait_seconds` | histogram | | a job's age when a worker claims it (enqueue to claim) |
@@ -41,6 +42,8 @@ pub const SEARCH_DURATION: &str = "commerce_search_duration_seconds";
 pub const PIPELINE_STEPS: &str = "commerce_pipeline_steps_total";
 /// A fused step's latency in seconds. Labels: `step`.
 pub const PIPELINE_STEP_DURATION: &str = "commerce_pipeline_step_duration_seconds";
+/// Retries of the pipeline's calls. Labels: `step`.
+pub const STEP_RETRIES: &str = "commerce_pipeline_step_retries_total";
 /// Queue jobs settled by the workers. Labels: `outcome`.
 pub const PIPELINE_JOBS: &str = "commerce_pipeline_jobs_total";
 /// A job's age when claimed, in seconds.
@@ -90,6 +93,10 @@ pub fn describe() {
         PIPELINE_STEP_DURATION,
         Unit::Seconds,
         "Fused pipeline step latency, retries included"
+    );
+    describe_counter!(
+        STEP_RETRIES,
+        "Retries of the order pipeline's calls after retryable errors, by step"
     );
     describe_counter!(
         PIPELINE_JOBS,

@@ -671,7 +671,10 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         self.inner.put_categories(categories).await
     }
 
