@@ -365,7 +365,10 @@ impl CatalogStore for PgCatalog {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn put_categories(&self, categories: &[Category]) -> Result<commerce_core::catalog::CategoryWrite> {
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         if categories.is_empty() {
             return Ok(commerce_core::catalog::CategoryWrite::default());
         }

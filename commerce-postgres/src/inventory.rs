@@ -69,19 +69,20 @@ fn parse_kind(s: &str) -> Result<MovementKind> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(corrupt)
 }
 
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+/// A counter column, which is never negative (a negative one is corrupt).
+fn u(row: &PgRow, column: &str) -> Result<u64> {
+    crate::error::non_negative(row.try_get::<i64, _>(column).db()?, column)
 }
 
 fn level_from(row: &PgRow) -> Result<StockLevel> {
     Ok(StockLevel {
         sku: Sku::new(row.try_get::<String, _>("sku").db()?)?,
         location: LocationId::new(row.try_get::<String, _>("location").db()?)?,
-        received: u(row.try_get("received").db()?),
+        received: u(row, "received")?,
         adjusted: row.try_get("adjusted").db()?,
-        available: u(row.try_get("available").db()?),
-        reserved: u(row.try_get("reserved").db()?),
-        sold: u(row.try_get("sold").db()?),
+        available: u(row, "available")?,
+        reserved: u(row, "reserved")?,
+        sold: u(row, "sold")?,
     })
 }
 
@@ -177,23 +178,18 @@ impl PgInventory {
                 .try_get::<Option<bool>, _>("backorder_allowed")
                 .db()?
                 .unwrap_or(false);
-            stock.backordered = u(row
-                .try_get::<Option<i64>, _>("backordered")
-                .db()?
-                .unwrap_or(0));
+            // No SKU record: nothing backordered.
+            stock.backordered = crate::error::non_negative(
+                row.try_get::<Option<i64>, _>("backordered")
+                    .db()?
+                    .unwrap_or(0),
+                "backordered",
+            )?;
             if row.try_get::<Option<String>, _>("location").db()?.is_some() {
                 stock.levels.push(level_from(row)?);
             }
         }
         Ok(out)
-    }
-
-    /// Checks every level's counters against the invariant, the live reservations and
-    /// a replay of the ledger, and the SKU records' backorder counts; returns the drift
-    /// found (empty when all is well). The same as [`InventoryStore::audit`]; reads one
-    /// consistent snapshot (`REPEATABLE READ`), meant for operations and tests.
-    pub async fn verify_invariants(&self) -> Result<Vec<InvariantViolation>> {
-        self.audit().await
     }
 
     /// `reserve` by the `reserve()` SQL function (the path without the combiner).
@@ -221,7 +217,6 @@ impl PgInventory {
             .bind(now)
             .bind(expires)
             .bind(&event)
-            .bind(self.db.channel.as_deref())
             .fetch_one(&self.db.pool)
             .await;
         let row = match res {
@@ -257,7 +252,9 @@ impl PgInventory {
 
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
         let reserve_sql = format!(
-            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
+            // The last argument, an in-transaction NOTIFY channel, is always NULL: a
+            // NOTIFY inside the transaction would serialise every commit.
+            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
             db.t("reserve")
         );
         PgInventory {
@@ -1017,7 +1014,8 @@ impl InventoryStore for PgInventory {
         for (sku, backordered, owed) in metas {
             let sku = Sku::new(sku)?;
             let live = live_backorders.get(&sku).copied().unwrap_or(0);
-            if u(backordered) != live + u(owed) {
+            // Compared without clamping: a negative counter is drift to report too.
+            if i128::from(backordered) != i128::from(live) + i128::from(owed) {
                 out.push(InvariantViolation {
                     sku,
                     location: None,

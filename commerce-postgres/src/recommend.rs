@@ -162,7 +162,7 @@ fn product_counts(rows: Vec<(String, i64)>) -> Result<Vec<ProductCount>> {
             Ok(ProductCount {
                 product_id: ProductId::new(id)
                     .map_err(|e| Error::permanent("corrupt product id in co-purchase table", e))?,
-                count: u64::try_from(n).unwrap_or(0),
+                count: crate::error::non_negative(n, "co-purchase count")?,
             })
         })
         .collect()
@@ -228,7 +228,7 @@ impl CoPurchaseStore for PgCoPurchase {
         .fetch_one(&self.pool)
         .await
         .db()?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        crate::error::non_negative(n, "orders recorded")
     }
 }
 

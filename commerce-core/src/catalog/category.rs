@@ -67,9 +67,8 @@ pub enum SegmentFix {
 
 /// Normalises one segment; returns the normalised text and what changed.
 pub fn normalize_segment(raw: &str) -> Result<(String, Vec<SegmentFix>)> {
-    check_segment(raw).map_err(|problem| {
-        Error::validation("category", format!("segment {raw:?} {problem}"))
-    })
+    check_segment(raw)
+        .map_err(|problem| Error::validation("category", format!("segment {raw:?} {problem}")))
 }
 
 /// [`normalize_segment`] with the problem as a [`SegmentProblem`].
@@ -498,15 +497,27 @@ mod tests {
         assert!(normalize_segment("a\u{7}b").is_err());
         assert!(normalize_segment(&"x".repeat(129)).is_err());
         assert_eq!(check_segment("\u{200B}"), Err(SegmentProblem::Invisible));
-        assert_eq!(check_segment(" \u{200B}\u{FEFF} "), Err(SegmentProblem::Invisible));
-        assert_eq!(check_segment("\u{202E}enohP"), Err(SegmentProblem::BidiControl));
-        assert_eq!(check_segment("Ph\u{2066}ones"), Err(SegmentProblem::BidiControl));
+        assert_eq!(
+            check_segment(" \u{200B}\u{FEFF} "),
+            Err(SegmentProblem::Invisible)
+        );
+        assert_eq!(
+            check_segment("\u{202E}enohP"),
+            Err(SegmentProblem::BidiControl)
+        );
+        assert_eq!(
+            check_segment("Ph\u{2066}ones"),
+            Err(SegmentProblem::BidiControl)
+        );
         assert_eq!(check_segment("a>b"), Err(SegmentProblem::Separator));
         assert_eq!(
             check_segment(&"x".repeat(129)),
             Err(SegmentProblem::TooLong { chars: 129 })
         );
-        assert_eq!(check_segment("\u{05D0}\u{05D1}").map(|s| s.0), Ok("\u{05D0}\u{05D1}".to_owned()));
+        assert_eq!(
+            check_segment("\u{05D0}\u{05D1}").map(|s| s.0),
+            Ok("\u{05D0}\u{05D1}".to_owned())
+        );
         assert!(CategoryPath::parse("Phones > \u{200B}").is_err());
         assert!(CategoryPath::parse("").is_err());
         assert!(CategoryPath::parse(&["a"; 9].join(" > ")).is_err());

@@ -238,7 +238,10 @@ pub fn categories_to_read(batch: &[Category]) -> (Vec<CategoryPath>, Vec<Categor
 ///   give to another id): [`CategoryRejection::DuplicateId`];
 /// * then, repeatedly, an entry whose parent is neither stored nor accepted:
 ///   [`CategoryRejection::Orphan`] (so the children of a refused entry are refused too).
-pub fn plan_put_categories(batch: &[Category], stored: &StoredCategories) -> (Vec<Category>, CategoryWrite) {
+pub fn plan_put_categories(
+    batch: &[Category],
+    stored: &StoredCategories,
+) -> (Vec<Category>, CategoryWrite) {
     let mut report = CategoryWrite::default();
     let mut rejected: BTreeMap<usize, CategoryRejection> = BTreeMap::new();
     // First claims in the batch.

@@ -143,10 +143,10 @@ pub fn import_bestbuy(json: &str) -> Result<ImportReport> {
         records: raw.len(),
         ..ImportReport::default()
     };
-    let built: Vec<std::result::Result<Vec<(CategoryId, CategoryPath)>, CategoryRejection>> =
-        raw.iter()
-            .map(|node| build_path(node, &mut report.normalised))
-            .collect();
+    let built: Vec<std::result::Result<Vec<(CategoryId, CategoryPath)>, CategoryRejection>> = raw
+        .iter()
+        .map(|node| build_path(node, &mut report.normalised))
+        .collect();
     let cyclic = cyclic_ids(built.iter().filter_map(|b| b.as_ref().ok()));
     // Which path each id stands at: the first record naming it keeps it.
     let mut id_at: HashMap<CategoryId, CategoryPath> = HashMap::new();
@@ -320,14 +320,13 @@ fn build_path(
             element_id: element.id.clone(),
         })?;
         if out.iter().any(|(seen, _)| *seen == id) {
-            return Err(CategoryRejection::Cycle {
-                id: id.to_string(),
-            });
+            return Err(CategoryRejection::Cycle { id: id.to_string() });
         }
         // Every segment is valid and the depth is checked above.
-        let path = CategoryPath::from_segments(&segments).map_err(|_| CategoryRejection::TooDeep {
-            depth: segments.len(),
-        })?;
+        let path =
+            CategoryPath::from_segments(&segments).map_err(|_| CategoryRejection::TooDeep {
+                depth: segments.len(),
+            })?;
         out.push((id, path));
     }
     Ok(out)

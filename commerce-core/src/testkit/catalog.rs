@@ -1080,13 +1080,13 @@ async fn put_categories_refuses_hostile_trees(env: Env<'_>) {
     assert_eq!((first.stored, first.rejected.len()), (2, 0));
     let batch = [
         cat("c", "A > C"),
-        cat("a", "A > D"),    // id a is stored at A
-        cat("c", "A > E"),    // id c given earlier in this batch
-        cat("f", "A > C"),    // path A > C given to c earlier in this batch
-        cat("g", "X > G"),    // no X
+        cat("a", "A > D"),     // id a is stored at A
+        cat("c", "A > E"),     // id c given earlier in this batch
+        cat("f", "A > C"),     // path A > C given to c earlier in this batch
+        cat("g", "X > G"),     // no X
         cat("h", "A > D > H"), // parent A > D refused above
-        cat("c", "A > C"),    // a repeat: unchanged
-        cat("b", "A > B"),    // as stored: unchanged
+        cat("c", "A > C"),     // a repeat: unchanged
+        cat("b", "A > B"),     // as stored: unchanged
     ];
     let report = must!(catalog.put_categories(&batch).await, "hostile batch");
     let reasons: Vec<(String, R)> = report
@@ -1097,11 +1097,38 @@ async fn put_categories_refuses_hostile_trees(env: Env<'_>) {
     assert_eq!(
         reasons,
         vec![
-            ("A > D".to_owned(), R::DuplicateId { id: "a".to_owned(), kept_path: "A".to_owned() }),
-            ("A > E".to_owned(), R::DuplicateId { id: "c".to_owned(), kept_path: "A > C".to_owned() }),
-            ("A > C".to_owned(), R::DuplicatePath { kept_id: "c".to_owned() }),
-            ("X > G".to_owned(), R::Orphan { parent: "X".to_owned() }),
-            ("A > D > H".to_owned(), R::Orphan { parent: "A > D".to_owned() }),
+            (
+                "A > D".to_owned(),
+                R::DuplicateId {
+                    id: "a".to_owned(),
+                    kept_path: "A".to_owned()
+                }
+            ),
+            (
+                "A > E".to_owned(),
+                R::DuplicateId {
+                    id: "c".to_owned(),
+                    kept_path: "A > C".to_owned()
+                }
+            ),
+            (
+                "A > C".to_owned(),
+                R::DuplicatePath {
+                    kept_id: "c".to_owned()
+                }
+            ),
+            (
+                "X > G".to_owned(),
+                R::Orphan {
+                    parent: "X".to_owned()
+                }
+            ),
+            (
+                "A > D > H".to_owned(),
+                R::Orphan {
+                    parent: "A > D".to_owned()
+                }
+            ),
         ],
         "each refused entry with its typed reason, in input order"
     );
