@@ -89,6 +89,8 @@ pub(crate) fn cases() -> Vec<Case> {
         release_gives_back_and_is_idempotent,
         return_stock_restocks_or_writes_off,
         release_expired_releases_exactly_the_due_reservations,
+        release_expired_honours_its_now,
+        sub_second_ttls_are_kept_exactly,
         concurrent_reapers_release_each_reservation_once,
         reaping_and_confirming_race_consistently,
         ledger_replays_to_the_counters,
@@ -1255,6 +1257,81 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
         );
     }
     audit_clean(&ctx, "after returns").await;
+}
+
+/// `release_expired(now)` decides by the `now` it is given, not by the store's clock:
+/// a time ahead of the clock releases what is due then; one behind releases nothing.
+async fn release_expired_honours_its_now(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    reserve(&ctx, &req_ttl("o-1", &[("A", 1)], Duration::from_secs(60))).await;
+    let t0 = ctx.now();
+    ctx.advance(Duration::from_secs(120));
+    assert!(
+        must!(
+            inv.release_expired(at_plus(t0, Duration::from_secs(30)), 10)
+                .await,
+            "release_expired(t0 + 30 s)"
+        )
+        .is_empty(),
+        "release_expired(t0 + 30 s) releases nothing although the store's clock is past the expiry"
+    );
+    // A fresh reservation, with the clock not moved: a `now` ahead releases it.
+    reserve(&ctx, &req_ttl("o-2", &[("A", 1)], Duration::from_secs(60))).await;
+    let t1 = ctx.now();
+    let released = must!(
+        inv.release_expired(at_plus(t1, Duration::from_secs(60)), 10)
+            .await,
+        "release_expired(t1 + 60 s)"
+    );
+    let ids: BTreeSet<OrderId> = released.iter().map(|r| r.order_id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([oid("o-1"), oid("o-2")]),
+        "release_expired(t1 + 60 s) releases both, by the given now, with the clock at t1"
+    );
+}
+
+/// TTLs below a second and with fractions of a second are kept to the millisecond: a
+/// 1.5 s reservation expires 1.5 s after it was made, not at a whole second.
+async fn sub_second_ttls_are_kept_exactly(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    let t0 = ctx.now();
+    let short = reserve(&ctx, &req_ttl("o-1", &[("A", 1)], Duration::from_millis(250))).await;
+    let mid = reserve(&ctx, &req_ttl("o-2", &[("A", 1)], Duration::from_millis(1500))).await;
+    assert_eq!(
+        (short.expires_at, mid.expires_at),
+        (
+            at_plus(t0, Duration::from_millis(250)),
+            at_plus(t0, Duration::from_millis(1500))
+        ),
+        "expires_at = now + ttl, to the millisecond"
+    );
+    let due = |ms: u64| at_plus(t0, Duration::from_millis(ms));
+    let ids = |rs: Vec<crate::inventory::Reservation>| -> Vec<String> {
+        rs.into_iter().map(|r| r.order_id.to_string()).collect()
+    };
+    assert!(
+        must!(inv.release_expired(due(249), 10).await, "at 249 ms").is_empty(),
+        "nothing is due 1 ms before a 250 ms TTL ends"
+    );
+    assert_eq!(
+        ids(must!(inv.release_expired(due(250), 10).await, "at 250 ms")),
+        ["o-1"],
+        "a 250 ms reservation is due at 250 ms"
+    );
+    assert!(
+        must!(inv.release_expired(due(1499), 10).await, "at 1,499 ms").is_empty(),
+        "a 1.5 s reservation is not due at 1,499 ms (nor truncated to 1 s)"
+    );
+    assert_eq!(
+        ids(must!(inv.release_expired(due(1500), 10).await, "at 1,500 ms")),
+        ["o-2"],
+        "a 1.5 s reservation is due at 1,500 ms (not rounded up to 2 s)"
+    );
 }
 
 async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {
