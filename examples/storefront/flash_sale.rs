@@ -31,7 +31,7 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `step`, retrying retryable errors (a lost connection, a failover, a pool
 /// timeout) with exponential backoff and full jitter, for up to `ORDER_TIMEOUT`.
-async fn retrying<T, F, Fut>(mut step: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(mut step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
