@@ -14,11 +14,14 @@
 //! | `commerce_search_duration_seconds` | histogram | `kind` | search index calls (`search`, `suggest`, `similar`) |
 //! | `commerce_pipeline_steps_total` | counter | `step`, `outcome` | the pipeline's fused steps (`reserve`, `confirm`): `advanced`, `cancelled` (out of stock, lapsed) or `failed` |
 //! | `commerce_pipeline_step_duration_seconds` | histogram | `step` | how long a fused step took, retries included |
+//! | `commerce_pipeline_step_retries_total` | counter | `step` | retries of the pipeline's calls after a retryable error (`reserve`, `confirm payment`, `charge`, ...) |
 //! | `commerce_pipeline_jobs_total` | counter | `outcome` | queue jobs settled by the workers: `acked`, `retried`, `dead_lettered`, `stale` |
 //! | `commerce_relay_enqueued_total` | counter | | orders relayed from the outbox to the queue |
 //! | `commerce_queue_wait_seconds` | histogram | | a job's age when a worker claims it (enqueue to claim) |
 //! | `commerce_queue_claimed` | gauge | | jobs the worker pool holds at once |
 //! | `commerce_relay_lag_seconds` | histogram | | from an `OrderCreated` event's commit to its job's enqueue |
+//! | `commerce_queue_jobs` | gauge | `state` | jobs in the order queue by state (`ready`, `delayed`, `leased`, `dead`), sampled by [`QueueDepthMonitor`](crate::service::QueueDepthMonitor) |
+//! | `commerce_reservations_total` | counter | `store`, `op`, `outcome` | reservation calls counted by the inventory stores themselves (`store`: `memory`, `postgres`; `op`: `reserve`, `reserve_batch` (the hot-SKU combined path), `reserve_order` (a fused step), `confirm`, `release`, `return`, `expire`; `outcome`: `ok` or the error kind, see [`error_kind`]) |
 //!
 //! Also spans: the adapters' calls carry `tracing` spans (`#[instrument]`), at debug level.
 
@@ -39,6 +42,8 @@ pub const SEARCH_DURATION: &str = "commerce_search_duration_seconds";
 pub const PIPELINE_STEPS: &str = "commerce_pipeline_steps_total";
 /// A fused step's latency in seconds. Labels: `step`.
 pub const PIPELINE_STEP_DURATION: &str = "commerce_pipeline_step_duration_seconds";
+/// Retries of the pipeline's calls. Labels: `step`.
+pub const STEP_RETRIES: &str = "commerce_pipeline_step_retries_total";
 /// Queue jobs settled by the workers. Labels: `outcome`.
 pub const PIPELINE_JOBS: &str = "commerce_pipeline_jobs_total";
 /// A job's age when claimed, in seconds.
@@ -49,6 +54,11 @@ pub const QUEUE_CLAIMED: &str = "commerce_queue_claimed";
 pub const RELAY_ENQUEUED: &str = "commerce_relay_enqueued_total";
 /// Outbox-to-queue lag in seconds.
 pub const RELAY_LAG: &str = "commerce_relay_lag_seconds";
+
+/// Jobs in the order queue by state. Labels: `state`.
+pub const QUEUE_JOBS: &str = "commerce_queue_jobs";
+/// Reservation calls by store, operation and outcome. Labels: `store`, `op`, `outcome`.
+pub const RESERVATIONS: &str = "commerce_reservations_total";
 
 /// Attaches the descriptions and units of every metric above to the installed recorder.
 pub fn describe() {
@@ -85,6 +95,10 @@ pub fn describe() {
         "Fused pipeline step latency, retries included"
     );
     describe_counter!(
+        STEP_RETRIES,
+        "Retries of the order pipeline's calls after retryable errors, by step"
+    );
+    describe_counter!(
         PIPELINE_JOBS,
         "Queue jobs settled by the workers, by outcome"
     );
@@ -103,6 +117,79 @@ pub fn describe() {
         Unit::Seconds,
         "Outbox-to-queue lag of relayed orders"
     );
+    metrics::describe_gauge!(QUEUE_JOBS, "Jobs in the order queue, by state");
+    describe_counter!(
+        RESERVATIONS,
+        "Reservation calls by inventory store, operation and outcome"
+    );
+}
+
+/// A short, stable label for an error's kind (`out_of_stock`, `not_found`, `conflict`,
+/// `invalid_transition`, `validation`, `rate_limited`, `backend`, `other`).
+pub fn error_kind(e: &crate::Error) -> &'static str {
+    use crate::Error;
+    match e {
+        Error::OutOfStock { .. } => "out_of_stock",
+        Error::NotFound { .. } => "not_found",
+        Error::Conflict { .. } => "conflict",
+        Error::InvalidTransition { .. } => "invalid_transition",
+        Error::Validation { .. } => "validation",
+        Error::RateLimited { .. } => "rate_limited",
+        Error::Backend { .. } => "backend",
+        _ => "other",
+    }
+}
+
+/// Counts one reservation call of an inventory store by its outcome: `ok`, or the
+/// [`error_kind`] of its error.
+pub fn record_reservation<T>(store: &'static str, op: &'static str, result: &crate::Result<T>) {
+    let outcome = match result {
+        Ok(_) => "ok",
+        Err(e) => error_kind(e),
+    };
+    metrics::counter!(RESERVATIONS, "store" => store, "op" => op, "outcome" => outcome)
+        .increment(1);
+}
+
+/// Counts a fused reservation step of an [`OrderSteps`](crate::store::OrderSteps) store
+/// that reserves by itself (`op = "reserve_order"`): `ok` when the order advanced,
+/// `cancelled` when it was cancelled (out of stock, not stocked), else the error kind.
+pub fn record_reserve_step(
+    store: &'static str,
+    result: &crate::Result<crate::store::steps::StepOutcome>,
+) {
+    let outcome = match result {
+        Ok(o) if o.is_cancelled() => "cancelled",
+        Ok(_) => "ok",
+        Err(e) => error_kind(e),
+    };
+    metrics::counter!(RESERVATIONS, "store" => store, "op" => "reserve_order", "outcome" => outcome)
+        .increment(1);
+}
+
+/// Counts the reservations a store released as expired (`op = "expire"`): each released
+/// reservation as `ok`, a failed call once by its [`error_kind`].
+pub fn record_expired<T>(store: &'static str, result: &crate::Result<Vec<T>>) {
+    let (outcome, n) = match result {
+        Ok(released) => ("ok", released.len() as u64),
+        Err(e) => (error_kind(e), 1),
+    };
+    if n > 0 {
+        metrics::counter!(RESERVATIONS, "store" => store, "op" => "expire", "outcome" => outcome)
+            .increment(n);
+    }
+}
+
+/// Sets the queue-depth gauges ([`QUEUE_JOBS`]) from a [`QueueStats`](crate::store::QueueStats).
+pub fn record_queue_depth(stats: &crate::store::QueueStats) {
+    for (state, n) in [
+        ("ready", stats.ready),
+        ("delayed", stats.delayed),
+        ("leased", stats.leased),
+        ("dead", stats.dead),
+    ] {
+        metrics::gauge!(QUEUE_JOBS, "state" => state).set(n as f64);
+    }
 }
 
 /// Counts a fused pipeline step and records its latency.

@@ -226,3 +226,137 @@ fn the_order_path_counts_steps_relays_and_jobs() {
     has(&text, r#"commerce_pipeline_jobs_total{outcome="acked"} 2"#);
     has(&text, "commerce_queue_wait_seconds_count 2");
 }
+
+/// The memory inventory counts its own reservation calls by outcome: a reservation, one
+/// out of stock, one for an unknown SKU, a confirm, a release, an invalid confirm and
+/// two expiries.
+#[test]
+fn the_memory_inventory_counts_reservations_by_outcome() {
+    use commerce_core::clock::Clock;
+    use commerce_core::id::{LocationId, OrderId};
+    use commerce_core::inventory::ReservationRequest;
+    use commerce_core::store::InventoryStore;
+    let text = recorded(|| {
+        block_on(async {
+            let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+            let engine = MemoryEngine::with_clock(clock.clone());
+            let inv = engine.inventory.clone();
+            let sku = Sku::new("S-1").expect("sku");
+            let loc = LocationId::new("w").expect("loc");
+            inv.restock(&sku, &loc, 5, "in").await.expect("restock");
+            let req = |id: &str, sku: &str, q: u32| {
+                let mut r = ReservationRequest::new(
+                    OrderId::new(id).expect("id"),
+                    [(Sku::new(sku).expect("sku"), q)],
+                );
+                r.ttl = Duration::from_secs(60);
+                r
+            };
+            for id in ["o1", "o2", "o3", "o4"] {
+                inv.reserve(&req(id, "S-1", 1)).await.expect("reserve");
+            }
+            assert!(inv.reserve(&req("o5", "S-1", 9)).await.is_err());
+            assert!(inv.reserve(&req("o6", "NONE", 1)).await.is_err());
+            inv.confirm(&OrderId::new("o1").expect("id"))
+                .await
+                .expect("confirm");
+            inv.release(&OrderId::new("o2").expect("id"), "changed mind")
+                .await
+                .expect("release");
+            assert!(inv.confirm(&OrderId::new("o2").expect("id")).await.is_err());
+            clock.advance(Duration::from_secs(61));
+            let expired = inv.release_expired(clock.now(), 100).await.expect("expire");
+            assert_eq!(expired.len(), 2);
+        })
+    });
+    for (op, outcome, n) in [
+        ("reserve", "ok", 4),
+        ("reserve", "out_of_stock", 1),
+        ("reserve", "not_found", 1),
+        ("confirm", "ok", 1),
+        ("confirm", "invalid_transition", 1),
+        ("release", "ok", 1),
+        ("expire", "ok", 2),
+    ] {
+        has(
+            &text,
+            &format!(
+                r#"commerce_reservations_total{{store="memory",op="{op}",outcome="{outcome}"}} {n}"#
+            ),
+        );
+    }
+}
+
+/// The queue-depth monitor samples the queue's counts into gauges, and a second sample
+/// overwrites the first (a gauge, not a counter).
+#[test]
+fn the_queue_depth_monitor_sets_gauges_by_state() {
+    use commerce_core::id::OrderId;
+    use commerce_core::service::QueueDepthMonitor;
+    use commerce_core::store::{OrderQueue, RetryPolicy};
+    let text = recorded(|| {
+        block_on(async {
+            let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+            let engine = MemoryEngine::with_clock(clock.clone());
+            let queue: Arc<dyn OrderQueue> = engine.queue.clone();
+            let monitor = QueueDepthMonitor::new(queue.clone());
+            for i in 0..7 {
+                queue
+                    .enqueue(&OrderId::new(format!("o{i}")).expect("id"))
+                    .await
+                    .expect("enqueue");
+            }
+            assert_eq!(monitor.sample().await.expect("sample").ready, 7);
+            let jobs = queue
+                .claim(3, Duration::from_secs(30))
+                .await
+                .expect("claim");
+            let policy = RetryPolicy {
+                max_attempts: 1,
+                ..RetryPolicy::default()
+            };
+            queue.fail(&jobs[0], "boom", &policy).await.expect("dead");
+            let stats = monitor.sample().await.expect("sample");
+            assert_eq!((stats.ready, stats.leased, stats.dead), (4, 2, 1));
+        })
+    });
+    has(&text, r#"commerce_queue_jobs{state="ready"} 4"#);
+    has(&text, r#"commerce_queue_jobs{state="leased"} 2"#);
+    has(&text, r#"commerce_queue_jobs{state="delayed"} 0"#);
+    has(&text, r#"commerce_queue_jobs{state="dead"} 1"#);
+}
+
+/// Every guard rejection reason is counted: an open circuit and a timeout too.
+#[test]
+fn guard_rejections_count_open_circuits_and_timeouts() {
+    let text = recorded(|| {
+        block_on(async {
+            let clock = Arc::new(ManualClock::new(ManualClock::EPOCH));
+            let guard = Guard::new(
+                Section::Similar,
+                Duration::from_millis(5),
+                BreakerConfig {
+                    failure_threshold: 1,
+                    cool_down: Duration::from_secs(60),
+                    max_cool_down: Duration::from_secs(60),
+                },
+                clock,
+            );
+            let _ = guard
+                .run(async {
+                    std::future::pending::<()>().await;
+                    Ok(1)
+                })
+                .await;
+            let _ = guard.run(async { Ok(1) }).await;
+        })
+    });
+    has(
+        &text,
+        r#"commerce_guard_rejections_total{section="similar",reason="timed_out"} 1"#,
+    );
+    has(
+        &text,
+        r#"commerce_guard_rejections_total{section="similar",reason="circuit_open"} 1"#,
+    );
+}

@@ -471,28 +471,65 @@ impl CatalogStore for PgCatalog {
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         if categories.is_empty() {
-            return Ok(0);
+            return Ok(commerce_core::catalog::CategoryWrite::default());
         }
-        let paths: Vec<&str> = categories.iter().map(|c| c.path.as_str()).collect();
-        let ids: Vec<&str> = categories.iter().map(|c| c.id.as_str()).collect();
+        let (paths, ids) = commerce_core::catalog::categories_to_read(categories);
+        let paths: Vec<&str> = paths.iter().map(CategoryPath::as_str).collect();
+        let ids: Vec<&str> = ids.iter().map(CategoryId::as_str).collect();
         let mut tx = self.db.pool.begin().await.db()?;
-        // last one wins for a repeated path, like a map insert
+        // Category writes are rare: one writer at a time, so the check below sees what
+        // the write lands on (reads go on).
         sqlx::query(sql!(
-            "INSERT INTO {t} (path, id)
-             SELECT DISTINCT ON (p) p, i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS c(p, i, n)
-              ORDER BY p, n DESC
-             ON CONFLICT (path) DO UPDATE SET id = EXCLUDED.id",
-            t = self.db.t("categories")
+            "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
+            self.db.t("categories")
         ))
-        .bind(paths)
-        .bind(ids)
         .execute(&mut *tx)
         .await
         .db()?;
+        let rows: Vec<(String, String)> = sqlx::query_as(sql!(
+            "SELECT path, id FROM {} WHERE path = ANY($1) OR id = ANY($2)",
+            self.db.t("categories")
+        ))
+        .bind(&paths)
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let mut stored = commerce_core::catalog::StoredCategories::default();
+        for (path, id) in rows {
+            let (path, id) = (
+                CategoryPath::parse(&path).map_err(corrupt)?,
+                CategoryId::new(id).map_err(corrupt)?,
+            );
+            if paths.contains(&path.as_str()) {
+                stored.by_path.insert(path.clone(), id.clone());
+            }
+            if ids.contains(&id.as_str()) {
+                stored.by_id.insert(id, path);
+            }
+        }
+        let (write, report) = commerce_core::catalog::plan_put_categories(categories, &stored);
+        if !write.is_empty() {
+            let paths: Vec<&str> = write.iter().map(|c| c.path.as_str()).collect();
+            let ids: Vec<&str> = write.iter().map(|c| c.id.as_str()).collect();
+            sqlx::query(sql!(
+                "INSERT INTO {t} (path, id) SELECT * FROM unnest($1::text[], $2::text[])
+                 ON CONFLICT (path) DO UPDATE SET id = EXCLUDED.id",
+                t = self.db.t("categories")
+            ))
+            .bind(paths)
+            .bind(ids)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+        }
         tx.commit().await.db()?;
-        Ok(categories.len() as u64)
+        Ok(report)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

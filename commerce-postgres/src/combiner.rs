@@ -104,7 +104,8 @@ impl std::fmt::Debug for Combiner {
 impl Combiner {
     pub(crate) fn new(config: HotSkuConfig, db: Arc<Db>) -> Arc<Self> {
         let sql = format!(
-            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
+            // No in-transaction NOTIFY channel (see `PgInventory`'s `reserve`).
+            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
             db.t("reserve_batch")
         );
         Arc::new(Combiner {
@@ -214,7 +215,6 @@ impl Combiner {
             .bind(now)
             .bind(&expires)
             .bind(&events)
-            .bind(self.db.channel.as_deref())
             .fetch_all(&self.db.pool)
             .await
             .db()?;
@@ -237,7 +237,10 @@ fn decode(row: &sqlx::postgres::PgRow, p: &Pending) -> Result<Reservation> {
         "out_of_stock" => Err(Error::OutOfStock {
             sku: p.line.sku.to_string(),
             requested: u64::from(p.line.quantity),
-            available: u64::try_from(row.try_get::<i64, _>("available").db()?).unwrap_or(0),
+            available: crate::error::non_negative(
+                row.try_get::<i64, _>("available").db()?,
+                "available",
+            )?,
         }),
         "unknown_sku" => Err(Error::not_found(EntityKind::Stock, &p.line.sku)),
         "created" | "existing" => {

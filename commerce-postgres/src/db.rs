@@ -23,9 +23,6 @@ pub(crate) struct Db {
     pub pool: PgPool,
     pub schema: String,
     pub clock: Arc<dyn Clock>,
-    /// Passed to the SQL functions as their in-transaction NOTIFY channel: always
-    /// `None` (a NOTIFY inside the transaction would serialise every commit).
-    pub channel: Option<String>,
     /// The LISTEN/NOTIFY channel.
     pub listen_channel: String,
     /// Wakes this process's waiters after a write committed.
@@ -62,7 +59,6 @@ impl Db {
             pool,
             schema: config.schema.clone(),
             clock: config.clock.clone(),
-            channel: None,
             notifier: config.notify.then(|| Arc::new(Notifier::default())),
             listen_channel,
             wake: Arc::new(Notify::new()),
@@ -129,12 +125,12 @@ impl Db {
             .map(|e| serde_json::to_value(e).map_err(|e| Error::permanent("encode event", e)))
             .collect::<Result<Vec<_>>>()?;
         let ids: Vec<i64> = sqlx::query_scalar(sql!(
-            "SELECT * FROM {}($1, $2, $3)",
+            // No in-transaction NOTIFY channel: `written` notifies after the commit.
+            "SELECT * FROM {}($1, $2, NULL)",
             self.t("append_events")
         ))
         .bind(at)
         .bind(payloads)
-        .bind(self.channel.as_deref())
         .fetch_all(&mut *conn)
         .await
         .db()?;

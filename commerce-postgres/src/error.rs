@@ -115,3 +115,9 @@ impl<T> DbResult<T> for Result<T, sqlx::Error> {
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
     PgError::Corrupt(what.to_string()).into()
 }
+
+/// A stored count or version, which is never negative: a negative one is corrupt data
+/// (a typed error naming `what`), never clamped to 0.
+pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64, commerce_core::Error> {
+    u64::try_from(v).map_err(|_| corrupt(format!("{what} is negative ({v})")))
+}

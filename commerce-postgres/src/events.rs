@@ -163,7 +163,11 @@ impl EventLog for PgEventLog {
         .fetch_optional(&self.db.pool)
         .await
         .db()?;
-        Ok(EventId(cp.unwrap_or(0) as u64))
+        // No checkpoint yet: from the start.
+        Ok(EventId(crate::error::non_negative(
+            cp.unwrap_or(0),
+            "event checkpoint",
+        )?))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -60,19 +60,20 @@ fn parse_kind(s: &str) -> Result<MovementKind> {
     serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(corrupt)
 }
 
-fn u(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
+/// A counter column, which is never negative (a negative one is corrupt).
+fn u(row: &PgRow, column: &str) -> Result<u64> {
+    crate::error::non_negative(row.try_get::<i64, _>(column).db()?, column)
 }
 
 fn level_from(row: &PgRow) -> Result<StockLevel> {
     Ok(StockLevel {
         sku: Sku::new(row.try_get::<String, _>("sku").db()?)?,
         location: LocationId::new(row.try_get::<String, _>("location").db()?)?,
-        received: u(row.try_get("received").db()?),
+        received: u(row, "received")?,
         adjusted: row.try_get("adjusted").db()?,
-        available: u(row.try_get("available").db()?),
-        reserved: u(row.try_get("reserved").db()?),
-        sold: u(row.try_get("sold").db()?),
+        available: u(row, "available")?,
+        reserved: u(row, "reserved")?,
+        sold: u(row, "sold")?,
     })
 }
 
@@ -168,10 +169,13 @@ impl PgInventory {
                 .try_get::<Option<bool>, _>("backorder_allowed")
                 .db()?
                 .unwrap_or(false);
-            stock.backordered = u(row
-                .try_get::<Option<i64>, _>("backordered")
-                .db()?
-                .unwrap_or(0));
+            // No SKU record: nothing backordered.
+            stock.backordered = crate::error::non_negative(
+                row.try_get::<Option<i64>, _>("backordered")
+                    .db()?
+                    .unwrap_or(0),
+                "backordered",
+            )?;
             if row.try_get::<Option<String>, _>("location").db()?.is_some() {
                 stock.levels.push(level_from(row)?);
             }
@@ -179,17 +183,69 @@ impl PgInventory {
         Ok(out)
     }
 
-    /// Checks every level's counters against the invariant, the live reservations and
-    /// a replay of the ledger, and the SKU records' backorder counts; returns the drift
-    /// found (empty when all is well). The same as [`InventoryStore::audit`]; reads one
-    /// consistent snapshot (`REPEATABLE READ`), meant for operations and tests.
-    pub async fn verify_invariants(&self) -> Result<Vec<InvariantViolation>> {
-        self.audit().await
+    /// `reserve` by the `reserve()` SQL function (the path without the combiner).
+    async fn reserve_one(
+        &self,
+        request: &ReservationRequest,
+        lines: Vec<commerce_core::inventory::ReservationLine>,
+    ) -> Result<Reservation> {
+        let now = self.db.now();
+        let expires = clock::add(now, request.ttl);
+        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
+        let qtys: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
+        let lines_json = serde_json::to_value(&lines).map_err(corrupt)?;
+        let event = serde_json::to_value(DomainEvent::ReservationChanged {
+            order_id: request.order_id.clone(),
+            state: ReservationState::Active,
+            skus: lines.iter().map(|l| l.sku.clone()).collect(),
+        })
+        .map_err(corrupt)?;
+        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
+            .bind(request.order_id.as_str())
+            .bind(&skus)
+            .bind(&qtys)
+            .bind(&lines_json)
+            .bind(now)
+            .bind(expires)
+            .bind(&event)
+            .fetch_one(&self.db.pool)
+            .await;
+        let row = match res {
+            Ok(row) => row,
+            Err(e) => return Err(reserve_error(e)),
+        };
+        let outcome: String = row.try_get("outcome").db()?;
+        let r = Reservation {
+            order_id: request.order_id.clone(),
+            lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
+            allocations: serde_json::from_value(row.try_get("allocations").db()?)
+                .map_err(corrupt)?,
+            state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
+            created_at: row.try_get("created_at").db()?,
+            expires_at: row.try_get("expires_at").db()?,
+            closed_at: row.try_get("closed_at").db()?,
+            reason: row.try_get("reason").db()?,
+        };
+        if outcome == "created" {
+            self.db.written();
+        }
+        if outcome == "existing" && r.lines != lines {
+            return Err(Error::conflict(
+                EntityKind::Reservation,
+                format!(
+                    "order {} already holds a different reservation",
+                    request.order_id
+                ),
+            ));
+        }
+        Ok(r)
     }
 
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
         let reserve_sql = format!(
-            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
+            // The last argument, an in-transaction NOTIFY channel, is always NULL: a
+            // NOTIFY inside the transaction would serialise every commit.
+            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
             db.t("reserve")
         );
         PgInventory {
@@ -264,11 +320,11 @@ impl PgInventory {
             let level = StockLevel {
                 sku: Sku::new(row.try_get::<String, _>("o_sku").db()?)?,
                 location: LocationId::new(row.try_get::<String, _>("o_location").db()?)?,
-                received: u(row.try_get("o_received").db()?),
+                received: u(row, "o_received")?,
                 adjusted: row.try_get("o_adjusted").db()?,
-                available: u(row.try_get("o_available").db()?),
-                reserved: u(row.try_get("o_reserved").db()?),
-                sold: u(row.try_get("o_sold").db()?),
+                available: u(row, "o_available")?,
+                reserved: u(row, "o_reserved")?,
+                sold: u(row, "o_sold")?,
             };
             *slot = Some((level, row.try_get("o_filled").db()?));
         }
@@ -591,65 +647,26 @@ impl InventoryStore for PgInventory {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {
-        let lines = request.normalized_lines()?;
+        let lines = match request.normalized_lines() {
+            Ok(lines) => lines,
+            Err(e) => {
+                let r = Err(e);
+                commerce_core::telemetry::record_reservation("postgres", "reserve", &r);
+                return r;
+            }
+        };
         if let (Some(c), [line]) = (&self.combiner, lines.as_slice()) {
             if c.applies_to(&line.sku) {
-                return c
+                let r = c
                     .reserve(request.order_id.clone(), line.clone(), request.ttl)
                     .await;
+                commerce_core::telemetry::record_reservation("postgres", "reserve_batch", &r);
+                return r;
             }
         }
-        let now = self.db.now();
-        let expires = clock::add(now, request.ttl);
-        let skus: Vec<&str> = lines.iter().map(|l| l.sku.as_str()).collect();
-        let qtys: Vec<i64> = lines.iter().map(|l| i64::from(l.quantity)).collect();
-        let lines_json = serde_json::to_value(&lines).map_err(corrupt)?;
-        let event = serde_json::to_value(DomainEvent::ReservationChanged {
-            order_id: request.order_id.clone(),
-            state: ReservationState::Active,
-            skus: lines.iter().map(|l| l.sku.clone()).collect(),
-        })
-        .map_err(corrupt)?;
-        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
-            .bind(request.order_id.as_str())
-            .bind(&skus)
-            .bind(&qtys)
-            .bind(&lines_json)
-            .bind(now)
-            .bind(expires)
-            .bind(&event)
-            .bind(self.db.channel.as_deref())
-            .fetch_one(&self.db.pool)
-            .await;
-        let row = match res {
-            Ok(row) => row,
-            Err(e) => return Err(reserve_error(e)),
-        };
-        let outcome: String = row.try_get("outcome").db()?;
-        let r = Reservation {
-            order_id: request.order_id.clone(),
-            lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
-            allocations: serde_json::from_value(row.try_get("allocations").db()?)
-                .map_err(corrupt)?,
-            state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
-            created_at: row.try_get("created_at").db()?,
-            expires_at: row.try_get("expires_at").db()?,
-            closed_at: row.try_get("closed_at").db()?,
-            reason: row.try_get("reason").db()?,
-        };
-        if outcome == "created" {
-            self.db.written();
-        }
-        if outcome == "existing" && r.lines != lines {
-            return Err(Error::conflict(
-                EntityKind::Reservation,
-                format!(
-                    "order {} already holds a different reservation",
-                    request.order_id
-                ),
-            ));
-        }
-        Ok(r)
+        let r = self.reserve_one(request, lines).await;
+        commerce_core::telemetry::record_reservation("postgres", "reserve", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -691,15 +708,25 @@ impl InventoryStore for PgInventory {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Reservation> {
-        self.close_one(order_id, ReservationState::Confirmed, None)
-            .await
+        let r: Result<Reservation> = async {
+            self.close_one(order_id, ReservationState::Confirmed, None)
+                .await
+        }
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "confirm", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Reservation> {
-        check_reason(reason)?;
-        self.close_one(order_id, ReservationState::Released, Some(reason))
-            .await
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            self.close_one(order_id, ReservationState::Released, Some(reason))
+                .await
+        }
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "release", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -709,150 +736,160 @@ impl InventoryStore for PgInventory {
         restock: bool,
         reason: &str,
     ) -> Result<Reservation> {
-        check_reason(reason)?;
-        let now = self.db.now();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let mut r = self.lock_reservation(&mut tx, order_id).await?;
-        match r.state {
-            ReservationState::Returned => {
-                // Release the row lock now, not when the pool reuses the connection.
-                tx.rollback().await.db()?;
-                return Ok(r);
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            let now = self.db.now();
+            let mut tx = self.db.pool.begin().await.db()?;
+            let mut r = self.lock_reservation(&mut tx, order_id).await?;
+            match r.state {
+                ReservationState::Returned => {
+                    // Release the row lock now, not when the pool reuses the connection.
+                    tx.rollback().await.db()?;
+                    return Ok(r);
+                }
+                ReservationState::Confirmed => {}
+                other => {
+                    tx.rollback().await.db()?;
+                    return Err(Error::invalid_transition(
+                        EntityKind::Reservation,
+                        other,
+                        ReservationState::Returned,
+                    ));
+                }
             }
-            ReservationState::Confirmed => {}
-            other => {
-                tx.rollback().await.db()?;
-                return Err(Error::invalid_transition(
-                    EntityKind::Reservation,
-                    other,
-                    ReservationState::Returned,
-                ));
-            }
-        }
-        let mut movs = Vec::new();
-        for a in lock_order(&r.allocations) {
-            let q = i64::from(a.quantity);
-            match &a.location {
-                Some(loc) => {
-                    let set = if restock {
-                        "sold = sold - $3, available = available + $3"
-                    } else {
-                        "sold = sold - $3, adjusted = adjusted + $3"
-                    };
-                    sqlx::query(sql!(
-                        "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                        self.db.t("stock_levels")
-                    ))
-                    .bind(a.sku.as_str())
-                    .bind(loc.as_str())
-                    .bind(q)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
-                    movs.push(Mov {
-                        sku: a.sku.to_string(),
-                        location: Some(loc.to_string()),
-                        kind: if restock {
-                            MovementKind::Returned
+            let mut movs = Vec::new();
+            for a in lock_order(&r.allocations) {
+                let q = i64::from(a.quantity);
+                match &a.location {
+                    Some(loc) => {
+                        let set = if restock {
+                            "sold = sold - $3, available = available + $3"
                         } else {
-                            MovementKind::WrittenOff
-                        },
-                        quantity: q,
-                        order_id: Some(order_id.to_string()),
-                        reason: Some(reason.to_owned()),
-                    });
-                }
-                None => {
-                    sqlx::query(sql!(
-                        "UPDATE {} SET owed = owed - LEAST(owed, $2),
-                                       backordered = backordered - LEAST(owed, $2)
-                         WHERE sku = $1",
-                        self.db.t("stock_skus")
-                    ))
-                    .bind(a.sku.as_str())
-                    .bind(q)
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
+                            "sold = sold - $3, adjusted = adjusted + $3"
+                        };
+                        sqlx::query(sql!(
+                            "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
+                            self.db.t("stock_levels")
+                        ))
+                        .bind(a.sku.as_str())
+                        .bind(loc.as_str())
+                        .bind(q)
+                        .execute(&mut *tx)
+                        .await
+                        .db()?;
+                        movs.push(Mov {
+                            sku: a.sku.to_string(),
+                            location: Some(loc.to_string()),
+                            kind: if restock {
+                                MovementKind::Returned
+                            } else {
+                                MovementKind::WrittenOff
+                            },
+                            quantity: q,
+                            order_id: Some(order_id.to_string()),
+                            reason: Some(reason.to_owned()),
+                        });
+                    }
+                    None => {
+                        sqlx::query(sql!(
+                            "UPDATE {} SET owed = owed - LEAST(owed, $2),
+                                           backordered = backordered - LEAST(owed, $2)
+                             WHERE sku = $1",
+                            self.db.t("stock_skus")
+                        ))
+                        .bind(a.sku.as_str())
+                        .bind(q)
+                        .execute(&mut *tx)
+                        .await
+                        .db()?;
+                    }
                 }
             }
+            // ledger in allocation order, like the reference
+            let order_of = |m: &Mov| {
+                r.allocations
+                    .iter()
+                    .position(|a| {
+                        a.sku.as_str() == m.sku
+                            && a.location.as_ref().map(|l| l.to_string()) == m.location
+                    })
+                    .unwrap_or(usize::MAX)
+            };
+            movs.sort_by_key(order_of);
+            self.write_movements(&mut tx, now, &movs).await?;
+            sqlx::query(sql!(
+                "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
+                self.db.t("reservations")
+            ))
+            .bind(order_id.as_str())
+            .bind(now)
+            .bind(reason)
+            .execute(&mut *tx)
+            .await
+            .db()?;
+            r.state = ReservationState::Returned;
+            r.closed_at = Some(now);
+            r.reason = Some(reason.to_owned());
+            self.db
+                .append_in(&mut tx, now, &[reservation_event(&r)])
+                .await?;
+            tx.commit().await.db()?;
+            self.db.written();
+            Ok(r)
         }
-        // ledger in allocation order, like the reference
-        let order_of = |m: &Mov| {
-            r.allocations
-                .iter()
-                .position(|a| {
-                    a.sku.as_str() == m.sku
-                        && a.location.as_ref().map(|l| l.to_string()) == m.location
-                })
-                .unwrap_or(usize::MAX)
-        };
-        movs.sort_by_key(order_of);
-        self.write_movements(&mut tx, now, &movs).await?;
-        sqlx::query(sql!(
-            "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
-            self.db.t("reservations")
-        ))
-        .bind(order_id.as_str())
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        r.state = ReservationState::Returned;
-        r.closed_at = Some(now);
-        r.reason = Some(reason.to_owned());
-        self.db
-            .append_in(&mut tx, now, &[reservation_event(&r)])
-            .await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(r)
+        .await;
+        commerce_core::telemetry::record_reservation("postgres", "return", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release_expired(&self, now: Timestamp, limit: u32) -> Result<Vec<Reservation>> {
-        let limit = check_limit(limit)?;
-        let mut tx = self.db.pool.begin().await.db()?;
-        // One statement claims the due reservations: rows another reaper (or a confirm)
-        // holds are skipped, so no reservation is released twice.
-        let rows = sqlx::query(sql!(
-            "UPDATE {t} SET state = 'RELEASED', closed_at = $1, reason = 'expired'
-              WHERE order_id IN (SELECT order_id FROM {t}
-                                  WHERE state = 'ACTIVE' AND expires_at <= $1
-                                  ORDER BY expires_at, order_id
-                                  LIMIT $2 FOR UPDATE SKIP LOCKED)
-                AND state = 'ACTIVE'
-              RETURNING *",
-            t = self.db.t("reservations")
-        ))
-        .bind(now)
-        .bind(limit as i64)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let mut released = rows
-            .iter()
-            .map(reservation_from)
-            .collect::<Result<Vec<_>>>()?;
-        released.sort_by(|a, b| (a.expires_at, &a.order_id).cmp(&(b.expires_at, &b.order_id)));
-        if released.is_empty() {
+        let r: Result<Vec<Reservation>> = async {
+            let limit = check_limit(limit)?;
+            let mut tx = self.db.pool.begin().await.db()?;
+            // One statement claims the due reservations: rows another reaper (or a confirm)
+            // holds are skipped, so no reservation is released twice.
+            let rows = sqlx::query(sql!(
+                "UPDATE {t} SET state = 'RELEASED', closed_at = $1, reason = 'expired'
+                  WHERE order_id IN (SELECT order_id FROM {t}
+                                      WHERE state = 'ACTIVE' AND expires_at <= $1
+                                      ORDER BY expires_at, order_id
+                                      LIMIT $2 FOR UPDATE SKIP LOCKED)
+                    AND state = 'ACTIVE'
+                  RETURNING *",
+                t = self.db.t("reservations")
+            ))
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&mut *tx)
+            .await
+            .db()?;
+            let mut released = rows
+                .iter()
+                .map(reservation_from)
+                .collect::<Result<Vec<_>>>()?;
+            released.sort_by(|a, b| (a.expires_at, &a.order_id).cmp(&(b.expires_at, &b.order_id)));
+            if released.is_empty() {
+                tx.commit().await.db()?;
+                return Ok(released);
+            }
+            self.close_units(
+                &mut tx,
+                &released,
+                ReservationState::Released,
+                Some("expired"),
+                now,
+            )
+            .await?;
+            let events: Vec<DomainEvent> = released.iter().map(reservation_event).collect();
+            self.db.append_in(&mut tx, now, &events).await?;
             tx.commit().await.db()?;
-            return Ok(released);
+            self.db.written();
+            Ok(released)
         }
-        self.close_units(
-            &mut tx,
-            &released,
-            ReservationState::Released,
-            Some("expired"),
-            now,
-        )
-        .await?;
-        let events: Vec<DomainEvent> = released.iter().map(reservation_event).collect();
-        self.db.append_in(&mut tx, now, &events).await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(released)
+        .await;
+        commerce_core::telemetry::record_expired("postgres", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -970,7 +1007,8 @@ impl InventoryStore for PgInventory {
         for (sku, backordered, owed) in metas {
             let sku = Sku::new(sku)?;
             let live = live_backorders.get(&sku).copied().unwrap_or(0);
-            if u(backordered) != live + u(owed) {
+            // Compared without clamping: a negative counter is drift to report too.
+            if i128::from(backordered) != i128::from(live) + i128::from(owed) {
                 out.push(InvariantViolation {
                     sku,
                     location: None,

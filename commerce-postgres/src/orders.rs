@@ -31,7 +31,7 @@ pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
     let body: serde_json::Value = row.try_get("body").db()?;
     let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
     order.status = OrderStatus::parse(&row.try_get::<String, _>("status").db()?)?;
-    order.version = u64::try_from(row.try_get::<i64, _>("version").db()?).unwrap_or(0);
+    order.version = crate::error::non_negative(row.try_get::<i64, _>("version").db()?, "version")?;
     order.payment_ref = row.try_get("payment_ref").db()?;
     order.updated_at = row.try_get("updated_at").db()?;
     Ok(order)

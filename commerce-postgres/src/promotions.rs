@@ -346,6 +346,7 @@ impl PromotionStore for PgPromotions {
         }
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn promotion(&self, id: &PromotionId) -> Result<Option<Promotion>> {
         let row = sqlx::query(sql!(
             "SELECT body FROM {} WHERE id = $1",
@@ -358,6 +359,7 @@ impl PromotionStore for PgPromotions {
         row.as_ref().map(promotion_from).transpose()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn automatic_offers(&self, now: Timestamp) -> Result<Vec<Offer>> {
         let rows = sqlx::query(sql!(
             "SELECT p.body, {exhausted} AS exhausted FROM {t} p
@@ -429,6 +431,7 @@ impl PromotionStore for PgPromotions {
         Ok(inserted.rows_affected())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn lookup_codes(&self, codes: &[String]) -> Result<Vec<CodeLookup>> {
         if codes.len() > MAX_CODES {
             return Err(Error::validation(
@@ -569,6 +572,7 @@ impl PromotionStore for PgPromotions {
         Ok(redemption)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Redemption> {
         check_ttl(ttl)?;
         let now = self.db.now();
@@ -606,6 +610,7 @@ impl PromotionStore for PgPromotions {
         ))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Redemption> {
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
@@ -643,6 +648,7 @@ impl PromotionStore for PgPromotions {
         Ok(r)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Redemption> {
         check_reason(reason)?;
         let now = self.db.now();
@@ -700,11 +706,13 @@ impl PromotionStore for PgPromotions {
         Ok(released)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn redemption(&self, order_id: &OrderId) -> Result<Option<Redemption>> {
         let mut conn = self.db.pool.acquire().await.db()?;
         self.read_redemption(&mut conn, order_id).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn usage(&self, promotion_id: &PromotionId) -> Result<PromotionUsage> {
         let row = sqlx::query(sql!(
             "SELECT currency, uses, confirmed_uses, spent_minor, confirmed_spent_minor

@@ -24,8 +24,9 @@ use crate::error::DbResult;
 ///   visibility timeout (`lease_until`) and counts an attempt.
 /// * A job whose lease expired is claimable again; the attempt number is the claim's
 ///   token, so `ack`/`fail` with a stale claim is `Conflict { Job }`.
-/// * `fail` reschedules with [`RetryPolicy::delay_after`] or moves the job to the dead
-///   letters, atomically.
+/// * `fail` reschedules after [`RetryPolicy::jittered_delay_after`] (whole
+///   microseconds, what `timestamptz` keeps) or moves the job to the dead letters,
+///   atomically.
 #[derive(Debug)]
 pub struct PgQueue {
     db: Arc<Db>,
@@ -219,7 +220,10 @@ impl OrderQueue for PgQueue {
             tx.commit().await.db()?;
             return Ok(RetryOutcome::DeadLettered);
         }
-        let at: Timestamp = clock::add(now, policy.delay_after(job.attempt));
+        // Whole microseconds: the returned time is exactly the one stored.
+        let delay = policy.jittered_delay_after(job.attempt);
+        let delay = Duration::from_micros(u64::try_from(delay.as_micros()).unwrap_or(u64::MAX));
+        let at: Timestamp = clock::add(now, delay);
         sqlx::query(sql!(
             "UPDATE {} SET run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1",
             self.db.t("queue_jobs")

@@ -162,7 +162,7 @@ fn product_counts(rows: Vec<(String, i64)>) -> Result<Vec<ProductCount>> {
             Ok(ProductCount {
                 product_id: ProductId::new(id)
                     .map_err(|e| Error::permanent("corrupt product id in co-purchase table", e))?,
-                count: u64::try_from(n).unwrap_or(0),
+                count: crate::error::non_negative(n, "co-purchase count")?,
             })
         })
         .collect()
@@ -219,6 +219,7 @@ impl CoPurchaseStore for PgCoPurchase {
         product_counts(rows)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn orders_recorded(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(sql!(
             "SELECT count(*) FROM \"{s}\".co_purchase_orders",
@@ -227,7 +228,7 @@ impl CoPurchaseStore for PgCoPurchase {
         .fetch_one(&self.pool)
         .await
         .db()?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        crate::error::non_negative(n, "orders recorded")
     }
 }
 

@@ -178,13 +178,16 @@ impl OrderSteps for PgOrderSteps {
             "pending_event": status_event(&order.id, OrderStatus::Created, OrderStatus::PaymentPending)?,
             "cancel_event": status_event(&order.id, OrderStatus::Created, OrderStatus::Cancelled)?,
         });
-        self.reserve
+        let r = self
+            .reserve
             .submit(ReserveReq {
                 order_id: order.id.clone(),
                 req,
                 ttl_us,
             })
-            .await
+            .await;
+        commerce_core::telemetry::record_reserve_step("postgres", &r);
+        r
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

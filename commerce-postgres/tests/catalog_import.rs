@@ -42,13 +42,16 @@ async fn the_real_tree_imports_and_subtrees_use_the_index() {
     );
     let b = common::PgBuilder::default();
     let pg = b.engine(Arc::new(ManualClock::default())).await.unwrap();
+    let first = pg.catalog.put_categories(&all).await.unwrap();
     assert_eq!(
-        pg.catalog.put_categories(&all).await.unwrap(),
-        all.len() as u64
+        (first.stored, first.unchanged, first.rejected.len()),
+        (all.len() as u64, 0, 0)
     );
+    let again = pg.catalog.put_categories(&all).await.unwrap();
     assert_eq!(
-        pg.catalog.put_categories(&all).await.unwrap(),
-        all.len() as u64
+        (again.stored, again.unchanged, again.rejected.len()),
+        (0, all.len() as u64, 0),
+        "re-importing stores nothing"
     );
     let stored = pg.catalog.categories(None).await.unwrap();
     assert_eq!(stored, all, "stored in path order, exactly the tree");

@@ -602,6 +602,7 @@ impl<S: CatalogStore + ?Sized> CachedCatalog<S> {
 
 #[async_trait]
 impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product> {
         let skus: Vec<Sku> = new.variants.iter().map(|v| v.sku.clone()).collect();
         self.before_write(new.id.as_ref(), 1, &slug, &skus).await;
@@ -610,6 +611,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         Ok(product)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn insert_products(&self, mut batch: Vec<(NewProduct, Slug)>) -> Result<Vec<Product>> {
         // Marked and refreshed all at once: the commands share the multiplexed
         // connection, so a batch costs a few round trips, not two per product.
@@ -632,6 +634,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         Ok(products)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn update_product(&self, product: Product) -> Result<Product> {
         let next = product.version.saturating_add(1);
         let id = product.id.clone();
@@ -690,10 +693,15 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         self.inner.list_products(query).await
     }
 
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         self.inner.put_categories(categories).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {
         self.inner.categories(root).await
     }
@@ -705,6 +713,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
 /// drops the product so that slug lookups miss too.
 #[async_trait]
 impl<S: CatalogStore + ?Sized> ProductCache for CachedCatalog<S> {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get(&self, key: &ProductKey) -> Result<Option<Product>> {
         let id = match key {
             ProductKey::Id(id) => id.clone(),
@@ -719,10 +728,12 @@ impl<S: CatalogStore + ?Sized> ProductCache for CachedCatalog<S> {
         })
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn put(&self, product: &Product) -> Result<()> {
         self.fill(product).await
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn invalidate(&self, id: &ProductId) -> Result<()> {
         let key = self.product_key(id);
         self.guarded(async {

@@ -39,14 +39,6 @@ static CLAIM: LazyLock<Script> = cart_script!("lua/cart_claim.lua");
 static APPLY: LazyLock<Script> = cart_script!("lua/cart_apply.lua");
 static UNCLAIM: LazyLock<Script> = cart_script!("lua/cart_unclaim.lua");
 
-/// The Lua source of the add-item script (for benchmarks that run it with
-/// `redis-benchmark`); `KEYS[1]` is the cart, the arguments are documented in the file.
-pub const ADD_ITEM_SCRIPT: &str = concat!(
-    include_str!("lua/cart_common.lua"),
-    "\n",
-    include_str!("lua/cart_add.lua")
-);
-
 /// Longest Redis TTL set on a cart (the clock-based `expires_at` is what counts; the
 /// Redis TTL only reclaims memory).
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 3600);

@@ -53,7 +53,7 @@ mod ratelimit;
 
 pub use backend::{MAX_PREFIX_LEN, RedisBackend, RedisConfig, Topology, validate_prefix};
 pub use cache::{CacheConfig, CacheInvalidator, CachedCatalog};
-pub use carts::{ADD_ITEM_SCRIPT, RedisCarts};
+pub use carts::RedisCarts;
 pub use flash::{AdmissionTicket, FlashSaleGate};
 pub use nonces::RedisNonces;
 pub use ratelimit::RedisRateLimiter;

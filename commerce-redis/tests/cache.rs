@@ -52,7 +52,10 @@ impl CatalogStore for Counting {
     async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
         self.inner.list_products(query).await
     }
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         self.inner.put_categories(categories).await
     }
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {

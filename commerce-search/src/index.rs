@@ -1033,10 +1033,12 @@ fn committer(inner: Weak<Inner>, every: Duration) {
 
 #[async_trait]
 impl SearchIndex for TantivySearch {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert(&self, products: &[Product]) -> Result<()> {
         self.write(products, true)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove(&self, ids: &[ProductId]) -> Result<()> {
         let w = self.inner.writer.read().unwrap_or_else(|e| e.into_inner());
         for id in ids {
@@ -1049,6 +1051,7 @@ impl SearchIndex for TantivySearch {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn refresh(&self) -> Result<()> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.commit())
@@ -1077,6 +1080,7 @@ impl SearchIndex for TantivySearch {
         timed("similar", || self.similar_sync(id, limit))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn count(&self) -> Result<u64> {
         Ok(self.inner.reader.searcher().num_docs())
     }

@@ -156,6 +156,7 @@ impl ShardedSearch {
 
 #[async_trait]
 impl SearchIndex for ShardedSearch {
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn upsert(&self, products: &[Product]) -> Result<()> {
         for (shard, part) in self.shards.iter().zip(self.split(products, |p| &p.id)) {
             if !part.is_empty() {
@@ -166,6 +167,7 @@ impl SearchIndex for ShardedSearch {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn remove(&self, ids: &[ProductId]) -> Result<()> {
         for (shard, part) in self.shards.iter().zip(self.split(ids, |id| id)) {
             if !part.is_empty() {
@@ -176,6 +178,7 @@ impl SearchIndex for ShardedSearch {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn refresh(&self) -> Result<()> {
         let shards = self.shards.clone();
         tokio::task::spawn_blocking(move || shards.iter().try_for_each(TantivySearch::commit))
@@ -183,14 +186,17 @@ impl SearchIndex for ShardedSearch {
             .map_err(|e| Error::permanent("search index", e))?
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults> {
         search_shards(&self.shards, query)
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn autocomplete(&self, prefix: &str, limit: u32) -> Result<Vec<Suggestion>> {
         Ok(self.suggestions.lookup(prefix, limit.clamp(0, 50) as usize))
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn similar(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
         let Some(query) = self.shards[self.shard_of(id)].similar_query(id)? else {
             return Ok(Vec::new());
@@ -204,6 +210,7 @@ impl SearchIndex for ShardedSearch {
         Ok(all.into_iter().map(|(_, h)| h).collect())
     }
 
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn count(&self) -> Result<u64> {
         let mut n = 0;
         for s in &self.shards {

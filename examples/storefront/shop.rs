@@ -1,5 +1,5 @@
 //! The shop: the services over the stores, and the background loops that process
-//! orders (outbox relay, queue workers, reservation reaper).
+//! orders (outbox relay, queue workers, reservation reaper, queue depth sampling).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,8 @@ pub struct Shop {
     relay: BackgroundTask<Result<u64>>,
     workers: BackgroundTask<Result<WorkStats>>,
     reaper: BackgroundTask<ReapReport>,
+    /// Samples the queue's depth into the `commerce_queue_jobs` gauges.
+    depth: BackgroundTask<u64>,
 }
 
 /// What the background loops did.
@@ -110,7 +112,9 @@ impl Shop {
         .spawn();
         let reaper =
             ReservationReaper::new(&stores, pipeline.clone()).spawn(Duration::from_secs(1));
+        let depth = QueueDepthMonitor::new(stores.queue.clone()).spawn(Duration::from_secs(1));
         Ok(Shop {
+            depth,
             carts: CartService::new(&stores, CartLimits::default()),
             checkout,
             checkout_to_address,
@@ -145,6 +149,11 @@ impl Shop {
         let relayed = self.relay.shutdown().await??;
         let work = self.workers.shutdown().await??;
         let reaped = self.reaper.shutdown().await?;
+        self.depth.shutdown().await?;
+        // A last sample, so the printed gauges show the queue as left.
+        QueueDepthMonitor::new(self.stores.queue.clone())
+            .sample()
+            .await?;
         Ok(Totals {
             relayed,
             work,

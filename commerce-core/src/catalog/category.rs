@@ -16,8 +16,12 @@
 //!
 //! ## A segment is rejected when, after normalisation, it
 //! * is empty, or was `null` in the source;
-//! * contains `>` (the separator) or a control character;
+//! * contains `>` (the separator), a control character or a bidirectional control
+//!   (U+202E RIGHT-TO-LEFT OVERRIDE and the like);
+//! * has no visible character (only white space and characters such as U+200B);
 //! * is longer than [`CategoryPath::MAX_SEGMENT_CHARS`] characters.
+//!
+//! Each case is a [`SegmentProblem`](super::SegmentProblem) ([`check_segment`]).
 //!
 //! A path is rejected when it has no segment or more than [`CategoryPath::MAX_DEPTH`].
 //!
@@ -45,6 +49,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 
+use super::check::{SegmentProblem, is_bidi_control, is_invisible};
 use crate::error::{Error, Result};
 use crate::id::CategoryId;
 
@@ -62,6 +67,12 @@ pub enum SegmentFix {
 
 /// Normalises one segment; returns the normalised text and what changed.
 pub fn normalize_segment(raw: &str) -> Result<(String, Vec<SegmentFix>)> {
+    check_segment(raw)
+        .map_err(|problem| Error::validation("category", format!("segment {raw:?} {problem}")))
+}
+
+/// [`normalize_segment`] with the problem as a [`SegmentProblem`].
+pub fn check_segment(raw: &str) -> std::result::Result<(String, Vec<SegmentFix>), SegmentProblem> {
     let mut fixes = Vec::new();
     let nfc: String = raw.nfc().collect();
     if nfc != raw {
@@ -79,32 +90,23 @@ pub fn normalize_segment(raw: &str) -> Result<(String, Vec<SegmentFix>)> {
     }
     let segment = unpiped.to_owned();
     if segment.is_empty() {
-        return Err(Error::validation(
-            "category",
-            format!("segment {raw:?} is empty"),
-        ));
+        return Err(SegmentProblem::Empty);
     }
     if segment.contains('>') {
-        return Err(Error::validation(
-            "category",
-            format!("segment {segment:?} contains the separator '>'"),
-        ));
+        return Err(SegmentProblem::Separator);
     }
     if segment.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "category",
-            format!("segment {segment:?} contains a control character"),
-        ));
+        return Err(SegmentProblem::Control);
+    }
+    if segment.chars().any(is_bidi_control) {
+        return Err(SegmentProblem::BidiControl);
+    }
+    if segment.chars().all(|c| is_invisible(c) || c == '|') {
+        return Err(SegmentProblem::Invisible);
     }
     let chars = segment.chars().count();
     if chars > CategoryPath::MAX_SEGMENT_CHARS {
-        return Err(Error::validation(
-            "category",
-            format!(
-                "segment is {chars} characters long, at most {} allowed",
-                CategoryPath::MAX_SEGMENT_CHARS
-            ),
-        ));
+        return Err(SegmentProblem::TooLong { chars });
     }
     Ok((segment, fixes))
 }
@@ -494,6 +496,29 @@ mod tests {
         assert_eq!(normalize_segment("| |B | |").expect("ok").0, "B");
         assert!(normalize_segment("a\u{7}b").is_err());
         assert!(normalize_segment(&"x".repeat(129)).is_err());
+        assert_eq!(check_segment("\u{200B}"), Err(SegmentProblem::Invisible));
+        assert_eq!(
+            check_segment(" \u{200B}\u{FEFF} "),
+            Err(SegmentProblem::Invisible)
+        );
+        assert_eq!(
+            check_segment("\u{202E}enohP"),
+            Err(SegmentProblem::BidiControl)
+        );
+        assert_eq!(
+            check_segment("Ph\u{2066}ones"),
+            Err(SegmentProblem::BidiControl)
+        );
+        assert_eq!(check_segment("a>b"), Err(SegmentProblem::Separator));
+        assert_eq!(
+            check_segment(&"x".repeat(129)),
+            Err(SegmentProblem::TooLong { chars: 129 })
+        );
+        assert_eq!(
+            check_segment("\u{05D0}\u{05D1}").map(|s| s.0),
+            Ok("\u{05D0}\u{05D1}".to_owned())
+        );
+        assert!(CategoryPath::parse("Phones > \u{200B}").is_err());
         assert!(CategoryPath::parse("").is_err());
         assert!(CategoryPath::parse(&["a"; 9].join(" > ")).is_err());
     }

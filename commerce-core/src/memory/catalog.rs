@@ -5,7 +5,10 @@ use async_trait::async_trait;
 use tracing::instrument;
 
 use super::{MemoryEventLog, lock};
-use crate::catalog::{Category, CategoryPath, NewProduct, Product, Slug, check_new_products};
+use crate::catalog::{
+    Category, CategoryPath, CategoryWrite, NewProduct, Product, Slug, StoredCategories,
+    categories_to_read, check_new_products, plan_put_categories,
+};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::event::DomainEvent;
@@ -259,12 +262,26 @@ impl CatalogStore for MemoryCatalog {
         Ok(Page { items, next })
     }
 
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64> {
+    async fn put_categories(&self, categories: &[Category]) -> Result<CategoryWrite> {
         let mut state = lock(&self.state);
-        for c in categories {
-            state.categories.insert(c.path.clone(), c.clone());
+        let (paths, ids) = categories_to_read(categories);
+        let mut stored = StoredCategories::default();
+        for p in paths {
+            if let Some(c) = state.categories.get(&p) {
+                stored.by_path.insert(p, c.id.clone());
+            }
         }
-        Ok(categories.len() as u64)
+        let ids: std::collections::HashSet<_> = ids.into_iter().collect();
+        for c in state.categories.values() {
+            if ids.contains(&c.id) {
+                stored.by_id.insert(c.id.clone(), c.path.clone());
+            }
+        }
+        let (write, report) = plan_put_categories(categories, &stored);
+        for c in write {
+            state.categories.insert(c.path.clone(), c);
+        }
+        Ok(report)
     }
 
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>> {

@@ -38,8 +38,35 @@ impl MemoryEventLog {
         }
     }
 
-    /// Appends events now; called by the in-memory stores inside their critical section.
-    pub(crate) fn push(&self, events: impl IntoIterator<Item = DomainEvent>) -> Vec<EventId> {
+    /// Appends `events` now, synchronously, and returns their ids.
+    ///
+    /// For an in-process store that keeps its state under its own lock: call it while
+    /// holding that lock, after changing the state, and the events are in the log
+    /// atomically with the change (no reader of the log sees an event before its change,
+    /// and events come in the order of the changes). This is how the in-memory stores
+    /// append; `EventLog::append` is the same but async, so it cannot be called under a
+    /// `std::sync::Mutex`.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use commerce_core::clock::SystemClock;
+    /// use commerce_core::event::DomainEvent;
+    /// use commerce_core::id::{LocationId, Sku};
+    /// use commerce_core::memory::MemoryEventLog;
+    ///
+    /// let log = MemoryEventLog::new(Arc::new(SystemClock));
+    /// let stock = Mutex::new(0u64);
+    /// let mut units = stock.lock().unwrap();
+    /// *units += 5;
+    /// let ids = log.push([DomainEvent::StockChanged {
+    ///     sku: Sku::new("A").unwrap(),
+    ///     location: LocationId::new("w1").unwrap(),
+    ///     available: *units,
+    /// }]);
+    /// drop(units);
+    /// assert_eq!(ids.len(), 1);
+    /// ```
+    pub fn push(&self, events: impl IntoIterator<Item = DomainEvent>) -> Vec<EventId> {
         let at = self.clock.now();
         let mut state = lock(&self.state);
         let ids: Vec<EventId> = events

@@ -342,64 +342,69 @@ impl InventoryStore for MemoryInventory {
 
     #[instrument(level = "debug", skip_all, fields(order_id = %request.order_id), err(level = "debug"))]
     async fn reserve(&self, request: &ReservationRequest) -> Result<Reservation> {
-        let lines = request.normalized_lines()?;
-        let now = self.clock.now();
-        let mut state = lock(&self.state);
-        if let Some(existing) = state.reservations.get(&request.order_id) {
-            return if existing.lines == lines {
-                Ok(existing.clone())
-            } else {
-                Err(Error::conflict(
-                    EntityKind::Reservation,
-                    format!(
-                        "order {} already holds a different reservation",
-                        request.order_id
-                    ),
-                ))
-            };
-        }
-        let mut allocations = Vec::new();
-        for line in &lines {
-            allocations.extend(state.plan(line)?);
-        }
-        for a in &allocations {
-            let q = u64::from(a.quantity);
-            match &a.location {
-                Some(loc) => {
-                    let level = state.level_mut(&a.sku, loc)?;
-                    level.available -= q;
-                    level.reserved += q;
-                    state.record(StockMovement {
-                        sku: a.sku.clone(),
-                        location: Some(loc.clone()),
-                        kind: MovementKind::Reserved,
-                        quantity: q as i64,
-                        order_id: Some(request.order_id.clone()),
-                        reason: None,
-                        at: now,
-                    });
-                }
-                None => state.skus.entry(a.sku.clone()).or_default().backordered += q,
+        let r: Result<Reservation> = async {
+            let lines = request.normalized_lines()?;
+            let now = self.clock.now();
+            let mut state = lock(&self.state);
+            if let Some(existing) = state.reservations.get(&request.order_id) {
+                return if existing.lines == lines {
+                    Ok(existing.clone())
+                } else {
+                    Err(Error::conflict(
+                        EntityKind::Reservation,
+                        format!(
+                            "order {} already holds a different reservation",
+                            request.order_id
+                        ),
+                    ))
+                };
             }
+            let mut allocations = Vec::new();
+            for line in &lines {
+                allocations.extend(state.plan(line)?);
+            }
+            for a in &allocations {
+                let q = u64::from(a.quantity);
+                match &a.location {
+                    Some(loc) => {
+                        let level = state.level_mut(&a.sku, loc)?;
+                        level.available -= q;
+                        level.reserved += q;
+                        state.record(StockMovement {
+                            sku: a.sku.clone(),
+                            location: Some(loc.clone()),
+                            kind: MovementKind::Reserved,
+                            quantity: q as i64,
+                            order_id: Some(request.order_id.clone()),
+                            reason: None,
+                            at: now,
+                        });
+                    }
+                    None => state.skus.entry(a.sku.clone()).or_default().backordered += q,
+                }
+            }
+            let reservation = Reservation {
+                order_id: request.order_id.clone(),
+                lines,
+                allocations,
+                state: ReservationState::Active,
+                created_at: now,
+                expires_at: clock::add(now, request.ttl),
+                closed_at: None,
+                reason: None,
+            };
+            state
+                .expiry
+                .insert((reservation.expires_at, reservation.order_id.clone()));
+            state
+                .reservations
+                .insert(reservation.order_id.clone(), reservation.clone());
+            self.events.push([reservation_event(&reservation)]);
+            Ok(reservation)
         }
-        let reservation = Reservation {
-            order_id: request.order_id.clone(),
-            lines,
-            allocations,
-            state: ReservationState::Active,
-            created_at: now,
-            expires_at: clock::add(now, request.ttl),
-            closed_at: None,
-            reason: None,
-        };
-        state
-            .expiry
-            .insert((reservation.expires_at, reservation.order_id.clone()));
-        state
-            .reservations
-            .insert(reservation.order_id.clone(), reservation.clone());
-        self.events.push([reservation_event(&reservation)]);
-        Ok(reservation)
+        .await;
+        crate::telemetry::record_reservation("memory", "reserve", &r);
+        r
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
@@ -435,49 +440,59 @@ impl InventoryStore for MemoryInventory {
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Reservation> {
-        let now = self.clock.now();
-        let mut state = lock(&self.state);
-        let current = state
-            .reservations
-            .get(order_id)
-            .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
-        match current.state {
-            ReservationState::Confirmed => Ok(current.clone()),
-            ReservationState::Active => {
-                let r = state.close(order_id, ReservationState::Confirmed, None, now)?;
-                self.events.push([reservation_event(&r)]);
-                Ok(r)
+        let r: Result<Reservation> = async {
+            let now = self.clock.now();
+            let mut state = lock(&self.state);
+            let current = state
+                .reservations
+                .get(order_id)
+                .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
+            match current.state {
+                ReservationState::Confirmed => Ok(current.clone()),
+                ReservationState::Active => {
+                    let r = state.close(order_id, ReservationState::Confirmed, None, now)?;
+                    self.events.push([reservation_event(&r)]);
+                    Ok(r)
+                }
+                other => Err(Error::invalid_transition(
+                    EntityKind::Reservation,
+                    other,
+                    ReservationState::Confirmed,
+                )),
             }
-            other => Err(Error::invalid_transition(
-                EntityKind::Reservation,
-                other,
-                ReservationState::Confirmed,
-            )),
         }
+        .await;
+        crate::telemetry::record_reservation("memory", "confirm", &r);
+        r
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Reservation> {
-        check_reason(reason)?;
-        let now = self.clock.now();
-        let mut state = lock(&self.state);
-        let current = state
-            .reservations
-            .get(order_id)
-            .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
-        match current.state {
-            ReservationState::Released => Ok(current.clone()),
-            ReservationState::Active => {
-                let r = state.close(order_id, ReservationState::Released, Some(reason), now)?;
-                self.events.push([reservation_event(&r)]);
-                Ok(r)
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            let now = self.clock.now();
+            let mut state = lock(&self.state);
+            let current = state
+                .reservations
+                .get(order_id)
+                .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
+            match current.state {
+                ReservationState::Released => Ok(current.clone()),
+                ReservationState::Active => {
+                    let r = state.close(order_id, ReservationState::Released, Some(reason), now)?;
+                    self.events.push([reservation_event(&r)]);
+                    Ok(r)
+                }
+                other => Err(Error::invalid_transition(
+                    EntityKind::Reservation,
+                    other,
+                    ReservationState::Released,
+                )),
             }
-            other => Err(Error::invalid_transition(
-                EntityKind::Reservation,
-                other,
-                ReservationState::Released,
-            )),
         }
+        .await;
+        crate::telemetry::record_reservation("memory", "release", &r);
+        r
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
@@ -487,84 +502,94 @@ impl InventoryStore for MemoryInventory {
         restock: bool,
         reason: &str,
     ) -> Result<Reservation> {
-        check_reason(reason)?;
-        let now = self.clock.now();
-        let mut state = lock(&self.state);
-        let mut r = state
-            .reservations
-            .get(order_id)
-            .cloned()
-            .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
-        match r.state {
-            ReservationState::Returned => return Ok(r),
-            ReservationState::Confirmed => {}
-            other => {
-                return Err(Error::invalid_transition(
-                    EntityKind::Reservation,
-                    other,
-                    ReservationState::Returned,
-                ));
+        let r: Result<Reservation> = async {
+            check_reason(reason)?;
+            let now = self.clock.now();
+            let mut state = lock(&self.state);
+            let mut r = state
+                .reservations
+                .get(order_id)
+                .cloned()
+                .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
+            match r.state {
+                ReservationState::Returned => return Ok(r),
+                ReservationState::Confirmed => {}
+                other => {
+                    return Err(Error::invalid_transition(
+                        EntityKind::Reservation,
+                        other,
+                        ReservationState::Returned,
+                    ));
+                }
             }
-        }
-        for a in &r.allocations {
-            let q = u64::from(a.quantity);
-            match &a.location {
-                Some(loc) => {
-                    let level = state.level_mut(&a.sku, loc)?;
-                    level.sold -= q;
-                    if restock {
-                        level.available += q;
-                    } else {
-                        level.adjusted += q as i64;
-                    }
-                    state.record(StockMovement {
-                        sku: a.sku.clone(),
-                        location: Some(loc.clone()),
-                        kind: if restock {
-                            MovementKind::Returned
+            for a in &r.allocations {
+                let q = u64::from(a.quantity);
+                match &a.location {
+                    Some(loc) => {
+                        let level = state.level_mut(&a.sku, loc)?;
+                        level.sold -= q;
+                        if restock {
+                            level.available += q;
                         } else {
-                            MovementKind::WrittenOff
-                        },
-                        quantity: q as i64,
-                        order_id: Some(order_id.clone()),
-                        reason: Some(reason.to_owned()),
-                        at: now,
-                    });
-                }
-                None => {
-                    let meta = state.skus.entry(a.sku.clone()).or_default();
-                    let cancel = meta.owed.min(q);
-                    meta.owed -= cancel;
-                    meta.backordered -= cancel;
+                            level.adjusted += q as i64;
+                        }
+                        state.record(StockMovement {
+                            sku: a.sku.clone(),
+                            location: Some(loc.clone()),
+                            kind: if restock {
+                                MovementKind::Returned
+                            } else {
+                                MovementKind::WrittenOff
+                            },
+                            quantity: q as i64,
+                            order_id: Some(order_id.clone()),
+                            reason: Some(reason.to_owned()),
+                            at: now,
+                        });
+                    }
+                    None => {
+                        let meta = state.skus.entry(a.sku.clone()).or_default();
+                        let cancel = meta.owed.min(q);
+                        meta.owed -= cancel;
+                        meta.backordered -= cancel;
+                    }
                 }
             }
+            r.state = ReservationState::Returned;
+            r.closed_at = Some(now);
+            r.reason = Some(reason.to_owned());
+            state.reservations.insert(order_id.clone(), r.clone());
+            self.events.push([reservation_event(&r)]);
+            Ok(r)
         }
-        r.state = ReservationState::Returned;
-        r.closed_at = Some(now);
-        r.reason = Some(reason.to_owned());
-        state.reservations.insert(order_id.clone(), r.clone());
-        self.events.push([reservation_event(&r)]);
-        Ok(r)
+        .await;
+        crate::telemetry::record_reservation("memory", "return", &r);
+        r
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]
     async fn release_expired(&self, now: Timestamp, limit: u32) -> Result<Vec<Reservation>> {
-        let limit = check_limit(limit)?;
-        let mut state = lock(&self.state);
-        let due: Vec<OrderId> = state
-            .expiry
-            .iter()
-            .take_while(|(at, _)| *at <= now)
-            .take(limit)
-            .map(|(_, id)| id.clone())
-            .collect();
-        let mut released = Vec::with_capacity(due.len());
-        for id in due {
-            let r = state.close(&id, ReservationState::Released, Some("expired"), now)?;
-            released.push(r);
+        let r: Result<Vec<Reservation>> = async {
+            let limit = check_limit(limit)?;
+            let mut state = lock(&self.state);
+            let due: Vec<OrderId> = state
+                .expiry
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .take(limit)
+                .map(|(_, id)| id.clone())
+                .collect();
+            let mut released = Vec::with_capacity(due.len());
+            for id in due {
+                let r = state.close(&id, ReservationState::Released, Some("expired"), now)?;
+                released.push(r);
+            }
+            self.events.push(released.iter().map(reservation_event));
+            Ok(released)
         }
-        self.events.push(released.iter().map(reservation_event));
-        Ok(released)
+        .await;
+        crate::telemetry::record_expired("memory", &r);
+        r
     }
 
     async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>> {

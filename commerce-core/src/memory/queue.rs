@@ -150,7 +150,7 @@ impl OrderQueue for MemoryQueue {
             state.dead.push(dead);
             return Ok(RetryOutcome::DeadLettered);
         }
-        let at = clock::add(now, policy.delay_after(job.attempt));
+        let at = clock::add(now, policy.jittered_delay_after(job.attempt));
         current.run_at = at;
         current.lease_until = None;
         current.last_error = Some(error);

@@ -142,6 +142,7 @@ mod notify;
 mod payment;
 pub mod pipeline;
 mod pricing;
+mod queue_depth;
 mod reaper;
 mod reconcile;
 mod relay;
@@ -167,6 +168,7 @@ pub use payment::{
 };
 pub use pipeline::{OrderPipeline, PipelineConfig};
 pub use pricing::{CheckedLine, LineInput, LineIssue, Revalidation};
+pub use queue_depth::QueueDepthMonitor;
 pub use reaper::{ReapReport, ReservationReaper};
 pub use reconcile::{Discrepancy, ReconcileReport, reconcile};
 pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};

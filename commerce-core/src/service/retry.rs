@@ -44,8 +44,13 @@ fn full_jitter(cap: Duration, random: u64) -> Duration {
 
 /// Runs `f` until it succeeds, fails with a non-retryable error, or has been tried
 /// `policy.max_attempts` times, sleeping [`RetryPolicy::jittered_delay_after`] between
-/// attempts. Only [`Error::is_retryable`] errors are retried.
-pub(crate) async fn retry<T, F, Fut>(policy: &RetryPolicy, what: &str, mut f: F) -> Result<T>
+/// attempts. Only [`Error::is_retryable`] errors are retried; each retry is counted in
+/// [`STEP_RETRIES`](crate::telemetry::STEP_RETRIES) with `step = what`.
+pub(crate) async fn retry<T, F, Fut>(
+    policy: &RetryPolicy,
+    what: &'static str,
+    mut f: F,
+) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -58,6 +63,7 @@ where
             Err(e) if e.is_retryable() && attempt < attempts => {
                 let delay = policy.jittered_delay_after(attempt);
                 tracing::debug!(step = what, attempt, ?delay, error = %e, "retrying");
+                metrics::counter!(crate::telemetry::STEP_RETRIES, "step" => what).increment(1);
                 tokio::time::sleep(delay).await;
                 attempt += 1;
             }
@@ -130,6 +136,36 @@ mod tests {
         .await;
         assert_eq!(r.ok(), Some(7));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn each_retry_is_counted_by_step() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+                .block_on(async {
+                    let calls = AtomicU32::new(0);
+                    let r = retry(&fast(5), "charge", || async {
+                        if calls.fetch_add(1, Ordering::SeqCst) < 2 {
+                            Err(Error::backend(true, "blip"))
+                        } else {
+                            Ok(())
+                        }
+                    })
+                    .await;
+                    assert!(r.is_ok());
+                })
+        });
+        let text = handle.render();
+        assert!(
+            text.lines()
+                .any(|l| l == r#"commerce_pipeline_step_retries_total{step="charge"} 2"#),
+            "{text}"
+        );
     }
 
     #[test]

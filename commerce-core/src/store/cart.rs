@@ -16,8 +16,12 @@ use crate::id::{CartId, CustomerId, Sku};
 ///
 /// # To ensure correctness (every method)
 /// * **Ownership**: a cart is only visible to its owner. A call whose `owner` differs
-///   from the stored cart's behaves exactly as if the cart did not exist (`None` or
-///   `NotFound { kind: Cart }`), so ids of other customers' carts cannot be probed.
+///   from a live stored cart's reads `None` and writes nothing: `set_quantity`,
+///   `remove_item` and **`add_item`** are `NotFound { kind: Cart }` (`add_item` never
+///   creates or overwrites a live cart of another owner; once that cart has expired it
+///   creates a new one), `clear_cart` succeeds without deleting it. Each answer is one
+///   a missing cart could also give, so ids of other customers' carts cannot be probed
+///   by the content they hold.
 /// * **Expiry**: a cart whose `expires_at` is at or before the store clock's now does not
 ///   exist. Every write sets `updated_at` to now and `expires_at` to `now + limits.ttl`,
 ///   and bumps `version` by one.
@@ -70,9 +74,13 @@ pub trait CartStore: Send + Sync + Debug + 'static {
     /// * Atomic: afterwards either both carts are as before or the guest cart is gone
     ///   and the customer cart holds the merge; never half-merged, never merged twice.
     /// * A missing or expired guest cart is not an error: the customer cart is returned
-    ///   unchanged (created empty if it did not exist), with an empty report.
-    /// * `guest` must be a guest cart (`CartOwner::Guest`); the customer cart id is
-    ///   [`CartId::for_customer`].
+    ///   unchanged, with an empty report, and **nothing is written**. If the customer
+    ///   has no live cart either, the answer is an empty cart that is not stored:
+    ///   `version` 0 (as [`Cart::new`]), `get_cart` still `None`.
+    /// * `guest` is read as a guest cart (`CartOwner::Guest`): an id that holds another
+    ///   owner's cart (a customer's) counts as missing (`Ok`, nothing changed), by the
+    ///   ownership rule. The customer cart id is [`CartId::for_customer`]; a live cart
+    ///   at that id owned by someone else is `NotFound { kind: Cart }`.
     async fn merge_carts(
         &self,
         guest: &CartId,

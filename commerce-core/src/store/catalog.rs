@@ -183,11 +183,26 @@ pub trait CatalogStore: Send + Sync + Debug + 'static {
     ///   scanning unrelated products (an ordered index or equivalent).
     async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>>;
 
-    /// Inserts or replaces categories by path; returns how many were written.
+    /// Inserts categories, or gives an existing path a new id; returns what it stored,
+    /// what was already so and what it refused (with a typed
+    /// [`CategoryRejection`](crate::catalog::CategoryRejection)).
     ///
     /// # To ensure correctness
-    /// All or nothing; re-importing the same tree is idempotent.
-    async fn put_categories(&self, categories: &[Category]) -> Result<u64>;
+    /// * Decides exactly as [`plan_put_categories`](crate::catalog::plan_put_categories)
+    ///   over the categories stored when it runs: an id already at another path
+    ///   (`DuplicateId`), a path given two ids in one call (`DuplicatePath`, the first
+    ///   keeps it) and an entry whose parent is neither stored nor accepted in this call
+    ///   (`Orphan`, so the subtree of a refused entry is refused too) are refused.
+    ///   Names that are invisible or carry bidirectional controls never reach it: a
+    ///   [`CategoryPath`] cannot hold them.
+    /// * The accepted entries are written all or nothing, atomically with the check
+    ///   (concurrent calls cannot together break the rules); refused ones write nothing.
+    /// * `stored` counts the categories written (new paths, paths given a new id);
+    ///   re-importing the same tree stores 0 and counts every entry `unchanged`.
+    async fn put_categories(
+        &self,
+        categories: &[Category],
+    ) -> Result<crate::catalog::CategoryWrite>;
 
     /// The categories under `root` (itself included), or all of them, in path order.
     async fn categories(&self, root: Option<&CategoryPath>) -> Result<Vec<Category>>;

@@ -159,8 +159,14 @@ pub trait OrderQueue: Send + Sync + Debug + 'static {
     async fn ack(&self, job: &QueuedJob) -> Result<()>;
 
     /// Records a failed attempt: the job is retried after
-    /// [`RetryPolicy::delay_after`]`(job.attempt)` or, once `job.attempt >=
+    /// [`RetryPolicy::jittered_delay_after`]`(job.attempt)` or, once `job.attempt >=
     /// policy.max_attempts`, dead-lettered.
+    ///
+    /// # To ensure correctness
+    /// * The retry time `at` is in `now ..= now + `[`RetryPolicy::delay_after`]`(job.attempt)`,
+    ///   randomly spread (full jitter), so jobs failing together (a database blip) are
+    ///   not all retried at the same instant; the job is not claimable before `at` and
+    ///   is claimable from `at` on. The returned `at` is the one stored.
     async fn fail(
         &self,
         job: &QueuedJob,

@@ -760,6 +760,20 @@ async fn merge_without_a_live_guest_cart_changes_nothing(env: Env<'_>) {
         (empty.owner.clone(), empty.id.clone()),
         (customer("c0"), CartId::for_customer(&cust("c0")))
     );
+    assert_eq!(
+        empty.version, 0,
+        "the empty answer is not a stored cart: version 0, as Cart::new"
+    );
+    assert_eq!(
+        must!(
+            carts
+                .get_cart(&CartId::for_customer(&cust("c0")), &customer("c0"))
+                .await,
+            "get_cart after an empty merge"
+        ),
+        None,
+        "a merge with nothing to merge stores no customer cart"
+    );
     // An existing customer cart is returned unchanged.
     let c = CartId::for_customer(&cust("c1"));
     let g = CartId::new_guest();

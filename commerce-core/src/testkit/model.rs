@@ -896,15 +896,7 @@ async fn run_history(env: Env<'_>, history: &History) -> std::result::Result<(),
 }
 
 fn seed_of(env: &Env<'_>) -> u64 {
-    env.settings().seed.unwrap_or_else(|| {
-        let mut bytes = [0u8; 8];
-        if getrandom::fill(&mut bytes).is_err() {
-            bytes = uuid::Uuid::new_v4().as_bytes()[..8]
-                .try_into()
-                .unwrap_or_default();
-        }
-        u64::from_le_bytes(bytes)
-    })
+    env.seed()
 }
 
 fn runner(cases: u32, max_shrink_iters: u32, seed: u64) -> TestRunner {

@@ -3,8 +3,9 @@
 //! Checks: claims come oldest first with attempt 1 and `lease_until = now + visibility`;
 //! a leased job is invisible until its lease ends and is then claimed again as the next
 //! attempt (a crashed worker loses it); a stale `ack`/`fail` is `Conflict { Job }` and
-//! changes nothing; `ack` deletes; `fail` retries after `delay_after(attempt)` with the
-//! error carried to the next claim, and dead-letters at `max_attempts` (also when
+//! changes nothing; `ack` deletes; `fail` retries at a time within
+//! `now ..= now + delay_after(attempt)` (jittered: jobs failing together get spread
+//! times) with the error carried to the next claim, and dead-letters at `max_attempts` (also when
 //! earlier attempts were lost to expired leases); `stats` counts ready, delayed, leased
 //! and dead jobs; limits are validated; concurrent claimers never get the same job
 //! and together drain the queue.
@@ -36,6 +37,7 @@ pub(crate) fn cases() -> Vec<Case> {
         a_lapsed_lease_is_claimed_again,
         stale_ack_and_fail_are_conflicts,
         fail_retries_after_the_backoff,
+        retries_of_jobs_failing_together_are_spread,
         the_last_attempt_is_dead_lettered,
         lapsed_leases_count_as_attempts,
         stats_count_jobs_by_state,
@@ -206,23 +208,72 @@ async fn fail_retries_after_the_backoff(env: Env<'_>) {
                 .await,
             "fail"
         );
-        let delay = policy.delay_after(attempt);
-        assert_eq!(
-            outcome,
-            RetryOutcome::Retrying {
-                at: crate::clock::add(now, delay)
-            },
-            "attempt {attempt} retries after delay_after({attempt}) = {delay:?}"
-        );
-        assert_eq!(stats(&ctx).await.delayed, 1);
-        ctx.advance(delay - Duration::from_secs(1));
+        let cap = policy.delay_after(attempt);
+        let RetryOutcome::Retrying { at } = outcome else {
+            panic!("attempt {attempt} of 5 is retried, got {outcome:?}");
+        };
         assert!(
-            claim(&ctx, 1).await.is_empty(),
-            "claimable before its retry time"
+            at >= now && at <= crate::clock::add(now, cap),
+            "attempt {attempt} retries within now ..= now + delay_after({attempt}) = {cap:?}, got {:?} after now",
+            at - now
         );
-        ctx.advance(Duration::from_secs(1));
+        assert_eq!(stats(&ctx).await.delayed, u64::from(at > now));
+        let delay = (at - now).to_std().unwrap_or_default();
+        if delay >= Duration::from_millis(2) {
+            ctx.advance(delay - Duration::from_millis(1));
+            assert!(
+                claim(&ctx, 1).await.is_empty(),
+                "claimable before its retry time"
+            );
+            ctx.advance(Duration::from_millis(1));
+        } else {
+            ctx.advance(delay);
+        }
     }
     assert_eq!(claim(&ctx, 1).await[0].attempt, 4);
+}
+
+/// Ten jobs failing at the same instant are not all retried at the same instant (full
+/// jitter), and each retry time is within `now ..= now + delay_after(1)`.
+async fn retries_of_jobs_failing_together_are_spread(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let queue = ctx.queue();
+    let policy = RetryPolicy {
+        max_attempts: 5,
+        base_delay: Duration::from_secs(60),
+        max_delay: Duration::from_secs(60),
+    };
+    enqueue(&ctx, 10).await;
+    let jobs = claim(&ctx, 10).await;
+    assert_eq!(jobs.len(), 10);
+    let now = ctx.now();
+    let mut times = BTreeSet::new();
+    for job in &jobs {
+        match must!(queue.fail(job, "blip", &policy).await, "fail") {
+            RetryOutcome::Retrying { at } => {
+                assert!(
+                    at >= now && at <= now + chrono::Duration::seconds(60),
+                    "retry time {:?} after now is outside 0 ..= 60 s",
+                    at - now
+                );
+                times.insert(at);
+            }
+            other => panic!("attempt 1 of 5 is retried, got {other:?}"),
+        }
+    }
+    // Ten uniform picks in 60 s (microsecond resolution or finer) are all equal with
+    // negligible probability: a store without jitter returns one time ten times.
+    assert!(
+        times.len() >= 5,
+        "only {} distinct retry times for 10 jobs failing together: no jitter",
+        times.len()
+    );
+    ctx.advance(Duration::from_secs(60));
+    assert_eq!(
+        claim(&ctx, 20).await.len(),
+        10,
+        "all claimable after the cap"
+    );
 }
 
 async fn the_last_attempt_is_dead_lettered(env: Env<'_>) {
@@ -329,15 +380,18 @@ async fn stats_count_jobs_by_state(env: Env<'_>) {
     );
     let jobs = claim(&ctx, 3).await;
     must!(queue.ack(&jobs[0]).await, "ack");
-    must!(
+    let now = ctx.now();
+    let outcome = must!(
         queue.fail(&jobs[1], "x", &RetryPolicy::default()).await,
         "fail"
     );
+    // A jittered delay of zero (rare) makes the job ready at once.
+    let delayed = u64::from(matches!(outcome, RetryOutcome::Retrying { at } if at > now));
     assert_eq!(
         stats(&ctx).await,
         QueueStats {
-            ready: 2,
-            delayed: 1,
+            ready: 3 - delayed,
+            delayed,
             leased: 1,
             dead: 0
         }

@@ -25,8 +25,8 @@ pub struct Settings {
     /// `COMMERCE_TESTKIT_CASES`: generated histories per model-based test (default 32;
     /// the concurrent model test runs a quarter as many, at least 2).
     pub cases: u32,
-    /// `COMMERCE_TESTKIT_SEED`: the seed of the model-based tests (default: random,
-    /// printed on failure).
+    /// `COMMERCE_TESTKIT_SEED`: the seed of each case's generated data (default: a
+    /// random one per case, printed with its failure).
     pub seed: Option<u64>,
     /// `COMMERCE_TESTKIT_FILTER`: run only cases whose full name (`inventory::...`)
     /// contains this text.
@@ -75,6 +75,7 @@ pub(crate) struct Env<'a> {
     builder: &'a dyn StoreBuilder,
     settings: &'a Settings,
     case: &'static str,
+    seed: u64,
 }
 
 impl Env<'_> {
@@ -91,6 +92,12 @@ impl Env<'_> {
 
     pub(crate) fn settings(&self) -> &Settings {
         self.settings
+    }
+
+    /// The seed of this case's generated data: `COMMERCE_TESTKIT_SEED`, else random
+    /// (reported with a failure).
+    pub(crate) fn seed(&self) -> u64 {
+        self.seed
     }
 
     pub(crate) fn case(&self) -> &'static str {
@@ -255,7 +262,10 @@ pub(crate) use cases;
 pub struct Failure {
     /// `area::case`.
     pub case: String,
-    /// The panic message (or the timeout).
+    /// The seed its generated data came from (`COMMERCE_TESTKIT_SEED` reproduces it).
+    pub seed: u64,
+    /// The panic message (or the timeout); for a model-based case, with the shrunk
+    /// history.
     pub message: String,
 }
 
@@ -291,7 +301,11 @@ impl fmt::Display for Report {
                 self.failed.len()
             )?;
             for failure in &self.failed {
-                writeln!(f, "--- {} ---\n{}", failure.case, failure.message)?;
+                writeln!(
+                    f,
+                    "--- {} (seed {}; rerun: COMMERCE_TESTKIT_FILTER={} COMMERCE_TESTKIT_SEED={}) ---\n{}",
+                    failure.case, failure.seed, failure.case, failure.seed, failure.message
+                )?;
             }
         }
         if !self.not_provided.is_empty() {
@@ -300,6 +314,60 @@ impl fmt::Display for Report {
         }
         Ok(())
     }
+}
+
+thread_local! {
+    /// Above 0 while this thread polls a kit case: its panics are caught and reported
+    /// once, in the kit's summary, not also printed by the panic hook.
+    static QUIET: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Installs (once) a panic hook that stays silent for panics of kit cases (see
+/// [`Quiet`]) and hands every other panic to the hook that was there before.
+fn quiet_case_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if QUIET.with(std::cell::Cell::get) == 0 {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// A case's future, polled with [`QUIET`] raised.
+struct Quiet<F>(std::pin::Pin<Box<F>>);
+
+impl<F: std::future::Future> std::future::Future for Quiet<F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        struct Lower;
+        impl Drop for Lower {
+            fn drop(&mut self) {
+                QUIET.with(|q| q.set(q.get().saturating_sub(1)));
+            }
+        }
+        QUIET.with(|q| q.set(q.get() + 1));
+        let _lower = Lower;
+        self.0.as_mut().poll(cx)
+    }
+}
+
+/// `COMMERCE_TESTKIT_SEED`, else a random seed.
+fn case_seed(settings: &Settings) -> u64 {
+    settings.seed.unwrap_or_else(|| {
+        let mut bytes = [0u8; 8];
+        if getrandom::fill(&mut bytes).is_err() {
+            bytes = uuid::Uuid::new_v4().as_bytes()[..8]
+                .try_into()
+                .unwrap_or_default();
+        }
+        u64::from_le_bytes(bytes)
+    })
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -334,6 +402,7 @@ pub(crate) async fn run_area(
     report: &mut Report,
 ) {
     require_multi_thread();
+    quiet_case_panics();
     for case in cases {
         let name = format!("{}::{}", area.name(), case.name);
         if settings
@@ -343,12 +412,14 @@ pub(crate) async fn run_area(
         {
             continue;
         }
+        let seed = case_seed(settings);
         let env = Env {
             builder,
             settings,
             case: case.name,
+            seed,
         };
-        let run = AssertUnwindSafe((case.run)(env)).catch_unwind();
+        let run = Quiet(Box::pin(AssertUnwindSafe((case.run)(env)).catch_unwind()));
         let outcome = tokio::time::timeout(settings.case_timeout, run).await;
         let teardown = builder.teardown().await;
         let message = match outcome {
@@ -368,6 +439,7 @@ pub(crate) async fn run_area(
             None => report.passed.push(name),
             Some(message) => report.failed.push(Failure {
                 case: name,
+                seed,
                 message,
             }),
         }
@@ -412,6 +484,9 @@ pub(crate) async fn run_one_area(
     );
     let mut report = Report::default();
     run_area(builder, settings, area, &cases, &mut report).await;
-    eprintln!("{report}");
+    // A failure is printed once, by the panic of `assert_passed`.
+    if report.failed.is_empty() {
+        eprintln!("{report}");
+    }
     report.assert_passed();
 }

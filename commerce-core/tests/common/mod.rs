@@ -484,7 +484,10 @@ impl CatalogStore for HungCatalog {
     ) -> Result<commerce_core::store::Page<Product, ProductId>> {
         self.inner.list_products(query).await
     }
-    async fn put_categories(&self, categories: &[commerce_core::catalog::Category]) -> Result<u64> {
+    async fn put_categories(
+        &self,
+        categories: &[commerce_core::catalog::Category],
+    ) -> Result<commerce_core::catalog::CategoryWrite> {
         self.inner.put_categories(categories).await
     }
     async fn categories(
