@@ -45,6 +45,7 @@ async fn place(engine: &MemoryEngine, key: &str, customer: &str, products: &[&st
             lines,
             shipping: "0.00 USD".parse().unwrap(),
             tax: "0.00 USD".parse().unwrap(),
+            promotions: Vec::new(),
         })
         .await
         .unwrap()

@@ -45,6 +45,7 @@ fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
             .collect(),
         shipping: "0.00 USD".parse().unwrap(),
         tax: "0.00 USD".parse().unwrap(),
+        promotions: Vec::new(),
     }
 }
 

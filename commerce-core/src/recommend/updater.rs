@@ -76,7 +76,7 @@ impl UpdateReport {
 /// let order = engine.orders.create_order(NewOrder {
 ///     id: None, customer_id: CustomerId::new("c1")?, idempotency_key: IdempotencyKey::new("k1")?,
 ///     lines: vec![line("phone"), line("case")],
-///     shipping: "0.00 USD".parse()?, tax: "0.00 USD".parse()?,
+///     shipping: "0.00 USD".parse()?, tax: "0.00 USD".parse()?, promotions: Vec::new(),
 /// }).await?.into_order();
 /// engine.orders.transition(&order.id, &Transition::new(Created, PaymentPending, "checkout")).await?;
 /// engine.orders.transition(&order.id, &Transition::new(PaymentPending, PaymentConfirmed, "paid")).await?;

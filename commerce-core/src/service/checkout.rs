@@ -12,15 +12,22 @@ use tracing::instrument;
 use crate::cart::{CartLimits, CartOwner};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
-use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
-use crate::money::Money;
-use crate::order::{NewOrder, NewOrderLine, Order, basket};
+use crate::id::{CartId, CustomerGroupId, CustomerId, IdempotencyKey, Sku};
+use crate::money::{Currency, Money};
+use crate::order::{LineDiscount, NewOrder, NewOrderLine, Order, OrderPromotion, basket};
+use crate::promotion::{
+    CodeLookup, Condition, CustomerInfo, Evaluation, EvaluationInput, Offer, PriceList,
+    PricedLine, RejectReason, RejectedCode, StackingPolicy, evaluate,
+};
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
-use crate::service::pricing::{PriceRules, Revalidation, revalidate};
-use crate::store::{CartStore, CatalogStore, InventoryStore, OrderStore};
+use crate::service::pricing::{ListPricing, PriceRules, Revalidation, revalidate};
+use crate::store::{
+    CartStore, CatalogStore, InventoryStore, OrderQuery, OrderStore, PriceListStore,
+    PromotionStore,
+};
 
 /// Where the cart being checked out lives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +58,16 @@ pub struct CheckoutRequest {
     /// [`Revalidation::price_changes`]).
     #[serde(default)]
     pub accepted_prices: BTreeMap<Sku, Money>,
+    /// Coupon codes as the shopper typed them (at most
+    /// [`MAX_CODES`](crate::promotion::MAX_CODES)); each is applied or reported in
+    /// [`CheckoutOutcome::Placed::rejected_codes`].
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// The currency to pay in, when the shop sells in several (prices then come from
+    /// the price lists, see [`CheckoutService::with_price_lists`]); `None`: the
+    /// variants' own currency.
+    #[serde(default)]
+    pub currency: Option<Currency>,
 }
 
 impl CheckoutRequest {
@@ -66,6 +83,8 @@ impl CheckoutRequest {
             cart: CartSource::Server { id, owner },
             idempotency_key,
             accepted_prices: BTreeMap::new(),
+            codes: Vec::new(),
+            currency: None,
         }
     }
 
@@ -80,7 +99,15 @@ impl CheckoutRequest {
             cart: CartSource::Client(cart),
             idempotency_key,
             accepted_prices: BTreeMap::new(),
+            codes: Vec::new(),
+            currency: None,
         }
+    }
+
+    /// The same request with these coupon codes.
+    pub fn with_codes<S: Into<String>>(mut self, codes: impl IntoIterator<Item = S>) -> Self {
+        self.codes = codes.into_iter().map(Into::into).collect();
+        self
     }
 
     /// The same request, agreeing to the new prices `review` reported.
@@ -100,6 +127,9 @@ pub enum CheckoutOutcome {
         order: Order,
         /// Whether this call created it (`false`: the key's order already existed).
         created: bool,
+        /// The codes of the request that were not applied, and why (empty for an
+        /// order that already existed).
+        rejected_codes: Vec<RejectedCode>,
     },
     /// Nothing was created: lines changed price, are out of stock or no longer sold.
     NeedsReview(Revalidation),
@@ -165,8 +195,11 @@ pub struct CheckoutService {
     catalog: Arc<dyn CatalogStore>,
     inventory: Arc<dyn InventoryStore>,
     orders: Arc<dyn OrderStore>,
+    clock: Arc<dyn Clock>,
     config: CheckoutConfig,
     limiter: Option<(Arc<dyn UserRateLimit>, Guard)>,
+    promotions: Option<(Arc<dyn PromotionStore>, StackingPolicy)>,
+    price_lists: Option<Arc<dyn PriceListStore>>,
 }
 
 impl CheckoutService {
@@ -177,9 +210,33 @@ impl CheckoutService {
             catalog: stores.catalog.clone(),
             inventory: stores.inventory.clone(),
             orders: stores.orders.clone(),
+            clock: stores.clock.clone(),
             config,
             limiter: None,
+            promotions: None,
+            price_lists: None,
         }
+    }
+
+    /// Applies promotions from `store` to every checkout: its automatic promotions and
+    /// the promotions of the request's codes, picked by `policy` (see the
+    /// [stacking rules](crate::promotion#stacking)), on the revalidated cart. The order
+    /// records what each promotion gave ([`Order::promotions`]); its limits are held
+    /// when the [`OrderPipeline`](crate::service::OrderPipeline) (built
+    /// [`with_promotions`](crate::service::OrderPipeline::with_promotions) on the same
+    /// store) reserves the order's stock. Use the clock of `store` for the stores'.
+    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>, policy: StackingPolicy) -> Self {
+        self.promotions = Some((store, policy));
+        self
+    }
+
+    /// Prices lines through the price lists of `store` (customer groups from the same
+    /// store, the request's currency, the clock's now) instead of the variants' base
+    /// prices; a SKU without a price in the currency is
+    /// [`LineIssue::Unavailable`](crate::service::LineIssue::Unavailable).
+    pub fn with_price_lists(mut self, store: Arc<dyn PriceListStore>) -> Self {
+        self.price_lists = Some(store);
+        self
     }
 
     /// Rate-limits checkouts per customer with `limiter` ([`LimitedAction::Checkout`],
@@ -281,11 +338,20 @@ impl CheckoutService {
             return Ok(CheckoutOutcome::Placed {
                 order,
                 created: false,
+                rejected_codes: Vec::new(),
             });
         }
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }
+        if request.codes.len() > crate::promotion::MAX_CODES {
+            return Err(Error::validation(
+                "codes",
+                format!("at most {} codes", crate::promotion::MAX_CODES),
+            ));
+        }
+        let now = self.clock.now();
+        let (groups, lists) = self.pricing_context(request).await?;
         let review = revalidate(
             self.catalog.as_ref(),
             self.inventory.as_ref(),
@@ -293,13 +359,19 @@ impl CheckoutService {
             &PriceRules {
                 accepted: Some(&request.accepted_prices),
                 auto_accept_drops: self.config.auto_accept_price_drops,
+                lists: lists.as_ref().map(|lists| ListPricing {
+                    currency: request.currency,
+                    groups: &groups,
+                    lists,
+                    now,
+                }),
             },
         )
         .await?;
         if !review.is_ok() {
             return Ok(CheckoutOutcome::NeedsReview(review));
         }
-        let new = self.new_order(request, &review)?;
+        let (new, rejected_codes) = self.new_order(request, &review, groups).await?;
         let outcome = self.orders.create_order(new).await?;
         let created = outcome.is_created();
         if created {
@@ -312,7 +384,22 @@ impl CheckoutService {
         Ok(CheckoutOutcome::Placed {
             order: outcome.into_order(),
             created,
+            rejected_codes: if created { rejected_codes } else { Vec::new() },
         })
+    }
+
+    /// The customer's groups and the price lists valid now (`None` without price
+    /// lists).
+    async fn pricing_context(
+        &self,
+        request: &CheckoutRequest,
+    ) -> Result<(Vec<CustomerGroupId>, Option<Vec<PriceList>>)> {
+        let Some(store) = &self.price_lists else {
+            return Ok((Vec::new(), None));
+        };
+        let groups = store.customer_groups(&request.customer_id).await?;
+        let lists = store.active_price_lists(self.clock.now()).await?;
+        Ok((groups, Some(lists)))
     }
 
     async fn existing(&self, request: &CheckoutRequest) -> Result<Option<Order>> {
@@ -329,12 +416,19 @@ impl CheckoutService {
         }
     }
 
-    /// The order for a clean revalidation: catalog prices, shipping, tax.
-    fn new_order(&self, request: &CheckoutRequest, review: &Revalidation) -> Result<NewOrder> {
+    /// The order for a clean revalidation: catalog prices, promotions, shipping, tax;
+    /// and the codes not applied.
+    async fn new_order(
+        &self,
+        request: &CheckoutRequest,
+        review: &Revalidation,
+        groups: Vec<CustomerGroupId>,
+    ) -> Result<(NewOrder, Vec<RejectedCode>)> {
         let mut lines = Vec::with_capacity(review.lines.len());
+        let mut priced = Vec::with_capacity(review.lines.len());
         for l in &review.lines {
-            let (Some(product_id), Some(title), Some(unit_price)) =
-                (&l.product_id, &l.title, l.unit_price)
+            let (Some(product_id), Some(title), Some(unit_price), Some(category)) =
+                (&l.product_id, &l.title, l.unit_price, &l.category)
             else {
                 return Err(Error::not_found(EntityKind::Variant, &l.sku));
             };
@@ -345,34 +439,155 @@ impl CheckoutService {
                 quantity: l.quantity,
                 unit_price,
             });
+            priced.push(PricedLine {
+                sku: l.sku.clone(),
+                product_id: product_id.clone(),
+                category: category.clone(),
+                quantity: l.quantity,
+                unit_price,
+            });
         }
         let subtotal = review
             .subtotal
             .ok_or_else(|| Error::validation("cart", "has no priced line"))?;
-        let (shipping, tax) = self.charges(&subtotal)?;
-        Ok(NewOrder {
-            id: None,
-            customer_id: request.customer_id.clone(),
-            idempotency_key: request.idempotency_key.clone(),
-            lines,
-            shipping,
-            tax,
-        })
+        let shipping = self.shipping(&subtotal)?;
+        let (promotions, rejected) = match &self.promotions {
+            Some((store, policy)) => {
+                let input = EvaluationInput {
+                    currency: subtotal.currency(),
+                    lines: priced,
+                    shipping,
+                    customer: CustomerInfo {
+                        id: Some(request.customer_id.clone()),
+                        groups,
+                        first_order: false,
+                    },
+                    now: self.clock.now(),
+                };
+                let evaluation = self
+                    .evaluate(store.as_ref(), *policy, input, &request.codes)
+                    .await?;
+                (order_promotions(&evaluation)?, evaluation.rejected)
+            }
+            None => {
+                // Nothing can apply a code: every code is reported, none is applied.
+                let rejected = request
+                    .codes
+                    .iter()
+                    .map(|c| RejectedCode {
+                        code: c.chars().take(64).collect(),
+                        reason: RejectReason::Unknown,
+                    })
+                    .collect();
+                (Vec::new(), rejected)
+            }
+        };
+        let discount = Money::try_sum(
+            subtotal.currency(),
+            promotions.iter().flat_map(|p| p.lines.iter().map(|l| &l.amount)),
+        )?;
+        let tax = self.tax(&subtotal.checked_sub(&discount)?)?;
+        Ok((
+            NewOrder {
+                id: None,
+                customer_id: request.customer_id.clone(),
+                idempotency_key: request.idempotency_key.clone(),
+                lines,
+                shipping,
+                tax,
+                promotions,
+            },
+            rejected,
+        ))
     }
 
-    /// Shipping and tax for `subtotal`.
+    /// Evaluates the automatic promotions and the request's codes on `input`.
+    async fn evaluate(
+        &self,
+        store: &dyn PromotionStore,
+        policy: StackingPolicy,
+        mut input: EvaluationInput,
+        codes: &[String],
+    ) -> Result<Evaluation> {
+        let automatic: Vec<Offer> = store.automatic_offers(input.now).await?;
+        let found: Vec<CodeLookup> = if codes.is_empty() {
+            Vec::new()
+        } else {
+            store.lookup_codes(codes).await?
+        };
+        let wants_first_order = automatic
+            .iter()
+            .map(|o| &o.promotion)
+            .chain(found.iter().filter_map(|c| match c {
+                CodeLookup::Found { promotion, .. } => Some(promotion.as_ref()),
+                _ => None,
+            }))
+            .any(|p| p.conditions.contains(&Condition::FirstOrder));
+        if wants_first_order {
+            let earlier = self
+                .orders
+                .list_orders(&OrderQuery {
+                    customer_id: input.customer.id.clone(),
+                    limit: 1,
+                    ..OrderQuery::default()
+                })
+                .await?;
+            input.customer.first_order = earlier.items.is_empty();
+        }
+        evaluate(&input, &automatic, &found, policy)
+    }
+
+    /// Shipping and tax for `subtotal` (without promotions).
     pub fn charges(&self, subtotal: &Money) -> Result<(Money, Money)> {
+        Ok((self.shipping(subtotal)?, self.tax(subtotal)?))
+    }
+
+    /// Shipping for `subtotal` (before discounts).
+    fn shipping(&self, subtotal: &Money) -> Result<Money> {
         let currency = subtotal.currency();
         let free = self
             .config
             .free_shipping_from
             .is_some_and(|from| subtotal.amount() >= from);
-        let shipping = if free {
-            Money::zero(currency)
+        if free {
+            Ok(Money::zero(currency))
         } else {
-            Money::new(self.config.flat_shipping, currency)?
-        };
-        let tax = subtotal.mul_decimal_rounded(self.config.tax_rate)?;
-        Ok((shipping, tax))
+            Money::new(self.config.flat_shipping, currency)
+        }
     }
+
+    /// Tax on `taxable` (the subtotal after line discounts).
+    fn tax(&self, taxable: &Money) -> Result<Money> {
+        taxable.mul_decimal_rounded(self.config.tax_rate)
+    }
+}
+
+/// What each applied promotion of `evaluation` gave, for the order.
+fn order_promotions(evaluation: &Evaluation) -> Result<Vec<OrderPromotion>> {
+    evaluation
+        .applied
+        .iter()
+        .map(|a| {
+            let lines = evaluation
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    l.shares
+                        .iter()
+                        .find(|s| s.promotion_id == a.promotion_id && !s.amount.is_zero())
+                        .map(|s| LineDiscount {
+                            sku: l.sku.clone(),
+                            amount: s.amount,
+                        })
+                })
+                .collect();
+            Ok(OrderPromotion {
+                promotion_id: a.promotion_id.clone(),
+                name: a.name.chars().take(200).filter(|c| !c.is_control()).collect(),
+                code: a.code.clone(),
+                lines,
+                shipping_discount: a.shipping_discount,
+            })
+        })
+        .collect()
 }

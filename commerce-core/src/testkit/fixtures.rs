@@ -104,5 +104,6 @@ pub(crate) fn new_order(k: &str, customer: &str, lines: &[(&str, u32, &str)]) ->
             .collect(),
         shipping: minor(500, currency),
         tax: minor(100, currency),
+        promotions: Vec::new(),
     }
 }

@@ -465,6 +465,7 @@ pub fn new_order() -> impl Strategy<Value = NewOrder> {
                     lines,
                     shipping,
                     tax,
+                    promotions: Vec::new(),
                 }
             })
     })
