@@ -176,6 +176,12 @@ impl Stores {
                 }
                 Area::Promotions => self.promotions.is_some(),
                 Area::Refunds => self.refunds.is_some(),
+                Area::Checkout => {
+                    self.catalog.is_some()
+                        && self.inventory.is_some()
+                        && self.orders.is_some()
+                        && self.promotions.is_some()
+                }
             })
             .collect()
     }
@@ -228,11 +234,14 @@ pub enum Area {
     Promotions,
     /// [`RefundLedger`].
     Refunds,
+    /// Checkout and the order pipeline with promotions, over the catalog, inventory,
+    /// orders and promotions (and the steps, if any).
+    Checkout,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
@@ -242,6 +251,7 @@ impl Area {
         Area::Steps,
         Area::Promotions,
         Area::Refunds,
+        Area::Checkout,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -256,6 +266,7 @@ impl Area {
             Area::Steps => "steps",
             Area::Promotions => "promotions",
             Area::Refunds => "refunds",
+            Area::Checkout => "checkout",
         }
     }
 
@@ -263,7 +274,7 @@ impl Area {
     pub fn needs_events(self) -> bool {
         matches!(
             self,
-            Area::Catalog | Area::Inventory | Area::Orders | Area::Steps
+            Area::Catalog | Area::Inventory | Area::Orders | Area::Steps | Area::Checkout
         )
     }
 }
