@@ -11,7 +11,7 @@ use commerce_core::id::ConsumerName;
 use commerce_core::memory::MemoryEngine;
 use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
 use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore};
+use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore, PromotionStore};
 use commerce_postgres::{PgCommerce, PgConfig};
 use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
 use tokio::task::JoinHandle;
@@ -22,6 +22,8 @@ use crate::args::Args;
 pub struct Backends {
     /// The stores the services run on.
     pub stores: Stores,
+    /// Promotions, codes and redemptions.
+    pub promotions: Arc<dyn PromotionStore>,
     /// Co-purchase counts (recommendations).
     pub co_purchase: Arc<dyn CoPurchaseStore>,
     /// Shopper histories (personalisation).
@@ -46,18 +48,21 @@ impl Backends {
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, co_purchase, history): (
+    let (mut stores, promotions, co_purchase, history): (
         Stores,
+        Arc<dyn PromotionStore>,
         Arc<dyn CoPurchaseStore>,
         Arc<dyn HistoryStore>,
     ) = match &args.database_url {
         None => {
             description.push(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: in-memory engine"
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories: in-memory engine"
                     .to_owned(),
             );
+            let engine = MemoryEngine::new();
             (
-                Stores::memory(&MemoryEngine::new()),
+                Stores::memory(&engine),
+                engine.promotions.clone(),
                 Arc::new(MemoryCoPurchase::new()),
                 Arc::new(MemoryHistory::new()),
             )
@@ -69,11 +74,16 @@ pub async fn open(args: &Args) -> Result<Backends> {
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
             let stores = pg.stores();
-            (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
+            (
+                stores,
+                pg.promotions.clone(),
+                Arc::new(pg.co_purchase()),
+                Arc::new(pg.history()),
+            )
         }
     };
     let mut invalidator = None;
@@ -103,6 +113,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
     description.push("search: tantivy in RAM (commerce-search)".to_owned());
     Ok(Backends {
         stores,
+        promotions,
         co_purchase,
         history,
         description,

@@ -31,7 +31,7 @@ const ORDER_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs `step`, retrying retryable errors (a lost connection, a failover, a pool
 /// timeout) with exponential backoff and full jitter, for up to `ORDER_TIMEOUT`.
-async fn retrying<T, F, Fut>(mut step: F) -> Result<T>
+pub(crate) async fn retrying<T, F, Fut>(mut step: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
@@ -148,7 +148,7 @@ pub struct FlashReport {
 }
 
 /// Sets `sku` to exactly `units` available.
-async fn allocate(inventory: &dyn InventoryStore, sku: &Sku, units: u32) -> Result<()> {
+pub(crate) async fn allocate(inventory: &dyn InventoryStore, sku: &Sku, units: u32) -> Result<()> {
     let stock = inventory.stock(sku).await?;
     let available = stock.available();
     if available < u64::from(units) {

@@ -11,7 +11,8 @@ use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
 use commerce_core::order::{Order, OrderStatus};
 use commerce_core::service::*;
-use commerce_core::store::{OrderStore, SearchIndex};
+use commerce_core::promotion::StackingPolicy;
+use commerce_core::store::{OrderStore, PromotionStore, SearchIndex};
 use commerce_core::{EntityKind, Error, Result};
 use rust_decimal::Decimal;
 
@@ -29,6 +30,8 @@ pub struct Shop {
     pub payments: Arc<MemoryPaymentGateway>,
     /// The (in-memory) notifier.
     pub notifier: Arc<MemoryNotifier>,
+    /// Promotions, coupon codes and their redemptions.
+    pub promotions: Arc<dyn PromotionStore>,
     /// Wakes whoever waits for an order when the pipeline tells its customer.
     settled: Arc<Settled>,
     relay: BackgroundTask<Result<u64>>,
@@ -47,8 +50,14 @@ pub struct Totals {
 }
 
 impl Shop {
-    /// The services over `stores`, with the background loops started.
-    pub fn start(stores: Stores, search: Arc<dyn SearchIndex>, workers: usize) -> Result<Shop> {
+    /// The services over `stores` (and `promotions`, applied at checkout and held by
+    /// the pipeline), with the background loops started.
+    pub fn start(
+        stores: Stores,
+        promotions: Arc<dyn PromotionStore>,
+        search: Arc<dyn SearchIndex>,
+        workers: usize,
+    ) -> Result<Shop> {
         let payments = Arc::new(MemoryPaymentGateway::new());
         payments.set_latency(Duration::from_millis(1));
         let notifier = Arc::new(MemoryNotifier::new());
@@ -62,7 +71,8 @@ impl Shop {
             Arc::new(MemoryFulfillment::new()),
             settled.clone(),
             PipelineConfig::default(),
-        ));
+        )
+        .with_promotions(promotions.clone()));
         let checkout = CheckoutService::new(
             &stores,
             CheckoutConfig {
@@ -71,7 +81,8 @@ impl Shop {
                 tax_rate: Decimal::new(825, 4),
                 ..CheckoutConfig::default()
             },
-        );
+        )
+        .with_promotions(promotions.clone(), StackingPolicy::BestForCustomer);
         let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())?
             .spawn(Duration::from_millis(100));
         let workers = OrderWorkers::new(
@@ -84,13 +95,15 @@ impl Shop {
             },
         )
         .spawn();
-        let reaper =
-            ReservationReaper::new(&stores, pipeline.clone()).spawn(Duration::from_secs(1));
+        let reaper = ReservationReaper::new(&stores, pipeline.clone())
+            .with_promotions(promotions.clone())
+            .spawn(Duration::from_secs(1));
         Ok(Shop {
             carts: CartService::new(&stores, CartLimits::default()),
             checkout,
             payments,
             notifier,
+            promotions,
             settled,
             search,
             stores,
