@@ -7,6 +7,7 @@ use crate::harness::{BenchResult, Report, Settings};
 mod memory;
 mod order_path;
 mod postgres;
+mod promo_checkout;
 mod promotions;
 mod recommend;
 mod redis;

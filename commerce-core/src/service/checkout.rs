@@ -451,7 +451,7 @@ impl CheckoutService {
             .subtotal
             .ok_or_else(|| Error::validation("cart", "has no priced line"))?;
         let shipping = self.shipping(&subtotal)?;
-        let (promotions, rejected) = match &self.promotions {
+        let (evaluation, rejected) = match &self.promotions {
             Some((store, policy)) => {
                 let input = EvaluationInput {
                     currency: subtotal.currency(),
@@ -464,10 +464,11 @@ impl CheckoutService {
                     },
                     now: self.clock.now(),
                 };
-                let evaluation = self
+                let mut evaluation = self
                     .evaluate(store.as_ref(), *policy, input, &request.codes)
                     .await?;
-                (order_promotions(&evaluation)?, evaluation.rejected)
+                let rejected = std::mem::take(&mut evaluation.rejected);
+                (Some(evaluation), rejected)
             }
             None => {
                 // Nothing can apply a code: every code is reported, none is applied.
@@ -479,24 +480,20 @@ impl CheckoutService {
                         reason: RejectReason::Unknown,
                     })
                     .collect();
-                (Vec::new(), rejected)
+                (None, rejected)
             }
         };
-        let discount = Money::try_sum(
-            subtotal.currency(),
-            promotions.iter().flat_map(|p| p.lines.iter().map(|l| &l.amount)),
-        )?;
-        let tax = self.tax(&subtotal.checked_sub(&discount)?)?;
+        let base = NewOrder {
+            id: None,
+            customer_id: request.customer_id.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            lines,
+            shipping,
+            tax: Money::zero(subtotal.currency()),
+            promotions: Vec::new(),
+        };
         Ok((
-            NewOrder {
-                id: None,
-                customer_id: request.customer_id.clone(),
-                idempotency_key: request.idempotency_key.clone(),
-                lines,
-                shipping,
-                tax,
-                promotions,
-            },
+            discounted_order(base, evaluation.as_ref(), self.config.tax_rate)?,
             rejected,
         ))
     }
@@ -556,10 +553,41 @@ impl CheckoutService {
         }
     }
 
-    /// Tax on `taxable` (the subtotal after line discounts).
+    /// Tax on `taxable`.
     fn tax(&self, taxable: &Money) -> Result<Money> {
         taxable.mul_decimal_rounded(self.config.tax_rate)
     }
+}
+
+/// `base` (lines and shipping; its tax and promotions are replaced) with what each
+/// promotion of `evaluation` gave, and tax at `tax_rate` on the subtotal after the line
+/// discounts: the order checkout creates.
+pub(crate) fn discounted_order(
+    mut base: NewOrder,
+    evaluation: Option<&Evaluation>,
+    tax_rate: Decimal,
+) -> Result<NewOrder> {
+    let currency = base.shipping.currency();
+    let subtotal = Money::try_sum(
+        currency,
+        base.lines
+            .iter()
+            .map(|l| l.unit_price.checked_mul(u64::from(l.quantity)))
+            .collect::<Result<Vec<_>>>()?
+            .iter(),
+    )?;
+    base.promotions = match evaluation {
+        Some(e) => order_promotions(e)?,
+        None => Vec::new(),
+    };
+    let discount = Money::try_sum(
+        currency,
+        base.promotions
+            .iter()
+            .flat_map(|p| p.lines.iter().map(|l| &l.amount)),
+    )?;
+    base.tax = subtotal.checked_sub(&discount)?.mul_decimal_rounded(tax_rate)?;
+    Ok(base)
 }
 
 /// What each applied promotion of `evaluation` gave, for the order.
