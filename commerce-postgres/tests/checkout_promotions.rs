@@ -25,7 +25,8 @@ impl StoreBuilder for CheckoutBuilder {
             .with_inventory(pg.inventory.clone())
             .with_orders(pg.orders.clone())
             .with_steps(pg.steps.clone())
-            .with_promotions(pg.promotions.clone()))
+            .with_promotions(pg.promotions.clone())
+            .with_price_lists(Arc::new(pg.price_lists())))
     }
 
     async fn teardown(&self) -> commerce_core::Result<()> {

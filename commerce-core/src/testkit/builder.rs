@@ -91,6 +91,8 @@ pub struct Stores {
     pub promotions: Option<Arc<dyn PromotionStore>>,
     /// The refund ledger, if the adapter has one.
     pub refunds: Option<Arc<dyn RefundLedger>>,
+    /// The price lists, if the adapter has them.
+    pub price_lists: Option<Arc<dyn crate::store::PriceListStore>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -133,6 +135,12 @@ impl Stores {
     /// Adds the promotions.
     pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>) -> Self {
         self.promotions = Some(store);
+        self
+    }
+
+    /// Adds the price lists.
+    pub fn with_price_lists(mut self, store: Arc<dyn crate::store::PriceListStore>) -> Self {
+        self.price_lists = Some(store);
         self
     }
 
@@ -181,6 +189,7 @@ impl Stores {
                         && self.inventory.is_some()
                         && self.orders.is_some()
                         && self.promotions.is_some()
+                        && self.price_lists.is_some()
                 }
             })
             .collect()
@@ -209,6 +218,7 @@ impl From<MemoryEngine> for Stores {
                 engine.orders.clone(),
             )))
             .with_promotions(engine.promotions)
+            .with_price_lists(engine.price_lists)
             .with_events(engine.events)
     }
 }
@@ -234,8 +244,8 @@ pub enum Area {
     Promotions,
     /// [`RefundLedger`].
     Refunds,
-    /// Checkout and the order pipeline with promotions, over the catalog, inventory,
-    /// orders and promotions (and the steps, if any).
+    /// Checkout and the order pipeline with promotions and price lists, over the
+    /// catalog, inventory, orders, promotions and price lists (and the steps, if any).
     Checkout,
 }
 

@@ -10,6 +10,12 @@
 //! payment releases the redemption; an expired redemption is released once by
 //! concurrent reapers, which cancel its order and release its stock.
 //!
+//! Price lists: lists round-trip (an invalid one writes nothing), only those valid now
+//! are listed, customer groups round-trip; a customer's cart snapshots and checkout
+//! charges the price of their group's list, a guest the base price, a checkout in
+//! another currency that currency's list, and a currency without a price is
+//! `Unavailable`.
+//!
 //! Concurrency: 150 buyers race a code limited to 100 uses through checkout and the
 //! pipeline; exactly 100 orders are paid with the discount, the rest are cancelled with
 //! the typed reason, and the stock sold matches the paid orders.
@@ -56,6 +62,7 @@ pub(crate) fn cases() -> Vec<Case> {
         a_declined_payment_releases_the_redemption,
         expired_redemptions_are_reaped_once_with_their_orders,
         a_rush_on_a_100_use_code_discounts_exactly_100_orders,
+        price_lists_price_carts_and_checkout,
     ]
 }
 
@@ -439,4 +446,100 @@ async fn a_rush_on_a_100_use_code_discounts_exactly_100_orders(env: Env<'_>) {
         1000 - sold,
         "stock sold matches the paid orders ({paid_without} without the code)"
     );
+}
+
+async fn price_lists_price_carts_and_checkout(env: Env<'_>) {
+    use std::collections::BTreeMap;
+
+    use crate::cart::{CartLimits, CartOwner};
+    use crate::id::{CartId, CustomerGroupId, PriceListId};
+    use crate::service::{CartService, LineIssue};
+
+    let ctx = env.ctx().await;
+    stocked(&ctx, "MUG", 10).await;
+    let lists = ctx.price_lists();
+    let now = ctx.now();
+    let vip = CustomerGroupId::new("vip").unwrap_or_else(|e| panic!("{e}"));
+    let list = |id: &str, currency: Currency, group: Option<&CustomerGroupId>, price: &str| {
+        crate::promotion::PriceList {
+            id: PriceListId::new(id).unwrap_or_else(|e| panic!("{e}")),
+            currency,
+            customer_group: group.cloned(),
+            priority: 0,
+            starts_at: None,
+            ends_at: None,
+            prices: BTreeMap::from([(sku("MUG"), money(price))]),
+        }
+    };
+    let vip_usd = list("vip-usd", Currency::USD, Some(&vip), "8.00 USD");
+    let eur = list("eur", Currency::EUR, None, "9.50 EUR");
+    let mut ended = list("ended", Currency::USD, None, "1.00 USD");
+    ended.starts_at = Some(now - chrono::Duration::hours(2));
+    ended.ends_at = Some(now - chrono::Duration::hours(1));
+    for l in [&vip_usd, &eur, &ended] {
+        must!(lists.put_price_list(l).await, "put_price_list({})", l.id);
+    }
+    let mut bad = list("bad", Currency::USD, None, "1.00 USD");
+    bad.prices.insert(sku("CAP"), money("2.00 EUR"));
+    assert!(lists.put_price_list(&bad).await.is_err(), "a price in another currency");
+    let active = must!(lists.active_price_lists(now).await, "active_price_lists");
+    assert_eq!(active, vec![eur.clone(), vip_usd.clone()], "valid now, by id");
+    let buyer = cust("c-vip");
+    must!(
+        lists.set_customer_groups(&buyer, &[vip.clone(), vip.clone()]).await,
+        "set_customer_groups"
+    );
+    assert_eq!(
+        must!(lists.customer_groups(&buyer).await, "customer_groups"),
+        vec![vip.clone()]
+    );
+    assert!(must!(lists.customer_groups(&cust("nobody")).await, "groups").is_empty());
+
+    let shop = shop(&ctx);
+    // The cart snapshots the resolved price: the group's for its customer, the base
+    // price for a guest.
+    let carts = CartService::new(&shop.stores, CartLimits::default())
+        .with_price_lists(lists.clone(), None);
+    let owner = CartOwner::Customer(buyer.clone());
+    let id = CartId::for_customer(&buyer);
+    let cart = must!(carts.add(&id, &owner, &sku("MUG"), 2).await, "add");
+    assert_eq!(cart.items[0].unit_price, money("8.00 USD"));
+    let guest = CartId::new_guest();
+    let cart = must!(carts.add(&guest, &CartOwner::Guest, &sku("MUG"), 1).await, "add");
+    assert_eq!(cart.items[0].unit_price, money("10.00 USD"));
+    let review = must!(carts.revalidate(&id, &owner).await, "revalidate");
+    assert!(review.is_ok(), "{review:?}");
+
+    // Checkout charges the same resolved prices.
+    let checkout = CheckoutService::new(&shop.stores, CheckoutConfig::default())
+        .with_price_lists(lists.clone());
+    let from_cart = CheckoutRequest::server_cart(buyer.clone(), id, owner, key("pl-1"));
+    let placed = match must!(checkout.checkout(&from_cart).await, "checkout") {
+        CheckoutOutcome::Placed { order, .. } => order,
+        other => panic!("expected an order, got {other:?}"),
+    };
+    assert_eq!(placed.lines[0].unit_price, money("8.00 USD"));
+    assert_eq!(placed.totals.subtotal, money("16.00 USD"));
+    let plain = request("c-plain", "pl-2", &[("MUG", 1)], &[]);
+    let placed = match must!(checkout.checkout(&plain).await, "checkout") {
+        CheckoutOutcome::Placed { order, .. } => order,
+        other => panic!("expected an order, got {other:?}"),
+    };
+    assert_eq!(placed.totals.subtotal, money("10.00 USD"));
+    let mut in_eur = request("c-eu", "pl-3", &[("MUG", 2)], &[]);
+    in_eur.currency = Some(Currency::EUR);
+    let placed = match must!(checkout.checkout(&in_eur).await, "checkout") {
+        CheckoutOutcome::Placed { order, .. } => order,
+        other => panic!("expected an order, got {other:?}"),
+    };
+    assert_eq!(placed.totals.subtotal, money("19.00 EUR"));
+    assert_eq!(placed.currency(), Currency::EUR);
+    let mut in_gbp = request("c-uk", "pl-4", &[("MUG", 1)], &[]);
+    in_gbp.currency = Some(Currency::GBP);
+    match must!(checkout.checkout(&in_gbp).await, "checkout") {
+        CheckoutOutcome::NeedsReview(r) => {
+            assert_eq!(r.lines[0].issues, vec![LineIssue::Unavailable]);
+        }
+        other => panic!("expected a review, got {other:?}"),
+    }
 }
