@@ -488,12 +488,9 @@ fn apply_promotions(
             if d.amount.is_negative() {
                 return Err(Error::validation(field("lines"), "must not be negative"));
             }
-            let line = lines
-                .iter_mut()
-                .find(|l| l.sku == d.sku)
-                .ok_or_else(|| {
-                    Error::validation(field("lines"), format!("{} is not in the order", d.sku))
-                })?;
+            let line = lines.iter_mut().find(|l| l.sku == d.sku).ok_or_else(|| {
+                Error::validation(field("lines"), format!("{} is not in the order", d.sku))
+            })?;
             let discount = line.discount.checked_add(&d.amount)?;
             if discount.try_cmp(&line.line_total)? == std::cmp::Ordering::Greater {
                 return Err(Error::validation(

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use commerce_core::Result;
 use commerce_core::clock::Timestamp;
 use commerce_core::id::{CustomerGroupId, CustomerId};
 use commerce_core::promotion::PriceList;
 use commerce_core::store::{PriceListStore, normalized_groups};
-use commerce_core::Result;
 use sqlx::Row;
 
 use crate::db::Db;
@@ -81,8 +81,7 @@ impl PriceListStore for PgPriceLists {
         let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
         let table = self.db.t("customer_groups");
         let query = if names.is_empty() {
-            sqlx::query(sql!("DELETE FROM {table} WHERE customer_id = $1"))
-                .bind(customer.as_str())
+            sqlx::query(sql!("DELETE FROM {table} WHERE customer_id = $1")).bind(customer.as_str())
         } else {
             sqlx::query(sql!(
                 "INSERT INTO {table} (customer_id, groups) VALUES ($1, $2)

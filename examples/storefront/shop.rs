@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
 use commerce_core::order::{Order, OrderStatus};
-use commerce_core::service::*;
 use commerce_core::promotion::StackingPolicy;
+use commerce_core::service::*;
 use commerce_core::store::{OrderStore, PromotionStore, SearchIndex};
 use commerce_core::{EntityKind, Error, Result};
 use rust_decimal::Decimal;
@@ -65,14 +65,16 @@ impl Shop {
             inner: notifier.clone(),
             waiters: Mutex::new(HashMap::new()),
         });
-        let pipeline = Arc::new(OrderPipeline::new(
-            &stores,
-            payments.clone(),
-            Arc::new(MemoryFulfillment::new()),
-            settled.clone(),
-            PipelineConfig::default(),
-        )
-        .with_promotions(promotions.clone()));
+        let pipeline = Arc::new(
+            OrderPipeline::new(
+                &stores,
+                payments.clone(),
+                Arc::new(MemoryFulfillment::new()),
+                settled.clone(),
+                PipelineConfig::default(),
+            )
+            .with_promotions(promotions.clone()),
+        );
         let checkout = CheckoutService::new(
             &stores,
             CheckoutConfig {

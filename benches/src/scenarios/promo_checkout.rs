@@ -234,8 +234,9 @@ pub(super) async fn promo_checkout(settings: Settings) -> BenchResult<Vec<Report
     let usage = promotions.usage(&rush.id).await?;
     let auto_usage = promotions.usage(&automatic.id).await?;
     let with_code = tally.with_code.load(Ordering::Relaxed);
-    let over_redeemed =
-        usage.confirmed_uses.saturating_sub(USES) + usage.uses.saturating_sub(USES) + with_code.saturating_sub(USES);
+    let over_redeemed = usage.confirmed_uses.saturating_sub(USES)
+        + usage.uses.saturating_sub(USES)
+        + with_code.saturating_sub(USES);
     let budget_exceeded_cents = (usage.spent.to_minor_units() - BUDGET_CENTS).max(0)
         + (usage.confirmed_spent.to_minor_units() - BUDGET_CENTS).max(0);
     let audit = stores.inventory.audit().await?;

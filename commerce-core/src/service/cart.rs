@@ -15,7 +15,7 @@ use crate::money::Currency;
 use crate::promotion::PriceList;
 use crate::service::Stores;
 use crate::service::client_cart::ClientCart;
-use crate::service::pricing::{ListPricing, LineInput, PriceRules, Revalidation, revalidate};
+use crate::service::pricing::{LineInput, ListPricing, PriceRules, Revalidation, revalidate};
 use crate::store::{CartStore, CatalogStore, InventoryStore, PriceListStore};
 
 /// Carts, on top of a [`CartStore`], the catalog and the inventory.
@@ -202,12 +202,14 @@ impl CartService {
             self.inventory.as_ref(),
             &cart_lines(&cart),
             &PriceRules {
-                lists: context.as_ref().map(|(groups, lists, currency)| ListPricing {
-                    currency: *currency,
-                    groups,
-                    lists,
-                    now: self.clock.now(),
-                }),
+                lists: context
+                    .as_ref()
+                    .map(|(groups, lists, currency)| ListPricing {
+                        currency: *currency,
+                        groups,
+                        lists,
+                        now: self.clock.now(),
+                    }),
                 ..PriceRules::default()
             },
         )

@@ -16,8 +16,8 @@ use crate::id::{CartId, CustomerGroupId, CustomerId, IdempotencyKey, Sku};
 use crate::money::{Currency, Money};
 use crate::order::{LineDiscount, NewOrder, NewOrderLine, Order, OrderPromotion, basket};
 use crate::promotion::{
-    CodeLookup, Condition, CustomerInfo, Evaluation, EvaluationInput, Offer, PriceList,
-    PricedLine, RejectReason, RejectedCode, StackingPolicy, evaluate,
+    CodeLookup, Condition, CustomerInfo, Evaluation, EvaluationInput, Offer, PriceList, PricedLine,
+    RejectReason, RejectedCode, StackingPolicy, evaluate,
 };
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
@@ -25,8 +25,7 @@ use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
 use crate::service::pricing::{ListPricing, PriceRules, Revalidation, revalidate};
 use crate::store::{
-    CartStore, CatalogStore, InventoryStore, OrderQuery, OrderStore, PriceListStore,
-    PromotionStore,
+    CartStore, CatalogStore, InventoryStore, OrderQuery, OrderStore, PriceListStore, PromotionStore,
 };
 
 /// Where the cart being checked out lives.
@@ -225,7 +224,11 @@ impl CheckoutService {
     /// when the [`OrderPipeline`](crate::service::OrderPipeline) (built
     /// [`with_promotions`](crate::service::OrderPipeline::with_promotions) on the same
     /// store) reserves the order's stock. Use the clock of `store` for the stores'.
-    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>, policy: StackingPolicy) -> Self {
+    pub fn with_promotions(
+        mut self,
+        store: Arc<dyn PromotionStore>,
+        policy: StackingPolicy,
+    ) -> Self {
         self.promotions = Some((store, policy));
         self
     }
@@ -586,7 +589,9 @@ pub(crate) fn discounted_order(
             .iter()
             .flat_map(|p| p.lines.iter().map(|l| &l.amount)),
     )?;
-    base.tax = subtotal.checked_sub(&discount)?.mul_decimal_rounded(tax_rate)?;
+    base.tax = subtotal
+        .checked_sub(&discount)?
+        .mul_decimal_rounded(tax_rate)?;
     Ok(base)
 }
 
@@ -611,7 +616,12 @@ fn order_promotions(evaluation: &Evaluation) -> Result<Vec<OrderPromotion>> {
                 .collect();
             Ok(OrderPromotion {
                 promotion_id: a.promotion_id.clone(),
-                name: a.name.chars().take(200).filter(|c| !c.is_control()).collect(),
+                name: a
+                    .name
+                    .chars()
+                    .take(200)
+                    .filter(|c| !c.is_control())
+                    .collect(),
                 code: a.code.clone(),
                 lines,
                 shipping_discount: a.shipping_discount,

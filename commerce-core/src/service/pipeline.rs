@@ -42,8 +42,7 @@ use crate::service::payment::{
 use crate::service::retry::{retry, with_timeout};
 use crate::store::steps::promotion_unavailable_reason;
 use crate::store::{
-    CatalogStore, InventoryStore, OrderSteps, OrderStore, PromotionStore, RetryPolicy,
-    StepOutcome,
+    CatalogStore, InventoryStore, OrderSteps, OrderStore, PromotionStore, RetryPolicy, StepOutcome,
 };
 
 /// Pipeline settings.
@@ -568,8 +567,7 @@ impl OrderPipeline {
                 }
             }
         }
-        if let (Some(store), Some(lease)) = (self.promotions_of(order), self.config.payment_lease)
-        {
+        if let (Some(store), Some(lease)) = (self.promotions_of(order), self.config.payment_lease) {
             let extended = retry(&self.config.step_retry, "extend promotions", || {
                 store.extend(&order.id, lease)
             })

@@ -137,7 +137,9 @@ async fn stocked(ctx: &Ctx, s: &str, units: u32) {
         "insert_product({s})"
     );
     must!(
-        ctx.inventory().restock(&sku(s), &loc("wh-1"), units, "stock").await,
+        ctx.inventory()
+            .restock(&sku(s), &loc("wh-1"), units, "stock")
+            .await,
         "restock({s})"
     );
 }
@@ -193,7 +195,11 @@ fn request(customer: &str, k: &str, lines: &[(&str, u32)], codes: &[&str]) -> Ch
 }
 
 async fn place(shop: &Shop, r: &CheckoutRequest) -> (Order, Vec<crate::promotion::RejectedCode>) {
-    match must!(shop.checkout.checkout(r).await, "checkout({})", r.idempotency_key) {
+    match must!(
+        shop.checkout.checkout(r).await,
+        "checkout({})",
+        r.idempotency_key
+    ) {
         CheckoutOutcome::Placed {
             order,
             rejected_codes,
@@ -211,7 +217,10 @@ fn assert_adds_up(order: &Order) {
     let c = order.currency();
     let lines = Money::try_sum(c, order.lines.iter().map(|l| &l.discount))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(lines, order.totals.discount, "line discounts vs order discount");
+    assert_eq!(
+        lines, order.totals.discount,
+        "line discounts vs order discount"
+    );
     let given = Money::try_sum(
         c,
         order
@@ -220,7 +229,10 @@ fn assert_adds_up(order: &Order) {
             .flat_map(|p| p.lines.iter().map(|l| &l.amount)),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(given, order.totals.discount, "promotions' line parts vs order discount");
+    assert_eq!(
+        given, order.totals.discount,
+        "promotions' line parts vs order discount"
+    );
     let t = &order.totals;
     let total = t
         .subtotal
@@ -228,7 +240,10 @@ fn assert_adds_up(order: &Order) {
         .and_then(|m| m.checked_add(&t.shipping))
         .and_then(|m| m.checked_add(&t.tax))
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(total, t.total, "total = subtotal - discount + shipping + tax");
+    assert_eq!(
+        total, t.total,
+        "total = subtotal - discount + shipping + tax"
+    );
     assert!(!t.total.is_negative(), "negative total {}", t.total);
 }
 
@@ -250,7 +265,10 @@ async fn checkout_records_promotions_and_payment_confirms_them(env: Env<'_>) {
             target: Target::Order,
         },
     );
-    must!(ctx.promotions().create_promotion(&auto).await, "create auto");
+    must!(
+        ctx.promotions().create_promotion(&auto).await,
+        "create auto"
+    );
     coupon(&ctx, "save5", "SAVE5", "5.00 USD", Some(10)).await;
     let shop = shop(&ctx);
     let r = request("c1", "k1", &[("MUG", 2), ("CAP", 1)], &["save5", "NOPE-1"]);
@@ -262,7 +280,11 @@ async fn checkout_records_promotions_and_payment_confirms_them(env: Env<'_>) {
     assert_eq!(order.totals.total, money("29.20 USD"));
     assert_eq!(order.promotions.len(), 2, "{:?}", order.promotions);
     assert_eq!(
-        order.promotions.iter().find(|p| p.code.is_some()).map(|p| p.promotion_id.as_str()),
+        order
+            .promotions
+            .iter()
+            .find(|p| p.code.is_some())
+            .map(|p| p.promotion_id.as_str()),
         Some("save5")
     );
     assert_eq!(rejected.len(), 1, "{rejected:?}");
@@ -279,12 +301,21 @@ async fn checkout_records_promotions_and_payment_confirms_them(env: Env<'_>) {
     assert_eq!(again.id, order.id);
 
     let done = must!(shop.pipeline.process(&order.id).await, "process");
-    assert_eq!(done.status, OrderStatus::Preparing, "{:?}", last_reason(&shop, &done).await);
+    assert_eq!(
+        done.status,
+        OrderStatus::Preparing,
+        "{:?}",
+        last_reason(&shop, &done).await
+    );
     let capture = shop
         .payments
         .capture_for(&order.id)
         .unwrap_or_else(|| panic!("no capture"));
-    assert_eq!(capture.amount, money("29.20 USD"), "charged the discounted total");
+    assert_eq!(
+        capture.amount,
+        money("29.20 USD"),
+        "charged the discounted total"
+    );
     let held = must!(ctx.promotions().redemption(&order.id).await, "redemption")
         .unwrap_or_else(|| panic!("no redemption for {}", order.id));
     assert_eq!(held.state, RedemptionState::Confirmed);
@@ -319,11 +350,21 @@ async fn a_used_up_code_cancels_the_order_without_stock(env: Env<'_>) {
         promotion_unavailable_reason("once", Unavailable::TotalUses)
     );
     assert!(
-        must!(shop.stores.inventory.reservation(&second.id).await, "reservation").is_none(),
+        must!(
+            shop.stores.inventory.reservation(&second.id).await,
+            "reservation"
+        )
+        .is_none(),
         "a cancelled order reserved stock"
     );
     assert!(must!(ctx.promotions().redemption(&second.id).await, "redemption").is_none());
-    assert_eq!(must!(shop.stores.inventory.available(&sku("MUG")).await, "available"), 9);
+    assert_eq!(
+        must!(
+            shop.stores.inventory.available(&sku("MUG")).await,
+            "available"
+        ),
+        9
+    );
     assert!(shop.payments.capture_for(&second.id).is_none(), "charged");
     // The next checkout is told the code is used up.
     let (third, rejected) = place(&shop, &request("c3", "k3", &[("MUG", 1)], &["ONCE"])).await;
@@ -349,7 +390,10 @@ async fn a_declined_payment_releases_the_redemption(env: Env<'_>) {
     assert_eq!(usage.uses, 0, "the use came back");
     // Cleaning up again gives nothing back twice.
     must!(shop.pipeline.process(&order.id).await, "process again");
-    assert_eq!(must!(ctx.promotions().usage(&pid("once")).await, "usage").uses, 0);
+    assert_eq!(
+        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        0
+    );
     // The use is there for the next buyer.
     let (next, _) = place(&shop, &request("c2", "k2", &[("MUG", 1)], &["ONCE"])).await;
     let next = must!(shop.pipeline.process(&next.id).await, "process next");
@@ -365,11 +409,17 @@ async fn expired_redemptions_are_reaped_once_with_their_orders(env: Env<'_>) {
     // The gateway keeps failing: the order waits in PAYMENT_PENDING.
     shop.payments.set_default(ChargeBehavior::Fail);
     let (order, _) = place(&shop, &request("c1", "k1", &[("MUG", 2)], &["ONCE"])).await;
-    assert!(shop.pipeline.process(&order.id).await.is_err(), "the gateway fails");
+    assert!(
+        shop.pipeline.process(&order.id).await.is_err(),
+        "the gateway fails"
+    );
     let pending = must!(shop.stores.orders.get_order(&order.id).await, "get_order")
         .unwrap_or_else(|| panic!("gone"));
     assert_eq!(pending.status, OrderStatus::PaymentPending);
-    assert_eq!(must!(ctx.promotions().usage(&pid("once")).await, "usage").uses, 1);
+    assert_eq!(
+        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        1
+    );
     ctx.advance(Duration::from_secs(24 * 60 * 60));
     shop.payments.set_default(ChargeBehavior::Approve);
     let reapers: Vec<_> = (0..4)
@@ -392,8 +442,17 @@ async fn expired_redemptions_are_reaped_once_with_their_orders(env: Env<'_>) {
     let done = must!(shop.stores.orders.get_order(&order.id).await, "get_order")
         .unwrap_or_else(|| panic!("gone"));
     assert_eq!(done.status, OrderStatus::Cancelled);
-    assert_eq!(must!(ctx.promotions().usage(&pid("once")).await, "usage").uses, 0);
-    assert_eq!(must!(shop.stores.inventory.available(&sku("MUG")).await, "available"), 10);
+    assert_eq!(
+        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        0
+    );
+    assert_eq!(
+        must!(
+            shop.stores.inventory.available(&sku("MUG")).await,
+            "available"
+        ),
+        10
+    );
 }
 
 async fn a_rush_on_a_100_use_code_discounts_exactly_100_orders(env: Env<'_>) {
@@ -405,7 +464,12 @@ async fn a_rush_on_a_100_use_code_discounts_exactly_100_orders(env: Env<'_>) {
     let results = concurrently(BUYERS, |i| {
         let shop = shop.clone();
         async move {
-            let r = request(&format!("c{i}"), &format!("k{i}"), &[("MUG", 1)], &["BF100"]);
+            let r = request(
+                &format!("c{i}"),
+                &format!("k{i}"),
+                &[("MUG", 1)],
+                &["BF100"],
+            );
             let (order, _) = place(&shop, &r).await;
             let done = shop.pipeline.process(&order.id).await;
             (order, done)
@@ -442,7 +506,10 @@ async fn a_rush_on_a_100_use_code_discounts_exactly_100_orders(env: Env<'_>) {
     assert_eq!((usage.uses, usage.confirmed_uses), (100, 100));
     assert_eq!(usage.confirmed_spent, money("300.00 USD"));
     assert_eq!(
-        must!(shop.stores.inventory.available(&sku("MUG")).await, "available"),
+        must!(
+            shop.stores.inventory.available(&sku("MUG")).await,
+            "available"
+        ),
         1000 - sold,
         "stock sold matches the paid orders ({paid_without} without the code)"
     );
@@ -481,12 +548,21 @@ async fn price_lists_price_carts_and_checkout(env: Env<'_>) {
     }
     let mut bad = list("bad", Currency::USD, None, "1.00 USD");
     bad.prices.insert(sku("CAP"), money("2.00 EUR"));
-    assert!(lists.put_price_list(&bad).await.is_err(), "a price in another currency");
+    assert!(
+        lists.put_price_list(&bad).await.is_err(),
+        "a price in another currency"
+    );
     let active = must!(lists.active_price_lists(now).await, "active_price_lists");
-    assert_eq!(active, vec![eur.clone(), vip_usd.clone()], "valid now, by id");
+    assert_eq!(
+        active,
+        vec![eur.clone(), vip_usd.clone()],
+        "valid now, by id"
+    );
     let buyer = cust("c-vip");
     must!(
-        lists.set_customer_groups(&buyer, &[vip.clone(), vip.clone()]).await,
+        lists
+            .set_customer_groups(&buyer, &[vip.clone(), vip.clone()])
+            .await,
         "set_customer_groups"
     );
     assert_eq!(
@@ -498,14 +574,17 @@ async fn price_lists_price_carts_and_checkout(env: Env<'_>) {
     let shop = shop(&ctx);
     // The cart snapshots the resolved price: the group's for its customer, the base
     // price for a guest.
-    let carts = CartService::new(&shop.stores, CartLimits::default())
-        .with_price_lists(lists.clone(), None);
+    let carts =
+        CartService::new(&shop.stores, CartLimits::default()).with_price_lists(lists.clone(), None);
     let owner = CartOwner::Customer(buyer.clone());
     let id = CartId::for_customer(&buyer);
     let cart = must!(carts.add(&id, &owner, &sku("MUG"), 2).await, "add");
     assert_eq!(cart.items[0].unit_price, money("8.00 USD"));
     let guest = CartId::new_guest();
-    let cart = must!(carts.add(&guest, &CartOwner::Guest, &sku("MUG"), 1).await, "add");
+    let cart = must!(
+        carts.add(&guest, &CartOwner::Guest, &sku("MUG"), 1).await,
+        "add"
+    );
     assert_eq!(cart.items[0].unit_price, money("10.00 USD"));
     let review = must!(carts.revalidate(&id, &owner).await, "revalidate");
     assert!(review.is_ok(), "{review:?}");
