@@ -13,7 +13,7 @@ use commerce_core::id::{CartId, CustomerId, IdempotencyKey, PromotionId, Sku};
 use commerce_core::order::OrderStatus;
 use commerce_core::promotion::{Action, CodeBatch, CouponCode, Limits, Promotion, Target};
 use commerce_core::service::{CartService, CheckoutOutcome, CheckoutRequest, CheckoutService};
-use commerce_core::store::{OrderStore, PromotionStore};
+use commerce_core::store::OrderStore;
 use commerce_core::{Error, Result};
 use rust_decimal::Decimal;
 use tokio::sync::Barrier;
