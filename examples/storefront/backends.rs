@@ -45,15 +45,18 @@ impl Backends {
     }
 }
 
+/// The stores, the promotions, co-purchase counts and histories of one backend.
+type Opened = (
+    Stores,
+    Arc<dyn PromotionStore>,
+    Arc<dyn CoPurchaseStore>,
+    Arc<dyn HistoryStore>,
+);
+
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, promotions, co_purchase, history): (
-        Stores,
-        Arc<dyn PromotionStore>,
-        Arc<dyn CoPurchaseStore>,
-        Arc<dyn HistoryStore>,
-    ) = match &args.database_url {
+    let (mut stores, promotions, co_purchase, history): Opened = match &args.database_url {
         None => {
             description.push(
                 "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories: in-memory engine"
