@@ -224,6 +224,75 @@ pub fn check_quantity(quantity: u32) -> Result<()> {
     Ok(())
 }
 
+/// Checks a movement's reason: at most 500 characters, no NUL, else `Validation`.
+pub fn check_reason(reason: &str) -> Result<()> {
+    if reason.chars().count() > 500 || reason.contains('\0') {
+        return Err(Error::validation(
+            "reason",
+            "at most 500 characters, no NUL",
+        ));
+    }
+    Ok(())
+}
+
+/// One item of a bulk restock ([`InventoryStore::restock_many`](crate::store::InventoryStore::restock_many)):
+/// `quantity` units of `sku` received at `location`.
+///
+/// ```
+/// use commerce_core::id::{LocationId, Sku};
+/// use commerce_core::inventory::Restock;
+///
+/// let item = Restock::new(Sku::new("PH-1")?, LocationId::new("main")?, 40, "initial stock");
+/// assert!(item.validate().is_ok());
+/// assert!(Restock { quantity: 0, ..item }.validate().is_err());
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Restock {
+    /// The SKU.
+    pub sku: Sku,
+    /// Where the units arrive.
+    pub location: LocationId,
+    /// Units received, 1 to [`MAX_QUANTITY`].
+    pub quantity: u32,
+    /// Why, for the ledger (at most 500 characters).
+    pub reason: String,
+}
+
+impl Restock {
+    /// A restock item.
+    pub fn new(sku: Sku, location: LocationId, quantity: u32, reason: impl Into<String>) -> Self {
+        Restock {
+            sku,
+            location,
+            quantity,
+            reason: reason.into(),
+        }
+    }
+
+    /// Checks the quantity and the reason, as `restock` does.
+    pub fn validate(&self) -> Result<()> {
+        check_quantity(self.quantity)?;
+        check_reason(&self.reason)
+    }
+}
+
+/// Checks a bulk restock: at most [`MAX_PAGE_SIZE`](crate::store::MAX_PAGE_SIZE) items,
+/// each valid; else `Validation`.
+pub fn check_restocks(items: &[Restock]) -> Result<()> {
+    if items.len() > crate::store::MAX_PAGE_SIZE as usize {
+        return Err(Error::validation(
+            "items",
+            format!(
+                "{} items; a bulk restock takes at most {}",
+                items.len(),
+                crate::store::MAX_PAGE_SIZE
+            ),
+        ));
+    }
+    items.iter().try_for_each(Restock::validate)
+}
+
 /// Where the units of one reservation line come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Allocation {

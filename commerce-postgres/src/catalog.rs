@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commerce_core::EntityKind;
-use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, ProductStatus, Slug};
+use commerce_core::catalog::{
+    Category, CategoryPath, NewProduct, Product, ProductStatus, Slug, check_new_products,
+};
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{CategoryId, ProductId, Sku};
 use commerce_core::store::{CatalogStore, Page, ProductQuery, check_limit, distinct_batch};
@@ -49,7 +51,9 @@ fn product_from(row: &PgRow) -> Result<Product> {
     Ok(product.0)
 }
 
-fn conflict_of(e: sqlx::Error, p: &Product) -> Error {
+/// Maps a unique violation to `Conflict` of the kind its constraint names; `p` is the
+/// product written, when there is one (a bulk insert names none).
+fn conflict_of(e: sqlx::Error, p: Option<&Product>) -> Error {
     let pg = PgError::from(e);
     if pg.code().as_deref() == Some(code::UNIQUE_VIOLATION) {
         let constraint = match &pg {
@@ -57,14 +61,24 @@ fn conflict_of(e: sqlx::Error, p: &Product) -> Error {
             _ => None,
         };
         return match constraint.as_deref() {
-            Some("products_slug_key") => {
-                Error::conflict(EntityKind::Slug, format!("slug {} is taken", p.slug))
-            }
+            Some("products_slug_key") => Error::conflict(
+                EntityKind::Slug,
+                match p {
+                    Some(p) => format!("slug {} is taken", p.slug),
+                    None => "a slug of the batch is taken".to_owned(),
+                },
+            ),
             Some("variants_pkey") => Error::conflict(
                 EntityKind::Variant,
                 "a SKU of this product belongs to another product",
             ),
-            _ => Error::conflict(EntityKind::Product, format!("product {} exists", p.id)),
+            _ => Error::conflict(
+                EntityKind::Product,
+                match p {
+                    Some(p) => format!("product {} exists", p.id),
+                    None => "a product of the batch exists".to_owned(),
+                },
+            ),
         };
     }
     pg.into()
@@ -130,7 +144,7 @@ impl PgCatalog {
             .bind(p.updated_at)
             .execute(&mut *conn)
             .await
-            .map_err(|e| conflict_of(e, p))?;
+            .map_err(|e| conflict_of(e, Some(p)))?;
         if !insert {
             sqlx::query(sql!(
                 "DELETE FROM {} WHERE product_id = $1",
@@ -157,7 +171,7 @@ impl PgCatalog {
         .bind(p.id.as_str())
         .execute(&mut *conn)
         .await
-        .map_err(|e| conflict_of(e, p))?;
+        .map_err(|e| conflict_of(e, Some(p)))?;
         self.db
             .append_in(
                 conn,
@@ -172,6 +186,85 @@ impl PgCatalog {
     }
 }
 
+impl PgCatalog {
+    /// Inserts new products and their variants with one statement each (arrays
+    /// unnested), and their events with one more.
+    async fn write_products(&self, conn: &mut PgConnection, products: &[Product]) -> Result<()> {
+        let mut ids = Vec::with_capacity(products.len());
+        let mut slugs = Vec::with_capacity(products.len());
+        let mut categories = Vec::with_capacity(products.len());
+        let mut statuses = Vec::with_capacity(products.len());
+        let mut attributes = Vec::with_capacity(products.len());
+        let mut bodies = Vec::with_capacity(products.len());
+        let mut stamps = Vec::with_capacity(products.len());
+        let (mut skus, mut owners, mut positions, mut variants) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for p in products {
+            let mut body = serde_json::to_value(p).map_err(corrupt)?;
+            if let Some(o) = body.as_object_mut() {
+                o.remove("variants");
+            }
+            ids.push(p.id.as_str());
+            slugs.push(p.slug.as_str());
+            categories.push(p.category.as_str());
+            statuses.push(p.status.as_str());
+            attributes.push(serde_json::to_value(&p.attributes).map_err(corrupt)?);
+            bodies.push(body);
+            stamps.push(p.created_at);
+            for (n, v) in p.variants.iter().enumerate() {
+                skus.push(v.sku.as_str());
+                owners.push(p.id.as_str());
+                positions.push(i32::try_from(n + 1).map_err(corrupt)?);
+                variants.push(serde_json::to_value(v).map_err(corrupt)?);
+            }
+        }
+        sqlx::query(sql!(
+            "INSERT INTO {} (id, slug, category, status, version, attributes, body,
+                             created_at, updated_at)
+             SELECT i, s, c, st, 1, a, b, t, t
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
+                           $6::jsonb[], $7::timestamptz[]) AS u(i, s, c, st, a, b, t)",
+            self.db.t("products")
+        ))
+        .bind(ids)
+        .bind(slugs)
+        .bind(categories)
+        .bind(statuses)
+        .bind(attributes)
+        .bind(bodies)
+        .bind(stamps)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_of(e, None))?;
+        sqlx::query(sql!(
+            "INSERT INTO {} (sku, product_id, position, body)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[])",
+            self.db.t("variants")
+        ))
+        .bind(skus)
+        .bind(owners)
+        .bind(positions)
+        .bind(variants)
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| conflict_of(e, None))?;
+        let at = products
+            .iter()
+            .map(|p| p.updated_at)
+            .max()
+            .unwrap_or_else(|| self.db.now());
+        let events: Vec<DomainEvent> = products
+            .iter()
+            .map(|p| DomainEvent::ProductChanged {
+                product_id: p.id.clone(),
+                version: p.version,
+            })
+            .collect();
+        self.db.append_in(conn, at, &events).await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl CatalogStore for PgCatalog {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -182,6 +275,19 @@ impl CatalogStore for PgCatalog {
         tx.commit().await.db()?;
         self.db.written();
         Ok(product)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(products = batch.len()), err(level = "debug"))]
+    async fn insert_products(&self, batch: Vec<(NewProduct, Slug)>) -> Result<Vec<Product>> {
+        let products = check_new_products(batch, self.db.now())?;
+        if products.is_empty() {
+            return Ok(products);
+        }
+        let mut tx = self.db.pool.begin().await.db()?;
+        self.write_products(&mut tx, &products).await?;
+        tx.commit().await.db()?;
+        self.db.written();
+        Ok(products)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -11,7 +11,8 @@ use commerce_core::event::DomainEvent;
 use commerce_core::id::{LocationId, OrderId, Sku};
 use commerce_core::inventory::{
     Allocation, InvariantViolation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest,
-    ReservationState, SkuStock, StockLevel, StockMovement, check_quantity, replay,
+    ReservationState, Restock, SkuStock, StockLevel, StockMovement, check_reason, check_restocks,
+    replay,
 };
 use commerce_core::store::{InventoryStore, check_limit, distinct_batch};
 use commerce_core::{Error, Result};
@@ -40,16 +41,6 @@ pub struct PgInventory {
     db: Arc<Db>,
     reserve_sql: String,
     combiner: Option<Arc<Combiner>>,
-}
-
-fn check_reason(reason: &str) -> Result<()> {
-    if reason.chars().count() > 500 || reason.contains('\0') {
-        return Err(Error::validation(
-            "reason",
-            "at most 500 characters, no NUL",
-        ));
-    }
-    Ok(())
 }
 
 fn kind_str(kind: MovementKind) -> &'static str {
@@ -244,6 +235,76 @@ impl PgInventory {
         Ok(())
     }
 
+    /// Applies valid restock items in one transaction: `restock_levels` moves the
+    /// counters, then one statement writes the movements and one the events.
+    async fn restock_items(&self, items: &[Restock]) -> Result<Vec<StockLevel>> {
+        let now = self.db.now();
+        let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
+        let locations: Vec<&str> = items.iter().map(|i| i.location.as_str()).collect();
+        let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
+        let mut tx = self.db.pool.begin().await.db()?;
+        let rows = sqlx::query(sql!(
+            "SELECT * FROM {}($1, $2, $3)",
+            self.db.t("restock_levels")
+        ))
+        .bind(skus)
+        .bind(locations)
+        .bind(quantities)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        let mut applied: Vec<Option<(StockLevel, i64)>> = vec![None; items.len()];
+        for row in &rows {
+            let position: i32 = row.try_get("o_position").db()?;
+            let slot = usize::try_from(position)
+                .ok()
+                .and_then(|p| p.checked_sub(1))
+                .and_then(|p| applied.get_mut(p))
+                .ok_or_else(|| corrupt(format!("restock_levels returned position {position}")))?;
+            let level = StockLevel {
+                sku: Sku::new(row.try_get::<String, _>("o_sku").db()?)?,
+                location: LocationId::new(row.try_get::<String, _>("o_location").db()?)?,
+                received: u(row.try_get("o_received").db()?),
+                adjusted: row.try_get("o_adjusted").db()?,
+                available: u(row.try_get("o_available").db()?),
+                reserved: u(row.try_get("o_reserved").db()?),
+                sold: u(row.try_get("o_sold").db()?),
+            };
+            *slot = Some((level, row.try_get("o_filled").db()?));
+        }
+        let mut levels = Vec::with_capacity(items.len());
+        let mut movs = Vec::with_capacity(items.len());
+        let mut events = Vec::with_capacity(items.len());
+        for (item, applied) in items.iter().zip(applied) {
+            let (level, fill) = applied.ok_or_else(|| corrupt("restock_levels skipped an item"))?;
+            let q = i64::from(item.quantity);
+            let mov = |kind, quantity| Mov {
+                sku: item.sku.to_string(),
+                location: Some(item.location.to_string()),
+                kind,
+                quantity,
+                order_id: None,
+                reason: Some(item.reason.clone()),
+            };
+            if fill > 0 {
+                movs.push(mov(MovementKind::BackorderFilled, fill));
+            }
+            if q > fill {
+                movs.push(mov(MovementKind::Received, q - fill));
+            }
+            events.push(DomainEvent::StockChanged {
+                sku: item.sku.clone(),
+                location: item.location.clone(),
+                available: level.available,
+            });
+            levels.push(level);
+        }
+        self.write_movements(&mut tx, now, &movs).await?;
+        self.db.append_in(&mut tx, now, &events).await?;
+        tx.commit().await.db()?;
+        Ok(levels)
+    }
+
     async fn lock_reservation(
         &self,
         conn: &mut PgConnection,
@@ -405,89 +466,21 @@ impl InventoryStore for PgInventory {
         quantity: u32,
         reason: &str,
     ) -> Result<StockLevel> {
-        check_quantity(quantity)?;
-        check_reason(reason)?;
-        let now = self.db.now();
-        let q = i64::from(quantity);
-        let mut tx = self.db.pool.begin().await.db()?;
-        // lock order: the level, then the SKU record
-        sqlx::query(sql!(
-            "INSERT INTO {t} AS l (sku, location) VALUES ($1, $2)
-             ON CONFLICT (sku, location) DO UPDATE SET received = l.received",
-            t = self.db.t("stock_levels")
-        ))
-        .bind(sku.as_str())
-        .bind(location.as_str())
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        let owed: i64 = sqlx::query_scalar(sql!(
-            "INSERT INTO {t} (sku) VALUES ($1)
-             ON CONFLICT (sku) DO UPDATE SET sku = EXCLUDED.sku
-             RETURNING owed",
-            t = self.db.t("stock_skus")
-        ))
-        .bind(sku.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .db()?;
-        let fill = owed.min(q);
-        if fill > 0 {
-            sqlx::query(sql!(
-                "UPDATE {} SET owed = owed - $2, backordered = backordered - $2 WHERE sku = $1",
-                self.db.t("stock_skus")
-            ))
-            .bind(sku.as_str())
-            .bind(fill)
-            .execute(&mut *tx)
-            .await
-            .db()?;
+        let item = Restock::new(sku.clone(), location.clone(), quantity, reason);
+        item.validate()?;
+        let mut levels = self.restock_items(std::slice::from_ref(&item)).await?;
+        levels
+            .pop()
+            .ok_or_else(|| corrupt("restock_levels returned no row"))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(items = items.len()), err(level = "debug"))]
+    async fn restock_many(&self, items: &[Restock]) -> Result<Vec<StockLevel>> {
+        check_restocks(items)?;
+        if items.is_empty() {
+            return Ok(Vec::new());
         }
-        let row = sqlx::query(sql!(
-            "UPDATE {t} AS l
-               SET received = l.received + $3, sold = l.sold + $4,
-                   available = l.available + $3 - $4
-             WHERE sku = $1 AND location = $2
-             RETURNING *",
-            t = self.db.t("stock_levels")
-        ))
-        .bind(sku.as_str())
-        .bind(location.as_str())
-        .bind(q)
-        .bind(fill)
-        .fetch_one(&mut *tx)
-        .await
-        .db()?;
-        let level = level_from(&row)?;
-        let mut movs = Vec::new();
-        let mov = |kind, quantity| Mov {
-            sku: sku.to_string(),
-            location: Some(location.to_string()),
-            kind,
-            quantity,
-            order_id: None,
-            reason: Some(reason.to_owned()),
-        };
-        if fill > 0 {
-            movs.push(mov(MovementKind::BackorderFilled, fill));
-        }
-        if q > fill {
-            movs.push(mov(MovementKind::Received, q - fill));
-        }
-        self.write_movements(&mut tx, now, &movs).await?;
-        self.db
-            .append_in(
-                &mut tx,
-                now,
-                &[DomainEvent::StockChanged {
-                    sku: sku.clone(),
-                    location: location.clone(),
-                    available: level.available,
-                }],
-            )
-            .await?;
-        tx.commit().await.db()?;
-        Ok(level)
+        self.restock_items(items).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -23,6 +23,7 @@ use commerce_core::store::{
 };
 use commerce_postgres::sqlx::{self, Connection, PgConnection, PgPool};
 use commerce_postgres::{PgCommerce, PgConfig};
+use futures::StreamExt;
 
 fn sku(s: &str) -> Sku {
     Sku::new(s).unwrap()
@@ -291,5 +292,126 @@ async fn orders_settle_while_connections_are_killed() {
         "killed {killed} connections while {} orders settled",
         ids.len()
     );
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bulk_load_rides_out_killed_connections_and_writes_each_batch_once() {
+    use commerce_core::catalog::Slug;
+    use commerce_core::event::DomainEvent;
+    use commerce_core::inventory::Restock;
+    use commerce_core::service::CatalogLoader;
+    use commerce_core::store::ProductQuery;
+
+    let (pg, guard) = engine("loadflt").await;
+    let stores = pg.stores();
+    let loader = CatalogLoader::new(&stores).with_retry(
+        RetryPolicy {
+            max_attempts: u32::MAX,
+            base_delay: Duration::from_millis(5),
+            max_delay: Duration::from_millis(200),
+        },
+        Duration::from_secs(120),
+    );
+    let admin = PgPool::connect(&common::database_url()).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (admin, stop, schema) = (admin.clone(), stop.clone(), guard.0.clone());
+        tokio::spawn(async move {
+            // Every 150 ms for the first 40 rounds (a failover storm), then the load
+            // must finish on its own.
+            let mut killed = 0;
+            for _ in 0..40 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                killed += kill_schema_backends(&admin, &schema).await;
+            }
+            killed
+        })
+    };
+    let (batches, per_batch) = (30u32, 100u32);
+    let at = LocationId::new("w1").unwrap();
+    let loads = (0..batches).map(|b| {
+        let loader = loader.clone();
+        let at = at.clone();
+        async move {
+            let batch: Vec<(NewProduct, Slug)> = (0..per_batch)
+                .map(|i| {
+                    let n = b * per_batch + i;
+                    let mut p = NewProduct::new(
+                        SellerId::new("s1").unwrap(),
+                        format!("Item {n}"),
+                        CategoryPath::parse("Electronics > Phones").unwrap(),
+                        "Acme",
+                        sku(&format!("L{n}")),
+                        "5.00 USD".parse().unwrap(),
+                    );
+                    p.id = Some(ProductId::new(format!("p-{n}")).unwrap());
+                    (p, Slug::new(format!("item-{n}")).unwrap())
+                })
+                .collect();
+            let stored = loader.insert_products(batch).await?;
+            let items: Vec<Restock> = stored
+                .iter()
+                .map(|p| Restock::new(p.variants[0].sku.clone(), at.clone(), 7, "initial"))
+                .collect();
+            loader.stock_new_levels(&items).await?;
+            Ok::<usize, commerce_core::Error>(stored.len())
+        }
+    });
+    // Four loaders at a time, as a seeding host would run them.
+    let results: Vec<_> = futures::stream::iter(loads)
+        .buffer_unordered(4)
+        .collect()
+        .await;
+    stop.store(true, Ordering::Relaxed);
+    let killed = killer.await.unwrap();
+    for r in &results {
+        assert_eq!(
+            r.as_ref().map_err(|e| e.to_string()),
+            Ok(&(per_batch as usize)),
+            "every batch loads"
+        );
+    }
+    assert!(killed > 0, "the test killed no connection");
+    let total = (batches * per_batch) as usize;
+    let listed = stores
+        .catalog
+        .list_all_products(&ProductQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), total, "each product stored once");
+    for n in (0..batches * per_batch).step_by(97) {
+        let stock = pg.inventory.stock(&sku(&format!("L{n}"))).await.unwrap();
+        assert_eq!(
+            (stock.levels.len(), stock.levels[0].received),
+            (1, 7),
+            "L{n} was received once"
+        );
+    }
+    let mut changed = 0;
+    let mut stocked = 0;
+    let mut after = EventId(0);
+    loop {
+        let page = pg.events.read(after, 1000).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = last.id;
+        for e in &page {
+            match e.event {
+                DomainEvent::ProductChanged { .. } => changed += 1,
+                DomainEvent::StockChanged { .. } => stocked += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(
+        (changed, stocked),
+        (total, total),
+        "one event per write, none twice"
+    );
+    assert!(pg.inventory.audit().await.unwrap().is_empty());
+    eprintln!("bulk load under faults: {killed} connections killed");
     drop(guard);
 }

@@ -610,6 +610,28 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         Ok(product)
     }
 
+    async fn insert_products(&self, mut batch: Vec<(NewProduct, Slug)>) -> Result<Vec<Product>> {
+        // Marked and refreshed all at once: the commands share the multiplexed
+        // connection, so a batch costs a few round trips, not two per product.
+        let marks: Vec<(ProductId, Slug, Vec<Sku>)> = batch
+            .iter_mut()
+            .map(|(new, slug)| {
+                let id = new.id.get_or_insert_with(ProductId::generate).clone();
+                let skus = new.variants.iter().map(|v| v.sku.clone()).collect();
+                (id, slug.clone(), skus)
+            })
+            .collect();
+        futures::future::join_all(
+            marks
+                .iter()
+                .map(|(id, slug, skus)| self.before_write(Some(id), 1, slug, skus)),
+        )
+        .await;
+        let products = self.inner.insert_products(batch).await?;
+        futures::future::join_all(products.iter().map(|p| self.after_write(p))).await;
+        Ok(products)
+    }
+
     async fn update_product(&self, product: Product) -> Result<Product> {
         let next = product.version.saturating_add(1);
         let id = product.id.clone();

@@ -1,16 +1,19 @@
 //! Seeding: the category tree, a sample catalog, its stock, and the search index.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use commerce_core::Result;
-use commerce_core::catalog::{CategoryPath, CategoryTree, import_bestbuy_file};
+use commerce_core::catalog::{CategoryPath, CategoryTree, NewProduct, Slug, import_bestbuy_file};
 use commerce_core::id::{LocationId, Sku};
+use commerce_core::inventory::Restock;
 use commerce_core::sample::SampleCatalog;
-use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStoreExt, SearchIndex};
+use commerce_core::service::{CatalogLoader, Stores};
+use commerce_core::store::SearchIndex;
 use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::flash_sale::retrying;
 
 /// What was seeded.
 #[derive(Debug)]
@@ -71,7 +74,7 @@ pub async fn seed(
 ) -> Result<Seeded> {
     let started = Instant::now();
     let categories: Vec<_> = tree.iter().cloned().collect();
-    stores.catalog.put_categories(&categories).await?;
+    retrying(|| stores.catalog.put_categories(&categories)).await?;
     let sample = SampleCatalog::new(&tree, seed);
     let locations = [LocationId::new("wh-east")?, LocationId::new("wh-west")?];
 
@@ -90,47 +93,72 @@ pub async fn seed(
         skus: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    let mut batch = Vec::with_capacity(500);
-    for i in 0..n {
-        let product = stores.catalog.create_product(sample.product(i)).await?;
-        for (v, variant) in product.variants.iter().enumerate() {
-            // Most SKUs sit in one warehouse, every third also in the other; a few are
-            // sold out.
-            let units = variant.inventory_count;
-            if units > 0 {
-                let at = &locations[(i as usize + v) % 2];
-                stores
-                    .inventory
-                    .restock(&variant.sku, at, units, "initial stock")
-                    .await?;
-                out.units += u64::from(units);
-                if (i + v as u64) % 3 == 0 {
-                    let other = &locations[(i as usize + v + 1) % 2];
-                    stores
-                        .inventory
-                        .restock(&variant.sku, other, 25, "initial stock")
-                        .await?;
-                    out.units += 25;
+    // Slugs as `create_product` would give them in this order: the title, then `-2`...
+    let loader = CatalogLoader::new(stores);
+    let mut slugs_taken: HashMap<Slug, u32> = HashMap::new();
+    let mut first = 0;
+    while first < n {
+        let last = (first + SEED_BATCH).min(n);
+        let batch: Vec<(NewProduct, Slug)> = sample
+            .products(first..last)
+            .map(|new| {
+                let base = Slug::from_title(&new.title);
+                let seen = slugs_taken.entry(base.clone()).or_insert(0);
+                *seen += 1;
+                let slug = if *seen == 1 {
+                    base
+                } else {
+                    base.with_suffix(*seen)
+                };
+                (new, slug)
+            })
+            .collect();
+        let products = loader.insert_products(batch).await?;
+        let mut items = Vec::new();
+        for (product, i) in products.iter().zip(first..last) {
+            for (v, variant) in product.variants.iter().enumerate() {
+                // Most SKUs sit in one warehouse, every third also in the other; a few
+                // are sold out.
+                let units = variant.inventory_count;
+                if units > 0 {
+                    let at = &locations[(i as usize + v) % 2];
+                    items.push(Restock::new(
+                        variant.sku.clone(),
+                        at.clone(),
+                        units,
+                        "initial stock",
+                    ));
+                    out.units += u64::from(units);
+                    if (i + v as u64) % 3 == 0 {
+                        let other = &locations[(i as usize + v + 1) % 2];
+                        items.push(Restock::new(
+                            variant.sku.clone(),
+                            other.clone(),
+                            25,
+                            "initial stock",
+                        ));
+                        out.units += 25;
+                    }
                 }
             }
+            out.products += 1;
+            out.variants += product.variants.len() as u64;
+            *out.per_category
+                .entry(product.category.clone())
+                .or_default() += 1;
+            out.skus
+                .extend(product.variants.first().map(|v| v.sku.clone()));
         }
-        out.products += 1;
-        out.variants += product.variants.len() as u64;
-        *out.per_category
-            .entry(product.category.clone())
-            .or_default() += 1;
-        out.skus
-            .extend(product.variants.first().map(|v| v.sku.clone()));
-        batch.push(product);
-        if batch.len() == 500 {
-            search.upsert(&batch).await?;
-            batch.clear();
-        }
-        bar.inc(1);
+        loader.stock_new_levels(&items).await?;
+        search.upsert(&products).await?;
+        bar.inc(last - first);
+        first = last;
     }
-    search.upsert(&batch).await?;
     search.refresh().await?;
     bar.finish_and_clear();
     out.elapsed = started.elapsed();
     Ok(out)
 }
+
+/// Products per bulk insert while seeding.
+const SEED_BATCH: u64 = 500;

@@ -4,6 +4,7 @@ use futures::future::BoxFuture;
 
 use crate::harness::{BenchResult, Report, Settings};
 
+mod bulk_load;
 mod memory;
 mod order_path;
 mod postgres;
@@ -32,6 +33,7 @@ pub fn all() -> Vec<Scenario> {
     out.extend(recommend::scenarios());
     out.extend(postgres::scenarios());
     out.extend(order_path::scenarios());
+    out.extend(bulk_load::scenarios());
     out.extend(promotions::scenarios());
     out.extend(redis::scenarios());
     out.extend(search::scenarios());

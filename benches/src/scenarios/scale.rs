@@ -82,7 +82,7 @@ async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> {
 }
 
 /// The Best Buy tree, or the generated one when the file is absent.
-fn load_tree() -> (CategoryTree, String) {
+pub(super) fn load_tree() -> (CategoryTree, String) {
     let candidates = [
         PathBuf::from("../shared/data/bestbuy-categories.json"),
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/bestbuy-categories.json"),

@@ -9,6 +9,6 @@ pub use category::{Category, CategoryPath, CategoryTree, SegmentFix, normalize_s
 pub use import::{ImportReport, Merged, Normalised, Rejected, import_bestbuy, import_bestbuy_file};
 pub use product::{
     AttributeValue, Attributes, Dimensions, NewProduct, Product, ProductStatus, ProductVariant,
-    Rating, limits,
+    Rating, check_new_products, limits,
 };
 pub use slug::Slug;

@@ -572,6 +572,70 @@ impl NewProduct {
     }
 }
 
+/// Builds and checks a batch of new products for a bulk insert
+/// ([`CatalogStore::insert_products`](crate::store::CatalogStore::insert_products)), at
+/// time `now`: at most [`MAX_PAGE_SIZE`](crate::store::MAX_PAGE_SIZE) products, each
+/// valid ([`NewProduct::into_product`]), and no product id, slug or SKU twice in the
+/// batch (`Conflict` of that kind). A product without an id gets a fresh one.
+///
+/// ```
+/// use commerce_core::catalog::{CategoryPath, NewProduct, Slug, check_new_products};
+/// use commerce_core::id::{SellerId, Sku};
+///
+/// let new = |sku: &str| -> commerce_core::Result<NewProduct> {
+///     Ok(NewProduct::new(SellerId::new("s1")?, "Phone", CategoryPath::parse("Phones")?,
+///                        "Acme", Sku::new(sku)?, "199.00 USD".parse()?))
+/// };
+/// let now = chrono::Utc::now();
+/// let ok = vec![(new("PH-1")?, Slug::new("phone")?), (new("PH-2")?, Slug::new("phone-2")?)];
+/// assert_eq!(check_new_products(ok, now)?.len(), 2);
+/// let same_slug = vec![(new("PH-1")?, Slug::new("phone")?), (new("PH-2")?, Slug::new("phone")?)];
+/// assert!(check_new_products(same_slug, now).is_err());
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+pub fn check_new_products(batch: Vec<(NewProduct, Slug)>, now: Timestamp) -> Result<Vec<Product>> {
+    let max = crate::store::MAX_PAGE_SIZE as usize;
+    if batch.len() > max {
+        return Err(Error::validation(
+            "products",
+            format!(
+                "{} products; a bulk insert takes at most {max}",
+                batch.len()
+            ),
+        ));
+    }
+    let mut ids = HashSet::with_capacity(batch.len());
+    let mut slugs = HashSet::with_capacity(batch.len());
+    let mut skus = HashSet::with_capacity(batch.len());
+    batch
+        .into_iter()
+        .map(|(new, slug)| {
+            let product = new.into_product(slug, now)?;
+            if !ids.insert(product.id.clone()) {
+                return Err(Error::conflict(
+                    EntityKind::Product,
+                    format!("product {} is twice in the batch", product.id),
+                ));
+            }
+            if !slugs.insert(product.slug.clone()) {
+                return Err(Error::conflict(
+                    EntityKind::Slug,
+                    format!("slug {} is twice in the batch", product.slug),
+                ));
+            }
+            for v in &product.variants {
+                if !skus.insert(v.sku.clone()) {
+                    return Err(Error::conflict(
+                        EntityKind::Variant,
+                        format!("SKU {} is twice in the batch", v.sku),
+                    ));
+                }
+            }
+            Ok(product)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

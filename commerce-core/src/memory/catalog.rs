@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tracing::instrument;
 
 use super::{MemoryEventLog, lock};
-use crate::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
+use crate::catalog::{Category, CategoryPath, NewProduct, Product, Slug, check_new_products};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
 use crate::event::DomainEvent;
@@ -128,6 +128,30 @@ impl CatalogStore for MemoryCatalog {
             version: product.version,
         }]);
         Ok(product)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(products = batch.len()), err(level = "debug"))]
+    async fn insert_products(&self, batch: Vec<(NewProduct, Slug)>) -> Result<Vec<Product>> {
+        let products = check_new_products(batch, self.clock.now())?;
+        let mut state = lock(&self.state);
+        for product in &products {
+            if state.products.contains_key(&product.id) {
+                return Err(Error::conflict(
+                    EntityKind::Product,
+                    format!("product {} exists", product.id),
+                ));
+            }
+            state.check_unique(product)?;
+        }
+        for product in &products {
+            state.index(product.clone());
+        }
+        self.events
+            .push(products.iter().map(|p| DomainEvent::ProductChanged {
+                product_id: p.id.clone(),
+                version: p.version,
+            }));
+        Ok(products)
     }
 
     #[instrument(level = "debug", skip_all, fields(product_id = %product.id), err(level = "debug"))]

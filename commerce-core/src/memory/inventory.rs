@@ -12,7 +12,8 @@ use crate::event::DomainEvent;
 use crate::id::{LocationId, OrderId, Sku};
 use crate::inventory::{
     Allocation, InvariantViolation, MovementKind, Reservation, ReservationLine, ReservationRequest,
-    ReservationState, SkuStock, StockLevel, StockMovement, check_quantity, replay,
+    ReservationState, Restock, SkuStock, StockLevel, StockMovement, check_reason, check_restocks,
+    replay,
 };
 use crate::store::{InventoryStore, check_limit};
 
@@ -168,19 +169,55 @@ impl State {
     }
 }
 
+impl State {
+    /// One restock, first filling the SKU's confirmed backorders (the item is valid).
+    fn restock(&mut self, now: Timestamp, item: &Restock) -> (StockLevel, DomainEvent) {
+        let Restock {
+            sku,
+            location,
+            quantity,
+            reason,
+        } = item;
+        let quantity = u64::from(*quantity);
+        let meta = self.skus.entry(sku.clone()).or_default();
+        let fill = meta.owed.min(quantity);
+        meta.owed -= fill;
+        meta.backordered -= fill;
+        let level = self
+            .levels
+            .entry((sku.clone(), location.clone()))
+            .or_insert_with(|| StockLevel::empty(sku.clone(), location.clone()));
+        level.received += quantity;
+        level.sold += fill;
+        level.available += quantity - fill;
+        let level = level.clone();
+        let movement = |kind, q: u64| StockMovement {
+            sku: sku.clone(),
+            location: Some(location.clone()),
+            kind,
+            quantity: q as i64,
+            order_id: None,
+            reason: Some(reason.clone()),
+            at: now,
+        };
+        if fill > 0 {
+            self.record(movement(MovementKind::BackorderFilled, fill));
+        }
+        if quantity > fill {
+            self.record(movement(MovementKind::Received, quantity - fill));
+        }
+        let event = DomainEvent::StockChanged {
+            sku: sku.clone(),
+            location: location.clone(),
+            available: level.available,
+        };
+        (level, event)
+    }
+}
+
 /// The smallest location id in byte order (`-` is the lowest allowed byte).
 fn min_location() -> LocationId {
     LocationId::unchecked("-")
-}
-
-fn check_reason(reason: &str) -> Result<()> {
-    if reason.chars().count() > 500 || reason.contains('\0') {
-        return Err(Error::validation(
-            "reason",
-            "at most 500 characters, no NUL",
-        ));
-    }
-    Ok(())
 }
 
 fn reservation_event(r: &Reservation) -> DomainEvent {
@@ -220,43 +257,23 @@ impl InventoryStore for MemoryInventory {
         quantity: u32,
         reason: &str,
     ) -> Result<StockLevel> {
-        check_quantity(quantity)?;
-        check_reason(reason)?;
+        let item = Restock::new(sku.clone(), location.clone(), quantity, reason);
+        item.validate()?;
+        let mut state = lock(&self.state);
+        let (level, event) = state.restock(self.clock.now(), &item);
+        self.events.push([event]);
+        Ok(level)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(items = items.len()), err(level = "debug"))]
+    async fn restock_many(&self, items: &[Restock]) -> Result<Vec<StockLevel>> {
+        check_restocks(items)?;
         let now = self.clock.now();
         let mut state = lock(&self.state);
-        let meta = state.skus.entry(sku.clone()).or_default();
-        let fill = meta.owed.min(u64::from(quantity));
-        meta.owed -= fill;
-        meta.backordered -= fill;
-        let level = state
-            .levels
-            .entry((sku.clone(), location.clone()))
-            .or_insert_with(|| StockLevel::empty(sku.clone(), location.clone()));
-        level.received += u64::from(quantity);
-        level.sold += fill;
-        level.available += u64::from(quantity) - fill;
-        let level = level.clone();
-        let movement = |kind, q: u64| StockMovement {
-            sku: sku.clone(),
-            location: Some(location.clone()),
-            kind,
-            quantity: q as i64,
-            order_id: None,
-            reason: Some(reason.to_owned()),
-            at: now,
-        };
-        if fill > 0 {
-            state.record(movement(MovementKind::BackorderFilled, fill));
-        }
-        if u64::from(quantity) > fill {
-            state.record(movement(MovementKind::Received, u64::from(quantity) - fill));
-        }
-        self.events.push([DomainEvent::StockChanged {
-            sku: sku.clone(),
-            location: location.clone(),
-            available: level.available,
-        }]);
-        Ok(level)
+        let (levels, events): (Vec<_>, Vec<_>) =
+            items.iter().map(|item| state.restock(now, item)).unzip();
+        self.events.push(events);
+        Ok(levels)
     }
 
     #[instrument(level = "debug", skip(self), err(level = "debug"))]

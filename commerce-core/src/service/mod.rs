@@ -137,6 +137,7 @@ mod cart;
 pub(crate) mod checkout;
 mod client_cart;
 mod fulfillment;
+mod loader;
 mod notify;
 mod payment;
 pub mod pipeline;
@@ -154,6 +155,7 @@ pub use cart::CartService;
 pub use checkout::{CartSource, CheckoutConfig, CheckoutOutcome, CheckoutRequest, CheckoutService};
 pub use client_cart::{ClientCart, ClientCartItem, MAX_CLIENT_CART_BYTES};
 pub use fulfillment::{Fulfillment, MemoryFulfillment};
+pub use loader::CatalogLoader;
 pub use notify::{MemoryNotifier, Notification, Notifier, SentNotification};
 pub use payment::{
     Capture, ChargeBehavior, ChargeOutcome, ChargeRequest, MemoryPaymentGateway, PaymentGateway,

@@ -77,6 +77,58 @@ pub trait CatalogStore: Send + Sync + Debug + 'static {
     /// * Append `ProductChanged` atomically with the insert.
     async fn insert_product(&self, new: NewProduct, slug: Slug) -> Result<Product>;
 
+    /// Creates many products at once, each exactly as
+    /// [`insert_product`](Self::insert_product) would (version 1, the store clock's now,
+    /// its `ProductChanged` event), and returns them as stored, in the order given. For
+    /// bulk loads: a few statements and one commit instead of one per product.
+    ///
+    /// # To ensure correctness
+    /// * Validate the whole batch before writing
+    ///   ([`check_new_products`](crate::catalog::check_new_products)): at most
+    ///   [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) products, each valid, and no id, slug or
+    ///   SKU twice in the batch (`Conflict` of that kind, as inserting them one by one
+    ///   would give); an invalid batch writes nothing. No products: `Ok` with none.
+    /// * A product that conflicts with a stored one is `Conflict` of the same kind as
+    ///   in `insert_product`, and nothing of the batch is written (memory and PostgreSQL
+    ///   write a batch atomically).
+    /// * The default validates, checks every id, slug and SKU against the store, then
+    ///   calls `insert_product` one by one: a concurrent writer or a backend failure
+    ///   midway can leave the products before it stored. Stores with atomic writes
+    ///   override it.
+    async fn insert_products(&self, mut batch: Vec<(NewProduct, Slug)>) -> Result<Vec<Product>> {
+        for (new, _) in &mut batch {
+            new.id.get_or_insert_with(ProductId::generate);
+        }
+        let checked = crate::catalog::check_new_products(batch.clone(), Default::default())?;
+        for p in &checked {
+            if self.get_product(&p.id).await?.is_some() {
+                return Err(Error::conflict(
+                    EntityKind::Product,
+                    format!("product {} exists", p.id),
+                ));
+            }
+            if self.get_product_by_slug(&p.slug).await?.is_some() {
+                return Err(Error::conflict(
+                    EntityKind::Slug,
+                    format!("slug {} is taken", p.slug),
+                ));
+            }
+            for v in &p.variants {
+                if self.get_product_by_sku(&v.sku).await?.is_some() {
+                    return Err(Error::conflict(
+                        EntityKind::Variant,
+                        format!("SKU {} belongs to another product", v.sku),
+                    ));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(batch.len());
+        for (new, slug) in batch {
+            out.push(self.insert_product(new, slug).await?);
+        }
+        Ok(out)
+    }
+
     /// Replaces a product's content, under optimistic concurrency.
     ///
     /// # To ensure correctness

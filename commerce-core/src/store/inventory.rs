@@ -7,7 +7,8 @@ use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{LocationId, OrderId, Sku};
 use crate::inventory::{
-    InvariantViolation, Reservation, ReservationRequest, SkuStock, StockLevel, StockMovement,
+    InvariantViolation, Reservation, ReservationRequest, Restock, SkuStock, StockLevel,
+    StockMovement,
 };
 
 /// Stock levels, reservations and the movement ledger. The counters, the invariant,
@@ -34,6 +35,30 @@ pub trait InventoryStore: Send + Sync + Debug + 'static {
         quantity: u32,
         reason: &str,
     ) -> Result<StockLevel>;
+
+    /// Receives several restocks at once, each exactly as [`restock`](Self::restock)
+    /// would (backorders filled first, its movements and its `StockChanged` event), in
+    /// the order given. Returns each level as it was right after its item, in that order.
+    /// For bulk loads: one round trip and one commit instead of one per item.
+    ///
+    /// # To ensure correctness
+    /// * Validate every item first ([`check_restocks`](crate::inventory::check_restocks):
+    ///   at most [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) items); one invalid item is a
+    ///   `Validation` error and nothing is written. No items: `Ok` with none.
+    /// * A store with atomic writes makes the batch all or nothing (memory and
+    ///   PostgreSQL do). The default validates, then calls `restock` item by item: a
+    ///   backend failure midway leaves the items before it received.
+    async fn restock_many(&self, items: &[Restock]) -> Result<Vec<StockLevel>> {
+        crate::inventory::check_restocks(items)?;
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            out.push(
+                self.restock(&item.sku, &item.location, item.quantity, &item.reason)
+                    .await?,
+            );
+        }
+        Ok(out)
+    }
 
     /// Adds `delta` units to `available` (negative removes), recording `-delta` in
     /// `adjusted`. Removing more than is available is `OutOfStock` and changes nothing;

@@ -43,6 +43,8 @@ pub(crate) fn cases() -> Vec<Case> {
         insert_returns_the_stored_product,
         insert_rejects_invalid_input_and_writes_nothing,
         insert_conflicts_write_nothing,
+        bulk_insert_stores_what_single_inserts_store,
+        bulk_insert_conflicts_write_nothing,
         concurrent_inserts_keep_ids_unique,
         concurrent_inserts_keep_slugs_unique,
         concurrent_inserts_keep_skus_unique,
@@ -214,6 +216,176 @@ async fn insert_rejects_invalid_input_and_writes_nothing(env: Env<'_>) {
         ctx.events_since(mark).await,
         vec![],
         "a rejected insert appended an event"
+    );
+}
+
+async fn bulk_insert_stores_what_single_inserts_store(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let catalog = ctx.catalog();
+    ctx.advance(Duration::from_secs(5));
+    let now = ctx.now();
+    let mark = ctx.event_mark().await;
+    let batch: Vec<(NewProduct, Slug)> = (0..40)
+        .map(|i| {
+            let mut new = new_product(
+                &format!("b-{i:02}"),
+                &format!("Bulk {i}"),
+                if i % 2 == 0 { "A > B" } else { "A > C" },
+                &[&format!("BK-{i}"), &format!("BK-{i}-X")],
+            );
+            new.attributes
+                .insert("n".into(), AttributeValue::Number(f64::from(i)));
+            (new, slug(&format!("bulk-{i}")))
+        })
+        .collect();
+    let expected: Vec<Product> = batch
+        .iter()
+        .map(|(new, s)| must!(new.clone().into_product(s.clone(), now), "into_product"))
+        .collect();
+    let stored_batch = must!(
+        catalog.insert_products(batch).await,
+        "insert_products(40 products)"
+    );
+    assert_eq!(
+        stored_batch, expected,
+        "insert_products must return each NewProduct::into_product(slug, now), in order"
+    );
+    for p in &expected {
+        assert_eq!(
+            stored(&ctx, p.id.as_str()).await.as_ref(),
+            Some(p),
+            "get_product after insert_products"
+        );
+        assert_eq!(
+            must!(
+                catalog.get_product_by_sku(&p.variants[1].sku).await,
+                "by sku"
+            )
+            .as_ref(),
+            Some(p),
+            "get_product_by_sku after insert_products"
+        );
+    }
+    let listed = must!(
+        catalog
+            .list_all_products(&ProductQuery::in_category(path("A > B")))
+            .await,
+        "list A > B"
+    );
+    assert_eq!(
+        listed.len(),
+        20,
+        "the subtree listing sees the bulk-inserted products"
+    );
+    let events = ctx.events_since(mark).await;
+    assert_eq!(
+        events.len(),
+        40,
+        "one ProductChanged per product: {events:?}"
+    );
+    for p in &expected {
+        assert!(
+            events.contains(&changed(p.id.as_str(), 1)),
+            "insert_products appends ProductChanged for {}",
+            p.id
+        );
+    }
+    assert_eq!(
+        must!(catalog.insert_products(Vec::new()).await, "empty batch"),
+        vec![],
+        "an empty batch stores nothing"
+    );
+}
+
+async fn bulk_insert_conflicts_write_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let catalog = ctx.catalog();
+    let first = insert(&ctx, "p-1", "one", "A", &["A-1"]).await;
+    let mark = ctx.event_mark().await;
+    let fresh = |id: &str, sku: &str| (new_product(id, "Fresh", "A", &[sku]), slug(id));
+    type Batch = Vec<(NewProduct, Slug)>;
+    let cases: Vec<(&str, Batch, EntityKind)> = vec![
+        (
+            "a stored product id",
+            vec![
+                fresh("n-1", "N-1"),
+                (new_product("p-1", "X", "A", &["N-2"]), slug("n-2")),
+            ],
+            EntityKind::Product,
+        ),
+        (
+            "a stored slug",
+            vec![
+                fresh("n-1", "N-1"),
+                (new_product("n-2", "X", "A", &["N-2"]), slug("one")),
+            ],
+            EntityKind::Slug,
+        ),
+        (
+            "a stored SKU",
+            vec![fresh("n-1", "N-1"), fresh("n-2", "A-1")],
+            EntityKind::Variant,
+        ),
+        (
+            "an id twice in the batch",
+            vec![
+                fresh("n-1", "N-1"),
+                (new_product("n-1", "X", "A", &["N-2"]), slug("n-2")),
+            ],
+            EntityKind::Product,
+        ),
+        (
+            "a slug twice in the batch",
+            vec![
+                fresh("n-1", "N-1"),
+                (new_product("n-2", "X", "A", &["N-2"]), slug("n-1")),
+            ],
+            EntityKind::Slug,
+        ),
+        (
+            "a SKU twice in the batch",
+            vec![fresh("n-1", "N-1"), fresh("n-2", "N-1")],
+            EntityKind::Variant,
+        ),
+    ];
+    for (what, batch, kind) in cases {
+        match catalog.insert_products(batch).await {
+            Err(Error::Conflict { kind: k, .. }) if k == kind => {}
+            other => panic!(
+                "insert_products with {what}: expected Conflict {{ {kind:?} }}, got {other:?}"
+            ),
+        }
+        for id in ["n-1", "n-2"] {
+            assert_eq!(
+                stored(&ctx, id).await,
+                None,
+                "a batch with {what} wrote {id}"
+            );
+        }
+    }
+    let mut invalid = new_product("n-2", "X", "A", &["N-2"]);
+    invalid.title = String::new();
+    assert_err!(
+        catalog
+            .insert_products(vec![fresh("n-1", "N-1"), (invalid, slug("n-2"))])
+            .await,
+        Error::Validation { .. },
+        "insert_products with an invalid product"
+    );
+    assert_eq!(
+        stored(&ctx, "n-1").await,
+        None,
+        "an invalid batch wrote n-1"
+    );
+    assert_eq!(
+        stored(&ctx, "p-1").await,
+        Some(first),
+        "the stored product changed"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "refused batches appended events"
     );
 }
 

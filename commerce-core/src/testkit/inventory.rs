@@ -51,7 +51,7 @@ use crate::event::DomainEvent;
 use crate::id::{OrderId, Sku};
 use crate::inventory::{
     Allocation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest, ReservationState,
-    SkuStock, StockLevel, StockMovement, replay,
+    Restock, SkuStock, StockLevel, StockMovement, replay,
 };
 
 /// Runs every inventory case (including the model-based tests) against `builder`'s
@@ -68,6 +68,8 @@ pub async fn test_all_with<B: StoreBuilder>(builder: &B, settings: &Settings) {
 pub(crate) fn cases() -> Vec<Case> {
     cases![
         restock_creates_and_grows_levels,
+        bulk_restock_does_what_single_restocks_do,
+        invalid_bulk_restock_writes_nothing,
         invalid_restock_and_adjust_write_nothing,
         adjust_moves_available_and_adjusted,
         batch_stock_reads_match_single_reads,
@@ -199,6 +201,142 @@ fn alloc(s: &str, l: Option<&str>, q: u32) -> Allocation {
 
 fn at_plus(t: Timestamp, d: Duration) -> Timestamp {
     crate::clock::add(t, d)
+}
+
+fn item(s: &str, l: &str, q: u32) -> Restock {
+    Restock::new(sku(s), loc(l), q, format!("bulk {s}@{l}"))
+}
+
+async fn bulk_restock_does_what_single_restocks_do(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    // BO owes 3 confirmed backordered units: the bulk restock fills them first.
+    must!(
+        inv.set_backorder(&sku("BO"), true).await,
+        "allow backorders"
+    );
+    reserve(&ctx, &req("o-1", &[("BO", 3)])).await;
+    must!(inv.confirm(&oid("o-1")).await, "confirm o-1");
+    let mark = ctx.event_mark().await;
+    let items = [
+        item("A", "w1", 5),
+        item("B", "w1", 3),
+        item("A", "w2", 2),
+        item("A", "w1", 4),
+        item("BO", "w1", 5),
+    ];
+    let levels = must!(inv.restock_many(&items).await, "restock_many");
+    type Counters = (u64, i64, u64, u64, u64);
+    let got: Vec<(String, String, Counters)> = levels
+        .iter()
+        .map(|l| (l.sku.to_string(), l.location.to_string(), counters(l)))
+        .collect();
+    let want = |s: &str, l: &str, c| (s.to_owned(), l.to_owned(), c);
+    assert_eq!(
+        got,
+        vec![
+            want("A", "w1", (5, 0, 5, 0, 0)),
+            want("B", "w1", (3, 0, 3, 0, 0)),
+            want("A", "w2", (2, 0, 2, 0, 0)),
+            want("A", "w1", (9, 0, 9, 0, 0)),
+            want("BO", "w1", (5, 0, 2, 0, 3)),
+        ],
+        "restock_many returns each level right after its item, in the order given, \
+         filling owed backorders first"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (9, 0, 9, 0, 0));
+    assert_eq!(
+        stock(&ctx, "BO").await.backordered,
+        0,
+        "the owed units were filled"
+    );
+    let kinds: Vec<(MovementKind, i64)> = all_movements(&ctx, "BO")
+        .await
+        .into_iter()
+        .filter(|m| m.location.is_some())
+        .map(|m| (m.kind, m.quantity))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (MovementKind::BackorderFilled, 3),
+            (MovementKind::Received, 2)
+        ],
+        "a bulk restock records the movements a restock records"
+    );
+    let received: i64 = all_movements(&ctx, "A")
+        .await
+        .iter()
+        .filter(|m| m.kind == MovementKind::Received)
+        .map(|m| m.quantity)
+        .sum();
+    assert_eq!(received, 11, "every unit of A is in the ledger");
+    let availables: Vec<(String, u64)> = ctx
+        .events_since(mark)
+        .await
+        .into_iter()
+        .filter_map(|e| match e {
+            DomainEvent::StockChanged { sku, available, .. } => Some((sku.to_string(), available)),
+            _ => None,
+        })
+        .collect();
+    let expected_events: Vec<(String, u64)> = [("A", 5), ("B", 3), ("A", 2), ("A", 9), ("BO", 2)]
+        .iter()
+        .map(|(s, a)| ((*s).to_owned(), *a))
+        .collect();
+    assert_eq!(
+        availables, expected_events,
+        "one StockChanged per item, in order, with the level's available after it"
+    );
+    assert_eq!(
+        must!(inv.restock_many(&[]).await, "empty restock_many"),
+        vec![],
+        "no items: nothing"
+    );
+    audit_clean(&ctx, "after a bulk restock").await;
+}
+
+async fn invalid_bulk_restock_writes_nothing(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 5).await;
+    let mark = ctx.event_mark().await;
+    for (what, items) in [
+        (
+            "a zero quantity",
+            vec![item("A", "w1", 1), item("B", "w1", 0)],
+        ),
+        (
+            "too many units",
+            vec![item("A", "w1", 1), item("B", "w1", MAX_QUANTITY + 1)],
+        ),
+        (
+            "a reason over 500 characters",
+            vec![
+                item("A", "w1", 1),
+                Restock::new(sku("B"), loc("w1"), 1, "x".repeat(501)),
+            ],
+        ),
+        (
+            "more than 1,000 items",
+            (0..1001)
+                .map(|i| item(&format!("S-{i}"), "w1", 1))
+                .collect(),
+        ),
+    ] {
+        assert_err!(
+            inv.restock_many(&items).await,
+            Error::Validation { .. },
+            "restock_many with {what}"
+        );
+    }
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (5, 0, 5, 0, 0));
+    assert!(stock(&ctx, "B").await.levels.is_empty(), "B was stocked");
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "refused batches appended events"
+    );
 }
 
 async fn restock_creates_and_grows_levels(env: Env<'_>) {
