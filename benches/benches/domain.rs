@@ -82,6 +82,7 @@ fn cart_pricing(c: &mut Criterion) {
         shipping: Money::from_minor_units(499, Currency::USD).expect("valid"),
         tax: Money::from_minor_units(1234, Currency::USD).expect("valid"),
         checkout: Default::default(),
+        promotions: Vec::new(),
     };
     c.bench_function("order/into_order totals (20 lines)", |bench| {
         bench.iter(|| black_box(new_order.clone()).into_order(now))

@@ -38,8 +38,9 @@ use rust_decimal::Decimal;
 use crate::address::Address;
 use crate::clock::Timestamp;
 use crate::error::{EntityKind, Error, Result};
-use crate::id::{CustomerId, IdempotencyKey, OrderId, ProductId, Sku};
+use crate::id::{CustomerId, IdempotencyKey, OrderId, ProductId, PromotionId, Sku};
 use crate::money::{Currency, Money};
+use crate::promotion::{CouponCode, MAX_REDEMPTION_LINES};
 use crate::shipping::ShippingOption;
 use crate::tax::{PriceMode, TaxClass};
 
@@ -171,6 +172,7 @@ impl fmt::Display for OrderStatus {
 
 /// One line of an order, priced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OrderLineRepr")]
 pub struct OrderLine {
     /// The product.
     pub product_id: ProductId,
@@ -184,10 +186,45 @@ pub struct OrderLine {
     pub unit_price: Money,
     /// `unit_price * quantity`.
     pub line_total: Money,
+    /// What the order's promotions took off this line (zero without promotions; at
+    /// most `line_total`).
+    pub discount: Money,
     /// The line's tax as the checkout's tax calculator computed it (`None` for orders
     /// placed with the flat tax rate, whose tax is only on the totals).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tax: Option<LineTax>,
+}
+
+/// An [`OrderLine`] as stored; orders stored before discounts existed have none.
+#[derive(Deserialize)]
+struct OrderLineRepr {
+    product_id: ProductId,
+    sku: Sku,
+    title: String,
+    quantity: u32,
+    unit_price: Money,
+    line_total: Money,
+    #[serde(default)]
+    discount: Option<Money>,
+    #[serde(default)]
+    tax: Option<LineTax>,
+}
+
+impl From<OrderLineRepr> for OrderLine {
+    fn from(r: OrderLineRepr) -> Self {
+        OrderLine {
+            discount: r
+                .discount
+                .unwrap_or_else(|| Money::zero(r.line_total.currency())),
+            product_id: r.product_id,
+            sku: r.sku,
+            title: r.title,
+            quantity: r.quantity,
+            unit_price: r.unit_price,
+            line_total: r.line_total,
+            tax: r.tax,
+        }
+    }
 }
 
 /// The tax of one order line (from a [`TaxedLine`](crate::tax::TaxedLine)).
@@ -253,23 +290,93 @@ impl CheckoutDetails {
 
 /// An order's money.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "OrderTotalsRepr")]
 pub struct OrderTotals {
     /// Sum of line totals.
     pub subtotal: Money,
-    /// Shipping.
+    /// Shipping charged (after any shipping discount of a promotion).
     pub shipping: Money,
     /// Tax.
     pub tax: Money,
-    /// subtotal + shipping + tax; subtotal + shipping when the prices contain the
-    /// tax ([`CheckoutDetails::prices_include_tax`]).
+    /// subtotal - discount + shipping + tax; subtotal - discount + shipping when the
+    /// prices contain the tax ([`CheckoutDetails::prices_include_tax`]). Never negative.
     pub total: Money,
+    /// The sum of the lines' discounts (at most `subtotal`).
+    pub discount: Money,
+}
+
+/// [`OrderTotals`] as stored; orders stored before discounts existed have none.
+#[derive(Deserialize)]
+struct OrderTotalsRepr {
+    subtotal: Money,
+    shipping: Money,
+    tax: Money,
+    total: Money,
+    #[serde(default)]
+    discount: Option<Money>,
+}
+
+impl From<OrderTotalsRepr> for OrderTotals {
+    fn from(r: OrderTotalsRepr) -> Self {
+        OrderTotals {
+            discount: r
+                .discount
+                .unwrap_or_else(|| Money::zero(r.subtotal.currency())),
+            subtotal: r.subtotal,
+            shipping: r.shipping,
+            tax: r.tax,
+            total: r.total,
+        }
+    }
+}
+
+/// What one promotion gave an order (see [`crate::promotion`]): recorded on the order
+/// and reserved as a redemption by the [`OrderPipeline`](crate::service::OrderPipeline)
+/// together with its stock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPromotion {
+    /// The promotion.
+    pub promotion_id: PromotionId,
+    /// Its name at order time.
+    pub name: String,
+    /// The code it came with, if any.
+    pub code: Option<CouponCode>,
+    /// What it took off each line (lines it took nothing off are left out).
+    pub lines: Vec<LineDiscount>,
+    /// What it took off shipping.
+    pub shipping_discount: Money,
+}
+
+impl OrderPromotion {
+    /// What it took off the lines.
+    pub fn line_discount(&self, currency: Currency) -> Result<Money> {
+        Money::try_sum(currency, self.lines.iter().map(|l| &l.amount))
+    }
+
+    /// Everything it gave: lines and shipping (what its redemption holds).
+    pub fn amount(&self) -> Result<Money> {
+        self.line_discount(self.shipping_discount.currency())?
+            .checked_add(&self.shipping_discount)
+    }
+}
+
+/// One promotion's part of one line's discount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineDiscount {
+    /// The line's SKU.
+    pub sku: Sku,
+    /// What the promotion took off it.
+    pub amount: Money,
 }
 
 impl OrderTotals {
-    /// What `total` must be: `subtotal + shipping`, plus `tax` unless the prices
-    /// contain it.
+    /// What `total` must be: `subtotal - discount + shipping`, plus `tax` unless the
+    /// prices contain it.
     pub fn expected_total(&self, prices_include_tax: bool) -> Result<Money> {
-        let total = self.subtotal.checked_add(&self.shipping)?;
+        let total = self
+            .subtotal
+            .checked_sub(&self.discount)?
+            .checked_add(&self.shipping)?;
         if prices_include_tax {
             Ok(total)
         } else {
@@ -291,6 +398,10 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     /// Money.
     pub totals: OrderTotals,
+    /// The promotions applied, in the order they were applied; their line parts sum to
+    /// each line's `discount`.
+    #[serde(default)]
+    pub promotions: Vec<OrderPromotion>,
     /// Current status.
     pub status: OrderStatus,
     /// The payment provider's reference once a charge was made.
@@ -337,13 +448,17 @@ pub struct NewOrder {
     pub idempotency_key: IdempotencyKey,
     /// Lines as `(product, sku, title, quantity, unit price)`; totals are computed.
     pub lines: Vec<NewOrderLine>,
-    /// Shipping charge.
+    /// Shipping charge (before any shipping discount).
     pub shipping: Money,
     /// Tax.
     pub tax: Money,
     /// Addresses, shipping option and tax details (all optional).
     #[serde(default, skip_serializing_if = "CheckoutDetails::is_empty")]
     pub checkout: CheckoutDetails,
+    /// The promotions applied (empty: none), checked and summed by
+    /// [`into_order`](Self::into_order).
+    #[serde(default)]
+    pub promotions: Vec<OrderPromotion>,
 }
 
 /// A line of a [`NewOrder`].
@@ -371,6 +486,11 @@ impl NewOrder {
     /// Validates the lines and computes the totals, giving the `CREATED` order at `now`.
     ///
     /// Every amount must be non-negative and in one currency; SKUs must be distinct.
+    /// Promotions (at most [`MAX_REDEMPTION_LINES`], each once) may only name the
+    /// order's SKUs; together they may take at most a line's total off a line and at
+    /// most the shipping off shipping, else `Validation`. The line discounts are summed
+    /// into each line's `discount` and the totals' `discount`; the shipping discounts
+    /// come off `shipping`.
     pub fn into_order(self, now: Timestamp) -> Result<Order> {
         let Some(first) = self.lines.first() else {
             return Err(Error::validation(
@@ -419,6 +539,7 @@ impl NewOrder {
                 title: l.title,
                 quantity: l.quantity,
                 unit_price: l.unit_price,
+                discount: Money::zero(line_total.currency()),
                 line_total,
                 tax: l.tax,
             });
@@ -431,11 +552,14 @@ impl NewOrder {
         self.checkout
             .check(currency, &lines, &self.shipping, &self.tax)?;
         let subtotal = Money::try_sum(currency, lines.iter().map(|l| &l.line_total))?;
+        let shipping = apply_promotions(&self.promotions, &mut lines, self.shipping, currency)?;
+        let discount = Money::try_sum(currency, lines.iter().map(|l| &l.discount))?;
         let mut totals = OrderTotals {
             subtotal,
-            shipping: self.shipping,
+            shipping,
             tax: self.tax,
             total: subtotal,
+            discount,
         };
         totals.total = totals.expected_total(self.checkout.prices_include_tax())?;
         Ok(Order {
@@ -444,6 +568,7 @@ impl NewOrder {
             idempotency_key: self.idempotency_key,
             lines,
             totals,
+            promotions: self.promotions,
             status: OrderStatus::Created,
             payment_ref: None,
             version: 1,
@@ -555,6 +680,81 @@ impl CheckoutDetails {
         }
         Ok(())
     }
+}
+
+/// Checks `promotions` against `lines` and adds their line parts to the lines'
+/// discounts; returns the shipping left after their shipping discounts.
+fn apply_promotions(
+    promotions: &[OrderPromotion],
+    lines: &mut [OrderLine],
+    shipping: Money,
+    currency: Currency,
+) -> Result<Money> {
+    if promotions.len() > MAX_REDEMPTION_LINES {
+        return Err(Error::validation(
+            "promotions",
+            format!("at most {MAX_REDEMPTION_LINES} promotions"),
+        ));
+    }
+    let mut shipping_left = shipping;
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in promotions.iter().enumerate() {
+        if !seen.insert(&p.promotion_id) {
+            return Err(Error::validation(
+                format!("promotions[{i}]"),
+                format!("promotion {} appears twice", p.promotion_id),
+            ));
+        }
+        if p.name.chars().count() > 200 || p.name.chars().any(char::is_control) {
+            return Err(Error::validation(
+                format!("promotions[{i}].name"),
+                "at most 200 characters, no control characters",
+            ));
+        }
+        let field = |what: &str| format!("promotions[{i}].{what}");
+        for d in &p.lines {
+            if d.amount.currency() != currency {
+                return Err(Error::CurrencyMismatch {
+                    left: d.amount.currency(),
+                    right: currency,
+                });
+            }
+            if d.amount.is_negative() {
+                return Err(Error::validation(field("lines"), "must not be negative"));
+            }
+            let line = lines.iter_mut().find(|l| l.sku == d.sku).ok_or_else(|| {
+                Error::validation(field("lines"), format!("{} is not in the order", d.sku))
+            })?;
+            let discount = line.discount.checked_add(&d.amount)?;
+            if discount.try_cmp(&line.line_total)? == std::cmp::Ordering::Greater {
+                return Err(Error::validation(
+                    field("lines"),
+                    format!("the discounts of {} exceed its total", d.sku),
+                ));
+            }
+            line.discount = discount;
+        }
+        if p.shipping_discount.currency() != currency {
+            return Err(Error::CurrencyMismatch {
+                left: p.shipping_discount.currency(),
+                right: currency,
+            });
+        }
+        if p.shipping_discount.is_negative() {
+            return Err(Error::validation(
+                field("shipping_discount"),
+                "must not be negative",
+            ));
+        }
+        shipping_left = shipping_left.checked_sub(&p.shipping_discount)?;
+        if shipping_left.is_negative() {
+            return Err(Error::validation(
+                field("shipping_discount"),
+                "the shipping discounts exceed the shipping",
+            ));
+        }
+    }
+    Ok(shipping_left)
 }
 
 /// A status change to apply as compare-and-set.

@@ -47,6 +47,7 @@ async fn place(engine: &MemoryEngine, key: &str, customer: &str, products: &[&st
             shipping: "0.00 USD".parse().unwrap(),
             tax: "0.00 USD".parse().unwrap(),
             checkout: Default::default(),
+            promotions: Vec::new(),
         })
         .await
         .unwrap()

@@ -25,7 +25,7 @@ fn alice() -> (CustomerId, CartId, CartOwner) {
 
 fn placed(outcome: CheckoutOutcome) -> (commerce_core::order::Order, bool) {
     match outcome {
-        CheckoutOutcome::Placed { order, created } => (order, created),
+        CheckoutOutcome::Placed { order, created, .. } => (order, created),
         CheckoutOutcome::NeedsReview(r) => panic!("unexpected review: {r:?}"),
     }
 }

@@ -374,7 +374,8 @@ async fn a_reservation_that_expires_during_payment_refunds_and_cancels() {
                             r,
                             ReapReport {
                                 released: 1,
-                                cancelled: 1
+                                cancelled: 1,
+                                ..ReapReport::default()
                             }
                         );
                     } else {
@@ -433,7 +434,8 @@ async fn a_reservation_already_expired_when_payment_resumes_is_never_charged() {
                 r,
                 ReapReport {
                     released: 1,
-                    cancelled: 1
+                    cancelled: 1,
+                    ..ReapReport::default()
                 }
             );
         }

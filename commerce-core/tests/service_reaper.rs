@@ -51,7 +51,8 @@ async fn the_reaper_releases_only_expired_reservations_and_cancels_their_orders(
         reaper.run_once().await.expect("reap"),
         ReapReport {
             released: 3,
-            cancelled: 3
+            cancelled: 3,
+            ..ReapReport::default()
         }
     );
     for id in &stuck {
@@ -171,7 +172,8 @@ async fn the_background_reaper_runs_until_shut_down() {
         total,
         ReapReport {
             released: 2,
-            cancelled: 2
+            cancelled: 2,
+            ..ReapReport::default()
         }
     );
     assert_eq!(f.available(&a).await, 5);

@@ -50,6 +50,7 @@ mod error;
 mod events;
 mod inventory;
 mod orders;
+mod price_lists;
 mod promotions;
 mod queue;
 pub mod recommend;
@@ -71,6 +72,7 @@ pub use combiner::HotSkuConfig;
 pub use events::PgEventLog;
 pub use inventory::PgInventory;
 pub use orders::PgOrders;
+pub use price_lists::PgPriceLists;
 pub use promotions::PgPromotions;
 pub use queue::PgQueue;
 pub use refunds::PgRefunds;
@@ -334,6 +336,12 @@ impl PgCommerce {
     /// The co-purchase counts ("also bought") in this schema.
     pub fn co_purchase(&self) -> recommend::PgCoPurchase {
         recommend::PgCoPurchase::from_db(self.db.pool.clone(), self.db.schema.clone())
+    }
+
+    /// The price lists and customer groups in this schema (tables from
+    /// `migrations/0950_order_promotions.sql`).
+    pub fn price_lists(&self) -> PgPriceLists {
+        PgPriceLists::new(self.db.clone())
     }
 
     /// The refund ledger in this schema (tables from `migrations/0940_refunds.sql`).

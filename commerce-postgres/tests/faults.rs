@@ -393,6 +393,7 @@ async fn malformed_and_hostile_input_writes_nothing() {
         shipping: "0.00 USD".parse().unwrap(),
         tax: "0.00 USD".parse().unwrap(),
         checkout: Default::default(),
+        promotions: Vec::new(),
     };
     validation(pg.orders.create_order(bad_order).await.map(|_| ()));
     let orders_after = pg

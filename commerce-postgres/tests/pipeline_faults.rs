@@ -48,6 +48,7 @@ fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
         shipping: "0.00 USD".parse().unwrap(),
         tax: "0.00 USD".parse().unwrap(),
         checkout: Default::default(),
+        promotions: Vec::new(),
     }
 }
 

@@ -197,6 +197,7 @@ async fn checkouts_survive_a_server_restart() {
                     shipping: "0.00 USD".parse().unwrap(),
                     tax: "0.00 USD".parse().unwrap(),
                     checkout: Default::default(),
+                    promotions: Vec::new(),
                 };
                 let step = async {
                     let order = pg.orders.create_order(new).await?.into_order();

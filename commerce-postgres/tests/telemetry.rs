@@ -101,9 +101,12 @@ fn postgres_stores_count_reservations_by_outcome() {
                     title: "Item".to_owned(),
                     quantity: 9,
                     unit_price: "5.00 USD".parse().expect("money"),
+                    tax: None,
                 }],
                 shipping: "0.00 USD".parse().expect("money"),
                 tax: "0.00 USD".parse().expect("money"),
+                checkout: Default::default(),
+                promotions: Vec::new(),
             })
             .await
             .expect("order")

@@ -17,6 +17,12 @@ pub struct Args {
     /// Units of the flash-sale SKU left for sale.
     #[arg(long, default_value_t = 100)]
     pub flash_units: u32,
+    /// Concurrent buyers racing for the coupon limited to `--coupon-uses` uses.
+    #[arg(long, default_value_t = 300)]
+    pub coupon_buyers: usize,
+    /// Uses of the coupon.
+    #[arg(long, default_value_t = 100)]
+    pub coupon_uses: u64,
     /// Orders processed at once by the queue workers.
     #[arg(long, default_value_t = 32)]
     pub workers: usize,

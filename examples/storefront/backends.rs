@@ -12,7 +12,9 @@ use commerce_core::memory::MemoryEngine;
 use commerce_core::memory::MemoryRefunds;
 use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
 use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore, RefundLedger};
+use commerce_core::store::{
+    CatalogStore, CoPurchaseStore, EventLog, HistoryStore, PromotionStore, RefundLedger,
+};
 use commerce_postgres::{PgCommerce, PgConfig};
 use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
 use tokio::task::JoinHandle;
@@ -23,6 +25,8 @@ use crate::args::Args;
 pub struct Backends {
     /// The stores the services run on.
     pub stores: Stores,
+    /// Promotions, codes and redemptions.
+    pub promotions: Arc<dyn PromotionStore>,
     /// Co-purchase counts (recommendations).
     pub co_purchase: Arc<dyn CoPurchaseStore>,
     /// Shopper histories (personalisation).
@@ -46,9 +50,11 @@ impl Backends {
     }
 }
 
-/// The stores, co-purchase counts, histories and refund ledger of one backend.
+/// The stores, the promotions, co-purchase counts, histories and refund ledger of one
+/// backend.
 type Opened = (
     Stores,
+    Arc<dyn PromotionStore>,
     Arc<dyn CoPurchaseStore>,
     Arc<dyn HistoryStore>,
     Arc<dyn RefundLedger>,
@@ -57,15 +63,16 @@ type Opened = (
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, co_purchase, history, refunds): Opened = match &args.database_url {
+    let (mut stores, promotions, co_purchase, history, refunds): Opened = match &args.database_url {
         None => {
             description.push(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories, refunds: in-memory engine"
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: in-memory engine"
                     .to_owned(),
             );
             let engine = MemoryEngine::new();
             (
                 Stores::memory(&engine),
+                engine.promotions.clone(),
                 Arc::new(MemoryCoPurchase::new()),
                 Arc::new(MemoryHistory::new()),
                 Arc::new(MemoryRefunds::new(engine.clock.clone())),
@@ -78,12 +85,13 @@ pub async fn open(args: &Args) -> Result<Backends> {
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
             let stores = pg.stores();
             (
                 stores,
+                pg.promotions.clone(),
                 Arc::new(pg.co_purchase()),
                 Arc::new(pg.history()),
                 Arc::new(pg.refunds()),
@@ -117,6 +125,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
     description.push("search: tantivy in RAM (commerce-search)".to_owned());
     Ok(Backends {
         stores,
+        promotions,
         co_purchase,
         history,
         refunds,

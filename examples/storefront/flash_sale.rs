@@ -148,7 +148,7 @@ pub struct FlashReport {
 }
 
 /// Sets `sku` to exactly `units` available.
-async fn allocate(inventory: &dyn InventoryStore, sku: &Sku, units: u32) -> Result<()> {
+pub(crate) async fn allocate(inventory: &dyn InventoryStore, sku: &Sku, units: u32) -> Result<()> {
     let stock = inventory.stock(sku).await?;
     let available = stock.available();
     if available < u64::from(units) {

@@ -16,7 +16,10 @@
 //! 3. Runs a flash sale: 1,000 concurrent buyers for the last 100 units of one SKU
 //!    through the same path; prints confirmed orders, out-of-stock rejections, units
 //!    oversold (read back from the inventory store; must be 0) and throughput.
-//! 4. Counts co-purchases from the event log and shows the page of a product the demo
+//! 4. Runs a coupon rush: a coupon limited to 100 uses offered to 300 concurrent
+//!    buyers through checkout and the pipeline; prints "N redeemed of 100" (read back
+//!    from the promotion store; must be exactly 100).
+//! 5. Counts co-purchases from the event log and shows the page of a product the demo
 //!    customer bought: variants with live stock, and recommendations blended from
 //!    "also bought", similar products (the search index) and best sellers, personalised
 //!    by the customer's history, each part under its deadline and breaker.
@@ -29,6 +32,7 @@
 
 mod args;
 mod backends;
+mod coupon_rush;
 mod flash_sale;
 mod flow;
 mod product_page;
@@ -104,7 +108,13 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         seeded.products as f64 / seeded.elapsed.as_secs_f64().max(1e-9)
     );
 
-    let shop = Shop::start(stores, search, backends.refunds.clone(), args.workers)?;
+    let shop = Shop::start(
+        stores,
+        backends.promotions.clone(),
+        search,
+        backends.refunds.clone(),
+        args.workers,
+    )?;
 
     println!("\n2. Shopping");
     flow::browse(&shop, &seeded).await?;
@@ -126,8 +136,16 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
     )
     .await?;
 
+    println!("\n4. Coupon rush");
+    let coupon_sku = seeded
+        .skus
+        .get(seeded.skus.len() / 3)
+        .cloned()
+        .ok_or_else(|| commerce_core::Error::validation("catalog", "is empty"))?;
+    let coupon = coupon_rush::run(&shop, &coupon_sku, args.coupon_buyers, args.coupon_uses).await?;
+
     if let Some(order) = &order {
-        println!("\n4. Product page");
+        println!("\n5. Product page");
         product_page::show(&shop, &backends, order).await?;
     }
 
@@ -143,19 +161,21 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         totals.work.dead_lettered,
         totals.reaped.released
     );
-    let ok = report.oversold == 0 && report.audit_ok && report.failed == 0;
+    let ok = report.oversold == 0 && report.audit_ok && report.failed == 0 && coupon.ok();
     println!(
-        "\n{} in {:.2?}: {} confirmed, {} turned away, {} units sold, {} oversold",
+        "\n{} in {:.2?}: {} confirmed, {} turned away, {} units sold, {} oversold; coupon {} redeemed of {}",
         if ok { "done" } else { "FAILED" },
         started.elapsed(),
         report.confirmed,
         report.out_of_stock,
         report.sold,
-        report.oversold
+        report.oversold,
+        coupon.redeemed,
+        coupon.uses
     );
     if let Some(metrics) = metrics {
         println!(
-            "\n5. Metrics (Prometheus text format)\n{}",
+            "\n6. Metrics (Prometheus text format)\n{}",
             metrics.render()
         );
     }

@@ -12,11 +12,12 @@ use commerce_core::cart::CartLimits;
 use commerce_core::id::OrderId;
 use commerce_core::money::Money;
 use commerce_core::order::{Order, OrderStatus};
+use commerce_core::promotion::StackingPolicy;
 use commerce_core::service::*;
 use commerce_core::shipping::{
     PriceBand, Rate, ShippingMethod, ShippingZone, ZoneArea, ZoneShipping,
 };
-use commerce_core::store::{OrderStore, RefundLedger, SearchIndex};
+use commerce_core::store::{OrderStore, PromotionStore, RefundLedger, SearchIndex};
 use commerce_core::tax::{Jurisdiction, PriceMode, Rounding, RuleBasedTax, TaxRules};
 use commerce_core::{EntityKind, Error, Result};
 use rust_decimal::Decimal;
@@ -41,6 +42,8 @@ pub struct Shop {
     pub payments: Arc<MemoryPaymentGateway>,
     /// The (in-memory) notifier.
     pub notifier: Arc<MemoryNotifier>,
+    /// Promotions, coupon codes and their redemptions.
+    pub promotions: Arc<dyn PromotionStore>,
     /// Wakes whoever waits for an order when the pipeline tells its customer.
     settled: Arc<Settled>,
     relay: BackgroundTask<Result<u64>>,
@@ -61,9 +64,11 @@ pub struct Totals {
 }
 
 impl Shop {
-    /// The services over `stores`, with the background loops started.
+    /// The services over `stores` (with `promotions`, applied at checkout and held by
+    /// the pipeline, and the `refunds` ledger), with the background loops started.
     pub fn start(
         stores: Stores,
+        promotions: Arc<dyn PromotionStore>,
         search: Arc<dyn SearchIndex>,
         refunds: Arc<dyn RefundLedger>,
         workers: usize,
@@ -83,7 +88,8 @@ impl Shop {
                 settled.clone(),
                 PipelineConfig::default(),
             )
-            .with_refunds(refunds.clone()),
+            .with_refunds(refunds.clone())
+            .with_promotions(promotions.clone()),
         );
         let returns = ReturnsService::new(&stores, refunds, payments.clone());
         let checkout_to_address = CheckoutService::new(&stores, CheckoutConfig::default())
@@ -97,7 +103,8 @@ impl Shop {
                 tax_rate: Decimal::new(825, 4),
                 ..CheckoutConfig::default()
             },
-        );
+        )
+        .with_promotions(promotions.clone(), StackingPolicy::BestForCustomer);
         let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())?
             .spawn(Duration::from_millis(100));
         let workers = OrderWorkers::new(
@@ -110,8 +117,9 @@ impl Shop {
             },
         )
         .spawn();
-        let reaper =
-            ReservationReaper::new(&stores, pipeline.clone()).spawn(Duration::from_secs(1));
+        let reaper = ReservationReaper::new(&stores, pipeline.clone())
+            .with_promotions(promotions.clone())
+            .spawn(Duration::from_secs(1));
         let depth = QueueDepthMonitor::new(stores.queue.clone()).spawn(Duration::from_secs(1));
         Ok(Shop {
             depth,
@@ -122,6 +130,7 @@ impl Shop {
             returns,
             payments,
             notifier,
+            promotions,
             settled,
             search,
             stores,

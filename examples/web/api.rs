@@ -362,7 +362,7 @@ async fn checkout(
         }
     };
     match app.checkout.checkout(&request).await? {
-        CheckoutOutcome::Placed { order, created } => Ok((
+        CheckoutOutcome::Placed { order, created, .. } => Ok((
             if created {
                 StatusCode::CREATED
             } else {

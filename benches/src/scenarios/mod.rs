@@ -8,6 +8,7 @@ mod bulk_load;
 mod memory;
 mod order_path;
 mod postgres;
+mod promo_checkout;
 mod promotions;
 mod recommend;
 mod redis;

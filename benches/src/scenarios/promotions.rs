@@ -1,5 +1,10 @@
 //! `promo-rush`: thousands of orders race to redeem one coupon code limited to 100 uses
-//! and a budget, straight against the promotion store (no checkout around it yet).
+//! and a budget, straight against the promotion store.
+//!
+//! `promo-checkout`: the same race through `CheckoutService::checkout` and
+//! `OrderPipeline::process` (reserve stock and redemption, charge, confirm both), after
+//! a plain phase of as many checkouts without promotions in the same run: reports both
+//! orders/s and the promotions' cost (`cost_ratio` = 1 - promo / plain).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,12 +27,21 @@ use super::Scenario;
 use crate::harness::{BenchResult, Outcome, Report, Settings, run_until};
 
 pub(super) fn scenarios() -> Vec<Scenario> {
-    vec![Scenario {
-        name: "promo-rush",
-        about: "10,000 concurrent redemption reservations on one code with 100 uses and a budget \
-                (promotion store only, no checkout), postgres or --backend memory",
-        run: |s| promo_rush(s).boxed(),
-    }]
+    vec![
+        Scenario {
+            name: "promo-rush",
+            about: "10,000 concurrent redemption reservations on one code with 100 uses and a budget \
+                    (promotion store only, no checkout), postgres or --backend memory",
+            run: |s| promo_rush(s).boxed(),
+        },
+        Scenario {
+            name: "promo-checkout",
+            about: "10,000 concurrent checkouts + pipeline without promotions, then 10,000 with an \
+                    automatic promotion and one code with 100 uses and a budget; orders/s of both \
+                    and the cost ratio, postgres or --backend memory",
+            run: |s| super::promo_checkout::promo_checkout(s).boxed(),
+        },
+    ]
 }
 
 const USES: u64 = 100;

@@ -12,6 +12,7 @@ mod events;
 mod inventory;
 mod nonces;
 mod orders;
+mod price_lists;
 mod promotions;
 mod queue;
 mod refunds;
@@ -24,6 +25,7 @@ pub use events::MemoryEventLog;
 pub use inventory::MemoryInventory;
 pub use nonces::MemoryNonces;
 pub use orders::MemoryOrders;
+pub use price_lists::MemoryPriceLists;
 pub use promotions::MemoryPromotions;
 pub use queue::MemoryQueue;
 pub use refunds::MemoryRefunds;
@@ -58,6 +60,8 @@ pub struct MemoryEngine {
     pub queue: Arc<MemoryQueue>,
     /// Promotions, codes and redemptions.
     pub promotions: Arc<MemoryPromotions>,
+    /// Price lists and customer groups.
+    pub price_lists: Arc<MemoryPriceLists>,
 }
 
 impl MemoryEngine {
@@ -76,6 +80,7 @@ impl MemoryEngine {
             carts: Arc::new(MemoryCarts::new(clock.clone())),
             queue: Arc::new(MemoryQueue::new(clock.clone())),
             promotions: Arc::new(MemoryPromotions::new(clock.clone())),
+            price_lists: Arc::new(MemoryPriceLists::new()),
             events,
             clock,
         }

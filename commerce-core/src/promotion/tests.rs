@@ -539,3 +539,101 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// The order checkout creates from a random cart and a random set of promotions
+    /// (`discounted_order` and `NewOrder::into_order`, as `CheckoutService` runs them):
+    /// line discounts sum to the order's discount and to what the promotions gave the
+    /// lines, the shipping discounts come off shipping, total = subtotal - discount +
+    /// shipping + tax, and nothing goes negative.
+    #[test]
+    fn no_order_total_goes_negative_at_checkout(
+        cart in cart_strategy(),
+        promos in promotions_strategy(),
+        tax_bp in 0i64..3_000,
+    ) {
+        use crate::order::{NewOrder, NewOrderLine};
+        use crate::id::{CustomerId, IdempotencyKey};
+        let (lines, shipping) = cart;
+        let priced: Vec<PricedLine> = lines
+            .iter()
+            .enumerate()
+            .map(|(n, (cat, q, p))| PricedLine {
+                sku: Sku::new(format!("S{n}")).unwrap(),
+                product_id: ProductId::new(format!("P{n}")).unwrap(),
+                category: CategoryPath::parse(&format!("C{cat}")).unwrap(),
+                quantity: *q,
+                unit_price: Money::from_minor_units(*p, Currency::USD).unwrap(),
+            })
+            .collect();
+        let shipping = Money::from_minor_units(shipping, Currency::USD).unwrap();
+        let i = EvaluationInput {
+            currency: Currency::USD,
+            lines: priced.clone(),
+            shipping,
+            customer: CustomerInfo::default(),
+            now: now(),
+        };
+        let mut automatic = Vec::new();
+        let mut codes = Vec::new();
+        for (n, (action, exclusive, priority, by_code)) in promos.into_iter().enumerate() {
+            let mut p = promo(&format!("p{n}"), action).with_priority(priority);
+            if exclusive {
+                p = p.exclusive();
+            }
+            if by_code {
+                codes.push(code(&format!("CODE{n}"), p));
+            } else {
+                automatic.push(auto(p));
+            }
+        }
+        let e = evaluate(&i, &automatic, &codes, StackingPolicy::BestForCustomer).unwrap();
+        let base = NewOrder {
+            id: None,
+            customer_id: CustomerId::new("c1").unwrap(),
+            idempotency_key: IdempotencyKey::new("k1").unwrap(),
+            lines: priced
+                .iter()
+                .map(|l| NewOrderLine {
+                    product_id: l.product_id.clone(),
+                    sku: l.sku.clone(),
+                    title: "t".into(),
+                    quantity: l.quantity,
+                    unit_price: l.unit_price,
+                    tax: None,
+                })
+                .collect(),
+            shipping,
+            tax: Money::zero(Currency::USD),
+            checkout: Default::default(),
+            promotions: Vec::new(),
+        };
+        let rate = Decimal::new(tax_bp, 4);
+        let new = crate::service::checkout::discounted_order(base, Some(&e), rate).unwrap();
+        let order = new.into_order(now()).unwrap();
+        let t = &order.totals;
+        let zero = Money::zero(Currency::USD);
+        let lines_discount = Money::try_sum(Currency::USD, order.lines.iter().map(|l| &l.discount)).unwrap();
+        prop_assert_eq!(lines_discount, t.discount);
+        prop_assert_eq!(t.discount, e.discount);
+        let given = Money::try_sum(
+            Currency::USD,
+            order.promotions.iter().map(|p| p.amount().unwrap()).collect::<Vec<_>>().iter(),
+        )
+        .unwrap();
+        prop_assert_eq!(given, e.discount.checked_add(&e.shipping_discount).unwrap());
+        prop_assert_eq!(t.shipping, e.shipping.checked_sub(&e.shipping_discount).unwrap());
+        let expected = t.subtotal.checked_sub(&t.discount).unwrap()
+            .checked_add(&t.shipping).unwrap()
+            .checked_add(&t.tax).unwrap();
+        prop_assert_eq!(expected, t.total);
+        for m in [&t.total, &t.shipping, &t.tax, &t.discount] {
+            prop_assert!(!m.is_negative(), "negative amount in {:?}", t);
+        }
+        prop_assert!(t.subtotal.try_cmp(&t.discount).unwrap() != std::cmp::Ordering::Less);
+        for l in &order.lines {
+            prop_assert!(l.discount.try_cmp(&l.line_total).unwrap() != std::cmp::Ordering::Greater);
+            prop_assert!(l.discount.try_cmp(&zero).unwrap() != std::cmp::Ordering::Less);
+        }
+    }
+}

@@ -77,6 +77,7 @@ impl UpdateReport {
 ///     id: None, customer_id: CustomerId::new("c1")?, idempotency_key: IdempotencyKey::new("k1")?,
 ///     lines: vec![line("phone"), line("case")],
 ///     shipping: "0.00 USD".parse()?, tax: "0.00 USD".parse()?, checkout: Default::default(),
+///     promotions: Vec::new(),
 /// }).await?.into_order();
 /// engine.orders.transition(&order.id, &Transition::new(Created, PaymentPending, "checkout")).await?;
 /// engine.orders.transition(&order.id, &Transition::new(PaymentPending, PaymentConfirmed, "paid")).await?;

@@ -10,11 +10,13 @@ use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::catalog::Product;
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
-use crate::id::{CartId, CustomerId, Sku};
+use crate::id::{CartId, CustomerGroupId, CustomerId, Sku};
+use crate::money::Currency;
+use crate::promotion::PriceList;
 use crate::service::Stores;
 use crate::service::client_cart::ClientCart;
-use crate::service::pricing::{LineInput, PriceRules, Revalidation, revalidate};
-use crate::store::{CartStore, CatalogStore, InventoryStore};
+use crate::service::pricing::{LineInput, ListPricing, PriceRules, Revalidation, revalidate};
+use crate::store::{CartStore, CatalogStore, InventoryStore, PriceListStore};
 
 /// Carts, on top of a [`CartStore`], the catalog and the inventory.
 ///
@@ -40,6 +42,7 @@ pub struct CartService {
     inventory: Arc<dyn InventoryStore>,
     clock: Arc<dyn Clock>,
     limits: CartLimits,
+    price_lists: Option<(Arc<dyn PriceListStore>, Option<Currency>)>,
 }
 
 impl CartService {
@@ -51,7 +54,39 @@ impl CartService {
             inventory: stores.inventory.clone(),
             clock: stores.clock.clone(),
             limits,
+            price_lists: None,
         }
+    }
+
+    /// Snapshots (and re-checks server carts against) the price resolved through the
+    /// price lists of `store` for the owner's customer groups (a guest has none) in
+    /// `currency` (`None`: each variant's own), as
+    /// [`CheckoutService::with_price_lists`](crate::service::CheckoutService::with_price_lists)
+    /// charges it. A SKU without a price in the currency cannot be added
+    /// (`NotFound { kind: Variant }`).
+    pub fn with_price_lists(
+        mut self,
+        store: Arc<dyn PriceListStore>,
+        currency: Option<Currency>,
+    ) -> Self {
+        self.price_lists = Some((store, currency));
+        self
+    }
+
+    /// The owner's groups and the lists valid now, when price lists are used.
+    async fn list_context(
+        &self,
+        owner: &CartOwner,
+    ) -> Result<Option<(Vec<CustomerGroupId>, Vec<PriceList>, Option<Currency>)>> {
+        let Some((store, currency)) = &self.price_lists else {
+            return Ok(None);
+        };
+        let groups = match owner {
+            CartOwner::Customer(c) => store.customer_groups(c).await?,
+            CartOwner::Guest => Vec::new(),
+        };
+        let lists = store.active_price_lists(self.clock.now()).await?;
+        Ok(Some((groups, lists, *currency)))
     }
 
     /// The limits every write enforces.
@@ -88,10 +123,21 @@ impl CartService {
             .unwrap_or(0);
         self.check_available(sku, in_cart + u64::from(quantity))
             .await?;
-        let price = product
+        let base = product
             .variant(sku)
             .map(|v| v.price)
             .ok_or_else(|| Error::not_found(EntityKind::Variant, sku))?;
+        let price = match self.list_context(owner).await? {
+            None => base,
+            Some((groups, lists, currency)) => ListPricing {
+                currency,
+                groups: &groups,
+                lists: &lists,
+                now: self.clock.now(),
+            }
+            .price(sku, &base)
+            .ok_or_else(|| Error::not_found(EntityKind::Variant, sku))?,
+        };
         let item = CartItem {
             product_id: product.id.clone(),
             sku: sku.clone(),
@@ -150,11 +196,22 @@ impl CartService {
             .get(id, owner)
             .await?
             .ok_or_else(|| Error::not_found(EntityKind::Cart, id))?;
+        let context = self.list_context(owner).await?;
         revalidate(
             self.catalog.as_ref(),
             self.inventory.as_ref(),
             &cart_lines(&cart),
-            &PriceRules::default(),
+            &PriceRules {
+                lists: context
+                    .as_ref()
+                    .map(|(groups, lists, currency)| ListPricing {
+                        currency: *currency,
+                        groups,
+                        lists,
+                        now: self.clock.now(),
+                    }),
+                ..PriceRules::default()
+            },
         )
         .await
     }

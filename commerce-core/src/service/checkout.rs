@@ -14,17 +14,25 @@ use crate::cart::{CartLimits, CartOwner};
 use crate::catalog::{AttributeValue, Product};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
-use crate::id::{CartId, CustomerId, IdempotencyKey, Sku};
-use crate::money::Money;
-use crate::order::{CheckoutDetails, LineTax, NewOrder, NewOrderLine, Order, OrderTax, basket};
+use crate::id::{CartId, CustomerGroupId, CustomerId, IdempotencyKey, Sku};
+use crate::money::{Currency, Money};
+use crate::order::{
+    CheckoutDetails, LineDiscount, LineTax, NewOrder, NewOrderLine, Order, OrderPromotion,
+    OrderTax, basket,
+};
+use crate::promotion::{
+    CodeLookup, Condition, CustomerInfo, Evaluation, EvaluationInput, Offer, PriceList, PricedLine,
+    RejectReason, RejectedCode, StackingPolicy, evaluate,
+};
 use crate::resilience::{Admission, BreakerConfig, Guard, LimitedAction, Section, UserRateLimit};
 use crate::service::Stores;
 use crate::service::cart::{cart_lines, check_owner};
 use crate::service::client_cart::ClientCart;
-use crate::service::pricing::LineInput;
-use crate::service::pricing::{PriceRules, Revalidation, revalidate};
+use crate::service::pricing::{LineInput, ListPricing, PriceRules, Revalidation, revalidate};
 use crate::shipping::{ShippingItem, ShippingOption, ShippingRates, ShippingRequest};
-use crate::store::{CartStore, CatalogStore, InventoryStore, OrderStore};
+use crate::store::{
+    CartStore, CatalogStore, InventoryStore, OrderQuery, OrderStore, PriceListStore, PromotionStore,
+};
 use crate::tax::{
     PriceMode, TaxBreakdown, TaxCalculator, TaxCalculatorExt, TaxClass, TaxRequest, TaxableLine,
 };
@@ -71,6 +79,16 @@ pub struct CheckoutRequest {
     /// [`CheckoutService::with_shipping`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_method: Option<String>,
+    /// Coupon codes as the shopper typed them (at most
+    /// [`MAX_CODES`](crate::promotion::MAX_CODES)); each is applied or reported in
+    /// [`CheckoutOutcome::Placed::rejected_codes`].
+    #[serde(default)]
+    pub codes: Vec<String>,
+    /// The currency to pay in, when the shop sells in several (prices then come from
+    /// the price lists, see [`CheckoutService::with_price_lists`]); `None`: the
+    /// variants' own currency.
+    #[serde(default)]
+    pub currency: Option<Currency>,
 }
 
 impl CheckoutRequest {
@@ -89,6 +107,8 @@ impl CheckoutRequest {
             shipping_address: None,
             billing_address: None,
             shipping_method: None,
+            codes: Vec::new(),
+            currency: None,
         }
     }
 
@@ -106,6 +126,8 @@ impl CheckoutRequest {
             shipping_address: None,
             billing_address: None,
             shipping_method: None,
+            codes: Vec::new(),
+            currency: None,
         }
     }
 
@@ -114,6 +136,12 @@ impl CheckoutRequest {
     pub fn shipping_to(mut self, address: Address, method: Option<&str>) -> Self {
         self.shipping_address = Some(address);
         self.shipping_method = method.map(str::to_owned);
+        self
+    }
+
+    /// The same request with these coupon codes.
+    pub fn with_codes<S: Into<String>>(mut self, codes: impl IntoIterator<Item = S>) -> Self {
+        self.codes = codes.into_iter().map(Into::into).collect();
         self
     }
 
@@ -134,6 +162,9 @@ pub enum CheckoutOutcome {
         order: Order,
         /// Whether this call created it (`false`: the key's order already existed).
         created: bool,
+        /// The codes of the request that were not applied, and why (empty for an
+        /// order that already existed).
+        rejected_codes: Vec<RejectedCode>,
     },
     /// Nothing was created: lines changed price, are out of stock or no longer sold.
     NeedsReview(Revalidation),
@@ -219,10 +250,13 @@ pub struct CheckoutService {
     catalog: Arc<dyn CatalogStore>,
     inventory: Arc<dyn InventoryStore>,
     orders: Arc<dyn OrderStore>,
+    clock: Arc<dyn Clock>,
     config: CheckoutConfig,
     limiter: Option<(Arc<dyn UserRateLimit>, Guard)>,
     tax: Option<(Arc<dyn TaxCalculator>, PriceMode)>,
     shipping: Option<Arc<dyn ShippingRates>>,
+    promotions: Option<(Arc<dyn PromotionStore>, StackingPolicy)>,
+    price_lists: Option<Arc<dyn PriceListStore>>,
 }
 
 impl CheckoutService {
@@ -233,10 +267,13 @@ impl CheckoutService {
             catalog: stores.catalog.clone(),
             inventory: stores.inventory.clone(),
             orders: stores.orders.clone(),
+            clock: stores.clock.clone(),
             config,
             limiter: None,
             tax: None,
             shipping: None,
+            promotions: None,
+            price_lists: None,
         }
     }
 
@@ -256,6 +293,31 @@ impl CheckoutService {
     /// the options that apply, and the order records the chosen option.
     pub fn with_shipping(mut self, rates: Arc<dyn ShippingRates>) -> Self {
         self.shipping = Some(rates);
+        self
+    }
+
+    /// Applies promotions from `store` to every checkout: its automatic promotions and
+    /// the promotions of the request's codes, picked by `policy` (see the
+    /// [stacking rules](crate::promotion#stacking)), on the revalidated cart. The order
+    /// records what each promotion gave ([`Order::promotions`]); its limits are held
+    /// when the [`OrderPipeline`](crate::service::OrderPipeline) (built
+    /// [`with_promotions`](crate::service::OrderPipeline::with_promotions) on the same
+    /// store) reserves the order's stock. Use the clock of `store` for the stores'.
+    pub fn with_promotions(
+        mut self,
+        store: Arc<dyn PromotionStore>,
+        policy: StackingPolicy,
+    ) -> Self {
+        self.promotions = Some((store, policy));
+        self
+    }
+
+    /// Prices lines through the price lists of `store` (customer groups from the same
+    /// store, the request's currency, the clock's now) instead of the variants' base
+    /// prices; a SKU without a price in the currency is
+    /// [`LineIssue::Unavailable`](crate::service::LineIssue::Unavailable).
+    pub fn with_price_lists(mut self, store: Arc<dyn PriceListStore>) -> Self {
+        self.price_lists = Some(store);
         self
     }
 
@@ -342,16 +404,26 @@ impl CheckoutService {
             return Ok(CheckoutOutcome::Placed {
                 order,
                 created: false,
+                rejected_codes: Vec::new(),
             });
         }
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }
-        let review = self.review(request, &lines).await?;
+        if request.codes.len() > crate::promotion::MAX_CODES {
+            return Err(Error::validation(
+                "codes",
+                format!("at most {} codes", crate::promotion::MAX_CODES),
+            ));
+        }
+        let (groups, lists) = self.pricing_context(request).await?;
+        let review = self
+            .review(request, &lines, &groups, lists.as_deref())
+            .await?;
         if !review.is_ok() {
             return Ok(CheckoutOutcome::NeedsReview(review));
         }
-        let (new, _, _) = self.new_order(request, &review, false).await?;
+        let (new, rejected_codes, _, _) = self.new_order(request, &review, groups, false).await?;
         let outcome = self.orders.create_order(new).await?;
         let created = outcome.is_created();
         if created {
@@ -364,6 +436,7 @@ impl CheckoutService {
         Ok(CheckoutOutcome::Placed {
             order: outcome.into_order(),
             created,
+            rejected_codes: if created { rejected_codes } else { Vec::new() },
         })
     }
 
@@ -379,14 +452,17 @@ impl CheckoutService {
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }
-        let review = self.review(request, &lines).await?;
+        let (groups, lists) = self.pricing_context(request).await?;
+        let review = self
+            .review(request, &lines, &groups, lists.as_deref())
+            .await?;
         if !review.is_ok() {
             return Err(Error::validation(
                 "cart",
                 "some lines changed price, are out of stock or no longer sold",
             ));
         }
-        let (order, options, tax) = self.new_order(request, &review, true).await?;
+        let (order, _, options, tax) = self.new_order(request, &review, groups, true).await?;
         Ok(CheckoutPreview {
             options,
             order,
@@ -415,7 +491,14 @@ impl CheckoutService {
         })
     }
 
-    async fn review(&self, request: &CheckoutRequest, lines: &[LineInput]) -> Result<Revalidation> {
+    /// Revalidates `lines` (prices through the price lists `lists` when there are any).
+    async fn review(
+        &self,
+        request: &CheckoutRequest,
+        lines: &[LineInput],
+        groups: &[CustomerGroupId],
+        lists: Option<&[PriceList]>,
+    ) -> Result<Revalidation> {
         revalidate(
             self.catalog.as_ref(),
             self.inventory.as_ref(),
@@ -423,9 +506,29 @@ impl CheckoutService {
             &PriceRules {
                 accepted: Some(&request.accepted_prices),
                 auto_accept_drops: self.config.auto_accept_price_drops,
+                lists: lists.map(|lists| ListPricing {
+                    currency: request.currency,
+                    groups,
+                    lists,
+                    now: self.clock.now(),
+                }),
             },
         )
         .await
+    }
+
+    /// The customer's groups and the price lists valid now (`None` without price
+    /// lists).
+    async fn pricing_context(
+        &self,
+        request: &CheckoutRequest,
+    ) -> Result<(Vec<CustomerGroupId>, Option<Vec<PriceList>>)> {
+        let Some(store) = &self.price_lists else {
+            return Ok((Vec::new(), None));
+        };
+        let groups = store.customer_groups(&request.customer_id).await?;
+        let lists = store.active_price_lists(self.clock.now()).await?;
+        Ok((groups, Some(lists)))
     }
 
     async fn existing(&self, request: &CheckoutRequest) -> Result<Option<Order>> {
@@ -442,19 +545,26 @@ impl CheckoutService {
         }
     }
 
-    /// The order for a clean revalidation: catalog prices, shipping, tax; with the
-    /// shipping options offered and the tax calculator's answer. `preview` picks the
-    /// cheapest option when none is chosen.
+    /// The order for a clean revalidation: catalog prices, shipping, promotions, tax;
+    /// with the codes not applied, the shipping options offered and the tax
+    /// calculator's answer. `preview` picks the cheapest option when none is chosen.
     async fn new_order(
         &self,
         request: &CheckoutRequest,
         review: &Revalidation,
+        groups: Vec<CustomerGroupId>,
         preview: bool,
-    ) -> Result<(NewOrder, Vec<ShippingOption>, Option<TaxBreakdown>)> {
+    ) -> Result<(
+        NewOrder,
+        Vec<RejectedCode>,
+        Vec<ShippingOption>,
+        Option<TaxBreakdown>,
+    )> {
         let mut lines = Vec::with_capacity(review.lines.len());
+        let mut priced = Vec::with_capacity(review.lines.len());
         for l in &review.lines {
-            let (Some(product_id), Some(title), Some(unit_price)) =
-                (&l.product_id, &l.title, l.unit_price)
+            let (Some(product_id), Some(title), Some(unit_price), Some(category)) =
+                (&l.product_id, &l.title, l.unit_price, &l.category)
             else {
                 return Err(Error::not_found(EntityKind::Variant, &l.sku));
             };
@@ -466,11 +576,18 @@ impl CheckoutService {
                 unit_price,
                 tax: None,
             });
+            priced.push(PricedLine {
+                sku: l.sku.clone(),
+                product_id: product_id.clone(),
+                category: category.clone(),
+                quantity: l.quantity,
+                unit_price,
+            });
         }
         let subtotal = review
             .subtotal
             .ok_or_else(|| Error::validation("cart", "has no priced line"))?;
-        let (mut shipping, mut tax) = self.charges(&subtotal)?;
+        let mut shipping = self.shipping(&subtotal)?;
         let mut checkout = CheckoutDetails {
             shipping_address: request.shipping_address.clone(),
             billing_address: request
@@ -480,7 +597,7 @@ impl CheckoutService {
             ..CheckoutDetails::default()
         };
         let mut options = Vec::new();
-        let mut breakdown = None;
+        let mut products = Vec::new();
         if self.tax.is_some() || self.shipping.is_some() {
             let Some(address) = &request.shipping_address else {
                 return Err(Error::validation(
@@ -488,7 +605,7 @@ impl CheckoutService {
                     "is required to compute tax and shipping",
                 ));
             };
-            let products = self.products(&lines).await?;
+            products = self.products(&lines).await?;
             if let Some(rates) = &self.shipping {
                 let items = lines
                     .iter()
@@ -529,12 +646,68 @@ impl CheckoutService {
                 shipping = chosen.price;
                 checkout.shipping_option = Some(chosen.clone());
             }
-            if let Some((calculator, prices)) = &self.tax {
+        }
+        let (evaluation, rejected) = match &self.promotions {
+            Some((store, policy)) => {
+                let input = EvaluationInput {
+                    currency: subtotal.currency(),
+                    lines: priced,
+                    shipping,
+                    customer: CustomerInfo {
+                        id: Some(request.customer_id.clone()),
+                        groups,
+                        first_order: false,
+                    },
+                    now: self.clock.now(),
+                };
+                let mut evaluation = self
+                    .evaluate(store.as_ref(), *policy, input, &request.codes)
+                    .await?;
+                let rejected = std::mem::take(&mut evaluation.rejected);
+                (Some(evaluation), rejected)
+            }
+            None => {
+                // Nothing can apply a code: every code is reported, none is applied.
+                let rejected = request
+                    .codes
+                    .iter()
+                    .map(|c| RejectedCode {
+                        code: c.chars().take(64).collect(),
+                        reason: RejectReason::Unknown,
+                    })
+                    .collect();
+                (None, rejected)
+            }
+        };
+        let currency = subtotal.currency();
+        let base = NewOrder {
+            id: None,
+            customer_id: request.customer_id.clone(),
+            idempotency_key: request.idempotency_key.clone(),
+            lines,
+            shipping,
+            tax: Money::zero(currency),
+            checkout,
+            promotions: Vec::new(),
+        };
+        let mut order = discounted_order(base, evaluation.as_ref(), self.config.tax_rate)?;
+        let mut breakdown = None;
+        if let (Some(address), Some((calculator, prices))) = (&request.shipping_address, &self.tax)
+        {
+            if products.is_empty() {
+                products = self.products(&order.lines).await?;
+            }
+            let discounted_shipping = order
+                .promotions
+                .iter()
+                .try_fold(order.shipping, |s, p| s.checked_sub(&p.shipping_discount))?;
+            {
                 let tax_request = TaxRequest {
                     currency: subtotal.currency(),
                     destination: address.clone(),
                     prices: *prices,
-                    lines: lines
+                    lines: order
+                        .lines
                         .iter()
                         .zip(&products)
                         .map(|(l, p)| {
@@ -543,14 +716,14 @@ impl CheckoutService {
                                 tax_class: tax_class(p, &l.sku)?,
                                 quantity: l.quantity,
                                 unit_price: l.unit_price,
-                                discount: Money::zero(subtotal.currency()),
+                                discount: line_discount(&order.promotions, &l.sku, currency)?,
                             })
                         })
                         .collect::<Result<Vec<_>>>()?,
-                    shipping,
+                    shipping: discounted_shipping,
                 };
                 let b = calculator.calculate_checked(&tax_request).await?;
-                for (line, taxed) in lines.iter_mut().zip(&b.lines) {
+                for (line, taxed) in order.lines.iter_mut().zip(&b.lines) {
                     line.tax = Some(LineTax {
                         tax_class: taxed.tax_class.clone(),
                         rate: taxed.amount.rate,
@@ -559,8 +732,8 @@ impl CheckoutService {
                         gross: taxed.amount.gross,
                     });
                 }
-                tax = b.tax_total;
-                checkout.tax = Some(OrderTax {
+                order.tax = b.tax_total;
+                order.checkout.tax = Some(OrderTax {
                     prices: *prices,
                     shipping_tax: b.shipping.tax,
                     jurisdictions: b.jurisdictions.clone(),
@@ -568,16 +741,7 @@ impl CheckoutService {
                 breakdown = Some(b);
             }
         }
-        let order = NewOrder {
-            id: None,
-            customer_id: request.customer_id.clone(),
-            idempotency_key: request.idempotency_key.clone(),
-            lines,
-            shipping,
-            tax,
-            checkout,
-        };
-        Ok((order, options, breakdown))
+        Ok((order, rejected, options, breakdown))
     }
 
     /// The product of every line, in line order.
@@ -594,20 +758,64 @@ impl CheckoutService {
         Ok(out)
     }
 
-    /// Shipping and tax for `subtotal`.
+    /// Evaluates the automatic promotions and the request's codes on `input`.
+    async fn evaluate(
+        &self,
+        store: &dyn PromotionStore,
+        policy: StackingPolicy,
+        mut input: EvaluationInput,
+        codes: &[String],
+    ) -> Result<Evaluation> {
+        let automatic: Vec<Offer> = store.automatic_offers(input.now).await?;
+        let found: Vec<CodeLookup> = if codes.is_empty() {
+            Vec::new()
+        } else {
+            store.lookup_codes(codes).await?
+        };
+        let wants_first_order = automatic
+            .iter()
+            .map(|o| &o.promotion)
+            .chain(found.iter().filter_map(|c| match c {
+                CodeLookup::Found { promotion, .. } => Some(promotion.as_ref()),
+                _ => None,
+            }))
+            .any(|p| p.conditions.contains(&Condition::FirstOrder));
+        if wants_first_order {
+            let earlier = self
+                .orders
+                .list_orders(&OrderQuery {
+                    customer_id: input.customer.id.clone(),
+                    limit: 1,
+                    ..OrderQuery::default()
+                })
+                .await?;
+            input.customer.first_order = earlier.items.is_empty();
+        }
+        evaluate(&input, &automatic, &found, policy)
+    }
+
+    /// Shipping and tax for `subtotal` (without promotions).
     pub fn charges(&self, subtotal: &Money) -> Result<(Money, Money)> {
+        Ok((self.shipping(subtotal)?, self.tax(subtotal)?))
+    }
+
+    /// Shipping for `subtotal` (before discounts).
+    fn shipping(&self, subtotal: &Money) -> Result<Money> {
         let currency = subtotal.currency();
         let free = self
             .config
             .free_shipping_from
             .is_some_and(|from| subtotal.amount() >= from);
-        let shipping = if free {
-            Money::zero(currency)
+        if free {
+            Ok(Money::zero(currency))
         } else {
-            Money::new(self.config.flat_shipping, currency)?
-        };
-        let tax = subtotal.mul_decimal_rounded(self.config.tax_rate)?;
-        Ok((shipping, tax))
+            Money::new(self.config.flat_shipping, currency)
+        }
+    }
+
+    /// Tax on `taxable`.
+    fn tax(&self, taxable: &Money) -> Result<Money> {
+        taxable.mul_decimal_rounded(self.config.tax_rate)
     }
 }
 
@@ -626,4 +834,82 @@ fn tax_class(product: &Product, sku: &Sku) -> Result<TaxClass> {
             format!("{sku}: {other:?} is not a class name"),
         )),
     }
+}
+
+/// `base` (lines and shipping; its tax and promotions are replaced) with what each
+/// promotion of `evaluation` gave, and tax at `tax_rate` on the subtotal after the line
+/// discounts: the order checkout creates.
+pub(crate) fn discounted_order(
+    mut base: NewOrder,
+    evaluation: Option<&Evaluation>,
+    tax_rate: Decimal,
+) -> Result<NewOrder> {
+    let currency = base.shipping.currency();
+    let subtotal = Money::try_sum(
+        currency,
+        base.lines
+            .iter()
+            .map(|l| l.unit_price.checked_mul(u64::from(l.quantity)))
+            .collect::<Result<Vec<_>>>()?
+            .iter(),
+    )?;
+    base.promotions = match evaluation {
+        Some(e) => order_promotions(e)?,
+        None => Vec::new(),
+    };
+    let discount = Money::try_sum(
+        currency,
+        base.promotions
+            .iter()
+            .flat_map(|p| p.lines.iter().map(|l| &l.amount)),
+    )?;
+    base.tax = subtotal
+        .checked_sub(&discount)?
+        .mul_decimal_rounded(tax_rate)?;
+    Ok(base)
+}
+
+/// What each applied promotion of `evaluation` gave, for the order.
+fn order_promotions(evaluation: &Evaluation) -> Result<Vec<OrderPromotion>> {
+    evaluation
+        .applied
+        .iter()
+        .map(|a| {
+            let lines = evaluation
+                .lines
+                .iter()
+                .filter_map(|l| {
+                    l.shares
+                        .iter()
+                        .find(|s| s.promotion_id == a.promotion_id && !s.amount.is_zero())
+                        .map(|s| LineDiscount {
+                            sku: l.sku.clone(),
+                            amount: s.amount,
+                        })
+                })
+                .collect();
+            Ok(OrderPromotion {
+                promotion_id: a.promotion_id.clone(),
+                name: a
+                    .name
+                    .chars()
+                    .take(200)
+                    .filter(|c| !c.is_control())
+                    .collect(),
+                code: a.code.clone(),
+                lines,
+                shipping_discount: a.shipping_discount,
+            })
+        })
+        .collect()
+}
+
+/// What the order's promotions took off `sku`'s line.
+fn line_discount(promotions: &[OrderPromotion], sku: &Sku, currency: Currency) -> Result<Money> {
+    Money::try_sum(
+        currency,
+        promotions
+            .iter()
+            .flat_map(|p| p.lines.iter().filter(|l| &l.sku == sku).map(|l| &l.amount)),
+    )
 }

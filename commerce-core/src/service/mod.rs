@@ -134,7 +134,7 @@
 //! ```
 
 mod cart;
-mod checkout;
+pub(crate) mod checkout;
 mod client_cart;
 mod fulfillment;
 mod loader;

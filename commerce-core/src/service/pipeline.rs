@@ -2,11 +2,11 @@
 //!
 //! | status            | step (each idempotent)                                                      | next                                   |
 //! |-------------------|-----------------------------------------------------------------------------|----------------------------------------|
-//! | CREATED           | validate; reserve stock (`reserve` is idempotent per order)                 | PAYMENT_PENDING, or CANCELLED           |
-//! | PAYMENT_PENDING   | extend the lease; charge (one gateway key per order); confirm the stock     | PAYMENT_CONFIRMED, or CANCELLED         |
+//! | CREATED           | validate; hold the promotions; reserve stock (both idempotent per order)    | PAYMENT_PENDING, or CANCELLED           |
+//! | PAYMENT_PENDING   | extend the leases; charge (one gateway key per order); confirm the promotions, then the stock | PAYMENT_CONFIRMED, or CANCELLED |
 //! | PAYMENT_CONFIRMED | open the refund ledger if any (idempotent); submit to fulfilment (idempotent per order) | PREPARING                |
 //! | PREPARING         | notify "confirmed" (deduplicated per order and kind)                        | rests (SHIPPED / DELIVERED come from fulfilment) |
-//! | CANCELLED         | release or return the stock, void or refund the payment, notify             | rests                                  |
+//! | CANCELLED         | release or return the stock, release the promotions, void or refund the payment, notify | rests                      |
 //! | PARTIALLY_REFUNDED| (returns, see [`ReturnsService`](crate::service::ReturnsService))           | rests                                  |
 //! | REFUNDED          | refund the payment, return the stock by policy, cancel fulfilment, notify (from PARTIALLY_REFUNDED: notify only; the returns refunded and restocked) | rests |
 //!
@@ -33,6 +33,7 @@ use crate::error::{EntityKind, Error, Result};
 use crate::id::OrderId;
 use crate::inventory::{DEFAULT_RESERVATION_TTL, Reservation, ReservationState};
 use crate::order::{Order, OrderStatus, Transition};
+use crate::promotion::{RedemptionLine, RedemptionRequest, RedemptionState};
 use crate::refund::PaidOrder;
 use crate::service::Stores;
 use crate::service::fulfillment::Fulfillment;
@@ -41,8 +42,10 @@ use crate::service::payment::{
     ChargeOutcome, ChargeRequest, PaymentGateway, RefundOutcome, payment_key,
 };
 use crate::service::retry::{retry, with_timeout};
+use crate::store::steps::promotion_unavailable_reason;
 use crate::store::{
-    CatalogStore, InventoryStore, OrderSteps, OrderStore, RefundLedger, RetryPolicy, StepOutcome,
+    CatalogStore, InventoryStore, OrderSteps, OrderStore, PromotionStore, RefundLedger,
+    RetryPolicy, StepOutcome,
 };
 
 /// Pipeline settings.
@@ -127,6 +130,7 @@ pub struct OrderPipeline {
     notifier: Arc<dyn Notifier>,
     config: PipelineConfig,
     refunds: Option<Arc<dyn RefundLedger>>,
+    promotions: Option<Arc<dyn PromotionStore>>,
 }
 
 impl OrderPipeline {
@@ -149,7 +153,37 @@ impl OrderPipeline {
             notifier,
             config,
             refunds: None,
+            promotions: None,
         }
+    }
+
+    /// Holds the promotions an order records ([`Order::promotions`]) as a redemption in
+    /// `store`, following its stock reservation:
+    /// * CREATED: reserved for [`PipelineConfig::reservation_ttl`] just before the stock
+    ///   is reserved; a limit that refuses it cancels the order with
+    ///   [`promotion_unavailable_reason`] (no stock is reserved then);
+    /// * PAYMENT_PENDING: extended by [`PipelineConfig::payment_lease`] with the stock,
+    ///   and confirmed once the charge is approved, just before the stock is confirmed
+    ///   (a redemption found released cancels the order and refunds the charge);
+    /// * CANCELLED: released (exactly once; the store makes a repeat harmless).
+    ///
+    /// A confirmed redemption stays confirmed when the order is refunded, or when its
+    /// stock turned out to have lapsed during payment: it keeps counting against the
+    /// limits, so they are never exceeded (such a use is lost, not doubled). Pair with
+    /// [`ReservationReaper::with_promotions`](crate::service::ReservationReaper::with_promotions)
+    /// on the same store, and build checkout
+    /// [`with_promotions`](crate::service::CheckoutService::with_promotions) on it.
+    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>) -> Self {
+        self.promotions = Some(store);
+        self
+    }
+
+    /// The promotion store, when the order records promotions and the pipeline holds
+    /// them.
+    fn promotions_of(&self, order: &Order) -> Option<&dyn PromotionStore> {
+        self.promotions
+            .as_deref()
+            .filter(|_| !order.promotions.is_empty())
     }
 
     /// Opens every paid order in `ledger` ([`RefundLedger::open`] with
@@ -402,6 +436,11 @@ impl OrderPipeline {
                 .await;
         }
         let ttl = self.config.reservation_ttl;
+        if let Some(store) = self.promotions_of(order) {
+            if let Err(problem) = self.hold_promotions(store, order).await? {
+                return self.cancel_with(order, problem).await;
+            }
+        }
         let started = std::time::Instant::now();
         let result = retry(&self.config.step_retry, "reserve", || {
             self.steps.reserve_order(order, ttl)
@@ -409,6 +448,55 @@ impl OrderPipeline {
         .await;
         record_step("reserve", &result, started.elapsed());
         self.stepped(result, run)
+    }
+
+    /// Reserves the order's redemption; `Err(reason)` when the order must be cancelled
+    /// instead (a limit refused it, or it was released already).
+    async fn hold_promotions(
+        &self,
+        store: &dyn PromotionStore,
+        order: &Order,
+    ) -> Result<std::result::Result<(), String>> {
+        let mut lines = Vec::with_capacity(order.promotions.len());
+        let mut shipping = order.totals.shipping;
+        for p in &order.promotions {
+            shipping = shipping.checked_add(&p.shipping_discount)?;
+            lines.push(RedemptionLine {
+                promotion_id: p.promotion_id.clone(),
+                code: p.code.clone(),
+                amount: p.amount()?,
+            });
+        }
+        let request = RedemptionRequest {
+            ttl: self.config.reservation_ttl,
+            ..RedemptionRequest::new(
+                order.id.clone(),
+                Some(order.customer_id.clone()),
+                order.totals.subtotal.checked_add(&shipping)?,
+                lines,
+            )
+        };
+        let held = retry(&self.config.step_retry, "hold promotions", || {
+            store.reserve(&request)
+        })
+        .await;
+        match held {
+            Ok(r) if r.state == RedemptionState::Released => {
+                let why = r.reason.unwrap_or_else(|| "released".into());
+                Ok(Err(format!("promotions released before payment ({why})")))
+            }
+            Ok(_) => Ok(Ok(())),
+            Err(Error::PromotionUnavailable { promotion, reason }) => {
+                Ok(Err(promotion_unavailable_reason(&promotion, reason)))
+            }
+            Err(
+                e @ (Error::Validation { .. }
+                | Error::CurrencyMismatch { .. }
+                | Error::NotFound { .. }
+                | Error::Conflict { .. }),
+            ) => Ok(Err(format!("promotions cannot be held: {e}"))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Checks the order can still be sold and its money adds up. The prices are those
@@ -430,7 +518,7 @@ impl OrderPipeline {
         }
         let t = &order.totals;
         let total = t.expected_total(order.checkout.prices_include_tax())?;
-        if total != t.total {
+        if total != t.total || total.is_negative() {
             return Ok(Err("the order total does not add up".into()));
         }
         Ok(Ok(()))
@@ -504,12 +592,54 @@ impl OrderPipeline {
                 }
             }
         }
+        if let (Some(store), Some(lease)) = (self.promotions_of(order), self.config.payment_lease) {
+            let extended = retry(&self.config.step_retry, "extend promotions", || {
+                store.extend(&order.id, lease)
+            })
+            .await;
+            match extended {
+                Ok(_) => {}
+                Err(Error::InvalidTransition { .. }) | Err(Error::NotFound { .. }) => {
+                    let held = store.redemption(&order.id).await?;
+                    // Confirmed by an earlier run: go on (the charge is idempotent).
+                    if held.map(|r| r.state) != Some(RedemptionState::Confirmed) {
+                        return self
+                            .cancel_with(
+                                order,
+                                "promotions expired before payment was taken".into(),
+                            )
+                            .await;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
         match self.charge(order).await? {
             ChargeOutcome::Declined { reason } => {
                 self.cancel_with(order, format!("payment declined: {reason}"))
                     .await
             }
             ChargeOutcome::Approved { payment_ref } => {
+                if let Some(store) = self.promotions_of(order) {
+                    let confirmed = retry(&self.config.step_retry, "confirm promotions", || {
+                        store.confirm(&order.id)
+                    })
+                    .await;
+                    match confirmed {
+                        Ok(_) => {}
+                        Err(Error::InvalidTransition { .. }) | Err(Error::NotFound { .. }) => {
+                            return self
+                                .cancel_with(
+                                    order,
+                                    format!(
+                                        "promotions released during payment; payment {payment_ref} refunded"
+                                    ),
+                                )
+                                .await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
                 let started = std::time::Instant::now();
                 let result = retry(&self.config.step_retry, "confirm payment", || {
                     self.steps.confirm_payment(order, &payment_ref)
@@ -615,6 +745,7 @@ impl OrderPipeline {
     async fn clean_up_cancelled(&self, order: &Order) -> Result<()> {
         let (from, reason) = self.entry(order).await?;
         self.give_back_stock(order, true, &reason).await?;
+        self.release_promotions(order, &reason).await?;
         // A charge can only have been attempted once the order was PAYMENT_PENDING.
         if from == Some(OrderStatus::PaymentPending) {
             self.refund_payment(order, &reason).await?;
@@ -687,6 +818,28 @@ impl OrderPipeline {
             true,
             format!("the reservation of order {} kept changing", order.id),
         ))
+    }
+
+    /// Releases the order's redemption if it holds one (a confirmed one keeps counting).
+    async fn release_promotions(&self, order: &Order, reason: &str) -> Result<()> {
+        let Some(store) = self.promotions_of(order) else {
+            return Ok(());
+        };
+        let reason = truncate(reason);
+        match retry(&self.config.step_retry, "release promotions", || {
+            store.release(&order.id, &reason)
+        })
+        .await
+        {
+            Ok(_) => Ok(()),
+            // Never held (a limit refused it, or the order was cancelled first).
+            Err(Error::NotFound { .. }) => Ok(()),
+            Err(Error::InvalidTransition { .. }) => {
+                tracing::warn!(order_id = %order.id, "cancelled order keeps its confirmed promotions");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn refund_payment(&self, order: &Order, reason: &str) -> Result<()> {

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::CategoryPath;
+use crate::clock::Timestamp;
 use crate::error::Result;
-use crate::id::{ProductId, Sku};
+use crate::id::{CustomerGroupId, ProductId, Sku};
 use crate::money::{Currency, Money};
+use crate::promotion::{PriceList, resolve_price};
 use crate::store::{CatalogStore, InventoryStore};
 
 /// A line to re-check: the SKU, the units, and the price the shopper saw (a cart's
@@ -63,7 +66,11 @@ pub struct CheckedLine {
     pub product_id: Option<ProductId>,
     /// The product title, if the SKU is sold.
     pub title: Option<String>,
-    /// The catalog price now: the only price ever charged.
+    /// The product's category, if the SKU is sold.
+    #[serde(default)]
+    pub category: Option<CategoryPath>,
+    /// The catalog price now (resolved through the price lists, when checkout has
+    /// them): the only price ever charged.
     pub unit_price: Option<Money>,
     /// The price the shopper saw.
     pub seen_price: Option<Money>,
@@ -118,6 +125,30 @@ pub(crate) struct PriceRules<'a> {
     pub accepted: Option<&'a BTreeMap<Sku, Money>>,
     /// Whether a lower price is taken without asking.
     pub auto_accept_drops: bool,
+    /// Price lists to resolve prices with, if any.
+    pub lists: Option<ListPricing<'a>>,
+}
+
+/// What [`resolve_price`] needs besides the SKU and its base price.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ListPricing<'a> {
+    /// The currency to price in (`None`: each variant's own).
+    pub currency: Option<Currency>,
+    /// The customer's groups.
+    pub groups: &'a [CustomerGroupId],
+    /// The lists valid now in `currency`.
+    pub lists: &'a [PriceList],
+    /// Now.
+    pub now: Timestamp,
+}
+
+impl ListPricing<'_> {
+    /// The unit price of `sku` with base price `base`, or `None` when it is not sold in
+    /// the currency.
+    pub fn price(&self, sku: &Sku, base: &Money) -> Option<Money> {
+        let currency = self.currency.unwrap_or(base.currency());
+        resolve_price(sku, base, currency, self.groups, self.lists, self.now).map(|r| r.price)
+    }
 }
 
 /// Re-checks `lines` against the catalog and the inventory. Reads only.
@@ -141,7 +172,8 @@ pub(crate) async fn revalidate(
             quantity: line.quantity,
             product_id: sold.map(|(p, _)| p.id.clone()),
             title: sold.map(|(p, _)| p.title.clone()),
-            unit_price: sold.map(|(_, v)| v.price),
+            category: sold.map(|(p, _)| p.category.clone()),
+            unit_price: None,
             seen_price: line.seen_price,
             line_total: None,
             available: stock.available(),
@@ -153,7 +185,16 @@ pub(crate) async fn revalidate(
             out.push(checked);
             continue;
         };
-        let now = variant.price;
+        let Some(now) = (match &rules.lists {
+            Some(lists) => lists.price(&line.sku, &variant.price),
+            None => Some(variant.price),
+        }) else {
+            // Not sold in the currency asked for.
+            checked.issues.push(LineIssue::Unavailable);
+            out.push(checked);
+            continue;
+        };
+        checked.unit_price = Some(now);
         match currency {
             None => currency = Some(now.currency()),
             Some(c) if c != now.currency() => {

@@ -10,13 +10,16 @@ use crate::order::OrderStatus;
 use crate::service::Stores;
 use crate::service::pipeline::OrderPipeline;
 use crate::service::task::BackgroundTask;
-use crate::store::{InventoryStore, OrderQuery, OrderStore};
+use crate::store::{InventoryStore, OrderQuery, OrderStore, PromotionStore};
 
 /// What a reaper pass did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReapReport {
     /// Reservations this pass released.
     pub released: usize,
+    /// Promotion redemptions this pass released (see
+    /// [`ReservationReaper::with_promotions`]).
+    pub redemptions_released: usize,
     /// Orders this pass cancelled.
     pub cancelled: usize,
 }
@@ -37,6 +40,7 @@ pub struct ReservationReaper {
     pipeline: Arc<OrderPipeline>,
     clock: Arc<dyn Clock>,
     batch: u32,
+    promotions: Option<Arc<dyn PromotionStore>>,
 }
 
 impl ReservationReaper {
@@ -48,7 +52,16 @@ impl ReservationReaper {
             pipeline,
             clock: stores.clock.clone(),
             batch: 500,
+            promotions: None,
         }
+    }
+
+    /// The same reaper also releasing expired promotion redemptions of `store`
+    /// ([`PromotionStore::release_expired`]: each exactly once, even with several
+    /// reapers) and cancelling their orders, as for stock.
+    pub fn with_promotions(mut self, store: Arc<dyn PromotionStore>) -> Self {
+        self.promotions = Some(store);
+        self
     }
 
     /// The same reaper releasing up to `batch` reservations a pass (at least 1).
@@ -65,15 +78,21 @@ impl ReservationReaper {
             .await?;
         let mut report = ReapReport {
             released: released.len(),
-            cancelled: 0,
+            ..ReapReport::default()
         };
-        for r in released {
-            tracing::info!(order_id = %r.order_id, "reservation expired and released");
-            match self.pipeline.expire(&r.order_id).await {
+        let mut orders: Vec<_> = released.into_iter().map(|r| r.order_id).collect();
+        if let Some(store) = &self.promotions {
+            let redemptions = store.release_expired(self.clock.now(), self.batch).await?;
+            report.redemptions_released = redemptions.len();
+            orders.extend(redemptions.into_iter().map(|r| r.order_id));
+        }
+        for order_id in orders {
+            tracing::info!(%order_id, "reservation expired and released");
+            match self.pipeline.expire(&order_id).await {
                 Ok(Some(_)) => report.cancelled += 1,
                 Ok(None) => {}
                 // The next sweep (or the order's own job) finishes it.
-                Err(e) => tracing::warn!(order_id = %r.order_id, error = %e, "could not cancel"),
+                Err(e) => tracing::warn!(%order_id, error = %e, "could not cancel"),
             }
         }
         Ok(report)
@@ -123,6 +142,7 @@ impl ReservationReaper {
                 match this.run_once().await {
                     Ok(r) => {
                         total.released += r.released;
+                        total.redemptions_released += r.redemptions_released;
                         total.cancelled += r.cancelled;
                     }
                     Err(e) => tracing::warn!(error = %e, "reaper pass failed"),

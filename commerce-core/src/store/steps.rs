@@ -65,6 +65,24 @@ pub fn released_reason(why: &str) -> String {
     format!("reservation released before payment ({why})")
 }
 
+/// The history reason of an order cancelled because one of its promotions could not be
+/// held (`reason`: which limit refused it).
+///
+/// ```
+/// use commerce_core::promotion::Unavailable;
+/// use commerce_core::store::steps::promotion_unavailable_reason;
+/// assert_eq!(
+///     promotion_unavailable_reason("BF100", Unavailable::TotalUses),
+///     "promotion unavailable: BF100 (usage limit reached)"
+/// );
+/// ```
+pub fn promotion_unavailable_reason(
+    promotion: &str,
+    reason: crate::promotion::Unavailable,
+) -> String {
+    format!("promotion unavailable: {promotion} ({reason})")
+}
+
 /// The history reason of a confirmed payment.
 pub fn paid_reason(payment_ref: &str, total: &Money) -> String {
     format!("payment {payment_ref} captured ({total}); reserved stock sold")

@@ -91,6 +91,8 @@ pub struct Stores {
     pub promotions: Option<Arc<dyn PromotionStore>>,
     /// The refund ledger, if the adapter has one.
     pub refunds: Option<Arc<dyn RefundLedger>>,
+    /// The price lists, if the adapter has them.
+    pub price_lists: Option<Arc<dyn crate::store::PriceListStore>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -136,6 +138,12 @@ impl Stores {
         self
     }
 
+    /// Adds the price lists.
+    pub fn with_price_lists(mut self, store: Arc<dyn crate::store::PriceListStore>) -> Self {
+        self.price_lists = Some(store);
+        self
+    }
+
     /// Adds the refund ledger.
     pub fn with_refunds(mut self, store: Arc<dyn RefundLedger>) -> Self {
         self.refunds = Some(store);
@@ -176,6 +184,13 @@ impl Stores {
                 }
                 Area::Promotions => self.promotions.is_some(),
                 Area::Refunds => self.refunds.is_some(),
+                Area::Checkout => {
+                    self.catalog.is_some()
+                        && self.inventory.is_some()
+                        && self.orders.is_some()
+                        && self.promotions.is_some()
+                        && self.price_lists.is_some()
+                }
             })
             .collect()
     }
@@ -203,6 +218,7 @@ impl From<MemoryEngine> for Stores {
                 engine.orders.clone(),
             )))
             .with_promotions(engine.promotions)
+            .with_price_lists(engine.price_lists)
             .with_events(engine.events)
     }
 }
@@ -228,11 +244,14 @@ pub enum Area {
     Promotions,
     /// [`RefundLedger`].
     Refunds,
+    /// Checkout and the order pipeline with promotions and price lists, over the
+    /// catalog, inventory, orders, promotions and price lists (and the steps, if any).
+    Checkout,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 9] = [
+    pub const ALL: [Area; 10] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
@@ -242,6 +261,7 @@ impl Area {
         Area::Steps,
         Area::Promotions,
         Area::Refunds,
+        Area::Checkout,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -256,6 +276,7 @@ impl Area {
             Area::Steps => "steps",
             Area::Promotions => "promotions",
             Area::Refunds => "refunds",
+            Area::Checkout => "checkout",
         }
     }
 
@@ -263,7 +284,7 @@ impl Area {
     pub fn needs_events(self) -> bool {
         matches!(
             self,
-            Area::Catalog | Area::Inventory | Area::Orders | Area::Steps
+            Area::Catalog | Area::Inventory | Area::Orders | Area::Steps | Area::Checkout
         )
     }
 }

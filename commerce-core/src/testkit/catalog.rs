@@ -63,6 +63,7 @@ pub(crate) fn cases() -> Vec<Case> {
         category_listing_selects_exactly_the_subtree,
         listing_rejects_bad_limits,
         categories_are_listed_by_subtree,
+        put_categories_refuses_hostile_trees,
         events_never_precede_their_change,
     ]
 }
@@ -1154,22 +1155,34 @@ async fn categories_are_listed_by_subtree(env: Env<'_>) {
             id: CategoryId::new(format!("trap{i}")).expect("valid"),
             path: path(t),
         });
+        // Every parent too: put_categories refuses orphans.
+        for (j, a) in path(t).ancestors().into_iter().enumerate() {
+            tree.insert(Category {
+                id: CategoryId::new(format!("trap{i}-{j}")).expect("valid"),
+                path: a,
+            });
+        }
     }
     let all: Vec<Category> = tree.iter().cloned().collect();
     let written = must!(catalog.put_categories(&all).await, "put_categories");
     assert_eq!(
-        written,
-        all.len() as u64,
-        "put_categories returns how many it wrote"
+        (written.stored, written.unchanged, written.rejected),
+        (all.len() as u64, 0, Vec::new()),
+        "put_categories reports how many it stored"
     );
     let listed = must!(catalog.categories(None).await, "categories(None)");
     assert_eq!(
         listed, all,
         "categories(None) must list every category in byte-wise path order"
     );
-    must!(
+    let again = must!(
         catalog.put_categories(&all).await,
         "re-importing the same tree"
+    );
+    assert_eq!(
+        (again.stored, again.unchanged),
+        (0, all.len() as u64),
+        "re-importing the same tree stores nothing and counts every entry unchanged"
     );
     assert_eq!(
         must!(catalog.categories(None).await, "categories after re-import"),
@@ -1195,9 +1208,14 @@ async fn categories_are_listed_by_subtree(env: Env<'_>) {
         id: CategoryId::new("new-id").expect("valid"),
         path: path("A > B"),
     };
-    must!(
-        catalog.put_categories(std::slice::from_ref(&renamed)).await,
-        "replacing a category"
+    assert_eq!(
+        must!(
+            catalog.put_categories(std::slice::from_ref(&renamed)).await,
+            "replacing a category"
+        )
+        .stored,
+        1,
+        "giving a path a new id stores it"
     );
     let under = must!(
         catalog.categories(Some(&path("A > B"))).await,
@@ -1212,6 +1230,104 @@ async fn categories_are_listed_by_subtree(env: Env<'_>) {
         must!(catalog.categories(None).await, "all after replace").len(),
         all.len()
     );
+}
+
+/// `put_categories` refuses duplicate ids, duplicate paths and orphans (also the
+/// children of a refused entry) with typed reasons, writes the rest, and reports what it
+/// stored.
+async fn put_categories_refuses_hostile_trees(env: Env<'_>) {
+    use crate::catalog::CategoryRejection as R;
+    let ctx = env.ctx().await;
+    let catalog = ctx.catalog();
+    let cat = |id: &str, p: &str| Category {
+        id: CategoryId::new(id).expect("valid"),
+        path: path(p),
+    };
+    let first = must!(
+        catalog
+            .put_categories(&[cat("a", "A"), cat("b", "A > B")])
+            .await,
+        "put_categories"
+    );
+    assert_eq!((first.stored, first.rejected.len()), (2, 0));
+    let batch = [
+        cat("c", "A > C"),
+        cat("a", "A > D"),     // id a is stored at A
+        cat("c", "A > E"),     // id c given earlier in this batch
+        cat("f", "A > C"),     // path A > C given to c earlier in this batch
+        cat("g", "X > G"),     // no X
+        cat("h", "A > D > H"), // parent A > D refused above
+        cat("c", "A > C"),     // a repeat: unchanged
+        cat("b", "A > B"),     // as stored: unchanged
+    ];
+    let report = must!(catalog.put_categories(&batch).await, "hostile batch");
+    let reasons: Vec<(String, R)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.category.path.to_string(), r.reason.clone()))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (
+                "A > D".to_owned(),
+                R::DuplicateId {
+                    id: "a".to_owned(),
+                    kept_path: "A".to_owned()
+                }
+            ),
+            (
+                "A > E".to_owned(),
+                R::DuplicateId {
+                    id: "c".to_owned(),
+                    kept_path: "A > C".to_owned()
+                }
+            ),
+            (
+                "A > C".to_owned(),
+                R::DuplicatePath {
+                    kept_id: "c".to_owned()
+                }
+            ),
+            (
+                "X > G".to_owned(),
+                R::Orphan {
+                    parent: "X".to_owned()
+                }
+            ),
+            (
+                "A > D > H".to_owned(),
+                R::Orphan {
+                    parent: "A > D".to_owned()
+                }
+            ),
+        ],
+        "each refused entry with its typed reason, in input order"
+    );
+    assert_eq!(
+        (report.stored, report.unchanged),
+        (1, 2),
+        "only A > C is stored; the repeat and the stored entry are unchanged"
+    );
+    let listed: Vec<(String, String)> = must!(catalog.categories(None).await, "categories")
+        .into_iter()
+        .map(|c| (c.id.to_string(), c.path.to_string()))
+        .collect();
+    assert_eq!(
+        listed,
+        [("a", "A"), ("b", "A > B"), ("c", "A > C")]
+            .map(|(i, p)| (i.to_owned(), p.to_owned()))
+            .to_vec(),
+        "nothing refused was written"
+    );
+    // Moving an id: allowed when the same call gives its old path another id.
+    let moved = must!(
+        catalog
+            .put_categories(&[cat("b2", "A > B"), cat("b", "A > C > B")])
+            .await,
+        "moving an id"
+    );
+    assert_eq!((moved.stored, moved.rejected.len()), (2, 0), "{moved:?}");
 }
 
 async fn events_never_precede_their_change(env: Env<'_>) {

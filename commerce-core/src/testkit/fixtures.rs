@@ -106,5 +106,6 @@ pub(crate) fn new_order(k: &str, customer: &str, lines: &[(&str, u32, &str)]) ->
         shipping: minor(500, currency),
         tax: minor(100, currency),
         checkout: Default::default(),
+        promotions: Vec::new(),
     }
 }

@@ -91,6 +91,9 @@ pub(crate) fn cases() -> Vec<Case> {
         release_gives_back_and_is_idempotent,
         return_stock_restocks_or_writes_off,
         release_expired_releases_exactly_the_due_reservations,
+        release_expired_honours_its_now,
+        events_never_precede_their_change_and_come_in_order,
+        sub_second_ttls_are_kept_exactly,
         concurrent_reapers_release_each_reservation_once,
         reaping_and_confirming_race_consistently,
         ledger_replays_to_the_counters,
@@ -1393,6 +1396,196 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
         );
     }
     audit_clean(&ctx, "after returns").await;
+}
+
+/// A reader that follows the log while writers restock, reserve and confirm never sees
+/// an event before its change (the stock it reads has at least the event's
+/// `available`; the reservation exists in at least the event's state), and each level's
+/// and each order's events come in the order of the changes.
+async fn events_never_precede_their_change_and_come_in_order(env: Env<'_>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    let events = ctx.events();
+    let writers = 6usize;
+    let rounds = 8u32;
+    restock(&ctx, "A", "w1", 1).await;
+    let mark = ctx.event_mark().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let (inv, stop) = (inv.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut cursor = mark;
+            let mut checked = 0usize;
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                let page = events.read(cursor, 100).await.expect("EventLog::read");
+                for e in &page {
+                    cursor = e.id;
+                    match &e.event {
+                        DomainEvent::StockChanged { sku, available, .. } => {
+                            let stock = inv.stock(sku).await.expect("stock");
+                            let now = stock.available() + stock.reserved() + stock.sold();
+                            assert!(
+                                now >= *available,
+                                "StockChanged({sku}, available {available}) was readable while the store held only {now} units (events must commit with their change)"
+                            );
+                            checked += 1;
+                        }
+                        DomainEvent::ReservationChanged {
+                            order_id, state, ..
+                        } => {
+                            let r = inv
+                                .reservation(order_id)
+                                .await
+                                .expect("reservation")
+                                .unwrap_or_else(|| panic!("ReservationChanged({order_id}, {state:?}) was readable before the reservation existed"));
+                            assert!(
+                                *state == ReservationState::Active || r.state == *state,
+                                "ReservationChanged({order_id}, {state:?}) was readable while the store showed {:?}",
+                                r.state
+                            );
+                            checked += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                if done && page.is_empty() {
+                    return checked;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    concurrently(writers, |w| {
+        let inv = inv.clone();
+        async move {
+            for k in 0..rounds {
+                inv.restock(&sku("A"), &loc("w1"), 1, "in")
+                    .await
+                    .expect("restock");
+                let order = oid(&format!("o-{w}-{k}"));
+                inv.reserve(&req(order.as_str(), &[("A", 1)]))
+                    .await
+                    .expect("reserve");
+                inv.confirm(&order).await.expect("confirm");
+            }
+        }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let n = writers * rounds as usize;
+    let checked = super::check::join(observer, "the event observer").await;
+    assert_eq!(checked, 3 * n, "one event per restock, reserve and confirm");
+    // In order: each restock of the one level adds a unit to `available`, which others
+    // take away by reserving; per order, Active comes before Confirmed.
+    let mut states: BTreeMap<OrderId, Vec<ReservationState>> = BTreeMap::new();
+    let mut restocks = 0;
+    for e in ctx.events_since(mark).await {
+        match e {
+            DomainEvent::StockChanged { .. } => restocks += 1,
+            DomainEvent::ReservationChanged {
+                order_id, state, ..
+            } => states.entry(order_id).or_default().push(state),
+            _ => {}
+        }
+    }
+    assert_eq!(restocks, n);
+    assert_eq!(states.len(), n);
+    for (order, seen) in states {
+        assert_eq!(
+            seen,
+            vec![ReservationState::Active, ReservationState::Confirmed],
+            "the events of {order} come in the order of its changes"
+        );
+    }
+}
+
+/// `release_expired(now)` decides by the `now` it is given, not by the store's clock:
+/// a time ahead of the clock releases what is due then; one behind releases nothing.
+async fn release_expired_honours_its_now(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    reserve(&ctx, &req_ttl("o-1", &[("A", 1)], Duration::from_secs(60))).await;
+    let t0 = ctx.now();
+    ctx.advance(Duration::from_secs(120));
+    assert!(
+        must!(
+            inv.release_expired(at_plus(t0, Duration::from_secs(30)), 10)
+                .await,
+            "release_expired(t0 + 30 s)"
+        )
+        .is_empty(),
+        "release_expired(t0 + 30 s) releases nothing although the store's clock is past the expiry"
+    );
+    // A fresh reservation, with the clock not moved: a `now` ahead releases it.
+    reserve(&ctx, &req_ttl("o-2", &[("A", 1)], Duration::from_secs(60))).await;
+    let t1 = ctx.now();
+    let released = must!(
+        inv.release_expired(at_plus(t1, Duration::from_secs(60)), 10)
+            .await,
+        "release_expired(t1 + 60 s)"
+    );
+    let ids: BTreeSet<OrderId> = released.iter().map(|r| r.order_id.clone()).collect();
+    assert_eq!(
+        ids,
+        BTreeSet::from([oid("o-1"), oid("o-2")]),
+        "release_expired(t1 + 60 s) releases both, by the given now, with the clock at t1"
+    );
+}
+
+/// TTLs below a second and with fractions of a second are kept to the millisecond: a
+/// 1.5 s reservation expires 1.5 s after it was made, not at a whole second.
+async fn sub_second_ttls_are_kept_exactly(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    let t0 = ctx.now();
+    let short = reserve(
+        &ctx,
+        &req_ttl("o-1", &[("A", 1)], Duration::from_millis(250)),
+    )
+    .await;
+    let mid = reserve(
+        &ctx,
+        &req_ttl("o-2", &[("A", 1)], Duration::from_millis(1500)),
+    )
+    .await;
+    assert_eq!(
+        (short.expires_at, mid.expires_at),
+        (
+            at_plus(t0, Duration::from_millis(250)),
+            at_plus(t0, Duration::from_millis(1500))
+        ),
+        "expires_at = now + ttl, to the millisecond"
+    );
+    let due = |ms: u64| at_plus(t0, Duration::from_millis(ms));
+    let ids = |rs: Vec<crate::inventory::Reservation>| -> Vec<String> {
+        rs.into_iter().map(|r| r.order_id.to_string()).collect()
+    };
+    assert!(
+        must!(inv.release_expired(due(249), 10).await, "at 249 ms").is_empty(),
+        "nothing is due 1 ms before a 250 ms TTL ends"
+    );
+    assert_eq!(
+        ids(must!(inv.release_expired(due(250), 10).await, "at 250 ms")),
+        ["o-1"],
+        "a 250 ms reservation is due at 250 ms"
+    );
+    assert!(
+        must!(inv.release_expired(due(1499), 10).await, "at 1,499 ms").is_empty(),
+        "a 1.5 s reservation is not due at 1,499 ms (nor truncated to 1 s)"
+    );
+    assert_eq!(
+        ids(must!(
+            inv.release_expired(due(1500), 10).await,
+            "at 1,500 ms"
+        )),
+        ["o-2"],
+        "a 1.5 s reservation is due at 1,500 ms (not rounded up to 2 s)"
+    );
 }
 
 async fn release_expired_releases_exactly_the_due_reservations(env: Env<'_>) {

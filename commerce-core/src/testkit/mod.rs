@@ -47,6 +47,7 @@ mod builder;
 pub mod carts;
 pub mod catalog;
 mod check;
+pub mod checkout;
 pub mod events;
 mod fixtures;
 pub mod fuzz;
@@ -91,6 +92,7 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Steps => steps::cases(),
             Area::Promotions => promotions::cases(),
             Area::Refunds => refunds::cases(),
+            Area::Checkout => checkout::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

@@ -173,6 +173,13 @@ impl Ctx {
             .unwrap_or_else(|| missing("PromotionStore"))
     }
 
+    pub(crate) fn price_lists(&self) -> Arc<dyn crate::store::PriceListStore> {
+        self.stores
+            .price_lists
+            .clone()
+            .unwrap_or_else(|| missing("PriceListStore"))
+    }
+
     pub(crate) fn refunds(&self) -> Arc<dyn RefundLedger> {
         self.stores
             .refunds

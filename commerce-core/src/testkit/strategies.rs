@@ -467,6 +467,7 @@ pub fn new_order() -> impl Strategy<Value = NewOrder> {
                     shipping,
                     tax,
                     checkout: Default::default(),
+                    promotions: Vec::new(),
                 }
             })
     })
