@@ -189,7 +189,7 @@ async fn build(n: u64) -> BenchResult<Built> {
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&tree(), SEED);
+                let sample = SampleCatalog::new(tree(), SEED);
                 let mut busy = Duration::ZERO;
                 let mut i = g * BATCH;
                 while i < n {
@@ -327,7 +327,7 @@ fn misspell(word: &str) -> Option<String> {
 /// around it and a minimum rating; with `typo`, one word of five letters or more has
 /// two letters swapped.
 fn query_set(count: u64, n: u64, typo: bool) -> Vec<Q> {
-    let sample = SampleCatalog::new(&tree(), SEED);
+    let sample = SampleCatalog::new(tree(), SEED);
     let mut out = Vec::new();
     let mut i = 0u64;
     while (out.len() as u64) < count && i < count * 20 {
@@ -549,7 +549,7 @@ async fn pg_load(pool: &PgPool, n: u64) -> BenchResult<()> {
     ] {
         sqlx::query(AssertSqlSafe(sql)).execute(pool).await?;
     }
-    let sample = SampleCatalog::new(&tree(), SEED);
+    let sample = SampleCatalog::new(tree(), SEED);
     let mut conn = pool.acquire().await?;
     let mut copy = conn
         .copy_in_raw(&format!(
@@ -766,7 +766,7 @@ async fn autocomplete_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
             (Arc::new(s), count)
         }
     };
-    let sample = SampleCatalog::new(&tree(), SEED);
+    let sample = SampleCatalog::new(tree(), SEED);
     let mut prefixes = Vec::new();
     for i in 0..2_000u64 {
         let p = sample.product((i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11) % n.max(1));
@@ -864,7 +864,7 @@ async fn open_or_build_sharded(n: u64, shards: usize) -> BenchResult<ShardedSear
         .map(|g| {
             let tx = tx.clone();
             std::thread::spawn(move || {
-                let sample = SampleCatalog::new(&tree(), SEED);
+                let sample = SampleCatalog::new(tree(), SEED);
                 let mut i = g * BATCH;
                 while i < n {
                     let end = (i + BATCH).min(n);
