@@ -253,6 +253,15 @@ impl OrderSteps for ComposedSteps {
                     (cancel(from, released_reason(&why)), Some(r))
                 }
                 other => {
+                    // Another run of this order went on (paid, confirmed) after this
+                    // one read it as CREATED: the caller reloads.
+                    let now = self.stored(order).await?;
+                    if now.status != OrderStatus::Created {
+                        return Err(Error::conflict(
+                            EntityKind::Order,
+                            format!("order {} is {}, not CREATED", order.id, now.status),
+                        ));
+                    }
                     return Err(Error::permanent(
                         format!(
                             "order {} is CREATED but its reservation is {other}",
