@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 
 use crate::catalog::{NewProduct, Product, Slug};
 use crate::error::{Error, Result};
-use crate::id::ProductId;
+use crate::id::{ProductId, Sku};
 use crate::inventory::{Restock, StockLevel};
 use crate::service::Stores;
-use crate::store::{CatalogStore, InventoryStore, MAX_PAGE_SIZE, RetryPolicy};
+use crate::store::{CatalogStore, InventoryStore, InventoryStoreExt, MAX_PAGE_SIZE, RetryPolicy};
 
 /// Loads products and their initial stock in batches
 /// ([`CatalogStore::insert_products`], [`InventoryStore::restock_many`]), retrying
@@ -140,13 +140,17 @@ impl CatalogLoader {
         if !stock.levels.iter().any(|l| l.location == first.location) {
             return Ok(None);
         }
+        // The rest of the chunk in one batch read, not one round trip per item.
+        let skus: Vec<Sku> = chunk.iter().map(|i| i.sku.clone()).collect();
+        let stocks = self.inventory.stocks_in_batches(&skus).await?;
         let mut out = Vec::with_capacity(chunk.len());
         for item in chunk {
-            let stock = self.inventory.stock(&item.sku).await?;
-            let level = stock
-                .levels
-                .into_iter()
+            let level = stocks
+                .iter()
+                .filter(|s| s.sku == item.sku)
+                .flat_map(|s| s.levels.iter())
                 .find(|l| l.location == item.location)
+                .cloned()
                 .ok_or_else(|| {
                     Error::backend(
                         false,
