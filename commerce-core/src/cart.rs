@@ -17,12 +17,25 @@
 //! already had); the price snapshot taken **later** wins (it is the
 //! price the shopper saw last; checkout re-prices anyway). Guest lines that would exceed
 //! the line limit, that have no stock, or whose currency differs are dropped and reported.
+//! Addresses move as a pair: the customer cart keeps its [`CartAddresses`] when it has
+//! any, and takes the guest cart's otherwise (shipping and billing are never mixed from
+//! the two carts).
+//!
+//! **Addresses** ([`CartAddresses`], set with [`Cart::set_addresses`]): a cart may carry
+//! a shipping and a billing [`Address`], each already validated (an `Address` can only
+//! be built by [`Address::new`], and deserialising one, from a client or from a store,
+//! validates it again). Setting them replaces both (a `None` clears one) and is a write
+//! like any other: it bumps the version and slides the expiry. Guest carts may carry
+//! addresses too (a guest checks out with one); they are personal data and disappear
+//! with the cart. [`CheckoutService`](crate::service::CheckoutService) uses them when
+//! the checkout request carries no address of its own.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::{Address, AddressInput};
 use crate::clock::{self, Timestamp};
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, ProductId, Sku};
@@ -54,6 +67,63 @@ pub struct CartItem {
     pub added_at: Timestamp,
 }
 
+/// The addresses saved on a cart, both validated (see the [module docs](self)).
+///
+/// Deserialising validates each address ([`Address`] deserialises through
+/// [`Address::new`]) and refuses unknown fields, so a value from a client or a store
+/// that breaks the address rules never becomes a `CartAddresses`.
+///
+/// ```
+/// use commerce_core::address::AddressInput;
+/// use commerce_core::cart::CartAddresses;
+///
+/// let home = AddressInput {
+///     name: "Erika Mustermann".into(),
+///     line1: "Heidestraße 17".into(),
+///     city: "Köln".into(),
+///     postal_code: Some("51147".into()),
+///     country: "DE".into(),
+///     ..AddressInput::default()
+/// };
+/// let saved = CartAddresses::from_input(Some(home.clone()), None)?;
+/// assert_eq!(saved.shipping.as_ref().map(|a| a.city()), Some("Köln"));
+/// let bad = AddressInput { country: "XX".into(), ..home };
+/// assert!(CartAddresses::from_input(None, Some(bad)).is_err());
+/// // Deserialising (a client's JSON, a stored cart) validates too.
+/// let json = r#"{"shipping":{"name":"A","line1":"B","city":"C","country":"XX"}}"#;
+/// assert!(serde_json::from_str::<CartAddresses>(json).is_err());
+/// # Ok::<(), commerce_core::Error>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CartAddresses {
+    /// Where the goods go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shipping: Option<Address>,
+    /// Who pays (at checkout, the shipping address when `None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<Address>,
+}
+
+impl CartAddresses {
+    /// Validates client input ([`Address::new`] on each address given): the first
+    /// invalid address is `Validation` on its `address.<field>`, and nothing is built.
+    pub fn from_input(
+        shipping: Option<AddressInput>,
+        billing: Option<AddressInput>,
+    ) -> Result<Self> {
+        Ok(CartAddresses {
+            shipping: shipping.map(Address::new).transpose()?,
+            billing: billing.map(Address::new).transpose()?,
+        })
+    }
+
+    /// Whether neither address is set.
+    pub fn is_empty(&self) -> bool {
+        self.shipping.is_none() && self.billing.is_none()
+    }
+}
+
 /// A shopping cart.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +142,10 @@ pub struct Cart {
     pub updated_at: Timestamp,
     /// When the cart disappears unless written again.
     pub expires_at: Timestamp,
+    /// The saved shipping and billing addresses (none by default; carts stored before
+    /// addresses existed read as none).
+    #[serde(default, skip_serializing_if = "CartAddresses::is_empty")]
+    pub addresses: CartAddresses,
 }
 
 /// Limits and expiry applied by every cart write.
@@ -116,6 +190,7 @@ impl Cart {
             created_at: now,
             updated_at: now,
             expires_at: clock::add(now, limits.ttl),
+            addresses: CartAddresses::default(),
         }
     }
 
@@ -231,7 +306,15 @@ impl Cart {
         self.set_quantity(sku, 0, now, limits)
     }
 
-    /// Merges the guest cart's lines into this one by the policy in the
+    /// Replaces the saved addresses (a `None` clears that address) and refreshes the
+    /// expiry. Cannot fail: every [`Address`] is valid by construction.
+    pub fn set_addresses(&mut self, addresses: CartAddresses, now: Timestamp, limits: &CartLimits) {
+        self.addresses = addresses;
+        self.touch(now, limits);
+    }
+
+    /// Merges the guest cart's lines (and its addresses, when this cart has none) into
+    /// this one by the policy in the
     /// [module docs](self). `caps` bounds the merged quantity per SKU (typically the
     /// units available); a SKU missing from `caps` is capped only by the line limit.
     pub fn merge_from(
@@ -279,6 +362,9 @@ impl Cart {
                 line.quantity = quantity;
                 self.items.push(line);
             }
+        }
+        if self.addresses.is_empty() {
+            self.addresses = guest.addresses.clone();
         }
         self.touch(now, limits);
         report
@@ -402,5 +488,94 @@ mod tests {
             vec![Sku::new("a").expect("ok"), Sku::new("c").expect("ok")]
         );
         assert_eq!(report.dropped, vec![Sku::new("d").expect("ok")]);
+    }
+
+    fn saved(name: &str, country: &str, postal: &str) -> Address {
+        Address::new(AddressInput {
+            name: name.into(),
+            line1: "1 Test Street".into(),
+            city: "Testville".into(),
+            postal_code: Some(postal.into()),
+            country: country.into(),
+            ..AddressInput::default()
+        })
+        .expect("valid")
+    }
+
+    #[test]
+    fn addresses_are_a_write_and_merge_as_a_pair() {
+        let clock = ManualClock::default();
+        let limits = CartLimits::default();
+        let owner = CartOwner::Customer(CustomerId::new("c1").expect("ok"));
+        let mut customer = Cart::new(
+            CartId::new("c-c1").expect("ok"),
+            owner,
+            clock.now(),
+            &limits,
+        );
+        let mut guest = Cart::new(CartId::new_guest(), CartOwner::Guest, clock.now(), &limits);
+        clock.advance(Duration::from_secs(60));
+        let both = CartAddresses {
+            shipping: Some(saved("G", "DE", "10115")),
+            billing: Some(saved("G", "FR", "75008")),
+        };
+        guest.set_addresses(both.clone(), clock.now(), &limits);
+        assert_eq!((guest.version, guest.updated_at), (1, clock.now()));
+        assert_eq!(guest.expires_at, clock::add(clock.now(), limits.ttl));
+
+        // No addresses on the customer cart: the guest's come in, as a pair.
+        let mut fresh = customer.clone();
+        fresh.merge_from(&guest, &BTreeMap::new(), clock.now(), &limits);
+        assert_eq!(fresh.addresses, both);
+
+        // Any address on the customer cart: kept, nothing of the guest's mixed in.
+        let billing_only = CartAddresses {
+            shipping: None,
+            billing: Some(saved("C", "DE", "50667")),
+        };
+        customer.set_addresses(billing_only.clone(), clock.now(), &limits);
+        customer.merge_from(&guest, &BTreeMap::new(), clock.now(), &limits);
+        assert_eq!(customer.addresses, billing_only);
+
+        // Clearing is setting none.
+        customer.set_addresses(CartAddresses::default(), clock.now(), &limits);
+        assert!(customer.addresses.is_empty());
+        assert_eq!(customer.version, 3);
+    }
+
+    #[test]
+    fn stored_carts_round_trip_and_tampered_addresses_are_refused() {
+        let clock = ManualClock::default();
+        let limits = CartLimits::default();
+        let mut cart = Cart::new(CartId::new_guest(), CartOwner::Guest, clock.now(), &limits);
+        // A cart without addresses serialises without the field (as before addresses).
+        let plain = serde_json::to_string(&cart).expect("json");
+        assert!(!plain.contains("addresses"), "{plain}");
+        assert_eq!(serde_json::from_str::<Cart>(&plain).expect("read"), cart);
+
+        cart.set_addresses(
+            CartAddresses {
+                shipping: Some(saved("S", "NL", "1012ab")),
+                billing: None,
+            },
+            clock.now(),
+            &limits,
+        );
+        let json = serde_json::to_string(&cart).expect("json");
+        assert!(json.contains(r#""postal_code":"1012 AB""#), "{json}");
+        assert_eq!(serde_json::from_str::<Cart>(&json).expect("read"), cart);
+        for tampered in [
+            json.replace(r#""country":"NL""#, r#""country":"XX""#),
+            json.replace("1012 AB", "1012"),
+            json.replace(r#""name":"S""#, r#""name":"""#),
+            json.replace(r#""shipping":{"#, r#""shipping":{"admin":true,"#),
+            json.replace(r#""addresses":{"#, r#""addresses":{"extra":1,"#),
+        ] {
+            assert_ne!(tampered, json, "the replacement must apply");
+            assert!(
+                serde_json::from_str::<Cart>(&tampered).is_err(),
+                "a tampered cart deserialised: {tampered}"
+            );
+        }
     }
 }

@@ -42,7 +42,7 @@ use governor::{DefaultKeyedRateLimiter, Quota};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::resilience::{Admission, LimitedAction, UserRateLimit};
+pub use crate::store::{Admission, LimitedAction, UserRateLimit};
 
 /// Longest accepted limiter key (`user` of [`UserRateLimit::admit`]), in bytes.
 pub const MAX_KEY_LEN: usize = 256;

@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,8 +22,9 @@ use commerce_core::recommend::{
 };
 use commerce_core::resilience::{BreakerConfig, BreakerState, OmissionReason, Section};
 use commerce_core::store::{CatalogStore, CoPurchaseStore, HistoryStore};
+use commerce_core::testkit::faults::{Faults, Faulty, Latency, Rule};
 use commerce_core::{Error, Result};
-use common::{Fault, HungCatalog, SlowInventory, Stock, add_product, add_product_with, oid, pid};
+use common::{Fault, Stock, add_product, add_product_with, oid, pid};
 
 /// A recommender that answers with fixed products, or misbehaves; counts calls.
 #[derive(Debug)]
@@ -344,10 +345,13 @@ async fn a_hung_recommender_under_concurrent_load() {
 async fn slow_inventory_leaves_availability_unknown() {
     let engine = MemoryEngine::new();
     let phone = shop(&engine).await;
-    let inventory = Arc::new(SlowInventory {
-        inner: engine.inventory.clone(),
-        fault: std::sync::Mutex::new(Fault::Sleep(Duration::from_secs(1))),
-    });
+    let faults = Faults::new();
+    faults.add(
+        Rule::delay(Latency::fixed(Duration::from_secs(1)))
+            .on("stock")
+            .on("stocks"),
+    );
+    let inventory = Faulty::new(engine.inventory.clone(), faults.clone());
     let pages = ProductPages::new(engine.catalog.clone(), inventory, engine.clock.clone());
     let page = pages.load(&PageRequest::by_id(phone.id)).await.unwrap();
     assert!(
@@ -363,10 +367,14 @@ async fn slow_inventory_leaves_availability_unknown() {
 async fn a_hung_catalog_fails_the_page_at_its_deadline() {
     let engine = MemoryEngine::new();
     let phone = shop(&engine).await;
-    let catalog = Arc::new(HungCatalog {
-        inner: engine.catalog.clone(),
-        hang: AtomicBool::new(true),
-    });
+    let faults = Faults::new();
+    faults.add(
+        Rule::hang()
+            .on("get_product")
+            .on("get_products")
+            .on("get_product_by_slug"),
+    );
+    let catalog = Faulty::new(engine.catalog.clone(), faults.clone());
     let pages = ProductPages::new(catalog, engine.inventory.clone(), engine.clock.clone());
     let start = tokio::time::Instant::now();
     let err = pages.load(&PageRequest::by_id(phone.id)).await.unwrap_err();

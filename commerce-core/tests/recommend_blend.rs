@@ -16,9 +16,9 @@ use commerce_core::recommend::{
 };
 use commerce_core::resilience::{BreakerConfig, OmissionReason, Section};
 use commerce_core::store::{CoPurchaseStore, HistoryStore};
+use commerce_core::testkit::faults::{FaultKind, Faults, Faulty, Rule};
 use common::{
-    FakeIndex, Fault, FaultyCoPurchase, Stock, add_product, add_product_with, catalog, inventory,
-    oid, pid, product,
+    FakeIndex, Stock, add_product, add_product_with, catalog, inventory, oid, pid, product,
 };
 
 fn ids(recs: &[Recommendation]) -> Vec<&str> {
@@ -264,7 +264,9 @@ fn fast_config() -> RecommenderConfig {
 #[tokio::test(start_paused = true)]
 async fn a_hung_or_failing_source_is_left_out_and_reported() {
     let (engine, counts) = shop().await;
-    let faulty = Arc::new(FaultyCoPurchase::new(counts, Fault::Hang));
+    let faults = Faults::new();
+    faults.add(Rule::hang().on("also_bought"));
+    let faulty = Faulty::new(counts, faults.clone());
     let mut index = FakeIndex::with(&[("phone", &["newbie", "charger"])]);
     index.delay = Some(Duration::from_secs(5));
     let r = recommender(&engine, faulty.clone())
@@ -287,7 +289,7 @@ async fn a_hung_or_failing_source_is_left_out_and_reported() {
     assert_eq!(ids(&out.items), ["tv", "case", "charger"]);
 
     // Failing now: after the threshold its breaker opens and it is not called.
-    *faulty.fault.lock().await = Fault::Fail;
+    faults.set(Rule::fail(FaultKind::Retryable).on("also_bought"));
     let out = r
         .recommend(&RecommendRequest::for_product(pid("phone"), 3))
         .await
@@ -296,15 +298,11 @@ async fn a_hung_or_failing_source_is_left_out_and_reported() {
         out.omitted[0].reason,
         OmissionReason::Failed { .. }
     ));
-    let calls = faulty.calls.load(std::sync::atomic::Ordering::SeqCst);
+    let calls = faults.calls("also_bought");
     let out = r
         .recommend(&RecommendRequest::for_product(pid("phone"), 3))
         .await
         .unwrap();
     assert_eq!(out.omitted[0].reason, OmissionReason::CircuitOpen);
-    assert_eq!(
-        faulty.calls.load(std::sync::atomic::Ordering::SeqCst),
-        calls,
-        "not called while open"
-    );
+    assert_eq!(faults.calls("also_bought"), calls, "not called while open");
 }

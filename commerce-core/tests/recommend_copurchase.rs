@@ -238,24 +238,40 @@ async fn limits_are_validated_and_unknown_products_are_empty() {
 
 #[cfg(feature = "testkit")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_memory_stores_pass_the_conformance_checks() {
-    use commerce_core::recommend::{MemoryHistory, conformance};
-    conformance::co_purchase_contract(|| async { Arc::new(MemoryCoPurchase::new()) }).await;
-    conformance::history_contract(Arc::new(MemoryHistory::new())).await;
+async fn the_memory_stores_pass_the_conformance_kit() {
+    use commerce_core::testkit::{self, MemoryBuilder};
+    testkit::recommend::test_all(&MemoryBuilder).await;
+}
+
+/// The co-purchase area on a [`CachedCoPurchase`] over the memory store.
+#[cfg(feature = "testkit")]
+#[derive(Debug)]
+struct CachedBuilder;
+
+#[cfg(feature = "testkit")]
+#[async_trait::async_trait]
+impl commerce_core::testkit::StoreBuilder for CachedBuilder {
+    async fn build(
+        &self,
+        _clock: Arc<commerce_core::clock::ManualClock>,
+    ) -> commerce_core::Result<commerce_core::testkit::Stores> {
+        use commerce_core::recommend::CachedCoPurchase;
+        Ok(
+            commerce_core::testkit::Stores::new().with_co_purchase(Arc::new(
+                CachedCoPurchase::new(
+                    Arc::new(MemoryCoPurchase::new()),
+                    std::time::Duration::from_secs(600),
+                    10_000,
+                ),
+            )),
+        )
+    }
 }
 
 #[cfg(feature = "testkit")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_cached_store_passes_the_conformance_checks() {
-    use commerce_core::recommend::{CachedCoPurchase, conformance};
-    conformance::co_purchase_contract(|| async {
-        Arc::new(CachedCoPurchase::new(
-            Arc::new(MemoryCoPurchase::new()),
-            std::time::Duration::from_secs(600),
-            10_000,
-        ))
-    })
-    .await;
+async fn the_cached_store_passes_the_conformance_kit() {
+    commerce_core::testkit::recommend::test_all(&CachedBuilder).await;
 }
 
 /// Counts the rankings read from the wrapped store.

@@ -4,22 +4,18 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use commerce_core::clock::Timestamp;
-use commerce_core::event::{DomainEvent, EventEnvelope};
+use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, CustomerId, EventId, IdempotencyKey, OrderId};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::order::{NewOrder, NewOrderLine, Order, OrderStatus, StatusChange, Transition};
+use commerce_core::order::{NewOrder, NewOrderLine, Order, OrderStatus, Transition};
 use commerce_core::recommend::{
     Basket, CoPurchaseUpdater, InteractionKind, MemoryCoPurchase, MemoryHistory,
 };
-use commerce_core::store::{
-    CoPurchaseStore, CreateOutcome, EventLog, HistoryStore, OrderQuery, OrderStore, Page,
-};
-use commerce_core::{Error, Result};
+use commerce_core::store::{CoPurchaseStore, EventLog, HistoryStore, OrderStore};
+use commerce_core::testkit::faults::{FaultKind, Faults, Faulty, Rule};
 use common::{Model, add_product, pid};
 
 async fn place(engine: &MemoryEngine, key: &str, customer: &str, products: &[&str]) -> Order {
@@ -128,39 +124,6 @@ async fn only_paid_orders_are_counted() {
     assert_eq!(again.checkpoint, report.checkpoint);
 }
 
-/// An event log whose `commit` fails while `fail` is set: a crash after recording and
-/// before committing.
-#[derive(Debug)]
-struct CrashBeforeCommit {
-    inner: Arc<dyn EventLog>,
-    fail: AtomicBool,
-}
-
-#[async_trait]
-impl EventLog for CrashBeforeCommit {
-    async fn append(&self, events: Vec<DomainEvent>) -> Result<Vec<EventId>> {
-        self.inner.append(events).await
-    }
-    async fn read(&self, after: EventId, limit: u32) -> Result<Vec<EventEnvelope>> {
-        self.inner.read(after, limit).await
-    }
-    async fn checkpoint(&self, consumer: &ConsumerName) -> Result<EventId> {
-        self.inner.checkpoint(consumer).await
-    }
-    async fn commit(&self, consumer: &ConsumerName, up_to: EventId) -> Result<()> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(Error::backend(true, "crashed before commit"));
-        }
-        self.inner.commit(consumer, up_to).await
-    }
-    async fn wait_for_events(&self, after: EventId, timeout: Duration) -> Result<bool> {
-        self.inner.wait_for_events(after, timeout).await
-    }
-    async fn prune(&self, before: Timestamp) -> Result<u64> {
-        self.inner.prune(before).await
-    }
-}
-
 #[tokio::test]
 async fn redelivery_after_a_crash_changes_nothing() {
     let engine = MemoryEngine::new();
@@ -177,16 +140,16 @@ async fn redelivery_after_a_crash_changes_nothing() {
         pay(&engine, &o.id).await;
         model.record(&Basket::from_order(&o));
     }
-    let log = Arc::new(CrashBeforeCommit {
-        inner: engine.events.clone(),
-        fail: AtomicBool::new(true),
-    });
+    // A crash after recording and before committing: `commit` fails.
+    let faults = Faults::new();
+    faults.add(Rule::fail(FaultKind::Retryable).on("commit"));
+    let log = Faulty::new(engine.events.clone(), faults.clone());
     let u = CoPurchaseUpdater::new(log.clone(), engine.orders.clone(), store.clone());
     assert!(u.run_once().await.is_err(), "the commit failed");
     assert_eq!(store.orders_recorded().await.unwrap(), 5, "but it recorded");
 
     // Restart: the same events come again.
-    log.fail.store(false, Ordering::SeqCst);
+    faults.clear();
     let report = u.catch_up().await.unwrap();
     assert_eq!(report.recorded, 0);
     assert_eq!(report.duplicates, 5);
@@ -197,39 +160,6 @@ async fn redelivery_after_a_crash_changes_nothing() {
     let report = fresh.catch_up().await.unwrap();
     assert_eq!((report.recorded, report.duplicates), (0, 5));
     model.assert_store(store.as_ref()).await;
-}
-
-/// An order store that fails reads of one order while `fail` is set.
-#[derive(Debug)]
-struct FlakyOrders {
-    inner: Arc<dyn OrderStore>,
-    bad: OrderId,
-    fail: AtomicBool,
-}
-
-#[async_trait]
-impl OrderStore for FlakyOrders {
-    async fn create_order(&self, new: NewOrder) -> Result<CreateOutcome> {
-        self.inner.create_order(new).await
-    }
-    async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
-        if id == &self.bad && self.fail.load(Ordering::SeqCst) {
-            return Err(Error::backend(true, "connection reset"));
-        }
-        self.inner.get_order(id).await
-    }
-    async fn get_order_by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>> {
-        self.inner.get_order_by_key(key).await
-    }
-    async fn transition(&self, id: &OrderId, change: &Transition) -> Result<Order> {
-        self.inner.transition(id, change).await
-    }
-    async fn history(&self, id: &OrderId) -> Result<Vec<StatusChange>> {
-        self.inner.history(id).await
-    }
-    async fn list_orders(&self, query: &OrderQuery) -> Result<Page<Order, OrderId>> {
-        self.inner.list_orders(query).await
-    }
 }
 
 #[tokio::test]
@@ -244,18 +174,19 @@ async fn a_failure_mid_batch_commits_what_came_before_and_retries_the_rest() {
         orders.push(o);
     }
     let bad = orders[5].id.clone();
-    let flaky = Arc::new(FlakyOrders {
-        inner: engine.orders.clone(),
-        bad: bad.clone(),
-        fail: AtomicBool::new(true),
-    });
+    // Reads of the bad order fail while the rule is armed.
+    let faults = Faults::new();
+    let flaky = Faulty::new(engine.orders.clone(), faults.clone());
+    let fail_bad = Rule::fail(FaultKind::Retryable)
+        .on("get_order")
+        .with_arg("order", &bad);
     for concurrency in [1, 8] {
         let consumer = ConsumerName::new(format!("c{concurrency}")).unwrap();
         let store = Arc::new(MemoryCoPurchase::new());
         let u = CoPurchaseUpdater::new(engine.events.clone(), flaky.clone(), store.clone())
             .with_consumer(consumer.clone())
             .with_concurrency(concurrency);
-        flaky.fail.store(true, Ordering::SeqCst);
+        faults.set(fail_bad.clone());
         assert!(u.run_once().await.unwrap_err().is_retryable());
         // The checkpoint stops right before the failed order's confirmation.
         let cp = engine.events.checkpoint(&consumer).await.unwrap();
@@ -268,7 +199,7 @@ async fn a_failure_mid_batch_commits_what_came_before_and_retries_the_rest() {
         let before = store.orders_recorded().await.unwrap();
         assert!((5..=9).contains(&before), "{before}");
 
-        flaky.fail.store(false, Ordering::SeqCst);
+        faults.clear();
         let report = u.catch_up().await.unwrap();
         assert_eq!(report.recorded + before, 10);
         // Orders after the failed one that were recorded meanwhile come again.

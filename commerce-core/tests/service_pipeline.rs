@@ -11,6 +11,7 @@ use commerce_core::Error;
 use commerce_core::inventory::ReservationState;
 use commerce_core::order::OrderStatus::*;
 use commerce_core::service::*;
+use commerce_core::testkit::faults::{Action, FaultKind, Faults, Faulty, Rule};
 use service_support::*;
 
 #[tokio::test]
@@ -181,16 +182,25 @@ async fn a_crash_before_any_status_write_is_resumed_without_repeating_effects() 
         let f = Fixture::new();
         let a = f.product("A-1", "10.00 USD", 5).await;
         let order = f.order("alice", &[(&a, 2)]).await;
-        let faulty = FaultyOrders::new(f.stores.orders.clone());
+        let faults = Faults::new();
         let stores = Stores {
-            orders: faulty.clone(),
+            orders: Faulty::new(f.stores.orders.clone(), faults.clone()),
             ..f.stores.clone()
         }
         .with_composed_steps();
-        faulty.arm(at, Fault::Crash, 1);
+        faults.add(
+            Rule::fail(FaultKind::Permanent)
+                .on("transition")
+                .with_arg("to", at)
+                .times(1),
+        );
         let crashed = f.pipeline_on(&stores, test_config());
         let err = crashed.process(&order.id).await.expect_err("crash");
-        assert!(err.to_string().contains("injected crash"), "{err}");
+        assert!(
+            err.to_string().contains("injected permanent failure"),
+            "{err}"
+        );
+        assert_eq!(faults.injected(), 1, "crash before {at}");
         assert_eq!(f.status(&order.id).await, before, "crash before {at}");
         drop(crashed);
 
@@ -216,10 +226,15 @@ async fn a_lost_answer_to_a_status_write_is_harmless() {
         let f = Fixture::new();
         let a = f.product("A-1", "10.00 USD", 5).await;
         let order = f.order("alice", &[(&a, 1)]).await;
-        let faulty = FaultyOrders::new(f.stores.orders.clone());
-        faulty.arm(at, Fault::LoseAnswer, 1);
+        let faults = Faults::new();
+        faults.add(
+            Rule::lose_answer()
+                .on("transition")
+                .with_arg("to", at)
+                .times(1),
+        );
         let stores = Stores {
-            orders: faulty.clone(),
+            orders: Faulty::new(f.stores.orders.clone(), faults.clone()),
             ..f.stores.clone()
         }
         .with_composed_steps();
@@ -231,26 +246,30 @@ async fn a_lost_answer_to_a_status_write_is_harmless() {
         assert_eq!(done.status, Preparing);
         assert_eq!(f.history(&order.id).await.len(), 4, "no transition twice");
         assert_eq!(f.payments.captures().len(), 1);
+        assert_eq!(faults.injected(), 1, "the answer was lost once");
     }
 }
+
+/// The process "dies" in a call: a permanent failure, nothing forwarded.
+const CRASH: Action = Action::Fail(FaultKind::Permanent);
 
 /// Crashes and lost answers inside the inventory steps.
 #[tokio::test]
 async fn inventory_faults_inside_steps_are_resumed() {
     for (call, fault) in [
-        (InventoryCall::Reserve, Fault::Crash),
-        (InventoryCall::Reserve, Fault::LoseAnswer),
-        (InventoryCall::Extend, Fault::Crash),
-        (InventoryCall::Confirm, Fault::Crash),
-        (InventoryCall::Confirm, Fault::LoseAnswer),
+        ("reserve", CRASH),
+        ("reserve", Action::LoseAnswer),
+        ("extend", CRASH),
+        ("confirm", CRASH),
+        ("confirm", Action::LoseAnswer),
     ] {
         let f = Fixture::new();
         let a = f.product("A-1", "10.00 USD", 5).await;
         let order = f.order("alice", &[(&a, 2)]).await;
-        let faulty = FaultyInventory::new(f.stores.inventory.clone());
-        faulty.arm(call, fault, 1);
+        let faults = Faults::new();
+        faults.add(Rule::new(fault).on(call).times(1));
         let stores = Stores {
-            inventory: faulty.clone(),
+            inventory: Faulty::new(f.stores.inventory.clone(), faults.clone()),
             ..f.stores.clone()
         }
         .with_composed_steps();
@@ -260,10 +279,12 @@ async fn inventory_faults_inside_steps_are_resumed() {
             ..test_config()
         };
         let first = f.pipeline_on(&stores, config).process(&order.id).await;
-        match fault {
-            Fault::Crash => assert!(first.is_err(), "{call:?}"),
-            Fault::LoseAnswer => assert_eq!(first.expect("process").status, Preparing),
+        if fault == CRASH {
+            assert!(first.is_err(), "{call}");
+        } else {
+            assert_eq!(first.expect("process").status, Preparing);
         }
+        assert_eq!(faults.injected(), 1, "{call} {fault:?}");
         let done = f.pipeline().process(&order.id).await.expect("resume");
         assert_eq!(done.status, Preparing, "{call:?} {fault:?}");
         assert_eq!(f.captured_for(&order.id).len(), 1, "{call:?} {fault:?}");

@@ -621,3 +621,109 @@ async fn gateway_partial_refunds_are_idempotent_per_key_and_capped() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A server cart's saved addresses are the checkout's when the request carries none;
+/// a request with an address of its own ignores them (the two are never mixed).
+#[tokio::test]
+async fn saved_cart_addresses_are_the_checkout_defaults() {
+    use commerce_core::cart::{CartAddresses, CartOwner};
+    use commerce_core::id::CartId;
+
+    let s = shop().await;
+    let carts = s.f.carts();
+    let customer = CustomerId::new("c1").unwrap();
+    let (id, owner) = (
+        CartId::for_customer(&customer),
+        CartOwner::Customer(customer.clone()),
+    );
+    let server_request = |key: &str| {
+        CheckoutRequest::server_cart(
+            customer.clone(),
+            id.clone(),
+            owner.clone(),
+            IdempotencyKey::new(key).unwrap(),
+        )
+    };
+    carts.add(&id, &owner, &s.mug, 2).await.unwrap();
+    // Without an address anywhere, tax and shipping cannot be computed.
+    let err = checkout(&s.f)
+        .preview(&server_request("k-none"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Validation { field, .. } if field == "shipping_address"),
+        "{err:?}"
+    );
+    let saved = CartAddresses {
+        shipping: Some(berlin()),
+        billing: Some(tokyo()),
+    };
+    let cart = carts
+        .set_addresses(&id, &owner, saved.clone())
+        .await
+        .unwrap();
+    assert_eq!(cart.addresses, saved);
+    assert_eq!(cart.items.len(), 1, "the lines are untouched");
+    // A guest id with a customer owner is refused before the store is asked.
+    assert!(matches!(
+        carts
+            .set_addresses(&CartId::new_guest(), &owner, saved.clone())
+            .await,
+        Err(Error::Validation { .. })
+    ));
+
+    // The preview and the order use the saved addresses.
+    let preview = checkout(&s.f)
+        .preview(&server_request("k-saved"))
+        .await
+        .unwrap();
+    assert_eq!(preview.order.checkout.shipping_address, Some(berlin()));
+    assert_eq!(
+        preview
+            .order
+            .checkout
+            .shipping_option
+            .as_ref()
+            .map(|o| o.method_id.as_str()),
+        Some("dhl"),
+        "the cheapest option for the saved address"
+    );
+    let mut request = server_request("k-saved");
+    request.shipping_method = Some("dhl".into());
+    let order = match checkout(&s.f).checkout(&request).await.unwrap() {
+        CheckoutOutcome::Placed { order, created, .. } => {
+            assert!(created);
+            order
+        }
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(order.checkout.shipping_address, Some(berlin()));
+    assert_eq!(order.checkout.billing_address, Some(tokyo()));
+    assert_eq!(order.totals.shipping.to_string(), "4.90 EUR");
+    assert!(
+        carts.get(&id, &owner).await.unwrap().is_none(),
+        "the cart, its addresses with it, is gone after the order"
+    );
+
+    // A request with its own shipping address uses only its own: billing falls back
+    // to that shipping address, not to the cart's saved billing address.
+    carts.add(&id, &owner, &s.mug, 1).await.unwrap();
+    carts
+        .set_addresses(
+            &id,
+            &owner,
+            CartAddresses {
+                shipping: Some(tokyo()),
+                billing: Some(tokyo()),
+            },
+        )
+        .await
+        .unwrap();
+    let own = server_request("k-own").shipping_to(berlin(), Some("dhl"));
+    let order = match checkout(&s.f).checkout(&own).await.unwrap() {
+        CheckoutOutcome::Placed { order, .. } => order,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(order.checkout.shipping_address, Some(berlin()));
+    assert_eq!(order.checkout.billing_address, Some(berlin()));
+}

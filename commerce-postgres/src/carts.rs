@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use commerce_core::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::Timestamp;
 use commerce_core::id::{CartId, CustomerId, Sku};
 use commerce_core::store::{CartStore, check_limit};
@@ -14,7 +14,9 @@ use sqlx::PgConnection;
 use crate::db::Db;
 use crate::error::{DbResult, corrupt};
 
-/// The [`CartStore`] on PostgreSQL: one row per cart (JSONB body).
+/// The [`CartStore`] on PostgreSQL: one row per cart (JSONB body, the serde form of
+/// [`Cart`], saved addresses included; reading it back validates every address again,
+/// so a tampered body is a `Corrupt` error, never an unvalidated address).
 ///
 /// Every write runs the rules of [`Cart`] inside a transaction holding the cart's row
 /// lock (`SELECT ... FOR UPDATE`), so concurrent writers queue instead of losing
@@ -259,6 +261,21 @@ impl CartStore for PgCarts {
     ) -> Result<Cart> {
         self.write(id, owner, limits, false, |cart, now| {
             cart.remove_item(sku, now, limits)
+        })
+        .await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+        limits: &CartLimits,
+    ) -> Result<Cart> {
+        self.write(id, owner, limits, false, |cart, now| {
+            cart.set_addresses(addresses.clone(), now, limits);
+            Ok(())
         })
         .await
     }

@@ -310,7 +310,7 @@ impl CatalogStore for PgCatalog {
         let Some((status, version, created_at, updated_at)) = stored else {
             return Err(Error::not_found(EntityKind::Product, &product.id));
         };
-        let version = u64::try_from(version).unwrap_or(0);
+        let version = crate::error::non_negative(version, "product version")?;
         if version != product.version {
             return Err(Error::conflict(
                 EntityKind::Product,

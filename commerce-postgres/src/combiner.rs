@@ -244,17 +244,7 @@ fn decode(row: &sqlx::postgres::PgRow, p: &Pending) -> Result<Reservation> {
         }),
         "unknown_sku" => Err(Error::not_found(EntityKind::Stock, &p.line.sku)),
         "created" | "existing" => {
-            let r = Reservation {
-                order_id: p.order_id.clone(),
-                lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
-                allocations: serde_json::from_value(row.try_get("allocations").db()?)
-                    .map_err(corrupt)?,
-                state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
-                created_at: row.try_get("created_at").db()?,
-                expires_at: row.try_get("expires_at").db()?,
-                closed_at: row.try_get("closed_at").db()?,
-                reason: row.try_get("reason").db()?,
-            };
+            let r = crate::inventory::reservation_columns(row, p.order_id.clone(), "")?;
             if outcome == "existing" && r.lines.as_slice() != std::slice::from_ref(&p.line) {
                 return Err(Error::conflict(
                     EntityKind::Reservation,

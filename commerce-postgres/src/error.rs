@@ -34,9 +34,22 @@ pub(crate) mod code {
     pub const OUT_OF_STOCK: &str = "CM001";
     /// Raised by `reserve()`: unknown SKU (DETAIL is the SKU).
     pub const UNKNOWN_SKU: &str = "CM002";
+    /// Raised by `reserve_redemption()`: a limit refused it (DETAIL is JSON).
+    pub const PROMOTION_UNAVAILABLE: &str = "CM010";
 }
 
 impl PgError {
+    /// The DETAIL of a server error, if it has one.
+    pub(crate) fn detail(&self) -> Option<String> {
+        match self {
+            PgError::Sqlx(sqlx::Error::Database(d)) => d
+                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                .and_then(|d| d.detail())
+                .map(str::to_owned),
+            _ => None,
+        }
+    }
+
     /// The SQLSTATE of a server error.
     pub(crate) fn code(&self) -> Option<String> {
         match self {
@@ -118,6 +131,20 @@ pub(crate) fn corrupt(what: impl std::fmt::Display) -> Error {
 
 /// A stored count or version, which is never negative: a negative one is corrupt data
 /// (a typed error naming `what`), never clamped to 0.
+/// The index of a 1-based `position` that a batch function returned, checked against
+/// the `len` requests it was given (anything else is a corrupt answer from `what`).
+pub(crate) fn position_index(
+    position: i32,
+    len: usize,
+    what: &str,
+) -> Result<usize, commerce_core::Error> {
+    usize::try_from(position)
+        .ok()
+        .and_then(|p| p.checked_sub(1))
+        .filter(|&p| p < len)
+        .ok_or_else(|| corrupt(format!("{what} returned position {position}")))
+}
+
 pub(crate) fn non_negative(v: i64, what: &str) -> Result<u64, commerce_core::Error> {
     u64::try_from(v).map_err(|_| corrupt(format!("{what} is negative ({v})")))
 }

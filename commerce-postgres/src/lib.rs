@@ -194,8 +194,9 @@ impl PgConfig {
         self
     }
 
-    /// How concurrent pipeline steps are grouped into one statement and one commit
-    /// ([`PgOrderSteps`]); the default is [`StepBatching::default`].
+    /// How concurrent pipeline steps ([`PgOrderSteps`]) and concurrent order creations
+    /// and transitions ([`PgOrders`]) are grouped into one statement and one commit; the
+    /// default is [`StepBatching::default`].
     pub fn step_batching(mut self, batching: StepBatching) -> Self {
         self.step_batching = StepBatching {
             lanes: batching.lanes.clamp(1, 64),
@@ -284,7 +285,7 @@ impl PgCommerce {
         PgCommerce {
             events: Arc::new(PgEventLog::new(db.clone())),
             inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
-            orders: Arc::new(PgOrders::new(db.clone())),
+            orders: Arc::new(PgOrders::new(db.clone(), config.step_batching)),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
             steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
             queue: Arc::new(PgQueue::new(db.clone())),

@@ -12,8 +12,10 @@ use commerce_core::{Error, Result};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
+use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
-use crate::error::{DbResult, PgError, code, corrupt};
+use crate::error::{DbResult, corrupt, position_index};
+use crate::steps::StepBatching;
 
 /// The [`OrderStore`] on PostgreSQL.
 ///
@@ -22,9 +24,161 @@ use crate::error::{DbResult, PgError, code, corrupt};
 /// * Transitions are a compare-and-set `UPDATE ... WHERE id = $1 AND status = $from`;
 ///   the history row and the `OrderStatusChanged` event are written in the same
 ///   transaction.
+/// * Group commit: the creations (and the transitions) that arrive while a batch is in
+///   flight run together as the next batch, one statement (`create_orders`,
+///   `transition_orders`) and **one durable commit** for all of them; each order keeps
+///   its own decision, history row and event, and one order's refusal (a taken key, a
+///   lost compare-and-set) never fails its neighbours.
 #[derive(Debug)]
 pub struct PgOrders {
     db: Arc<Db>,
+    creates: Arc<Batcher<CreateReq, bool>>,
+    transitions: Arc<Batcher<TransitionReq, Option<Order>>>,
+}
+
+/// One order to create: its row, body and `OrderCreated` event.
+struct CreateReq {
+    order: Order,
+    body: serde_json::Value,
+    event: serde_json::Value,
+}
+
+/// One compare-and-set status change with its `OrderStatusChanged` event.
+struct TransitionReq {
+    id: OrderId,
+    change: Transition,
+    event: serde_json::Value,
+}
+
+/// Splits a batch into rounds in which each key (of those `keys` gives for a request)
+/// appears once: a second request on the same order id or idempotency key runs after
+/// the first, in the same transaction, and sees what the first wrote.
+fn rounds<'a, T>(batch: &'a [T], keys: impl Fn(&'a T) -> Vec<&'a str>) -> Vec<Vec<usize>> {
+    let mut rounds: Vec<Vec<usize>> = Vec::new();
+    let mut next: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, item) in batch.iter().enumerate() {
+        let keys = keys(item);
+        // the first round after every earlier request sharing one of its keys
+        let round = keys
+            .iter()
+            .map(|k| next.get(k).copied().unwrap_or(0))
+            .max()
+            .unwrap_or(0);
+        for k in keys {
+            next.insert(k, round + 1);
+        }
+        if rounds.len() <= round {
+            rounds.resize_with(round + 1, Vec::new);
+        }
+        rounds[round].push(i);
+    }
+    rounds
+}
+
+fn run_creates(db: Arc<Db>) -> RunBatch<CreateReq, bool> {
+    let sql = format!(
+        "SELECT o_position FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
+        db.t("create_orders")
+    );
+    Arc::new(move |batch: Vec<CreateReq>| {
+        let (db, sql) = (db.clone(), sql.clone());
+        Box::pin(async move {
+            let mut created = vec![false; batch.len()];
+            let mut tx = db.pool.begin().await.db()?;
+            for round in rounds(&batch, |r| {
+                vec![r.order.id.as_str(), r.order.idempotency_key.as_str()]
+            }) {
+                let reqs: Vec<&CreateReq> = round.iter().map(|&i| &batch[i]).collect();
+                let versions = reqs
+                    .iter()
+                    .map(|r| i64::try_from(r.order.version).map_err(corrupt))
+                    .collect::<Result<Vec<i64>>>()?;
+                let positions: Vec<i32> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(reqs.iter().map(|r| r.order.id.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.order.customer_id.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.order.idempotency_key.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.order.status.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(versions)
+                    .bind(reqs.iter().map(|r| &r.body).collect::<Vec<_>>())
+                    .bind(reqs.iter().map(|r| r.order.created_at).collect::<Vec<_>>())
+                    .bind(reqs.iter().map(|r| &r.event).collect::<Vec<_>>())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .db()?;
+                for p in positions {
+                    created[round[position_index(p, round.len(), "create_orders")?]] = true;
+                }
+            }
+            tx.commit().await.db()?;
+            db.written();
+            Ok(created.into_iter().map(Ok).collect())
+        })
+    })
+}
+
+fn run_transitions(db: Arc<Db>) -> RunBatch<TransitionReq, Option<Order>> {
+    let sql = format!(
+        "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7)",
+        db.t("transition_orders")
+    );
+    Arc::new(move |batch: Vec<TransitionReq>| {
+        let (db, sql) = (db.clone(), sql.clone());
+        Box::pin(async move {
+            let now = db.now();
+            let mut moved: Vec<Option<Order>> = vec![None; batch.len()];
+            let mut tx = db.pool.begin().await.db()?;
+            for round in rounds(&batch, |r| vec![r.id.as_str()]) {
+                let reqs: Vec<&TransitionReq> = round.iter().map(|&i| &batch[i]).collect();
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(reqs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>())
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.change.from.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.change.to.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.change.payment_ref.as_deref())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(
+                        reqs.iter()
+                            .map(|r| r.change.reason.as_str())
+                            .collect::<Vec<_>>(),
+                    )
+                    .bind(reqs.iter().map(|r| &r.event).collect::<Vec<_>>())
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .db()?;
+                for row in &rows {
+                    let p: i32 = row.try_get("o_position").db()?;
+                    moved[round[position_index(p, round.len(), "transition_orders")?]] =
+                        Some(order_from(row)?);
+                }
+            }
+            tx.commit().await.db()?;
+            db.written();
+            Ok(moved.into_iter().map(Ok).collect())
+        })
+    })
 }
 
 pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
@@ -38,8 +192,16 @@ pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
 }
 
 impl PgOrders {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
-        PgOrders { db }
+    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+        PgOrders {
+            creates: Batcher::new(batching.lanes, batching.max_batch, run_creates(db.clone())),
+            transitions: Batcher::new(
+                batching.lanes,
+                batching.max_batch,
+                run_transitions(db.clone()),
+            ),
+            db,
+        }
     }
 
     async fn by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>> {
@@ -61,74 +223,48 @@ impl OrderStore for PgOrders {
     async fn create_order(&self, new: NewOrder) -> Result<CreateOutcome> {
         let order = new.into_order(self.db.now())?;
         let body = serde_json::to_value(&order).map_err(corrupt)?;
-        let mut tx = self.db.pool.begin().await.db()?;
-        let inserted = sqlx::query(sql!(
-            "INSERT INTO {} (id, customer_id, idempotency_key, status, version, body,
-                             payment_ref, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, $7)
-             ON CONFLICT (idempotency_key) DO NOTHING",
-            self.db.t("orders")
-        ))
-        .bind(order.id.as_str())
-        .bind(order.customer_id.as_str())
-        .bind(order.idempotency_key.as_str())
-        .bind(order.status.as_str())
-        .bind(order.version as i64)
-        .bind(&body)
-        .bind(order.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| {
-            let e = PgError::from(e);
-            if e.code().as_deref() == Some(code::UNIQUE_VIOLATION) {
-                Error::conflict(EntityKind::Order, format!("order {} exists", order.id))
-            } else {
-                e.into()
-            }
-        })?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.db()?;
-            let existing = self.by_key(&order.idempotency_key).await?.ok_or_else(|| {
-                Error::backend(true, "order with this idempotency key vanished; retry")
-            })?;
-            if existing.customer_id != order.customer_id {
-                return Err(Error::conflict(
-                    EntityKind::Order,
-                    "the idempotency key belongs to another customer's order",
-                ));
-            }
-            if existing.basket() != order.basket() {
-                return Err(Error::conflict(
-                    EntityKind::Order,
-                    "the idempotency key was used for another basket",
-                ));
-            }
-            return Ok(CreateOutcome::Existing(existing));
-        }
-        sqlx::query(sql!(
-            "INSERT INTO {} (order_id, from_status, to_status, reason, at)
-             VALUES ($1, NULL, $2, 'created', $3)",
-            self.db.t("order_history")
-        ))
-        .bind(order.id.as_str())
-        .bind(order.status.as_str())
-        .bind(order.created_at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        self.db
-            .append_in(
-                &mut tx,
-                order.created_at,
-                &[DomainEvent::OrderCreated {
-                    order_id: order.id.clone(),
-                    customer_id: order.customer_id.clone(),
-                }],
-            )
+        let event = serde_json::to_value(DomainEvent::OrderCreated {
+            order_id: order.id.clone(),
+            customer_id: order.customer_id.clone(),
+        })
+        .map_err(corrupt)?;
+        let created = self
+            .creates
+            .submit(CreateReq {
+                order: order.clone(),
+                body,
+                event,
+            })
             .await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(CreateOutcome::Created(order))
+        if created {
+            return Ok(CreateOutcome::Created(order));
+        }
+        // Skipped: the key (or the id) is taken.
+        let Some(existing) = self.by_key(&order.idempotency_key).await? else {
+            return match self.get_order(&order.id).await? {
+                Some(_) => Err(Error::conflict(
+                    EntityKind::Order,
+                    format!("order {} exists", order.id),
+                )),
+                None => Err(Error::backend(
+                    true,
+                    "order with this idempotency key vanished; retry",
+                )),
+            };
+        };
+        if existing.customer_id != order.customer_id {
+            return Err(Error::conflict(
+                EntityKind::Order,
+                "the idempotency key belongs to another customer's order",
+            ));
+        }
+        if existing.basket() != order.basket() {
+            return Err(Error::conflict(
+                EntityKind::Order,
+                "the idempotency key was used for another basket",
+            ));
+        }
+        Ok(CreateOutcome::Existing(existing))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -149,62 +285,30 @@ impl OrderStore for PgOrders {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn transition(&self, id: &OrderId, change: &Transition) -> Result<Order> {
         change.validate()?;
-        let now = self.db.now();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let row = sqlx::query(sql!(
-            "UPDATE {} SET status = $3, version = version + 1,
-                    updated_at = GREATEST(updated_at, $4),
-                    payment_ref = COALESCE($5, payment_ref)
-              WHERE id = $1 AND status = $2
-              RETURNING *",
-            self.db.t("orders")
-        ))
-        .bind(id.as_str())
-        .bind(change.from.as_str())
-        .bind(change.to.as_str())
-        .bind(now)
-        .bind(change.payment_ref.as_deref())
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some(row) = row else {
-            tx.rollback().await.db()?;
-            return match self.get_order(id).await? {
+        let event = serde_json::to_value(DomainEvent::OrderStatusChanged {
+            order_id: id.clone(),
+            from: change.from,
+            to: change.to,
+        })
+        .map_err(corrupt)?;
+        let moved = self
+            .transitions
+            .submit(TransitionReq {
+                id: id.clone(),
+                change: change.clone(),
+                event,
+            })
+            .await?;
+        match moved {
+            Some(order) => Ok(order),
+            None => match self.get_order(id).await? {
                 None => Err(Error::not_found(EntityKind::Order, id)),
                 Some(o) => Err(Error::conflict(
                     EntityKind::Order,
                     format!("order {id} is {}, not {}", o.status, change.from),
                 )),
-            };
-        };
-        let order = order_from(&row)?;
-        sqlx::query(sql!(
-            "INSERT INTO {} (order_id, from_status, to_status, reason, at)
-             VALUES ($1, $2, $3, $4, $5)",
-            self.db.t("order_history")
-        ))
-        .bind(id.as_str())
-        .bind(change.from.as_str())
-        .bind(change.to.as_str())
-        .bind(&change.reason)
-        .bind(order.updated_at)
-        .execute(&mut *tx)
-        .await
-        .db()?;
-        self.db
-            .append_in(
-                &mut tx,
-                now,
-                &[DomainEvent::OrderStatusChanged {
-                    order_id: id.clone(),
-                    from: change.from,
-                    to: change.to,
-                }],
-            )
-            .await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(order)
+            },
+        }
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -258,5 +362,25 @@ impl OrderStore for PgOrders {
             None
         };
         Ok(Page { items, next })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rounds;
+
+    /// A request sharing an id or a key with an earlier one runs in a later round; the
+    /// others run together in the first.
+    #[test]
+    fn requests_sharing_a_key_never_share_a_round() {
+        let batch = [
+            ("o-1", "k-1"),
+            ("o-1", "k-2"), // same id as #0
+            ("o-2", "k-1"), // same key as #0
+            ("o-3", "k-3"),
+            ("o-1", "k-3"), // same id as #0 and #1, same key as #3
+        ];
+        let got = rounds(&batch, |(id, key)| vec![*id, *key]);
+        assert_eq!(got, vec![vec![0, 3], vec![1, 2], vec![4]]);
     }
 }

@@ -20,7 +20,7 @@ use sqlx::{PgConnection, Row};
 use tracing::instrument;
 
 use crate::db::Db;
-use crate::error::{DbResult, corrupt};
+use crate::error::{DbResult, PgError, code, corrupt};
 
 /// The [`PromotionStore`] on PostgreSQL (tables from `migrations/0930_promotions.sql`).
 ///
@@ -32,6 +32,15 @@ use crate::error::{DbResult, corrupt};
 ///   an upsert of `promotion_customer_uses` whose `DO UPDATE ... WHERE uses < $limit`
 ///   refuses the extra use. A statement that matches no row is the refusal, and the
 ///   whole transaction rolls back. Nothing is decided on a value read earlier.
+/// * A promotion with neither a total nor a budget limit has nothing to guard: its
+///   usage is counted by appending rows to `promotion_usage_deltas` (summed by
+///   [`usage`](PromotionStore::usage)), so the orders holding an automatic promotion
+///   never queue on its row's lock.
+/// * `reserve` is **one round trip**: the plpgsql function `reserve_redemption()`
+///   (migration `0998`) inserts the redemption and runs the guarded statements in the
+///   statement's transaction; a refusal raises SQLSTATE `CM010` and rolls all of it back.
+///   The checks that do not depend on usage run before, on promotions and codes read
+///   once per process (both are immutable once stored).
 /// * Idempotency per order: the redemption row is inserted first with `ON CONFLICT DO
 ///   NOTHING`; a concurrent second reserve of the same order waits for the first and
 ///   then finds its row.
@@ -43,17 +52,30 @@ use crate::error::{DbResult, corrupt};
 #[derive(Debug, Clone)]
 pub struct PgPromotions {
     db: Arc<Db>,
+    known: Arc<Known>,
+}
+
+/// Promotions and codes already read. Both are immutable once stored (the contract has
+/// no update or delete), so what was read never goes stale; a code not found is not
+/// remembered (it may be added later).
+#[derive(Default)]
+struct Known {
+    promotions: std::sync::RwLock<HashMap<PromotionId, Promotion>>,
+    codes: std::sync::RwLock<HashMap<CouponCode, (PromotionId, bool)>>,
+}
+
+/// The most codes [`Known`] remembers (unique-code batches can hold millions); past it
+/// the memory starts over.
+const MAX_KNOWN_CODES: usize = 100_000;
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known").finish_non_exhaustive()
+    }
 }
 
 const REDEMPTION_COLUMNS: &str =
     "order_id, customer_id, currency, order_total_minor, lines, state, reason, expires_at";
-
-fn unavailable(p: &PromotionId, reason: Unavailable) -> Error {
-    Error::PromotionUnavailable {
-        promotion: p.to_string(),
-        reason,
-    }
-}
 
 fn redemption_from(row: &PgRow) -> Result<Redemption> {
     let currency = Currency::parse(&row.try_get::<String, _>("currency").db()?)
@@ -97,7 +119,117 @@ fn micros(t: Timestamp) -> Timestamp {
 
 impl PgPromotions {
     pub(crate) fn new(db: Arc<Db>) -> Self {
-        PgPromotions { db }
+        PgPromotions {
+            db,
+            known: Arc::new(Known::default()),
+        }
+    }
+
+    /// The promotions of `ids` that exist, read once per process.
+    async fn promotions_by_id(
+        &self,
+        ids: &[&PromotionId],
+    ) -> Result<HashMap<PromotionId, Promotion>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        {
+            let known = self
+                .known
+                .promotions
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for id in ids {
+                match known.get(*id) {
+                    Some(p) => {
+                        found.insert((*id).clone(), p.clone());
+                    }
+                    None => missing.push(id.as_str()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows = sqlx::query(sql!(
+            "SELECT body FROM {} WHERE id = ANY($1)",
+            self.t("promotions")
+        ))
+        .bind(&missing)
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        let mut known = self
+            .known
+            .promotions
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for r in &rows {
+            let p = promotion_from(r)?;
+            known.insert(p.id.clone(), p.clone());
+            found.insert(p.id.clone(), p);
+        }
+        Ok(found)
+    }
+
+    /// The owner and single-use flag of each of `codes` that exists.
+    async fn codes_by_code(
+        &self,
+        codes: &[&CouponCode],
+    ) -> Result<HashMap<CouponCode, (PromotionId, bool)>> {
+        let mut found = HashMap::with_capacity(codes.len());
+        let mut missing = Vec::new();
+        {
+            let known = self.known.codes.read().unwrap_or_else(|e| e.into_inner());
+            for c in codes {
+                match known.get(*c) {
+                    Some(v) => {
+                        found.insert((*c).clone(), v.clone());
+                    }
+                    None => missing.push(c.as_str()),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        let rows = sqlx::query(sql!(
+            "SELECT code, promotion_id, single_use FROM {} WHERE code = ANY($1)",
+            self.t("promotion_codes")
+        ))
+        .bind(&missing)
+        .fetch_all(&self.db.pool)
+        .await
+        .db()?;
+        let mut known = self.known.codes.write().unwrap_or_else(|e| e.into_inner());
+        if known.len() + rows.len() > MAX_KNOWN_CODES {
+            known.clear();
+        }
+        for r in &rows {
+            let code = CouponCode::parse(&r.try_get::<String, _>("code").db()?)
+                .map_err(|e| corrupt(format!("code: {e}")))?;
+            let owner = PromotionId::new(r.try_get::<String, _>("promotion_id").db()?)
+                .map_err(|e| corrupt(format!("promotion id: {e}")))?;
+            let single: bool = r.try_get("single_use").db()?;
+            known.insert(code.clone(), (owner.clone(), single));
+            found.insert(code, (owner, single));
+        }
+        Ok(found)
+    }
+
+    /// The answer to a reserve whose order already holds `existing`: the same request
+    /// gets it again, another is a conflict.
+    fn existing_answer(
+        existing: Redemption,
+        request: &RedemptionRequest,
+        lines: &[RedemptionLine],
+    ) -> Result<Redemption> {
+        if existing.same_request(&request.customer_id, &request.order_total, lines) {
+            return Ok(existing);
+        }
+        Err(Error::conflict(
+            EntityKind::Redemption,
+            format!("order {} already holds other promotions", request.order_id),
+        ))
     }
 
     fn t(&self, name: &str) -> String {
@@ -123,6 +255,41 @@ impl PgPromotions {
         row.as_ref().map(redemption_from).transpose()
     }
 
+    /// Adds to a promotion's usage counters (no limit is checked here): on its row when
+    /// it has a total or budget limit, else as an appended delta row, in one statement.
+    async fn count_usage(
+        &self,
+        conn: &mut PgConnection,
+        id: &PromotionId,
+        uses: i64,
+        spent: i64,
+        confirmed_uses: i64,
+        confirmed_spent: i64,
+    ) -> Result<()> {
+        sqlx::query(sql!(
+            "WITH limited AS (
+                 UPDATE {p} SET uses = uses + $2, spent_minor = spent_minor + $3,
+                                confirmed_uses = confirmed_uses + $4,
+                                confirmed_spent_minor = confirmed_spent_minor + $5
+                  WHERE id = $1 AND (total_limit IS NOT NULL OR budget_minor IS NOT NULL)
+                 RETURNING id)
+             INSERT INTO {d} (promotion_id, uses, spent_minor, confirmed_uses,
+                              confirmed_spent_minor)
+             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM limited)",
+            p = self.t("promotions"),
+            d = self.t("promotion_usage_deltas")
+        ))
+        .bind(id.as_str())
+        .bind(uses)
+        .bind(spent)
+        .bind(confirmed_uses)
+        .bind(confirmed_spent)
+        .execute(&mut *conn)
+        .await
+        .db()?;
+        Ok(())
+    }
+
     /// Gives back what `released` (redemptions just moved from active to released)
     /// held, locking promotions by id, then codes, then customer uses.
     async fn give_back(&self, conn: &mut PgConnection, released: &[Redemption]) -> Result<()> {
@@ -143,16 +310,7 @@ impl PgPromotions {
             }
         }
         for (id, (uses, spent)) in per_promotion {
-            sqlx::query(sql!(
-                "UPDATE {} SET uses = uses - $2, spent_minor = spent_minor - $3 WHERE id = $1",
-                self.t("promotions")
-            ))
-            .bind(id.as_str())
-            .bind(uses)
-            .bind(spent)
-            .execute(&mut *conn)
-            .await
-            .db()?;
+            self.count_usage(conn, id, -uses, -spent, 0, 0).await?;
         }
         for (code, order) in codes {
             sqlx::query(sql!(
@@ -176,93 +334,6 @@ impl PgPromotions {
             .execute(&mut *conn)
             .await
             .db()?;
-        }
-        Ok(())
-    }
-
-    /// The limits of `lines`, in the documented order, each one guarded statement.
-    async fn take_limits(
-        &self,
-        conn: &mut PgConnection,
-        request: &RedemptionRequest,
-        lines: &[RedemptionLine],
-        promotions: &HashMap<PromotionId, Promotion>,
-        single_use: &HashMap<CouponCode, bool>,
-    ) -> Result<()> {
-        for l in lines {
-            let amount = l.amount.to_minor_units();
-            let taken = sqlx::query(sql!(
-                "UPDATE {} SET uses = uses + 1, spent_minor = spent_minor + $2
-                 WHERE id = $1
-                   AND (total_limit IS NULL OR uses < total_limit)
-                   AND (budget_minor IS NULL OR spent_minor + $2 <= budget_minor)",
-                self.t("promotions")
-            ))
-            .bind(l.promotion_id.as_str())
-            .bind(amount)
-            .execute(&mut *conn)
-            .await
-            .db()?;
-            if taken.rows_affected() == 0 {
-                // Refused: say which limit (the refusal itself was atomic).
-                let full: bool = sqlx::query_scalar(sql!(
-                    "SELECT total_limit IS NOT NULL AND uses >= total_limit FROM {} WHERE id = $1",
-                    self.t("promotions")
-                ))
-                .bind(l.promotion_id.as_str())
-                .fetch_one(&mut *conn)
-                .await
-                .db()?;
-                let reason = if full {
-                    Unavailable::TotalUses
-                } else {
-                    Unavailable::Budget
-                };
-                return Err(unavailable(&l.promotion_id, reason));
-            }
-        }
-        let mut coded: Vec<(&CouponCode, &PromotionId)> = lines
-            .iter()
-            .filter_map(|l| l.code.as_ref().map(|c| (c, &l.promotion_id)))
-            .filter(|(c, _)| single_use.get(*c).copied().unwrap_or(false))
-            .collect();
-        coded.sort();
-        for (code, promotion) in coded {
-            let taken = sqlx::query(sql!(
-                "UPDATE {} SET holder = $2 WHERE code = $1 AND holder IS NULL",
-                self.t("promotion_codes")
-            ))
-            .bind(code.as_str())
-            .bind(request.order_id.as_str())
-            .execute(&mut *conn)
-            .await
-            .db()?;
-            if taken.rows_affected() == 0 {
-                return Err(unavailable(promotion, Unavailable::CodeUsed));
-            }
-        }
-        if let Some(customer) = &request.customer_id {
-            for l in lines {
-                let limit = promotions
-                    .get(&l.promotion_id)
-                    .and_then(|p| p.limits.uses_per_customer)
-                    .map(i64::from);
-                let taken = sqlx::query(sql!(
-                    "INSERT INTO {t} AS u (promotion_id, customer_id, uses) VALUES ($1, $2, 1)
-                     ON CONFLICT (promotion_id, customer_id)
-                     DO UPDATE SET uses = u.uses + 1 WHERE $3::bigint IS NULL OR u.uses < $3",
-                    t = self.t("promotion_customer_uses")
-                ))
-                .bind(l.promotion_id.as_str())
-                .bind(customer.as_str())
-                .bind(limit)
-                .execute(&mut *conn)
-                .await
-                .db()?;
-                if taken.rows_affected() == 0 {
-                    return Err(unavailable(&l.promotion_id, Unavailable::CustomerUses));
-                }
-            }
         }
         Ok(())
     }
@@ -485,14 +556,47 @@ impl PromotionStore for PgPromotions {
         let expires_at = micros(clock::add(now, request.ttl));
         let lines_json =
             serde_json::to_value(&lines).map_err(|e| Error::permanent("encode lines", e))?;
-        let mut tx = self.db.pool.begin().await.db()?;
-        let inserted = sqlx::query(sql!(
-            "INSERT INTO {} (order_id, customer_id, currency, order_total_minor, lines, state,
-                             expires_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, 'active', $6, $7, $7)
-             ON CONFLICT (order_id) DO NOTHING
-             RETURNING {REDEMPTION_COLUMNS}",
-            self.t("promotion_redemptions")
+        // The checks that do not depend on usage, on immutable promotions and codes.
+        let ids: Vec<&PromotionId> = lines.iter().map(|l| &l.promotion_id).collect();
+        let promotions = self.promotions_by_id(&ids).await?;
+        let wanted: Vec<&CouponCode> = lines.iter().filter_map(|l| l.code.as_ref()).collect();
+        let codes = self.codes_by_code(&wanted).await?;
+        let checked = lines.iter().try_for_each(|l| {
+            let owner = l.code.as_ref().and_then(|c| codes.get(c)).map(|(p, _)| p);
+            check_line(
+                promotions.get(&l.promotion_id),
+                l,
+                owner,
+                request.customer_id.as_ref(),
+                now,
+            )
+        });
+        if let Err(e) = checked {
+            // A retry of a stored redemption answers as the first call did.
+            let mut conn = self.db.pool.acquire().await.db()?;
+            return match self.read_redemption(&mut conn, &request.order_id).await? {
+                Some(existing) => Self::existing_answer(existing, request, &lines),
+                None => Err(e),
+            };
+        }
+        let limits = |l: &RedemptionLine| promotions.get(&l.promotion_id).map(|p| p.limits.clone());
+        let limited: Vec<bool> = lines
+            .iter()
+            .map(|l| limits(l).is_some_and(|x| x.total_uses.is_some() || x.budget.is_some()))
+            .collect();
+        let per_customer: Vec<Option<i64>> = lines
+            .iter()
+            .map(|l| limits(l).and_then(|x| x.uses_per_customer).map(i64::from))
+            .collect();
+        let mut coded: Vec<(&CouponCode, &PromotionId)> = lines
+            .iter()
+            .filter_map(|l| l.code.as_ref().map(|c| (c, &l.promotion_id)))
+            .filter(|(c, _)| codes.get(*c).is_some_and(|(_, single)| *single))
+            .collect();
+        coded.sort();
+        let answer = sqlx::query(sql!(
+            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            self.t("reserve_redemption")
         ))
         .bind(request.order_id.as_str())
         .bind(request.customer_id.as_ref().map(CustomerId::as_str))
@@ -501,74 +605,28 @@ impl PromotionStore for PgPromotions {
         .bind(&lines_json)
         .bind(expires_at)
         .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some(row) = inserted else {
-            let existing = self
-                .read_redemption(&mut tx, &request.order_id)
-                .await?
-                .ok_or_else(|| Error::backend(true, "redemption vanished; retry"))?;
-            if existing.same_request(&request.customer_id, &request.order_total, &lines) {
-                return Ok(existing);
-            }
-            return Err(Error::conflict(
-                EntityKind::Redemption,
-                format!("order {} already holds other promotions", request.order_id),
-            ));
+        .bind(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>())
+        .bind(
+            lines
+                .iter()
+                .map(|l| l.amount.to_minor_units())
+                .collect::<Vec<_>>(),
+        )
+        .bind(&limited)
+        .bind(&per_customer)
+        .bind(coded.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>())
+        .bind(coded.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>())
+        .fetch_one(&self.db.pool)
+        .await;
+        let row = match answer {
+            Ok(row) => row,
+            Err(e) => return Err(redemption_error(e)),
         };
+        let outcome: String = row.try_get("o_outcome").db()?;
         let redemption = redemption_from(&row)?;
-
-        // The checks that do not depend on usage (promotions are immutable).
-        let ids: Vec<&str> = lines.iter().map(|l| l.promotion_id.as_str()).collect();
-        let rows = sqlx::query(sql!(
-            "SELECT body FROM {} WHERE id = ANY($1)",
-            self.t("promotions")
-        ))
-        .bind(&ids)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let mut promotions: HashMap<PromotionId, Promotion> = HashMap::new();
-        for r in &rows {
-            let p = promotion_from(r)?;
-            promotions.insert(p.id.clone(), p);
+        if outcome == "existing" {
+            return Self::existing_answer(redemption, request, &lines);
         }
-        let wanted: Vec<&str> = lines
-            .iter()
-            .filter_map(|l| l.code.as_ref().map(CouponCode::as_str))
-            .collect();
-        let rows = sqlx::query(sql!(
-            "SELECT code, promotion_id, single_use FROM {} WHERE code = ANY($1)",
-            self.t("promotion_codes")
-        ))
-        .bind(&wanted)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let mut owners: HashMap<CouponCode, PromotionId> = HashMap::new();
-        let mut single_use: HashMap<CouponCode, bool> = HashMap::new();
-        for r in &rows {
-            let code = CouponCode::parse(&r.try_get::<String, _>("code").db()?)
-                .map_err(|e| corrupt(format!("code: {e}")))?;
-            let owner = PromotionId::new(r.try_get::<String, _>("promotion_id").db()?)
-                .map_err(|e| corrupt(format!("promotion id: {e}")))?;
-            single_use.insert(code.clone(), r.try_get("single_use").db()?);
-            owners.insert(code, owner);
-        }
-        for l in &lines {
-            let owner = l.code.as_ref().and_then(|c| owners.get(c));
-            check_line(
-                promotions.get(&l.promotion_id),
-                l,
-                owner,
-                request.customer_id.as_ref(),
-                now,
-            )?;
-        }
-        self.take_limits(&mut tx, request, &lines, &promotions, &single_use)
-            .await?;
-        tx.commit().await.db()?;
         Ok(redemption)
     }
 
@@ -632,17 +690,8 @@ impl PromotionStore for PgPromotions {
         };
         let r = redemption_from(&row)?;
         for l in &r.lines {
-            sqlx::query(sql!(
-                "UPDATE {} SET confirmed_uses = confirmed_uses + 1,
-                               confirmed_spent_minor = confirmed_spent_minor + $2
-                 WHERE id = $1",
-                self.t("promotions")
-            ))
-            .bind(l.promotion_id.as_str())
-            .bind(l.amount.to_minor_units())
-            .execute(&mut *tx)
-            .await
-            .db()?;
+            self.count_usage(&mut tx, &l.promotion_id, 0, 0, 1, l.amount.to_minor_units())
+                .await?;
         }
         tx.commit().await.db()?;
         Ok(r)
@@ -715,9 +764,20 @@ impl PromotionStore for PgPromotions {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn usage(&self, promotion_id: &PromotionId) -> Result<PromotionUsage> {
         let row = sqlx::query(sql!(
-            "SELECT currency, uses, confirmed_uses, spent_minor, confirmed_spent_minor
-             FROM {} WHERE id = $1",
-            self.t("promotions")
+            "SELECT p.currency, p.uses + coalesce(d.uses, 0) AS uses,
+                    p.confirmed_uses + coalesce(d.confirmed_uses, 0) AS confirmed_uses,
+                    p.spent_minor + coalesce(d.spent_minor, 0) AS spent_minor,
+                    p.confirmed_spent_minor + coalesce(d.confirmed_spent_minor, 0)
+                        AS confirmed_spent_minor
+             FROM {p} AS p
+             LEFT JOIN LATERAL (
+                 SELECT sum(x.uses)::bigint AS uses, sum(x.spent_minor)::bigint AS spent_minor,
+                        sum(x.confirmed_uses)::bigint AS confirmed_uses,
+                        sum(x.confirmed_spent_minor)::bigint AS confirmed_spent_minor
+                   FROM {d} AS x WHERE x.promotion_id = p.id) AS d ON true
+             WHERE p.id = $1",
+            p = self.t("promotions"),
+            d = self.t("promotion_usage_deltas")
         ))
         .bind(promotion_id.as_str())
         .fetch_optional(&self.db.pool)
@@ -737,5 +797,29 @@ impl PromotionStore for PgPromotions {
             spent: money(row.try_get("spent_minor").db()?)?,
             confirmed_spent: money(row.try_get("confirmed_spent_minor").db()?)?,
         })
+    }
+}
+
+/// Maps a failed `reserve_redemption()`: a refusal (SQLSTATE CM010, DETAIL `{"promotion",
+/// "reason"}`) is [`Error::PromotionUnavailable`]; anything else as every other error.
+fn redemption_error(e: sqlx::Error) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Refusal {
+        promotion: String,
+        reason: Unavailable,
+    }
+    let pg = PgError::Sqlx(e);
+    if pg.code().as_deref() != Some(code::PROMOTION_UNAVAILABLE) {
+        return pg.into();
+    }
+    match pg
+        .detail()
+        .and_then(|d| serde_json::from_str::<Refusal>(&d).ok())
+    {
+        Some(r) => Error::PromotionUnavailable {
+            promotion: r.promotion,
+            reason: r.reason,
+        },
+        None => corrupt("reserve_redemption() refused without details"),
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::OrderId;
-use commerce_core::inventory::{Reservation, ReservationRequest, ReservationState};
+use commerce_core::inventory::{ReservationRequest, ReservationState};
 use commerce_core::order::{Order, OrderStatus, Transition};
 use commerce_core::store::steps::paid_reason;
 use commerce_core::store::{OrderSteps, StepOutcome};
@@ -282,17 +282,11 @@ fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
     order.updated_at = row.try_get("o_updated_at").db()?;
     let reservation = match row.try_get::<Option<String>, _>("r_state").db()? {
         None => None,
-        Some(state) => Some(Reservation {
-            order_id: id.clone(),
-            lines: serde_json::from_value(row.try_get("r_lines").db()?).map_err(corrupt)?,
-            allocations: serde_json::from_value(row.try_get("r_allocations").db()?)
-                .map_err(corrupt)?,
-            state: ReservationState::parse(&state)?,
-            created_at: row.try_get("r_created_at").db()?,
-            expires_at: row.try_get("r_expires_at").db()?,
-            closed_at: row.try_get("r_closed_at").db()?,
-            reason: row.try_get("r_reason").db()?,
-        }),
+        Some(_) => Some(crate::inventory::reservation_columns(
+            row,
+            id.clone(),
+            "r_",
+        )?),
     };
     Ok(StepOutcome { order, reservation })
 }

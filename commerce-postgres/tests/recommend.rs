@@ -1,9 +1,11 @@
-//! The co-purchase and history contracts (commerce-core's recommend conformance checks)
-//! against PostgreSQL, each check on a fresh schema.
+//! The conformance kit's co-purchase and history areas against PostgreSQL, each case on
+//! a fresh schema.
 
 use std::sync::Arc;
 
-use commerce_core::recommend::conformance;
+use async_trait::async_trait;
+use commerce_core::clock::ManualClock;
+use commerce_core::testkit::{self, StoreBuilder, Stores};
 use commerce_postgres::recommend::{PgCoPurchase, PgHistory};
 use commerce_postgres::sqlx::PgPool;
 use commerce_postgres::{PgCommerce, PgConfig};
@@ -55,24 +57,28 @@ fn rand_u64() -> u64 {
     h.finish()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn co_purchase_contract() {
-    let schemas = Schemas::default();
-    conformance::co_purchase_contract(|| {
-        let schemas = schemas.clone();
-        async move {
-            let (pool, schema) = fresh(&schemas).await;
-            Arc::new(PgCoPurchase::new(pool, &schema).unwrap())
-        }
-    })
-    .await;
-    schemas.drop_all().await;
+/// [`PgCoPurchase`] and [`PgHistory`] on a fresh schema per case.
+#[derive(Default)]
+struct Builder {
+    schemas: Schemas,
+}
+
+#[async_trait]
+impl StoreBuilder for Builder {
+    async fn build(&self, _clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+        let (pool, schema) = fresh(&self.schemas).await;
+        Ok(Stores::new()
+            .with_co_purchase(Arc::new(PgCoPurchase::new(pool.clone(), &schema)?))
+            .with_history(Arc::new(PgHistory::new(pool, &schema)?)))
+    }
+
+    async fn teardown(&self) -> commerce_core::Result<()> {
+        self.schemas.drop_all().await;
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn history_contract() {
-    let schemas = Schemas::default();
-    let (pool, schema) = fresh(&schemas).await;
-    conformance::history_contract(Arc::new(PgHistory::new(pool, &schema).unwrap())).await;
-    schemas.drop_all().await;
+async fn co_purchase_and_history_pass_the_conformance_kit() {
+    testkit::recommend::test_all(&Builder::default()).await;
 }

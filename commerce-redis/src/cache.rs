@@ -13,6 +13,7 @@ use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, ProductId, Sku};
 use commerce_core::page::{ProductCache, ProductKey};
 use commerce_core::resilience::{BreakerConfig, CircuitBreaker};
+use commerce_core::service::BackgroundTask;
 use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery, distinct_batch};
 use commerce_core::{Error, Result};
 use redis::Script;
@@ -760,10 +761,10 @@ impl<S: CatalogStore + ?Sized> ProductCache for CachedCatalog<S> {
 /// use commerce_redis::CacheInvalidator;
 ///
 /// let invalidator = CacheInvalidator::new(cache, events, ConsumerName::new("product-cache")?);
-/// loop {
-///     invalidator.run_once(std::time::Duration::from_secs(5)).await?;
-/// }
-/// # }
+/// let task = invalidator.spawn(std::time::Duration::from_secs(5));
+/// // ... serve ...
+/// let invalidated = task.shutdown().await?;
+/// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct CacheInvalidator<S: CatalogStore + ?Sized> {
@@ -784,6 +785,40 @@ impl<S: CatalogStore + ?Sized> CacheInvalidator<S> {
             events,
             consumer,
         }
+    }
+
+    /// Invalidates in the background until shut down, waiting on the log (up to
+    /// `idle_wait` at a time) when caught up; a failed pass (Redis or the log down) is
+    /// retried with backoff (up to 5 s). Returns how many products it invalidated.
+    pub fn spawn(self, idle_wait: Duration) -> BackgroundTask<u64>
+    where
+        S: 'static,
+    {
+        BackgroundTask::spawn(move |mut stop| async move {
+            let mut total = 0u64;
+            let mut backoff = Duration::from_millis(50);
+            while !stop.is_stopping() {
+                let pass = tokio::select! {
+                    pass = self.run_once(idle_wait) => pass,
+                    _ = stop.stopped() => break,
+                };
+                match pass {
+                    Ok(n) => {
+                        total += n as u64;
+                        backoff = Duration::from_millis(50);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache invalidation failed; retrying");
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = stop.stopped() => {}
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            total
+        })
     }
 
     /// Processes the events after the checkpoint (waiting up to `wait` for some if there

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::TimeZone;
-use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use commerce_core::address::Address;
+use commerce_core::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::{self, Clock, Timestamp};
 use commerce_core::id::{CartId, CustomerId, ProductId, Sku};
 use commerce_core::money::Money;
@@ -34,6 +35,7 @@ macro_rules! cart_script {
 static ADD: LazyLock<Script> = cart_script!("lua/cart_add.lua");
 static SET: LazyLock<Script> = cart_script!("lua/cart_set.lua");
 static CLEAR: LazyLock<Script> = cart_script!("lua/cart_clear.lua");
+static ADDRESS: LazyLock<Script> = cart_script!("lua/cart_address.lua");
 static MERGE: LazyLock<Script> = cart_script!("lua/cart_merge.lua");
 static CLAIM: LazyLock<Script> = cart_script!("lua/cart_claim.lua");
 static APPLY: LazyLock<Script> = cart_script!("lua/cart_apply.lua");
@@ -76,8 +78,9 @@ fn ttl_ms(limits: &CartLimits) -> u64 {
 
 /// Server-side carts on Redis (one node or a cluster).
 ///
-/// A cart is one hash `<prefix>:cart:{<cart id>}`; every write (add, set quantity,
-/// remove, clear, merge) is one Lua script that checks ownership, expiry and limits,
+/// A cart is one hash `<prefix>:cart:{<cart id>}` (its saved addresses are two fields
+/// of it, JSON, validated again when read); every write (add, set quantity, remove,
+/// set addresses, clear, merge) is one Lua script that checks ownership, expiry and limits,
 /// applies the [`Cart`] rules and slides the expiry, so concurrent writers lose nothing.
 /// Expiry follows the injected [`Clock`] (`expires_at` is stored and checked by the
 /// scripts); the Redis TTL (`limits.ttl`) is a backstop that reclaims memory.
@@ -168,6 +171,11 @@ impl RedisCarts {
         let mut version = None;
         let (mut created, mut updated, mut expires) = (None, None, None);
         let mut lines: BTreeMap<String, Line> = BTreeMap::new();
+        let mut addresses = CartAddresses::default();
+        // Deserialising an `Address` validates it: a tampered stored address is corrupt.
+        let address = |v: &str, what: &str| -> Result<Address> {
+            serde_json::from_str(v).map_err(|_| corrupt(what))
+        };
         while let (Some(f), Some(v)) = (it.next(), it.next()) {
             let (f, v) = (f.as_ref(), v.as_ref());
             match f {
@@ -184,6 +192,8 @@ impl RedisCarts {
                 "c" => created = parse_time_key(v),
                 "u" => updated = parse_time_key(v),
                 "e" => expires = parse_time_key(v),
+                "ship" => addresses.shipping = Some(address(v, "shipping address")?),
+                "bill" => addresses.billing = Some(address(v, "billing address")?),
                 _ => {
                     let Some((kind, sku)) = f.split_at_checked(2) else {
                         continue;
@@ -254,6 +264,7 @@ impl RedisCarts {
             created_at,
             updated_at,
             expires_at,
+            addresses,
         }))
     }
 
@@ -456,6 +467,38 @@ impl CartStore for RedisCarts {
         limits: &CartLimits,
     ) -> Result<Cart> {
         self.set_quantity(id, owner, sku, 0, limits).await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(cart_id = %id), err(level = "debug"))]
+    async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+        limits: &CartLimits,
+    ) -> Result<Cart> {
+        let json = |a: &Option<Address>| -> Result<String> {
+            match a {
+                Some(a) => serde_json::to_string(a)
+                    .map_err(|e| Error::permanent("serializing an address", e)),
+                None => Ok(String::new()),
+            }
+        };
+        let now = self.clock.now();
+        let mut conn = self.redis.conn();
+        let packed: String = ADDRESS
+            .key(self.key(id))
+            .arg(owner_key(owner))
+            .arg(time_key(now))
+            .arg(time_key(clock::add(now, limits.ttl)))
+            .arg(ttl_ms(limits))
+            .arg(id.as_str())
+            .arg(json(&addresses.shipping)?)
+            .arg(json(&addresses.billing)?)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(map)?;
+        self.written(id, packed)
     }
 
     #[instrument(level = "debug", skip_all, err(level = "debug"))]

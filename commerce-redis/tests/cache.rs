@@ -194,6 +194,32 @@ async fn read_through_single_flight_negative_and_invalidation(redis: RedisBacken
         Some(changed.clone())
     );
 
+    // The same in the background: the spawned invalidator picks up a change behind the
+    // cache's back without being polled, and reports it when shut down.
+    let task = CacheInvalidator::new(
+        cache.clone(),
+        engine.events.clone(),
+        ConsumerName::new("cache-test-spawned").expect("name"),
+    )
+    .spawn(Duration::from_millis(20));
+    let mut behind = changed.clone();
+    behind.title = "Phone 2b".into();
+    let behind = engine.catalog.update_product(behind).await.expect("update");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while cache.get_product(&product.id).await.expect("get").as_ref() != Some(&behind) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spawned invalidator never invalidated the changed product"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let invalidated = task.shutdown().await.expect("shutdown");
+    assert!(
+        invalidated >= 1,
+        "the spawned invalidator counted {invalidated}"
+    );
+    let changed = behind;
+
     // Writes through the cache are visible at once.
     let mut again = changed.clone();
     again.title = "Phone 3".into();

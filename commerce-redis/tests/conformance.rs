@@ -1,4 +1,5 @@
-//! The conformance kit's cart suite on one Redis server and on the local Redis Cluster.
+//! The conformance kit on one Redis server and on the local Redis Cluster: the carts, the
+//! catalog behind the Redis cache, and the product cache.
 
 mod common;
 
@@ -7,10 +8,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
 use commerce_core::memory::MemoryEngine;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_core::testkit::{self, CacheExpiry, ExpiryClock, StoreBuilder, Stores};
 use commerce_redis::{CacheConfig, CachedCatalog, RedisBackend, RedisCarts};
 
-/// Carts on Redis, and the memory catalog behind a Redis [`CachedCatalog`].
+/// Carts on Redis, the memory catalog behind a Redis [`CachedCatalog`], and a second
+/// [`CachedCatalog`] with a short time-to-live as the product cache (Redis expires its
+/// entries by its own clock, so the kit waits in real time).
 #[derive(Debug)]
 struct Builder {
     cluster: bool,
@@ -45,7 +48,24 @@ impl StoreBuilder for Builder {
                 ..CacheConfig::default()
             },
         );
+        let ttl = std::time::Duration::from_secs(2);
+        let product_cache = CachedCatalog::new(
+            engine.catalog.clone(),
+            redis.clone(),
+            CacheConfig {
+                ttl,
+                command_timeout: std::time::Duration::from_secs(5),
+                ..CacheConfig::default()
+            },
+        );
         Ok(Stores::new()
+            .with_product_cache(
+                Arc::new(product_cache),
+                CacheExpiry {
+                    ttl,
+                    clock: ExpiryClock::Server,
+                },
+            )
             .with_carts(Arc::new(RedisCarts::new(redis, clock)))
             .with_catalog(Arc::new(catalog))
             .with_events(engine.events.clone()))

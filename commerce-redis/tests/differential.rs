@@ -1,4 +1,4 @@
-//! Differential test: random histories of cart operations on `RedisCarts` and on the
+//! Differential test: random histories of cart operations (saved addresses included) on `RedisCarts` and on the
 //! reference `MemoryCarts` (sharing one manual clock) must give the same answers, on one
 //! Redis server and on the cluster. `COMMERCE_REDIS_DIFF_SEEDS` (default 25) and
 //! `COMMERCE_REDIS_DIFF_STEPS` (default 60) size it.
@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use commerce_core::address::{Address, AddressInput};
+use commerce_core::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::{Clock, ManualClock};
 use commerce_core::id::{CartId, CustomerId, ProductId, Sku};
 use commerce_core::memory::MemoryCarts;
@@ -74,6 +75,24 @@ async fn history(redis: &RedisBackend, seed: u64, steps: usize) {
         CartOwner::Customer(customers[1].clone()),
     ];
     let skus = ["A", "B", "C", "D", "E"];
+    let address = |name: &str, country: &str, postal: &str| {
+        Some(
+            Address::new(AddressInput {
+                name: name.into(),
+                line1: "1 Test Street".into(),
+                city: "Testville".into(),
+                postal_code: Some(postal.into()),
+                country: country.into(),
+                ..AddressInput::default()
+            })
+            .expect("valid address"),
+        )
+    };
+    let addresses = [
+        None,
+        address("Erika", "DE", "10115"),
+        address("Léa", "FR", "75008"),
+    ];
     let prices = ["1.00 USD", "2.50 USD", "0.00 USD", "-1.00 USD", "3.00 EUR"];
     let limit_sets = [
         CartLimits::default(),
@@ -147,6 +166,23 @@ async fn history(redis: &RedisBackend, seed: u64, steps: usize) {
                     Duration::from_secs(3600),
                     Duration::from_secs(8 * 24 * 3600),
                 ]));
+            }
+            90..=96 => {
+                let saved = CartAddresses {
+                    shipping: rng.pick(&addresses).clone(),
+                    billing: rng.pick(&addresses).clone(),
+                };
+                let a = outcome(
+                    memory
+                        .set_addresses(id, &owner, saved.clone(), &limits)
+                        .await,
+                );
+                let b = outcome(
+                    store
+                        .set_addresses(id, &owner, saved.clone(), &limits)
+                        .await,
+                );
+                assert_eq!(b, a, "{ctx}set_addresses({id}, {owner:?}, {saved:?})");
             }
             _ => {}
         }

@@ -618,3 +618,91 @@ async fn guest_ids_are_unguessable_and_carts_are_isolated() {
     ));
     redis.delete_all().await.expect("cleanup");
 }
+
+/// A saved address edited inside Redis past validation (an unknown country, a bare
+/// string) is a permanent backend error on read, never an unvalidated `Address`; the
+/// script's own writes round-trip exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_saved_address_is_refused_on_read() {
+    use commerce_core::address::{Address, AddressInput};
+    use commerce_core::cart::CartAddresses;
+
+    let redis = common::single("tampered-address").await;
+    let clock = Arc::new(ManualClock::default());
+    let carts = RedisCarts::new(redis.clone(), clock.clone());
+    let limits = CartLimits::default();
+    let id = CartId::new_guest();
+    let guest = CartOwner::Guest;
+    carts
+        .add_item(
+            &id,
+            &guest,
+            item("A", 1, "1.00 USD", clock.as_ref()),
+            &limits,
+        )
+        .await
+        .expect("add");
+    let address = Address::new(AddressInput {
+        name: "  Zoë O'Brien ".into(),
+        line1: "1 Main St".into(),
+        line2: Some("Apt 4\u{2116}".into()),
+        city: "Albany".into(),
+        region: Some("ny".into()),
+        postal_code: Some("12207".into()),
+        country: "us".into(),
+        phone: Some("+1 (518) 555-0100".into()),
+        ..AddressInput::default()
+    })
+    .expect("valid");
+    let saved = CartAddresses {
+        shipping: Some(address.clone()),
+        billing: Some(address),
+    };
+    let cart = carts
+        .set_addresses(&id, &guest, saved.clone(), &limits)
+        .await
+        .expect("set addresses");
+    assert_eq!(cart.addresses, saved);
+    assert_eq!(
+        carts
+            .get_cart(&id, &guest)
+            .await
+            .expect("get")
+            .map(|c| c.addresses),
+        Some(saved)
+    );
+    let key = format!("{}:cart:{{{}}}", redis.prefix(), id);
+    let mut conn = redis.connection();
+    let stored: String = redis::cmd("HGET")
+        .arg(&key)
+        .arg("ship")
+        .query_async(&mut conn)
+        .await
+        .expect("stored address");
+    for tampered in [
+        stored.replace(r#""country":"US""#, r#""country":"XX""#),
+        stored.replace(r#""region":"NY""#, r#""region":"ZZ""#),
+        "\"not an address\"".to_owned(),
+    ] {
+        assert_ne!(tampered, stored);
+        redis::cmd("HSET")
+            .arg(&key)
+            .arg("bill")
+            .arg(&tampered)
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("tamper");
+        let err = carts.get_cart(&id, &guest).await.expect_err(&tampered);
+        assert!(
+            matches!(
+                err,
+                Error::Backend {
+                    retryable: false,
+                    ..
+                }
+            ),
+            "{tampered}: {err:?}"
+        );
+    }
+    redis.delete_all().await.expect("cleanup");
+}

@@ -12,7 +12,8 @@ use commerce_core::id::ProductId;
 use commerce_core::money::{Currency, Money};
 use commerce_core::store::SearchIndex;
 use commerce_core::store::search::{
-    FacetCount, Facets, SearchHit, SearchQuery, SearchResults, Suggestion,
+    FacetCount, Facets, MAX_SIMILAR, MAX_SUGGESTIONS, SearchHit, SearchQuery, SearchResults,
+    Suggestion,
 };
 use commerce_core::{Error, Result};
 use tantivy::collector::{Collector, TopDocs};
@@ -435,6 +436,9 @@ impl TantivySearch {
     }
 
     fn similar_sync(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         match self.similar_query(id)? {
             Some(query) => Ok(self
                 .similar_on(&query, limit)?
@@ -539,7 +543,7 @@ impl TantivySearch {
         let top = searcher
             .search(
                 query,
-                &TopDocs::with_limit(limit.clamp(1, 100) as usize).order_by_score(),
+                &TopDocs::with_limit(limit.clamp(1, MAX_SIMILAR) as usize).order_by_score(),
             )
             .map_err(err)?;
         top.into_iter()
@@ -743,6 +747,13 @@ fn listing_shards(
 
 /// A search over one or several shards (each holding a disjoint part of the products).
 pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result<SearchResults> {
+    q.validate()?;
+    let after = match q.cursor.as_deref() {
+        Some(text) => Some(SortKey::decode(text).ok_or_else(|| {
+            Error::validation("cursor", "not a cursor of this index (from next_cursor)")
+        })?),
+        None => None,
+    };
     let Some(first) = shards.first() else {
         return Ok(SearchResults::default());
     };
@@ -756,8 +767,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     let ws = words(&q.text);
     let prefix_last = !q.text.ends_with(char::is_whitespace);
     let filters = || filter_queries(f, &q.filters);
-    let limit = q.limit.clamp(1, 100) as usize;
-    let after = q.cursor.as_deref().and_then(SortKey::decode);
+    let limit = q.limit as usize;
     let offset = if after.is_some() {
         0
     } else {
@@ -816,7 +826,9 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
             &gather,
         )?,
     };
-    if gathered.total == 0 && ws.len() > 1 && after.is_none() {
+    // Also on pages after a cursor: `total` counts every match whatever the cursor, so
+    // a query that fell back on its first page falls back on every page.
+    if gathered.total == 0 && ws.len() > 1 {
         // No product has every word: rank those with the most of them.
         opts.all_words = false;
         text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
@@ -1071,7 +1083,7 @@ impl SearchIndex for TantivySearch {
             Ok(self
                 .inner
                 .suggestions
-                .lookup(prefix, limit.clamp(0, 50) as usize))
+                .lookup(prefix, limit.min(MAX_SUGGESTIONS) as usize))
         })
     }
 

@@ -193,11 +193,17 @@ impl SearchIndex for ShardedSearch {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn autocomplete(&self, prefix: &str, limit: u32) -> Result<Vec<Suggestion>> {
-        Ok(self.suggestions.lookup(prefix, limit.clamp(0, 50) as usize))
+        Ok(self.suggestions.lookup(
+            prefix,
+            limit.min(commerce_core::store::search::MAX_SUGGESTIONS) as usize,
+        ))
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn similar(&self, id: &ProductId, limit: u32) -> Result<Vec<SearchHit>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let Some(query) = self.shards[self.shard_of(id)].similar_query(id)? else {
             return Ok(Vec::new());
         };
@@ -206,7 +212,7 @@ impl SearchIndex for ShardedSearch {
             all.extend(s.similar_on(&query, limit)?);
         }
         all.sort_by(|a, b| b.0.total_cmp(&a.0));
-        all.truncate(limit.clamp(1, 100) as usize);
+        all.truncate(limit.min(commerce_core::store::search::MAX_SIMILAR) as usize);
         Ok(all.into_iter().map(|(_, h)| h).collect())
     }
 

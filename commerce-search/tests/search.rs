@@ -501,15 +501,17 @@ async fn offset_and_cursor_pages_agree() {
         }
         assert_eq!(by_offset, all, "{sort:?}");
     }
-    // A garbage cursor is ignored, not an error.
+    // A cursor the index did not make is bad input, not a first page.
     let r = idx
         .search(&SearchQuery {
             cursor: Some("not a cursor".into()),
             ..SearchQuery::default()
         })
-        .await
-        .unwrap();
-    assert_eq!(r.hits.len(), 8);
+        .await;
+    assert!(
+        matches!(r, Err(commerce_core::Error::Validation { ref field, .. }) if field == "cursor"),
+        "{r:?}"
+    );
 }
 
 #[tokio::test]

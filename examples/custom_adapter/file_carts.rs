@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
-use commerce_core::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use commerce_core::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use commerce_core::clock::{Clock, Timestamp};
 use commerce_core::id::{CartId, CustomerId, Sku};
 use commerce_core::store::{CartStore, check_limit};
@@ -344,6 +344,22 @@ impl CartStore for FileCarts {
         let (sku, l) = (sku.clone(), *limits);
         self.write(id, owner, limits, false, move |cart, now| {
             cart.remove_item(&sku, now, &l)
+        })
+        .await
+    }
+
+    #[instrument(level = "debug", skip_all, fields(cart_id = %id), err(level = "debug"))]
+    async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+        limits: &CartLimits,
+    ) -> Result<Cart> {
+        let l = *limits;
+        self.write(id, owner, limits, false, move |cart, now| {
+            cart.set_addresses(addresses, now, &l);
+            Ok(())
         })
         .await
     }

@@ -41,17 +41,13 @@ where
         base_delay: Duration::from_millis(10),
         max_delay: Duration::from_secs(1),
     };
-    let deadline = Instant::now() + ORDER_TIMEOUT;
-    let mut attempt = 0;
-    loop {
-        match step().await {
-            Err(e) if e.is_retryable() && Instant::now() < deadline => {
-                attempt += 1;
-                tokio::time::sleep(backoff.jittered_delay_after(attempt)).await;
-            }
-            other => return other,
-        }
-    }
+    backoff
+        .run(
+            "storefront step",
+            Some(Instant::now() + ORDER_TIMEOUT),
+            |_| step(),
+        )
+        .await
 }
 
 /// The admission gate of the sale: one token per unit on sale.

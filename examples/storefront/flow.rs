@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use commerce_core::address::{Address, AddressInput};
-use commerce_core::cart::CartOwner;
+use commerce_core::cart::{CartAddresses, CartOwner};
 use commerce_core::catalog::CategoryPath;
 use commerce_core::id::{CartId, CustomerId, IdempotencyKey, LocationId, ProductId};
 use commerce_core::order::Order;
@@ -167,6 +167,24 @@ pub async fn shop_and_checkout(
     let guest = CartId::new_guest();
     shop.carts.add(&guest, &CartOwner::Guest, first, 2).await?;
     shop.carts.add(&guest, &CartOwner::Guest, second, 1).await?;
+    // The guest enters a shipping address at the cart step: validated (an unknown
+    // country or a malformed ZIP code never gets saved), kept on the cart.
+    let address = Address::new(AddressInput {
+        name: "Demo Customer".into(),
+        line1: "350 Fifth Avenue".into(),
+        city: "New York".into(),
+        region: Some("NY".into()),
+        postal_code: Some("10118".into()),
+        country: "US".into(),
+        ..AddressInput::default()
+    })?;
+    let saved = CartAddresses {
+        shipping: Some(address),
+        billing: None,
+    };
+    shop.carts
+        .set_addresses(&guest, &CartOwner::Guest, saved)
+        .await?;
     // The customer's cart from an earlier visit holds one of the first item too.
     let customer = CustomerId::new("demo-customer")?;
     let owner = CartOwner::Customer(customer.clone());
@@ -190,19 +208,18 @@ pub async fn shop_and_checkout(
     for i in &cart.items {
         println!("    {:>2} x {:<22} at {}", i.quantity, i.sku, i.unit_price);
     }
+    if let Some(a) = &cart.addresses.shipping {
+        println!(
+            "  saved on the cart (from the guest cart): ship to {}, {} {}",
+            a.city(),
+            a.region().unwrap_or(""),
+            a.postal_code().unwrap_or("")
+        );
+    }
 
     let key = IdempotencyKey::new("storefront-demo-checkout-1")?;
-    let address = Address::new(AddressInput {
-        name: "Demo Customer".into(),
-        line1: "350 Fifth Avenue".into(),
-        city: "New York".into(),
-        region: Some("NY".into()),
-        postal_code: Some("10118".into()),
-        country: "US".into(),
-        ..AddressInput::default()
-    })?;
-    let request = CheckoutRequest::server_cart(customer.clone(), cart_id, owner, key)
-        .shipping_to(address.clone(), None);
+    // No address in the request: checkout uses the one saved on the cart.
+    let mut request = CheckoutRequest::server_cart(customer.clone(), cart_id, owner, key);
     // The options of the address's zone, priced for this cart; the shopper takes the
     // cheapest.
     let method = match shop.checkout_to_address.preview(&request).await {
@@ -220,7 +237,7 @@ pub async fn shop_and_checkout(
             None
         }
     };
-    let request = request.shipping_to(address, Some(method.as_deref().unwrap_or("ground")));
+    request.shipping_method = Some(method.unwrap_or_else(|| "ground".to_owned()));
     let order = match shop.checkout_to_address.checkout(&request).await? {
         CheckoutOutcome::Placed { order, .. } => order,
         CheckoutOutcome::NeedsReview(review) => {

@@ -31,6 +31,7 @@
 //! catalog. The flow is the same code on every backend.
 
 mod args;
+#[path = "../shared/backends.rs"]
 mod backends;
 mod coupon_rush;
 mod flash_sale;

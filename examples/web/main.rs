@@ -30,6 +30,7 @@
 mod api;
 mod app;
 mod args;
+#[path = "../shared/backends.rs"]
 mod backends;
 mod html;
 mod openapi;

@@ -99,11 +99,13 @@ impl Notifier for RestSignal {
 }
 
 /// The SKU of product `n` (1-based), as both catalogs name it.
-fn sku_of(n: u64) -> String {
+pub(super) fn sku_of(n: u64) -> String {
     format!("P{n}-1")
 }
 
-async fn memory_stores(products: u64) -> BenchResult<Stores> {
+/// An in-memory engine holding `products` active one-variant products (SKUs
+/// [`sku_of`]), each stocked with 1,000,000 units, and the stores over it.
+pub(super) async fn memory_stores(products: u64) -> BenchResult<(MemoryEngine, Stores)> {
     let engine = MemoryEngine::new();
     let stores = Stores::memory(&engine);
     let at = LocationId::new("main")?;
@@ -123,7 +125,7 @@ async fn memory_stores(products: u64) -> BenchResult<Stores> {
             .restock(&Sku::new(sku_of(n))?, &at, 1_000_000, "bench")
             .await?;
     }
-    Ok(stores)
+    Ok((engine, stores))
 }
 
 async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
@@ -133,7 +135,7 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
     let seconds = settings.seconds_or(10.0);
     let schema = "bench_order_path";
     let (stores, pg_pool) = match backend.as_str() {
-        "memory" => (memory_stores(products).await?, None),
+        "memory" => (memory_stores(products).await?.1, None),
         "postgres" => {
             let pool = pool(&settings, 32).await?;
             drop_schema(&settings, schema).await?;

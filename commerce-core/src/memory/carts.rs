@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use tracing::instrument;
 
 use super::lock;
-use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::clock::{Clock, Timestamp};
 use crate::error::{EntityKind, Error, Result};
 use crate::id::{CartId, CustomerId, Sku};
@@ -119,6 +119,21 @@ impl CartStore for MemoryCarts {
     ) -> Result<Cart> {
         self.write(id, owner, limits, false, |cart, now| {
             cart.remove_item(sku, now, limits)
+        })
+        .map(|(c, ())| c)
+    }
+
+    #[instrument(level = "debug", skip_all, fields(cart_id = %id), err(level = "debug"))]
+    async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+        limits: &CartLimits,
+    ) -> Result<Cart> {
+        self.write(id, owner, limits, false, |cart, now| {
+            cart.set_addresses(addresses, now, limits);
+            Ok(())
         })
         .map(|(c, ())| c)
     }

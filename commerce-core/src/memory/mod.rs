@@ -13,9 +13,12 @@ mod inventory;
 mod nonces;
 mod orders;
 mod price_lists;
+mod product_cache;
 mod promotions;
 mod queue;
+mod recommend;
 mod refunds;
+mod search;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -26,9 +29,12 @@ pub use inventory::MemoryInventory;
 pub use nonces::MemoryNonces;
 pub use orders::MemoryOrders;
 pub use price_lists::MemoryPriceLists;
+pub use product_cache::MemoryProductCache;
 pub use promotions::MemoryPromotions;
 pub use queue::MemoryQueue;
+pub use recommend::{MemoryCoPurchase, MemoryHistory};
 pub use refunds::MemoryRefunds;
+pub use search::MemorySearchIndex;
 
 use crate::clock::{Clock, SystemClock};
 

@@ -10,11 +10,13 @@
 //!
 //! See [`ProductPages`] for a runnable example with a recommender that hangs.
 
-mod cache;
 mod product;
 mod search;
 
-pub use cache::{MemoryProductCache, ProductCache, ProductKey};
+// The contract lives with the others, in `store`.
+pub use crate::store::{ProductCache, ProductKey};
+// The in-process engine lives with the others, in `memory`.
+pub use crate::memory::MemoryProductCache;
 pub use product::{PageConfig, PageRequest, ProductPage, ProductPages, StockStatus, VariantView};
 pub use search::{SearchConfig, SearchPage, SearchPages, SearchResponse};
 

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use tracing::instrument;
 
-use super::cache::{ProductCache, ProductKey};
 use crate::catalog::{Attributes, Product};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
@@ -19,6 +18,7 @@ use crate::recommend::{
 };
 use crate::resilience::{BreakerConfig, Guard, Omission, Section};
 use crate::store::{CatalogStore, HistoryStore, InventoryStore, InventoryStoreExt};
+use crate::store::{ProductCache, ProductKey};
 
 /// Deadlines and sizes of a product page.
 #[derive(Debug, Clone, PartialEq)]

@@ -66,14 +66,9 @@ mod basket;
 pub mod blend;
 mod cached;
 mod history;
-mod memory;
 mod personalizer;
 mod recommender;
 mod updater;
-
-#[cfg(feature = "testkit")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
-pub mod conformance;
 
 pub use basket::{Basket, MAX_PAIRED_PRODUCTS, ProductCount, RecordOutcome};
 pub use blend::{BlendWeights, Candidate, RankedList, Source, fuse, personalize};
@@ -81,7 +76,8 @@ pub use cached::CachedCoPurchase;
 pub use history::{
     AffinityConfig, HISTORY_CAPACITY, Interaction, InteractionKind, Profile, affinity_score,
 };
-pub use memory::{MemoryCoPurchase, MemoryHistory};
+// The in-process engines live with the others, in `memory`.
+pub use crate::memory::{MemoryCoPurchase, MemoryHistory};
 pub use personalizer::Personalizer;
 pub use recommender::{
     MAX_ANCHORS, MAX_RECOMMENDATIONS, ProductRecommender, ProductSummary, RecommendRequest,

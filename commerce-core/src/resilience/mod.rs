@@ -35,8 +35,9 @@
 
 mod breaker;
 mod guard;
-mod limit;
 
 pub use breaker::{BreakerConfig, BreakerState, BreakerStats, CircuitBreaker, Permit};
 pub use guard::{Guard, Omission, OmissionReason, Section};
-pub use limit::{Admission, LimitedAction, UserRateLimit};
+// The rate-limit contract lives with the others, in `store`; quotas and the in-process
+// limiter in `ratelimit`.
+pub use crate::store::{Admission, LimitedAction, UserRateLimit};

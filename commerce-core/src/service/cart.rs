@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::instrument;
 
-use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::catalog::Product;
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
@@ -181,6 +181,28 @@ impl CartService {
     pub async fn remove(&self, id: &CartId, owner: &CartOwner, sku: &Sku) -> Result<Cart> {
         check_owner(id, owner)?;
         self.carts.remove_item(id, owner, sku, &self.limits).await
+    }
+
+    /// Saves `addresses` on the cart, replacing what it had (a `None` clears one), for
+    /// checkout to use when its request carries no address
+    /// ([`CheckoutRequest::shipping_address`](crate::service::CheckoutRequest::shipping_address)).
+    /// Build them from client input with [`CartAddresses::from_input`] (or deserialise
+    /// them): both validate.
+    ///
+    /// Errors: a missing, expired or foreign cart is `NotFound { kind: Cart }` (as
+    /// [`CartStore::set_addresses`]; nothing is written); an id that does not match the
+    /// owner is `Validation`.
+    #[instrument(level = "debug", skip(self, owner, addresses), fields(cart_id = %id), err(level = "debug"))]
+    pub async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+    ) -> Result<Cart> {
+        check_owner(id, owner)?;
+        self.carts
+            .set_addresses(id, owner, addresses, &self.limits)
+            .await
     }
 
     /// Deletes the cart (idempotent).

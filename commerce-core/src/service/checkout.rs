@@ -1,6 +1,7 @@
 //! Checkout: revalidate the cart, compute the totals, create the order under an
 //! idempotency key.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use crate::address::Address;
-use crate::cart::{CartLimits, CartOwner};
+use crate::cart::{CartAddresses, CartLimits, CartOwner};
 use crate::catalog::{AttributeValue, Product};
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
@@ -68,7 +69,11 @@ pub struct CheckoutRequest {
     pub accepted_prices: BTreeMap<Sku, Money>,
     /// Where the goods go: required when the service computes tax or shipping
     /// ([`CheckoutService::with_tax`], [`CheckoutService::with_shipping`]); validated
-    /// when deserialized (an unknown country never gets this far).
+    /// when deserialized (an unknown country never gets this far). When the request
+    /// carries neither this nor [`billing_address`](Self::billing_address), the
+    /// addresses saved on the server cart
+    /// ([`CartStore::set_addresses`](crate::store::CartStore::set_addresses)) are used,
+    /// both of them; a request with either address uses only its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shipping_address: Option<Address>,
     /// Who pays; the shipping address when `None`.
@@ -150,6 +155,21 @@ impl CheckoutRequest {
         self.accepted_prices.extend(review.price_changes());
         self
     }
+}
+
+/// `request`, taking the cart's `saved` addresses when it carries neither address of
+/// its own (the two are never mixed).
+fn with_saved_addresses(
+    request: &CheckoutRequest,
+    saved: CartAddresses,
+) -> Cow<'_, CheckoutRequest> {
+    if saved.is_empty() || request.shipping_address.is_some() || request.billing_address.is_some() {
+        return Cow::Borrowed(request);
+    }
+    let mut filled = request.clone();
+    filled.shipping_address = saved.shipping;
+    filled.billing_address = saved.billing;
+    Cow::Owned(filled)
 }
 
 /// What a checkout did.
@@ -392,7 +412,8 @@ impl CheckoutService {
     pub async fn checkout(&self, request: &CheckoutRequest) -> Result<CheckoutOutcome> {
         self.admit(&request.customer_id).await?;
         let existing = self.existing(request).await?;
-        let lines = self.cart_lines(request, existing.is_some()).await?;
+        let (lines, saved) = self.cart_lines(request, existing.is_some()).await?;
+        let request = &*with_saved_addresses(request, saved);
         if let Some(order) = existing {
             let asked = basket(lines.iter().map(|l| (&l.sku, l.quantity)));
             if !lines.is_empty() && asked != order.basket() {
@@ -448,7 +469,8 @@ impl CheckoutService {
     /// Errors as [`checkout`](Self::checkout), plus `Validation` on `cart` when a line
     /// needs review (price changed, out of stock, no longer sold).
     pub async fn preview(&self, request: &CheckoutRequest) -> Result<CheckoutPreview> {
-        let lines = self.cart_lines(request, false).await?;
+        let (lines, saved) = self.cart_lines(request, false).await?;
+        let request = &*with_saved_addresses(request, saved);
         if lines.is_empty() {
             return Err(Error::validation("cart", "is empty"));
         }
@@ -470,8 +492,13 @@ impl CheckoutService {
         })
     }
 
-    /// The cart's lines (empty for a cleared server cart when `retry`).
-    async fn cart_lines(&self, request: &CheckoutRequest, retry: bool) -> Result<Vec<LineInput>> {
+    /// The cart's lines (empty for a cleared server cart when `retry`) and the
+    /// addresses saved on it (none for a client cart).
+    async fn cart_lines(
+        &self,
+        request: &CheckoutRequest,
+        retry: bool,
+    ) -> Result<(Vec<LineInput>, CartAddresses)> {
         Ok(match &request.cart {
             CartSource::Server { id, owner } => {
                 check_owner(id, owner)?;
@@ -481,13 +508,15 @@ impl CheckoutService {
                     }
                 }
                 match self.carts.get_cart(id, owner).await? {
-                    Some(cart) => cart_lines(&cart),
+                    Some(cart) => (cart_lines(&cart), cart.addresses),
                     // The cart was cleared when the key's order was placed: a retry.
-                    None if retry => Vec::new(),
+                    None if retry => (Vec::new(), CartAddresses::default()),
                     None => return Err(Error::not_found(EntityKind::Cart, id)),
                 }
             }
-            CartSource::Client(cart) => cart.lines(&self.config.limits)?,
+            CartSource::Client(cart) => {
+                (cart.lines(&self.config.limits)?, CartAddresses::default())
+            }
         })
     }
 

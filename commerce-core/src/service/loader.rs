@@ -169,21 +169,8 @@ impl CatalogLoader {
         Fut: std::future::Future<Output = Result<T>>,
     {
         let deadline = Instant::now() + self.deadline;
-        let mut failures = 0u32;
-        loop {
-            match attempt(failures > 0).await {
-                Err(e)
-                    if e.is_retryable()
-                        && Instant::now() < deadline
-                        && failures.saturating_add(1) < self.backoff.max_attempts.max(1) =>
-                {
-                    failures += 1;
-                    let delay = self.backoff.jittered_delay_after(failures);
-                    tracing::debug!(failures, ?delay, error = %e, "bulk load: retrying a batch");
-                    tokio::time::sleep(delay).await;
-                }
-                other => return other,
-            }
-        }
+        self.backoff
+            .run("bulk load", Some(deadline), |failed| attempt(failed > 0))
+            .await
     }
 }

@@ -175,5 +175,5 @@ pub use relay::{OrderRelay, RELAY_CONSUMER, RelayBatch};
 pub use returns::{Disposition, ReturnLine, ReturnOutcome, ReturnRequest, ReturnsService};
 pub use signed_cart::{CartSigner, CartSigningKey, MIN_SECRET_BYTES, SignedCartError};
 pub use stores::Stores;
-pub use task::BackgroundTask;
+pub use task::{BackgroundTask, Shutdown};
 pub use worker::{OrderWorkers, WorkStats, WorkerConfig};

@@ -42,10 +42,80 @@ fn full_jitter(cap: Duration, random: u64) -> Duration {
     Duration::new(secs, subsec).min(cap)
 }
 
-/// Runs `f` until it succeeds, fails with a non-retryable error, or has been tried
-/// `policy.max_attempts` times, sleeping [`RetryPolicy::jittered_delay_after`] between
-/// attempts. Only [`Error::is_retryable`] errors are retried; each retry is counted in
-/// [`STEP_RETRIES`](crate::telemetry::STEP_RETRIES) with `step = what`.
+impl RetryPolicy {
+    /// Runs `attempt(n)` (`n` failed attempts so far: 0 on the first try) until it
+    /// succeeds, fails with a non-retryable error, has been tried `max_attempts` times,
+    /// or `deadline` has passed, sleeping [`RetryPolicy::jittered_delay_after`] between
+    /// attempts. Only [`Error::is_retryable`] errors are retried; each retry is counted
+    /// in [`STEP_RETRIES`](crate::telemetry::STEP_RETRIES) with `step = what`. The one
+    /// retry loop of the library: the pipeline's steps, the bulk loader and the
+    /// examples' own steps all go through it.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use commerce_core::Error;
+    /// use commerce_core::store::RetryPolicy;
+    ///
+    /// let policy = RetryPolicy {
+    ///     max_attempts: 5,
+    ///     base_delay: Duration::from_millis(1),
+    ///     max_delay: Duration::from_millis(4),
+    /// };
+    /// // Fails twice with a retryable error, then succeeds.
+    /// let answer = policy
+    ///     .run("example", None, |failed| async move {
+    ///         if failed < 2 { Err(Error::retryable("blip", std::fmt::Error)) } else { Ok(failed) }
+    ///     })
+    ///     .await;
+    /// assert_eq!(answer.unwrap(), 2);
+    /// // A permanent error is returned at once.
+    /// let mut calls = 0;
+    /// let refused: Result<(), _> = policy
+    ///     .run("example", None, |_| { calls += 1; async { Err(Error::validation("x", "bad")) } })
+    ///     .await;
+    /// assert!(refused.is_err());
+    /// assert_eq!(calls, 1);
+    /// # }
+    /// ```
+    pub async fn run<T, F, Fut>(
+        &self,
+        what: &'static str,
+        deadline: Option<std::time::Instant>,
+        mut attempt: F,
+    ) -> Result<T>
+    where
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let attempts = self.max_attempts.max(1);
+        let mut failed = 0u32;
+        loop {
+            match attempt(failed).await {
+                Ok(v) => return Ok(v),
+                Err(e)
+                    if e.is_retryable()
+                        && failed.saturating_add(1) < attempts
+                        && deadline.is_none_or(|d| std::time::Instant::now() < d) =>
+                {
+                    failed += 1;
+                    let delay = self.jittered_delay_after(failed);
+                    tracing::debug!(step = what, attempt = failed, ?delay, error = %e, "retrying");
+                    metrics::counter!(crate::telemetry::STEP_RETRIES, "step" => what).increment(1);
+                    tokio::time::sleep(delay).await;
+                }
+                Err(e) => {
+                    if e.is_retryable() {
+                        tracing::warn!(step = what, attempts = failed + 1, error = %e, "giving up for now");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}
+
+/// [`RetryPolicy::run`] without a deadline, for a closure that ignores the count.
 pub(crate) async fn retry<T, F, Fut>(
     policy: &RetryPolicy,
     what: &'static str,
@@ -55,26 +125,7 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T>>,
 {
-    let attempts = policy.max_attempts.max(1);
-    let mut attempt = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.is_retryable() && attempt < attempts => {
-                let delay = policy.jittered_delay_after(attempt);
-                tracing::debug!(step = what, attempt, ?delay, error = %e, "retrying");
-                metrics::counter!(crate::telemetry::STEP_RETRIES, "step" => what).increment(1);
-                tokio::time::sleep(delay).await;
-                attempt += 1;
-            }
-            Err(e) => {
-                if e.is_retryable() {
-                    tracing::warn!(step = what, attempts, error = %e, "giving up for now");
-                }
-                return Err(e);
-            }
-        }
-    }
+    policy.run(what, None, |_| f()).await
 }
 
 /// `fut`, or a retryable backend error once `limit` has passed.

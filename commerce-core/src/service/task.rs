@@ -18,8 +18,28 @@ pub struct BackgroundTask<T> {
 }
 
 impl<T: Send + 'static> BackgroundTask<T> {
-    /// Spawns `f` with a [`Shutdown`] signal it must watch.
-    pub(crate) fn spawn<F, Fut>(f: F) -> Self
+    /// Spawns `f` with a [`Shutdown`] signal it must watch: an adapter's own loop (a
+    /// cache invalidator, say) gets the same handle as the library's.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> commerce_core::Result<()> {
+    /// use commerce_core::service::BackgroundTask;
+    /// let task = BackgroundTask::spawn(|mut stop| async move {
+    ///     let mut rounds = 0u32;
+    ///     while !stop.is_stopping() {
+    ///         rounds += 1;
+    ///         tokio::select! {
+    ///             _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
+    ///             _ = stop.stopped() => {}
+    ///         }
+    ///     }
+    ///     rounds
+    /// });
+    /// tokio::time::sleep(std::time::Duration::from_millis(20)).await; // the loop runs
+    /// assert!(task.shutdown().await? >= 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn<F, Fut>(f: F) -> Self
     where
         F: FnOnce(Shutdown) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
@@ -45,16 +65,16 @@ impl<T: Send + 'static> BackgroundTask<T> {
 
 /// The stop signal a background loop watches.
 #[derive(Debug, Clone)]
-pub(crate) struct Shutdown(watch::Receiver<bool>);
+pub struct Shutdown(watch::Receiver<bool>);
 
 impl Shutdown {
     /// Whether the loop has been asked to stop (or its handle was dropped).
-    pub(crate) fn is_stopping(&self) -> bool {
+    pub fn is_stopping(&self) -> bool {
         *self.0.borrow() || self.0.has_changed().is_err()
     }
 
     /// Resolves once the loop is asked to stop.
-    pub(crate) async fn stopped(&mut self) {
+    pub async fn stopped(&mut self) {
         while !*self.0.borrow_and_update() {
             if self.0.changed().await.is_err() {
                 return;

@@ -3,7 +3,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 
-use crate::cart::{Cart, CartItem, CartLimits, CartOwner, MergeReport};
+use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{CartId, CustomerId, Sku};
@@ -17,17 +17,18 @@ use crate::id::{CartId, CustomerId, Sku};
 /// # To ensure correctness (every method)
 /// * **Ownership**: a cart is only visible to its owner. A call whose `owner` differs
 ///   from a live stored cart's reads `None` and writes nothing: `set_quantity`,
-///   `remove_item` and **`add_item`** are `NotFound { kind: Cart }` (`add_item` never
-///   creates or overwrites a live cart of another owner; once that cart has expired it
-///   creates a new one), `clear_cart` succeeds without deleting it. Each answer is one
-///   a missing cart could also give, so ids of other customers' carts cannot be probed
-///   by the content they hold.
+///   `remove_item`, `set_addresses` and **`add_item`** are `NotFound { kind: Cart }`
+///   (`add_item` never creates or overwrites a live cart of another owner; once that
+///   cart has expired it creates a new one), `clear_cart` succeeds without deleting
+///   it. Each answer is one a missing cart could also give, so ids of other customers'
+///   carts cannot be probed by the content they hold.
 /// * **Expiry**: a cart whose `expires_at` is at or before the store clock's now does not
 ///   exist. Every write sets `updated_at` to now and `expires_at` to `now + limits.ttl`,
 ///   and bumps `version` by one.
 /// * **Limits and validation**: a write that breaks `limits` or the currency rule fails
 ///   with the error [`Cart`] gives and leaves the stored cart unchanged.
-/// * **No lost update**: N concurrent `add_item` calls on one cart all count.
+/// * **No lost update**: N concurrent `add_item` calls on one cart all count, also
+///   when `set_addresses` calls run among them.
 #[async_trait]
 pub trait CartStore: Send + Sync + Debug + 'static {
     /// The cart, if it exists, is not expired and belongs to `owner`.
@@ -63,12 +64,39 @@ pub trait CartStore: Send + Sync + Debug + 'static {
         limits: &CartLimits,
     ) -> Result<Cart>;
 
+    /// Replaces the cart's saved addresses with `addresses` (by [`Cart::set_addresses`]:
+    /// a `None` clears that address; `CartAddresses::default()` clears both).
+    ///
+    /// # To ensure correctness
+    /// * **Only an existing cart**: a missing or expired cart, or a live cart of another
+    ///   owner, is `NotFound { kind: Cart }` and nothing is written (no cart is
+    ///   created: addresses alone do not make a cart). An empty live cart (every line
+    ///   removed) takes addresses.
+    /// * **Any owner**: guest carts carry addresses as customer carts do (the unguessable
+    ///   guest id is the credential, as for its lines).
+    /// * **A write like the others**: bumps `version` by one, sets `updated_at` to now
+    ///   and `expires_at` to `now + limits.ttl`, atomically on the server; the lines are
+    ///   untouched. Setting the addresses a cart already has still writes.
+    /// * **Round trip**: `get_cart` then returns exactly the addresses given (every
+    ///   field, in the normalised form [`Address::new`](crate::address::Address::new)
+    ///   gave them). A stored address that no longer passes validation (tampered data)
+    ///   is an error when read, never an unvalidated `Address`.
+    async fn set_addresses(
+        &self,
+        id: &CartId,
+        owner: &CartOwner,
+        addresses: CartAddresses,
+        limits: &CartLimits,
+    ) -> Result<Cart>;
+
     /// Deletes the cart. Idempotent: deleting a missing cart succeeds.
     async fn clear_cart(&self, id: &CartId, owner: &CartOwner) -> Result<()>;
 
     /// Moves the guest cart's lines into the customer's cart (created if needed) by
     /// the policy of [`Cart::merge_from`], with `caps` bounding quantities per SKU, and
-    /// deletes the guest cart.
+    /// deletes the guest cart. Addresses follow the same policy: the customer cart
+    /// keeps its [`CartAddresses`] if it has any, else takes the guest cart's (as a
+    /// pair).
     ///
     /// # To ensure correctness
     /// * Atomic: afterwards either both carts are as before or the guest cart is gone

@@ -4,15 +4,19 @@
 use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use crate::clock::ManualClock;
 use crate::error::Result;
-use crate::memory::{MemoryEngine, MemoryRefunds};
+use crate::memory::MemoryProductCache;
+use crate::memory::{MemoryEngine, MemoryRefunds, MemorySearchIndex};
+use crate::recommend::{MemoryCoPurchase, MemoryHistory};
+use crate::store::ProductCache;
 use crate::store::{
-    CartStore, CatalogStore, ComposedSteps, EventLog, InventoryStore, OrderQueue, OrderSteps,
-    OrderStore, PromotionStore, RefundLedger,
+    CartStore, CatalogStore, CoPurchaseStore, ComposedSteps, EventLog, HistoryStore,
+    InventoryStore, OrderQueue, OrderSteps, OrderStore, PromotionStore, RefundLedger, SearchIndex,
 };
 
 /// Makes fresh, empty stores for each case of the kit.
@@ -93,6 +97,14 @@ pub struct Stores {
     pub refunds: Option<Arc<dyn RefundLedger>>,
     /// The price lists, if the adapter has them.
     pub price_lists: Option<Arc<dyn crate::store::PriceListStore>>,
+    /// The co-purchase counts, if the adapter has them.
+    pub co_purchase: Option<Arc<dyn CoPurchaseStore>>,
+    /// The shopper histories, if the adapter has them.
+    pub history: Option<Arc<dyn HistoryStore>>,
+    /// The product cache and how its entries expire, if the adapter has one.
+    pub product_cache: Option<(Arc<dyn ProductCache>, CacheExpiry)>,
+    /// The search index, if the adapter has one.
+    pub search: Option<Arc<dyn SearchIndex>>,
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
@@ -150,6 +162,31 @@ impl Stores {
         self
     }
 
+    /// Adds the co-purchase counts.
+    pub fn with_co_purchase(mut self, store: Arc<dyn CoPurchaseStore>) -> Self {
+        self.co_purchase = Some(store);
+        self
+    }
+
+    /// Adds the shopper histories.
+    pub fn with_history(mut self, store: Arc<dyn HistoryStore>) -> Self {
+        self.history = Some(store);
+        self
+    }
+
+    /// Adds the product cache; `expiry` says how long it keeps an entry and by which
+    /// clock, so the kit can check expiry.
+    pub fn with_product_cache(mut self, cache: Arc<dyn ProductCache>, expiry: CacheExpiry) -> Self {
+        self.product_cache = Some((cache, expiry));
+        self
+    }
+
+    /// Adds the search index.
+    pub fn with_search(mut self, index: Arc<dyn SearchIndex>) -> Self {
+        self.search = Some(index);
+        self
+    }
+
     /// Adds the event log the other stores append to.
     pub fn with_events(mut self, log: Arc<dyn EventLog>) -> Self {
         self.events = Some(log);
@@ -191,6 +228,10 @@ impl Stores {
                         && self.promotions.is_some()
                         && self.price_lists.is_some()
                 }
+                Area::CoPurchase => self.co_purchase.is_some(),
+                Area::History => self.history.is_some(),
+                Area::ProductCache => self.product_cache.is_some(),
+                Area::Search => self.search.is_some(),
             })
             .collect()
     }
@@ -247,11 +288,19 @@ pub enum Area {
     /// Checkout and the order pipeline with promotions and price lists, over the
     /// catalog, inventory, orders, promotions and price lists (and the steps, if any).
     Checkout,
+    /// [`CoPurchaseStore`], against a brute-force count.
+    CoPurchase,
+    /// [`HistoryStore`].
+    History,
+    /// [`ProductCache`].
+    ProductCache,
+    /// [`SearchIndex`].
+    Search,
 }
 
 impl Area {
     /// Every area, in the order `test_all` runs them.
-    pub const ALL: [Area; 10] = [
+    pub const ALL: [Area; 14] = [
         Area::Catalog,
         Area::Carts,
         Area::Inventory,
@@ -262,6 +311,10 @@ impl Area {
         Area::Promotions,
         Area::Refunds,
         Area::Checkout,
+        Area::CoPurchase,
+        Area::History,
+        Area::ProductCache,
+        Area::Search,
     ];
 
     /// The module name (`inventory`), as used in case names.
@@ -277,6 +330,10 @@ impl Area {
             Area::Promotions => "promotions",
             Area::Refunds => "refunds",
             Area::Checkout => "checkout",
+            Area::CoPurchase => "co_purchase",
+            Area::History => "history",
+            Area::ProductCache => "product_cache",
+            Area::Search => "search",
         }
     }
 
@@ -295,8 +352,29 @@ impl fmt::Display for Area {
     }
 }
 
-/// The in-memory engine (and a [`MemoryRefunds`]) as a [`StoreBuilder`]: every area,
-/// one shared event log. The reference every other adapter is compared with.
+/// How a product cache under test expires its entries (see
+/// [`Stores::with_product_cache`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheExpiry {
+    /// How long an entry is served after the `put` that cached it.
+    pub ttl: Duration,
+    /// Which clock measures it.
+    pub clock: ExpiryClock,
+}
+
+/// The clock a product cache measures its time-to-live by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryClock {
+    /// The [`ManualClock`] given to [`StoreBuilder::build`]: the kit moves it.
+    Injected,
+    /// The server's own clock (Redis `EX`): the kit waits in real time, so keep the
+    /// time-to-live short (whole seconds, 1 to 3).
+    Server,
+}
+
+/// The in-memory engine (with [`MemoryRefunds`], the recommendation stores, a
+/// [`MemoryProductCache`] and a [`MemorySearchIndex`]) as a [`StoreBuilder`]: every
+/// area, one shared event log. The reference every other adapter is compared with.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct MemoryBuilder;
 
@@ -304,6 +382,18 @@ pub struct MemoryBuilder;
 impl StoreBuilder for MemoryBuilder {
     async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
         let stores: Stores = MemoryEngine::with_clock(clock.clone()).into();
-        Ok(stores.with_refunds(Arc::new(MemoryRefunds::new(clock))))
+        let ttl = Duration::from_secs(300);
+        Ok(stores
+            .with_refunds(Arc::new(MemoryRefunds::new(clock.clone())))
+            .with_co_purchase(Arc::new(MemoryCoPurchase::new()))
+            .with_history(Arc::new(MemoryHistory::new()))
+            .with_product_cache(
+                Arc::new(MemoryProductCache::new(clock, ttl, 10_000)),
+                CacheExpiry {
+                    ttl,
+                    clock: ExpiryClock::Injected,
+                },
+            )
+            .with_search(Arc::new(MemorySearchIndex::new())))
     }
 }

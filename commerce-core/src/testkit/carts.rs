@@ -13,15 +13,22 @@
 //! calls all count (same line and distinct lines) and concurrent adds respect the line
 //! limit exactly; `list_abandoned` lists live, non-empty carts untouched since a time,
 //! oldest first, within its limit, and skips expired, empty and since-touched carts.
+//! Saved addresses: `set_addresses` round-trips every field exactly (guest and customer
+//! carts, set, replace, clear), bumps the version and slides the expiry like any write,
+//! leaves the lines alone, is `NotFound { Cart }` with nothing written for a missing,
+//! expired or foreign cart; invalid or hostile address input cannot be built or
+//! deserialised at all; a merge keeps the customer's addresses or takes the guest's as a
+//! pair; concurrent address and line writes all count.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
-use super::fixtures::{cart_item, cust, sku};
+use super::fixtures::{address, address_input, cart_item, cust, sku};
 use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
-use crate::cart::{Cart, CartLimits, CartOwner, MergeReport};
+use crate::address::{Address, AddressInput};
+use crate::cart::{Cart, CartAddresses, CartLimits, CartOwner, MergeReport};
 use crate::error::{EntityKind, Error};
 use crate::id::{CartId, Sku};
 
@@ -56,6 +63,11 @@ pub(crate) fn cases() -> Vec<Case> {
         abandoned_carts_are_listed_oldest_first,
         abandoned_lists_skip_expired_empty_and_touched_carts,
         abandoned_list_limits_are_checked,
+        addresses_are_saved_and_read_back_exactly,
+        addresses_need_a_live_cart_of_the_owner,
+        invalid_addresses_cannot_be_built,
+        merge_keeps_or_takes_addresses_as_a_pair,
+        concurrent_address_and_line_writes_all_count,
     ]
 }
 
@@ -1160,5 +1172,450 @@ async fn abandoned_list_limits_are_checked(env: Env<'_>) {
             .await,
         Error::Validation { .. },
         "a limit above MAX_PAGE_SIZE"
+    );
+}
+
+/// Sets `addresses` in the store and checks the answer and the stored cart against
+/// [`Cart::set_addresses`] on the cart read before.
+async fn checked_set_addresses(
+    ctx: &Ctx,
+    id: &CartId,
+    owner: &CartOwner,
+    addresses: CartAddresses,
+    limits: &CartLimits,
+    what: &str,
+) -> Cart {
+    let before = get(ctx, id, owner).await.expect("the cart exists");
+    let now = ctx.now();
+    let mut expected = before.clone();
+    expected.set_addresses(addresses.clone(), now, limits);
+    let got = must!(
+        ctx.carts()
+            .set_addresses(id, owner, addresses.clone(), limits)
+            .await,
+        "set_addresses ({what})"
+    );
+    assert_eq!(
+        got, expected,
+        "set_addresses ({what}) must give what Cart::set_addresses gives: the addresses, version + 1, updated_at = now, expires_at = now + ttl, the lines untouched"
+    );
+    assert_eq!(got.addresses, addresses, "{what}: the addresses as given");
+    assert_eq!(
+        got.version,
+        before.version + 1,
+        "{what}: one write, one version"
+    );
+    assert_eq!(got.items, before.items, "{what}: the lines are untouched");
+    assert_eq!(
+        get(ctx, id, owner).await.as_ref(),
+        Some(&expected),
+        "{what}: get_cart must read back exactly what was set"
+    );
+    expected
+}
+
+async fn addresses_are_saved_and_read_back_exactly(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let limits = CartLimits {
+        ttl: Duration::from_secs(3600),
+        ..CartLimits::default()
+    };
+    let home = address("Erika", "DE");
+    let office = address("Max", "US");
+    // The normalised form is what is stored and read back.
+    assert_eq!(home.name(), "Erika M\u{fc}ller");
+    assert_eq!(home.city(), "K\u{f6}ln");
+    assert_eq!(office.region(), Some("NY"));
+    for (owner, id) in [
+        (guest(), CartId::new_guest()),
+        (customer("c1"), CartId::for_customer(&cust("c1"))),
+    ] {
+        cart_at(&ctx, &id, &owner, &limits).await;
+        ctx.advance(Duration::from_secs(20 * 60));
+        let steps = [
+            (
+                "both addresses",
+                CartAddresses {
+                    shipping: Some(home.clone()),
+                    billing: Some(office.clone()),
+                },
+            ),
+            (
+                "the same addresses again",
+                CartAddresses {
+                    shipping: Some(home.clone()),
+                    billing: Some(office.clone()),
+                },
+            ),
+            (
+                "shipping only (billing cleared)",
+                CartAddresses {
+                    shipping: Some(office.clone()),
+                    billing: None,
+                },
+            ),
+            (
+                "billing only (shipping cleared)",
+                CartAddresses {
+                    shipping: None,
+                    billing: Some(address("Anna", "GB")),
+                },
+            ),
+            ("none (both cleared)", CartAddresses::default()),
+            (
+                "addresses on an emptied cart",
+                CartAddresses {
+                    shipping: Some(address("Léa", "CA")),
+                    billing: None,
+                },
+            ),
+        ];
+        for (n, (what, addresses)) in steps.into_iter().enumerate() {
+            if what == "addresses on an emptied cart" {
+                must!(
+                    ctx.carts()
+                        .remove_item(&id, &owner, &sku("A"), &limits)
+                        .await,
+                    "empty the cart"
+                );
+            }
+            let cart = checked_set_addresses(&ctx, &id, &owner, addresses, &limits, what).await;
+            assert_eq!(
+                (cart.updated_at, cart.expires_at),
+                (ctx.now(), ctx.now() + chrono::Duration::seconds(3600)),
+                "step {n} ({what}) slides the expiry"
+            );
+            ctx.advance(Duration::from_secs(20 * 60));
+        }
+        // A later line write keeps the addresses.
+        must!(
+            ctx.carts()
+                .add_item(
+                    &id,
+                    &owner,
+                    cart_item("B", 1, "1.00 USD", ctx.now()),
+                    &limits
+                )
+                .await,
+            "add after setting addresses"
+        );
+        assert_eq!(
+            get(&ctx, &id, &owner).await.map(|c| c.addresses.shipping),
+            Some(Some(address("Léa", "CA"))),
+            "add_item must keep the saved addresses"
+        );
+    }
+}
+
+async fn addresses_need_a_live_cart_of_the_owner(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits {
+        ttl: Duration::from_secs(600),
+        ..CartLimits::default()
+    };
+    let addresses = CartAddresses {
+        shipping: Some(address("Erika", "DE")),
+        billing: None,
+    };
+    let missing = CartId::new_guest();
+    assert_err!(
+        carts
+            .set_addresses(&missing, &guest(), addresses.clone(), &limits)
+            .await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "set_addresses on a missing cart"
+    );
+    assert_eq!(
+        get(&ctx, &missing, &guest()).await,
+        None,
+        "set_addresses must not create a cart"
+    );
+    let g = CartId::new_guest();
+    let guest_cart = cart_at(&ctx, &g, &guest(), &limits).await;
+    let c1 = CartId::for_customer(&cust("c1"));
+    let c1_cart = cart_at(&ctx, &c1, &customer("c1"), &limits).await;
+    for (id, other) in [(&g, customer("c1")), (&c1, customer("c2")), (&c1, guest())] {
+        assert_err!(
+            carts
+                .set_addresses(id, &other, addresses.clone(), &limits)
+                .await,
+            Error::NotFound {
+                kind: EntityKind::Cart,
+                ..
+            },
+            "set_addresses on {id} by {other:?}"
+        );
+    }
+    assert_eq!(
+        get(&ctx, &g, &guest()).await,
+        Some(guest_cart),
+        "a refused set_addresses changed the guest cart"
+    );
+    assert_eq!(
+        get(&ctx, &c1, &customer("c1")).await,
+        Some(c1_cart),
+        "a refused set_addresses changed the customer cart"
+    );
+    ctx.advance(Duration::from_secs(600));
+    assert_err!(
+        carts
+            .set_addresses(&g, &guest(), addresses.clone(), &limits)
+            .await,
+        Error::NotFound {
+            kind: EntityKind::Cart,
+            ..
+        },
+        "set_addresses on a cart whose expires_at is now"
+    );
+    assert_eq!(
+        get(&ctx, &g, &guest()).await,
+        None,
+        "the expired cart came back"
+    );
+    // Once expired, the id starts afresh: no addresses from the old cart.
+    let fresh = cart_at(&ctx, &g, &guest(), &limits).await;
+    assert!(
+        fresh.addresses.is_empty() && fresh.version == 1,
+        "a cart created after expiry starts without addresses, got {fresh:?}"
+    );
+}
+
+async fn invalid_addresses_cannot_be_built(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let limits = CartLimits::default();
+    let id = CartId::new_guest();
+    let before = cart_at(&ctx, &id, &guest(), &limits).await;
+    let valid = address_input("Erika", "DE");
+    let hostile: Vec<(&str, AddressInput)> = vec![
+        (
+            "address.country",
+            AddressInput {
+                country: "XX".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.country",
+            AddressInput {
+                country: "DEU".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.name",
+            AddressInput {
+                name: " \t ".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.line1",
+            AddressInput {
+                line1: "1 Main St\u{0}; DROP TABLE carts".into(),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.line2",
+            AddressInput {
+                line2: Some("x".repeat(10_000)),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.postal_code",
+            AddressInput {
+                postal_code: Some("5066".into()),
+                ..valid.clone()
+            },
+        ),
+        (
+            "address.region",
+            AddressInput {
+                region: Some("ZZ".into()),
+                ..address_input("Max", "US")
+            },
+        ),
+        (
+            "address.phone",
+            AddressInput {
+                phone: Some("<script>".into()),
+                ..valid.clone()
+            },
+        ),
+    ];
+    for (field, input) in hostile {
+        let err = assert_err!(
+            CartAddresses::from_input(Some(address_input("Ok", "GB")), Some(input.clone())),
+            Error::Validation { .. },
+            "CartAddresses::from_input with a bad {field}"
+        );
+        assert!(
+            matches!(&err, Error::Validation { field: f, .. } if f == field),
+            "the error must name {field}, got {err:?}"
+        );
+        // The same input as JSON (from a client, or a tampered stored cart) does not
+        // deserialise either.
+        let json = serde_json::json!({ "shipping": input });
+        assert!(
+            serde_json::from_value::<CartAddresses>(json.clone()).is_err(),
+            "CartAddresses deserialised an invalid {field}"
+        );
+        let mut cart_json = must!(serde_json::to_value(&before), "serialise the cart");
+        cart_json["addresses"] = json;
+        assert!(
+            serde_json::from_value::<Cart>(cart_json).is_err(),
+            "a Cart deserialised with an invalid {field}"
+        );
+    }
+    // Unknown fields are refused too (nothing rides along unvalidated).
+    let mut extra = must!(
+        serde_json::to_value(address("Erika", "DE")),
+        "serialise an address"
+    );
+    extra["verified"] = serde_json::json!(true);
+    assert!(serde_json::from_value::<Address>(extra).is_err());
+    assert!(
+        serde_json::from_value::<CartAddresses>(
+            serde_json::json!({ "shipping": null, "admin": true })
+        )
+        .is_err()
+    );
+    assert_eq!(
+        get(&ctx, &id, &guest()).await,
+        Some(before),
+        "nothing was written"
+    );
+}
+
+async fn merge_keeps_or_takes_addresses_as_a_pair(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let limits = CartLimits::default();
+    let guest_both = CartAddresses {
+        shipping: Some(address("Guest", "DE")),
+        billing: Some(address("Guest", "US")),
+    };
+    // 1. A customer cart without addresses takes the guest's.
+    let g = CartId::new_guest();
+    cart_at(&ctx, &g, &guest(), &limits).await;
+    checked_set_addresses(&ctx, &g, &guest(), guest_both.clone(), &limits, "guest").await;
+    cart_at(
+        &ctx,
+        &CartId::for_customer(&cust("c1")),
+        &customer("c1"),
+        &limits,
+    )
+    .await;
+    ctx.advance(Duration::from_secs(5));
+    let (merged, _) = checked_merge(&ctx, &g, "c1", &BTreeMap::new(), &limits).await;
+    assert_eq!(
+        merged.addresses, guest_both,
+        "a customer cart without addresses takes the guest cart's"
+    );
+    // 2. A customer cart with only a billing address keeps it; nothing of the guest's
+    //    (not even its shipping address) comes in.
+    let c2 = CartId::for_customer(&cust("c2"));
+    cart_at(&ctx, &c2, &customer("c2"), &limits).await;
+    let customer_billing = CartAddresses {
+        shipping: None,
+        billing: Some(address("Customer", "GB")),
+    };
+    checked_set_addresses(
+        &ctx,
+        &c2,
+        &customer("c2"),
+        customer_billing.clone(),
+        &limits,
+        "customer",
+    )
+    .await;
+    let g2 = CartId::new_guest();
+    cart_at(&ctx, &g2, &guest(), &limits).await;
+    checked_set_addresses(&ctx, &g2, &guest(), guest_both.clone(), &limits, "guest 2").await;
+    ctx.advance(Duration::from_secs(5));
+    let (merged, _) = checked_merge(&ctx, &g2, "c2", &BTreeMap::new(), &limits).await;
+    assert_eq!(
+        merged.addresses, customer_billing,
+        "the customer's addresses are kept as a pair"
+    );
+    // 3. Into a missing customer cart, and from a guest cart with no lines.
+    let g3 = CartId::new_guest();
+    cart_at(&ctx, &g3, &guest(), &limits).await;
+    must!(
+        carts.remove_item(&g3, &guest(), &sku("A"), &limits).await,
+        "empty the guest cart"
+    );
+    checked_set_addresses(&ctx, &g3, &guest(), guest_both.clone(), &limits, "guest 3").await;
+    ctx.advance(Duration::from_secs(5));
+    let (merged, report) = checked_merge(&ctx, &g3, "c3", &BTreeMap::new(), &limits).await;
+    assert!(merged.items.is_empty() && report == MergeReport::default());
+    assert_eq!(
+        merged.addresses, guest_both,
+        "a new customer cart takes the addresses of an empty guest cart"
+    );
+}
+
+async fn concurrent_address_and_line_writes_all_count(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let carts = ctx.carts();
+    let id = CartId::for_customer(&cust("c1"));
+    let before = cart_at(&ctx, &id, &customer("c1"), &CartLimits::default()).await;
+    let now = ctx.now();
+    let n = 16usize;
+    let results = concurrently(n, |i| {
+        let carts = carts.clone();
+        let id = id.clone();
+        async move {
+            let owner = CartOwner::Customer(cust("c1"));
+            let limits = CartLimits::default();
+            if i % 4 == 0 {
+                let addresses = CartAddresses {
+                    shipping: Some(address(&format!("Writer{i}"), "DE")),
+                    billing: None,
+                };
+                carts.set_addresses(&id, &owner, addresses, &limits).await
+            } else {
+                carts
+                    .add_item(
+                        &id,
+                        &owner,
+                        cart_item(&format!("S-{i}"), 1, "1.00 USD", now),
+                        &limits,
+                    )
+                    .await
+            }
+        }
+    })
+    .await;
+    for r in &results {
+        must!(r.as_ref(), "concurrent set_addresses / add_item");
+    }
+    let after = get(&ctx, &id, &customer("c1")).await.expect("cart");
+    assert_eq!(
+        after.version,
+        before.version + n as u64,
+        "every concurrent write bumps the version once"
+    );
+    assert_eq!(
+        after.items.len(),
+        1 + n - n / 4,
+        "no line was lost to a concurrent address write"
+    );
+    let writer = after
+        .addresses
+        .shipping
+        .as_ref()
+        .map(|a| a.name().to_owned())
+        .unwrap_or_default();
+    assert!(
+        (0..n)
+            .step_by(4)
+            .any(|i| writer == format!("Writer{i} M\u{fc}ller")),
+        "the saved address is one writer's whole address, got {writer:?}"
     );
 }

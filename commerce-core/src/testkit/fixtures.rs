@@ -1,5 +1,6 @@
 //! Small constructors for the values the cases use; they panic on invalid constants.
 
+use crate::address::{Address, AddressInput};
 use crate::cart::CartItem;
 use crate::catalog::{CategoryPath, NewProduct, ProductVariant};
 use crate::clock::Timestamp;
@@ -108,4 +109,33 @@ pub(crate) fn new_order(k: &str, customer: &str, lines: &[(&str, u32, &str)]) ->
         checkout: Default::default(),
         promotions: Vec::new(),
     }
+}
+
+/// An address input in `country` that [`Address::new`] accepts (a region and postal
+/// code where the country needs them), with non-ASCII text to normalise and every
+/// optional field set.
+pub(crate) fn address_input(name: &str, country: &str) -> AddressInput {
+    let (region, postal) = match country {
+        "US" => (Some(" ny "), "10001-1234"),
+        "CA" => (Some("qc"), "h2x1y4"),
+        "GB" => (None, "sw1a1aa"),
+        _ => (Some("Nordrhein-Westfalen"), "50667"),
+    };
+    AddressInput {
+        name: format!("  {name} Mu\u{308}ller "),
+        company: Some("Ex\u{e4}mple GmbH".into()),
+        line1: "Heidestra\u{df}e 17".into(),
+        line2: Some("3. OG, links".into()),
+        city: "Ko\u{308}ln".into(),
+        region: region.map(str::to_owned),
+        postal_code: Some(postal.into()),
+        country: country.to_ascii_lowercase(),
+        phone: Some("+49 (221) 123-456".into()),
+    }
+}
+
+/// [`address_input`], validated.
+pub(crate) fn address(name: &str, country: &str) -> Address {
+    Address::new(address_input(name, country))
+        .unwrap_or_else(|e| panic!("test address {name:?} in {country}: {e}"))
 }

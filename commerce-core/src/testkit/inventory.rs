@@ -13,7 +13,9 @@
 //! `return_stock` with their idempotency and `InvalidTransition`s; `release_expired`
 //! (boundary, limit, exactly once with concurrent reapers, racing `confirm`); the ledger
 //! replays to the counters; `audit()` is empty after every case; `stocks` (the batch
-//! read) answers what `stock` does, in order, and never a half-written level.
+//! read) answers what `stock` does, in order, and never a half-written level; events
+//! (restock, adjust, reserve, confirm, release) are never readable before their change
+//! and each level's and each order's come in the order of the changes.
 //!
 //! # Model-based tests
 //! A pure, sequential model of the inventory, written from the contract and the
@@ -93,6 +95,7 @@ pub(crate) fn cases() -> Vec<Case> {
         release_expired_releases_exactly_the_due_reservations,
         release_expired_honours_its_now,
         events_never_precede_their_change_and_come_in_order,
+        events_of_every_change_follow_the_ledger_in_order,
         sub_second_ttls_are_kept_exactly,
         concurrent_reapers_release_each_reservation_once,
         reaping_and_confirming_race_consistently,
@@ -1498,6 +1501,128 @@ async fn events_never_precede_their_change_and_come_in_order(env: Env<'_>) {
             seen,
             vec![ReservationState::Active, ReservationState::Confirmed],
             "the events of {order} come in the order of its changes"
+        );
+    }
+}
+
+/// Writers, one per SKU and all at once, each round restock, adjust, reserve, then
+/// confirm or release (alternately). A reader following the log meanwhile must find each
+/// event's change already made: the SKU's ledger holds at least as many movements as
+/// that SKU has had events so far (here each change is one movement and one event,
+/// written together), and the reservation of a `ReservationChanged` exists, in the
+/// event's state once that state is final. Afterwards each SKU's events, in log order,
+/// are exactly its writer's changes in order, each `StockChanged` with the `available`
+/// its call returned.
+async fn events_of_every_change_follow_the_ledger_in_order(env: Env<'_>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    let events = ctx.events();
+    let writers = 6usize;
+    let rounds = 6usize;
+    let mark = ctx.event_mark().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let (inv, stop) = (inv.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut cursor = mark;
+            let mut per_sku: BTreeMap<Sku, usize> = BTreeMap::new();
+            let mut checked = 0usize;
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                let page = events.read(cursor, 100).await.expect("EventLog::read");
+                for e in &page {
+                    cursor = e.id;
+                    let skus = match &e.event {
+                        DomainEvent::StockChanged { sku, .. } => vec![sku.clone()],
+                        DomainEvent::ReservationChanged {
+                            order_id,
+                            state,
+                            skus,
+                        } => {
+                            let r = inv
+                                .reservation(order_id)
+                                .await
+                                .expect("reservation")
+                                .unwrap_or_else(|| panic!("ReservationChanged({order_id}, {state:?}) was readable before the reservation existed"));
+                            assert!(
+                                *state == ReservationState::Active || r.state == *state,
+                                "ReservationChanged({order_id}, {state:?}) was readable while the store showed {:?}",
+                                r.state
+                            );
+                            skus.clone()
+                        }
+                        _ => continue,
+                    };
+                    for sku in skus {
+                        let n = per_sku.entry(sku.clone()).or_default();
+                        *n += 1;
+                        let ledger = inv.movements(&sku, 0, 1000).await.expect("movements");
+                        assert!(
+                            ledger.len() >= *n,
+                            "event {} ({:?}) was readable while the ledger of {sku} held {} movements for {n} events so far (events must commit with their change)",
+                            e.id,
+                            e.event,
+                            ledger.len()
+                        );
+                    }
+                    checked += 1;
+                }
+                if done && page.is_empty() {
+                    return checked;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let expected = concurrently(writers, |w| {
+        let inv = inv.clone();
+        async move {
+            let s = format!("E{w}");
+            let (sku_w, at) = (sku(&s), loc("w1"));
+            let mut out = Vec::new();
+            for k in 0..rounds {
+                let lv = inv.restock(&sku_w, &at, 2, "in").await.expect("restock");
+                out.push(stock_event(&s, "w1", lv.available));
+                let lv = inv.adjust(&sku_w, &at, -1, "shrink").await.expect("adjust");
+                out.push(stock_event(&s, "w1", lv.available));
+                let o = format!("o-{w}-{k}");
+                inv.reserve(&req(&o, &[(s.as_str(), 1)]))
+                    .await
+                    .expect("reserve");
+                out.push(res_event(&o, ReservationState::Active, &[s.as_str()]));
+                if k % 2 == 0 {
+                    inv.confirm(&oid(&o)).await.expect("confirm");
+                    out.push(res_event(&o, ReservationState::Confirmed, &[s.as_str()]));
+                } else {
+                    inv.release(&oid(&o), "changed mind")
+                        .await
+                        .expect("release");
+                    out.push(res_event(&o, ReservationState::Released, &[s.as_str()]));
+                }
+            }
+            (sku_w, out)
+        }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let checked = super::check::join(observer, "the event observer").await;
+    assert_eq!(checked, writers * rounds * 4, "one event per change");
+    let mut seen: BTreeMap<Sku, Vec<DomainEvent>> = BTreeMap::new();
+    for e in ctx.events_since(mark).await {
+        let s = match &e {
+            DomainEvent::StockChanged { sku, .. } => sku.clone(),
+            DomainEvent::ReservationChanged { skus, .. } if skus.len() == 1 => skus[0].clone(),
+            other => panic!("an event no writer caused: {other:?}"),
+        };
+        seen.entry(s).or_default().push(e);
+    }
+    for (s, changes) in expected {
+        assert_eq!(
+            seen.get(&s),
+            Some(&changes),
+            "the events of {s} must be exactly its changes, in order"
         );
     }
 }

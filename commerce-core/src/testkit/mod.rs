@@ -33,7 +33,19 @@
 //! The areas and what each checks are documented on their modules: [`catalog`],
 //! [`carts`], [`inventory`] (with the model-based tests, see `inventory`'s docs),
 //! [`orders`], [`events`], [`queue`], [`steps`], [`promotions`] (with its concurrent and
-//! model-based tests), [`refunds`].
+//! model-based tests), [`refunds`], [`checkout`], [`recommend`] (areas `co_purchase`
+//! and `history`, against a brute-force count), [`product_cache`] (give the cache with
+//! its [`CacheExpiry`]: the kit moves its clock or, for a cache on a server's clock,
+//! waits) and [`search`] (run it on any [`SearchIndex`](crate::store::SearchIndex); the
+//! in-memory reference is [`MemorySearchIndex`](crate::memory::MemorySearchIndex)).
+//!
+//! # Injecting faults and latency
+//! [`faults`] wraps any store in a [`faults::Faulty`] that consults a shared
+//! [`faults::Faults`] policy before each call: fail the next N calls, calls of named
+//! methods (or with a given key argument), or a seeded random share of them, with a
+//! retryable, permanent or timeout error; lose the answer of a call that took effect;
+//! hang; add fixed or jittered latency. Tests of services use it instead of
+//! hand-written forwarders.
 //!
 //! # Environment
 //! * `COMMERCE_TESTKIT_CASES` — histories per model-based test (default 32; the
@@ -49,20 +61,24 @@ pub mod catalog;
 mod check;
 pub mod checkout;
 pub mod events;
+pub mod faults;
 mod fixtures;
 pub mod fuzz;
 pub mod inventory;
 mod model;
 pub mod orders;
+pub mod product_cache;
 pub mod promotions;
 pub mod queue;
+pub mod recommend;
 pub mod refunds;
 mod runner;
+pub mod search;
 mod spans;
 pub mod steps;
 pub mod strategies;
 
-pub use builder::{Area, MemoryBuilder, StoreBuilder, Stores};
+pub use builder::{Area, CacheExpiry, ExpiryClock, MemoryBuilder, StoreBuilder, Stores};
 pub use runner::{Failure, Report, Settings};
 pub use spans::missing_spans;
 
@@ -93,6 +109,10 @@ pub async fn run_with<B: StoreBuilder>(builder: &B, settings: &Settings) -> Repo
             Area::Promotions => promotions::cases(),
             Area::Refunds => refunds::cases(),
             Area::Checkout => checkout::cases(),
+            Area::CoPurchase => recommend::co_purchase_cases(),
+            Area::History => recommend::history_cases(),
+            Area::ProductCache => product_cache::cases(),
+            Area::Search => search::cases(),
         };
         runner::run_area(builder, settings, area, &cases, &mut report).await;
     }

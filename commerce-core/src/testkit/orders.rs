@@ -11,7 +11,9 @@
 //! and write nothing); unknown orders are `NotFound`; listings page through every match
 //! exactly once with status/customer filters; an order's addresses, chosen shipping
 //! option and per-line tax round-trip exactly (also through a transition and a listing),
-//! and tax details that do not add up write nothing.
+//! and tax details that do not add up write nothing; while many tasks create orders and
+//! move them along (and others race to cancel them), an event is never readable before
+//! its change and each order's events come in the order of its history.
 
 use std::time::Duration;
 
@@ -44,6 +46,7 @@ pub(crate) fn cases() -> Vec<Case> {
         a_key_of_another_customer_is_a_conflict,
         a_key_reused_with_another_basket_is_a_conflict,
         a_taken_order_id_is_a_conflict,
+        concurrent_creates_with_one_id_create_one_order,
         transition_is_a_compare_and_set,
         concurrent_transitions_exactly_one_wins,
         every_pair_of_the_status_table_is_enforced,
@@ -51,6 +54,7 @@ pub(crate) fn cases() -> Vec<Case> {
         listing_pages_through_every_match_once,
         addresses_shipping_and_line_tax_round_trip,
         inconsistent_tax_details_write_nothing,
+        events_never_precede_their_change_and_come_in_order,
     ]
 }
 
@@ -338,6 +342,99 @@ async fn a_taken_order_id_is_a_conflict(env: Env<'_>) {
         "a refused order took its key"
     );
     assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+/// 16 concurrent `create_order` calls with one order id under 16 different keys, among
+/// 32 creations of other orders (so a store that groups concurrent creations gets
+/// several of the one id in one batch, before the id exists): exactly one is `Created`,
+/// every other is `Conflict { kind: Order }` and takes nothing (no key, no history
+/// entry, no event); the stored order is the winner's, and every other order is
+/// created.
+async fn concurrent_creates_with_one_id_create_one_order(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let mark = ctx.event_mark().await;
+    let (others, n) = (32usize, 16usize);
+    let results = concurrently(others + n, |i| {
+        let orders = orders.clone();
+        let new = if i < others {
+            with_id(
+                new_order(&format!("k-other-{i}"), "c0", &[("A", 1, "1.00 USD")]),
+                &format!("o-other-{i}"),
+            )
+        } else {
+            let i = i - others;
+            with_id(
+                new_order(&format!("k-{i}"), &format!("c{i}"), &[("A", 1, "1.00 USD")]),
+                "o-1",
+            )
+        };
+        async move {
+            if new.id == Some(oid("o-1")) {
+                // Let the other creations take the store's first batches.
+                tokio::task::yield_now().await;
+            }
+            orders.create_order(new).await
+        }
+    })
+    .await;
+    let (other_results, results) = results.split_at(others);
+    for (i, r) in other_results.iter().enumerate() {
+        assert!(
+            matches!(r, Ok(CreateOutcome::Created(_))),
+            "create_order(o-other-{i}) among racing creations of another id: expected Created, got {r:?}"
+        );
+    }
+    let mut winners = Vec::new();
+    for (i, r) in results.iter().enumerate() {
+        match r {
+            Ok(CreateOutcome::Created(o)) => winners.push((i, o.clone())),
+            Err(Error::Conflict {
+                kind: EntityKind::Order,
+                ..
+            }) => {}
+            other => panic!(
+                "create_order(o-1 under key k-{i}) racing {n} calls for one id: expected Created or Conflict {{ kind: Order }}, got {other:?}"
+            ),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "{n} concurrent creations of one order id under different keys: exactly one may be Created, got {:?}",
+        winners
+            .iter()
+            .map(|(i, o)| format!("k-{i} ({})", o.customer_id))
+            .collect::<Vec<_>>()
+    );
+    let (w, winner) = &winners[0];
+    assert_eq!(stored(&ctx, &oid("o-1")).await.as_ref(), Some(winner));
+    assert_eq!(
+        history(&ctx, &oid("o-1")).await.len(),
+        1,
+        "one `created` entry"
+    );
+    for i in (0..n).filter(|i| i != w) {
+        assert_eq!(
+            must!(
+                orders.get_order_by_key(&key(&format!("k-{i}"))).await,
+                "get_order_by_key"
+            ),
+            None,
+            "a refused creation took its key k-{i}"
+        );
+    }
+    let events: Vec<DomainEvent> = ctx
+        .events_since(mark)
+        .await
+        .into_iter()
+        .filter(|e| matches!(e, DomainEvent::OrderCreated { order_id, .. } if order_id.as_str() == "o-1"))
+        .collect();
+    assert_eq!(
+        events,
+        vec![created_event(winner)],
+        "one OrderCreated for o-1, the winner's"
+    );
 }
 
 async fn transition_is_a_compare_and_set(env: Env<'_>) {
@@ -859,4 +956,180 @@ async fn inconsistent_tax_details_write_nothing(env: Env<'_>) {
         None
     );
     assert_eq!(ctx.events_since(mark).await, vec![]);
+}
+
+/// The statuses an order walks through after `CREATED` in
+/// [`events_never_precede_their_change_and_come_in_order`].
+const WALK: [OrderStatus; 5] = [
+    OrderStatus::PaymentPending,
+    OrderStatus::PaymentConfirmed,
+    OrderStatus::Preparing,
+    OrderStatus::Shipped,
+    OrderStatus::Delivered,
+];
+
+/// Many tasks create orders and move them along [`WALK`] (interleaving their orders, so
+/// a store that groups concurrent writes groups changes of many orders), while two
+/// saboteurs race to cancel some of them (so one order can have two changes in flight).
+/// A reader following the log meanwhile must never see an event before its change: an
+/// `OrderCreated` only once the order exists, an `OrderStatusChanged(from, to)` only once
+/// the order's history holds that step. Afterwards each order's events, in log order,
+/// are exactly its history: one event per change, in the order of the changes.
+async fn events_never_precede_their_change_and_come_in_order(env: Env<'_>) {
+    use OrderStatus::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ctx = env.ctx().await;
+    let orders = ctx.orders();
+    let events = ctx.events();
+    let owners = 8usize;
+    let per_owner = 4usize;
+    let saboteurs = 2usize;
+    let id_of = |t: usize, i: usize| oid(&format!("o-{t}-{i}"));
+    let mark = ctx.event_mark().await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let (orders, stop) = (orders.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut cursor = mark;
+            let mut checked = 0usize;
+            loop {
+                let done = stop.load(Ordering::SeqCst);
+                let page = events.read(cursor, 100).await.expect("EventLog::read");
+                for e in &page {
+                    cursor = e.id;
+                    match &e.event {
+                        DomainEvent::OrderCreated { order_id, .. } => {
+                            let o = orders.get_order(order_id).await.expect("get_order");
+                            assert!(
+                                o.is_some(),
+                                "OrderCreated({order_id}) was readable before the order existed (events must commit with their change)"
+                            );
+                            checked += 1;
+                        }
+                        DomainEvent::OrderStatusChanged { order_id, from, to } => {
+                            let h = orders.history(order_id).await.expect("history");
+                            assert!(
+                                h.iter().any(|c| c.from == Some(*from) && c.to == *to),
+                                "OrderStatusChanged({order_id}, {from} -> {to}) was readable while the order's history was {:?} (events must commit with their change)",
+                                h.iter().map(|c| (c.from, c.to)).collect::<Vec<_>>()
+                            );
+                            checked += 1;
+                        }
+                        _ => {}
+                    }
+                }
+                if done && page.is_empty() {
+                    return checked;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    concurrently(owners + saboteurs, |t| {
+        let orders = orders.clone();
+        async move {
+            if t >= owners {
+                // A saboteur: cancels every third order it finds still cancellable.
+                for pass in 0..12 {
+                    for o in 0..owners {
+                        for i in (0..per_owner).filter(|i| (o + i + pass + t) % 3 == 0) {
+                            let id = id_of(o, i);
+                            let Some(order) = orders.get_order(&id).await.expect("get_order")
+                            else {
+                                continue;
+                            };
+                            if !matches!(order.status, Created | PaymentPending) {
+                                continue;
+                            }
+                            let cancel = Transition::new(order.status, Cancelled, "sabotage");
+                            match orders.transition(&id, &cancel).await {
+                                Ok(_) | Err(Error::Conflict { .. }) => {}
+                                Err(e) => panic!(
+                                    "transition({id}, {} -> CANCELLED) raced by its owner: expected Ok or Conflict, got {e:?}",
+                                    order.status
+                                ),
+                            }
+                        }
+                    }
+                    tokio::task::yield_now().await;
+                }
+                return;
+            }
+            let mut mine = Vec::with_capacity(per_owner);
+            for i in 0..per_owner {
+                let new = with_id(
+                    new_order(&format!("k-{t}-{i}"), &format!("c{t}"), &[("A", 1, "1.00 USD")]),
+                    id_of(t, i).as_str(),
+                );
+                let created = orders.create_order(new).await.expect("create_order");
+                mine.push(created.into_order());
+            }
+            for to in WALK {
+                for order in mine.iter_mut().filter(|o| o.status != Cancelled) {
+                    let change = Transition::new(order.status, to, "walk");
+                    match orders.transition(&order.id, &change).await {
+                        Ok(moved) => *order = moved,
+                        Err(Error::Conflict { .. }) => {
+                            let now = orders
+                                .get_order(&order.id)
+                                .await
+                                .expect("get_order")
+                                .expect("the order exists");
+                            assert_eq!(
+                                now.status, Cancelled,
+                                "{} -> {to} of {} lost its compare-and-set, so a saboteur must have cancelled it",
+                                order.status, order.id
+                            );
+                            *order = now;
+                        }
+                        Err(e) => panic!(
+                            "transition({}, {} -> {to}): unexpected error {e:?}",
+                            order.id, order.status
+                        ),
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    let checked = super::check::join(observer, "the event observer").await;
+
+    let mut seen: std::collections::BTreeMap<OrderId, Vec<DomainEvent>> = Default::default();
+    let mut total = 0usize;
+    for e in ctx.events_since(mark).await {
+        let id = match &e {
+            DomainEvent::OrderCreated { order_id, .. }
+            | DomainEvent::OrderStatusChanged { order_id, .. } => order_id.clone(),
+            _ => continue,
+        };
+        total += 1;
+        seen.entry(id).or_default().push(e);
+    }
+    assert_eq!(checked, total, "the observer checked every order event");
+    assert_eq!(seen.len(), owners * per_owner, "one OrderCreated per order");
+    for t in 0..owners {
+        for i in 0..per_owner {
+            let id = id_of(t, i);
+            let order = stored(&ctx, &id).await.expect("the order exists");
+            assert!(
+                matches!(order.status, Delivered | Cancelled),
+                "{id} ended in {}",
+                order.status
+            );
+            let mut expected = vec![created_event(&order)];
+            for c in history(&ctx, &id).await.iter().skip(1) {
+                let from = c
+                    .from
+                    .unwrap_or_else(|| panic!("{id}: a later history entry without `from`"));
+                expected.push(status_event(&id, from, c.to));
+            }
+            assert_eq!(
+                seen.get(&id),
+                Some(&expected),
+                "the events of {id} must be exactly its changes, in the order of its history"
+            );
+        }
+    }
 }

@@ -187,6 +187,39 @@ impl Ctx {
             .unwrap_or_else(|| missing("RefundLedger"))
     }
 
+    pub(crate) fn co_purchase(&self) -> Arc<dyn crate::store::CoPurchaseStore> {
+        self.stores
+            .co_purchase
+            .clone()
+            .unwrap_or_else(|| missing("CoPurchaseStore"))
+    }
+
+    pub(crate) fn history(&self) -> Arc<dyn crate::store::HistoryStore> {
+        self.stores
+            .history
+            .clone()
+            .unwrap_or_else(|| missing("HistoryStore"))
+    }
+
+    pub(crate) fn product_cache(
+        &self,
+    ) -> (
+        Arc<dyn crate::page::ProductCache>,
+        super::builder::CacheExpiry,
+    ) {
+        self.stores
+            .product_cache
+            .clone()
+            .unwrap_or_else(|| missing("ProductCache"))
+    }
+
+    pub(crate) fn search(&self) -> Arc<dyn crate::store::SearchIndex> {
+        self.stores
+            .search
+            .clone()
+            .unwrap_or_else(|| missing("SearchIndex"))
+    }
+
     pub(crate) fn events(&self) -> Arc<dyn EventLog> {
         self.stores
             .events

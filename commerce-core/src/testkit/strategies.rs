@@ -22,7 +22,8 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 
-use crate::cart::{Cart, CartItem, CartLimits, CartOwner};
+use crate::address::{Address, AddressInput};
+use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner};
 use crate::catalog::{
     AttributeValue, Attributes, Category, CategoryPath, Dimensions, NewProduct, Product,
     ProductStatus, ProductVariant, Rating, Slug,
@@ -374,7 +375,57 @@ pub fn cart_limits() -> impl Strategy<Value = CartLimits> {
     )
 }
 
-/// A cart: distinct SKUs in one currency, consistent times.
+/// A valid address: a country with a postal-code format (with its region where one is
+/// required), one without, or a city state without a city; free text with non-ASCII
+/// letters, optional fields present or not.
+pub fn address() -> impl Strategy<Value = Address> {
+    let place = prop::sample::select(vec![
+        ("DE", None, Some("50667")),
+        ("US", Some("ny"), Some("10001-1234")),
+        ("CA", Some("QC"), Some("h2x1y4")),
+        ("GB", None, Some("sw1a 1aa")),
+        ("JP", None, Some("1000001")),
+        ("AU", Some("NSW"), Some("2000")),
+        ("IE", None, None),
+        ("IE", None, Some("D02 X285")),
+        ("SG", None, Some("018956")),
+    ]);
+    let text = "[A-Za-zÀ-ÿ][A-Za-z0-9À-ÿ .,'-]{0,39}";
+    (
+        place,
+        text,
+        text,
+        prop::option::of(text),
+        text,
+        prop::option::of(text),
+        prop::option::of("\\+[1-9][0-9]{6,12}"),
+    )
+        .prop_filter_map(
+            "a valid address",
+            |((country, region, postal), name, line1, line2, city, company, phone)| {
+                Address::new(AddressInput {
+                    name,
+                    company,
+                    line1,
+                    line2,
+                    city: if country == "SG" { String::new() } else { city },
+                    region: region.map(str::to_owned),
+                    postal_code: postal.map(str::to_owned),
+                    country: country.to_owned(),
+                    phone,
+                })
+                .ok()
+            },
+        )
+}
+
+/// Saved cart addresses: each of shipping and billing present or not.
+pub fn cart_addresses() -> impl Strategy<Value = CartAddresses> {
+    (prop::option::of(address()), prop::option::of(address()))
+        .prop_map(|(shipping, billing)| CartAddresses { shipping, billing })
+}
+
+/// A cart: distinct SKUs in one currency, consistent times, addresses or not.
 pub fn cart() -> impl Strategy<Value = Cart> {
     currency().prop_flat_map(|currency| {
         (
@@ -385,24 +436,28 @@ pub fn cart() -> impl Strategy<Value = Cart> {
             timestamp(),
             0i64..1_000_000_000,
             1i64..1_000_000_000_000,
+            cart_addresses(),
         )
-            .prop_map(|(id, owner, items, version, created_at, later, ttl)| {
-                let mut seen = std::collections::HashSet::new();
-                let items = items
-                    .into_iter()
-                    .filter(|i| seen.insert(i.sku.clone()))
-                    .collect();
-                let updated_at = created_at + chrono::Duration::microseconds(later);
-                Cart {
-                    id,
-                    owner,
-                    items,
-                    version,
-                    created_at,
-                    updated_at,
-                    expires_at: updated_at + chrono::Duration::microseconds(ttl),
-                }
-            })
+            .prop_map(
+                |(id, owner, items, version, created_at, later, ttl, addresses)| {
+                    let mut seen = std::collections::HashSet::new();
+                    let items = items
+                        .into_iter()
+                        .filter(|i| seen.insert(i.sku.clone()))
+                        .collect();
+                    let updated_at = created_at + chrono::Duration::microseconds(later);
+                    Cart {
+                        id,
+                        owner,
+                        items,
+                        version,
+                        created_at,
+                        updated_at,
+                        expires_at: updated_at + chrono::Duration::microseconds(ttl),
+                        addresses,
+                    }
+                },
+            )
     })
 }
 

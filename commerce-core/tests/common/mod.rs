@@ -7,16 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_core::Result;
 use commerce_core::catalog::{CategoryPath, NewProduct, Product, ProductStatus};
 use commerce_core::id::{LocationId, OrderId, ProductId, SellerId, Sku};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::recommend::{Basket, ProductCount, RecordOutcome};
+use commerce_core::recommend::{Basket, ProductCount};
 use commerce_core::store::search::{SearchHit, SearchQuery, SearchResults, Suggestion};
 use commerce_core::store::{
     CatalogStore, CatalogStoreExt, CoPurchaseStore, InventoryStore, SearchIndex,
 };
-use commerce_core::{Error, Result};
-use tokio::sync::Mutex as AsyncMutex;
 
 pub fn pid(s: &str) -> ProductId {
     ProductId::new(s).unwrap()
@@ -175,62 +174,13 @@ impl SearchIndex for FakeIndex {
     }
 }
 
-/// How a [`Faulty`] wrapper misbehaves.
+/// How a scripted test double (a recommender, a cache, a rate limit) misbehaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
     None,
     Fail,
     Hang,
     Sleep(Duration),
-}
-
-/// Wraps a co-purchase store and misbehaves on demand; counts calls.
-#[derive(Debug)]
-pub struct FaultyCoPurchase {
-    pub inner: Arc<dyn CoPurchaseStore>,
-    pub fault: AsyncMutex<Fault>,
-    pub calls: AtomicU64,
-}
-
-impl FaultyCoPurchase {
-    pub fn new(inner: Arc<dyn CoPurchaseStore>, fault: Fault) -> Self {
-        FaultyCoPurchase {
-            inner,
-            fault: AsyncMutex::new(fault),
-            calls: AtomicU64::new(0),
-        }
-    }
-
-    async fn misbehave(&self) -> Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        let fault = *self.fault.lock().await;
-        match fault {
-            Fault::None => Ok(()),
-            Fault::Fail => Err(Error::backend(true, "injected failure")),
-            Fault::Hang => std::future::pending().await,
-            Fault::Sleep(d) => {
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
-        }
-    }
-}
-
-#[async_trait]
-impl CoPurchaseStore for FaultyCoPurchase {
-    async fn record(&self, basket: &Basket) -> Result<RecordOutcome> {
-        self.inner.record(basket).await
-    }
-    async fn also_bought(&self, product: &ProductId, limit: u32) -> Result<Vec<ProductCount>> {
-        self.misbehave().await?;
-        self.inner.also_bought(product, limit).await
-    }
-    async fn popular(&self, limit: u32) -> Result<Vec<ProductCount>> {
-        self.inner.popular(limit).await
-    }
-    async fn orders_recorded(&self) -> Result<u64> {
-        self.inner.orders_recorded().await
-    }
 }
 
 /// A flag that, once set, makes every call of a wrapper fail.
@@ -337,163 +287,5 @@ impl Model {
         }
         assert_eq!(store.popular(1000).await.unwrap(), self.popular());
         assert_eq!(store.orders_recorded().await.unwrap(), self.orders());
-    }
-}
-
-/// An inventory that sleeps (or hangs) before `stock` reads while `fault` says so.
-#[derive(Debug)]
-pub struct SlowInventory {
-    pub inner: Arc<dyn InventoryStore>,
-    pub fault: std::sync::Mutex<Fault>,
-}
-
-#[async_trait]
-impl InventoryStore for SlowInventory {
-    async fn restock(
-        &self,
-        sku: &Sku,
-        location: &LocationId,
-        quantity: u32,
-        reason: &str,
-    ) -> Result<commerce_core::inventory::StockLevel> {
-        self.inner.restock(sku, location, quantity, reason).await
-    }
-    async fn adjust(
-        &self,
-        sku: &Sku,
-        location: &LocationId,
-        delta: i64,
-        reason: &str,
-    ) -> Result<commerce_core::inventory::StockLevel> {
-        self.inner.adjust(sku, location, delta, reason).await
-    }
-    async fn set_backorder(&self, sku: &Sku, allowed: bool) -> Result<()> {
-        self.inner.set_backorder(sku, allowed).await
-    }
-    async fn stock(&self, sku: &Sku) -> Result<commerce_core::inventory::SkuStock> {
-        let fault = *self.fault.lock().unwrap();
-        match fault {
-            Fault::None => {}
-            Fault::Fail => return Err(Error::backend(true, "inventory down")),
-            Fault::Hang => std::future::pending::<()>().await,
-            Fault::Sleep(d) => tokio::time::sleep(d).await,
-        }
-        self.inner.stock(sku).await
-    }
-    async fn reserve(
-        &self,
-        request: &commerce_core::inventory::ReservationRequest,
-    ) -> Result<commerce_core::inventory::Reservation> {
-        self.inner.reserve(request).await
-    }
-    async fn extend(
-        &self,
-        order_id: &OrderId,
-        ttl: Duration,
-    ) -> Result<commerce_core::inventory::Reservation> {
-        self.inner.extend(order_id, ttl).await
-    }
-    async fn confirm(&self, order_id: &OrderId) -> Result<commerce_core::inventory::Reservation> {
-        self.inner.confirm(order_id).await
-    }
-    async fn release(
-        &self,
-        order_id: &OrderId,
-        reason: &str,
-    ) -> Result<commerce_core::inventory::Reservation> {
-        self.inner.release(order_id, reason).await
-    }
-    async fn return_stock(
-        &self,
-        order_id: &OrderId,
-        restock: bool,
-        reason: &str,
-    ) -> Result<commerce_core::inventory::Reservation> {
-        self.inner.return_stock(order_id, restock, reason).await
-    }
-    async fn release_expired(
-        &self,
-        now: commerce_core::clock::Timestamp,
-        limit: u32,
-    ) -> Result<Vec<commerce_core::inventory::Reservation>> {
-        self.inner.release_expired(now, limit).await
-    }
-    async fn reservation(
-        &self,
-        order_id: &OrderId,
-    ) -> Result<Option<commerce_core::inventory::Reservation>> {
-        self.inner.reservation(order_id).await
-    }
-    async fn movements(
-        &self,
-        sku: &Sku,
-        offset: u64,
-        limit: u32,
-    ) -> Result<Vec<commerce_core::inventory::StockMovement>> {
-        self.inner.movements(sku, offset, limit).await
-    }
-    async fn audit(&self) -> Result<Vec<commerce_core::inventory::InvariantViolation>> {
-        self.inner.audit().await
-    }
-}
-
-/// A catalog whose product reads hang while `hang` is set.
-#[derive(Debug)]
-pub struct HungCatalog {
-    pub inner: Arc<dyn CatalogStore>,
-    pub hang: AtomicBool,
-}
-
-impl HungCatalog {
-    async fn maybe_hang(&self) {
-        if self.hang.load(Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-    }
-}
-
-#[async_trait]
-impl CatalogStore for HungCatalog {
-    async fn insert_product(
-        &self,
-        new: NewProduct,
-        slug: commerce_core::catalog::Slug,
-    ) -> Result<Product> {
-        self.inner.insert_product(new, slug).await
-    }
-    async fn update_product(&self, product: Product) -> Result<Product> {
-        self.inner.update_product(product).await
-    }
-    async fn get_product(&self, id: &ProductId) -> Result<Option<Product>> {
-        self.maybe_hang().await;
-        self.inner.get_product(id).await
-    }
-    async fn get_product_by_slug(
-        &self,
-        slug: &commerce_core::catalog::Slug,
-    ) -> Result<Option<Product>> {
-        self.maybe_hang().await;
-        self.inner.get_product_by_slug(slug).await
-    }
-    async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
-        self.inner.get_product_by_sku(sku).await
-    }
-    async fn list_products(
-        &self,
-        query: &commerce_core::store::ProductQuery,
-    ) -> Result<commerce_core::store::Page<Product, ProductId>> {
-        self.inner.list_products(query).await
-    }
-    async fn put_categories(
-        &self,
-        categories: &[commerce_core::catalog::Category],
-    ) -> Result<commerce_core::catalog::CategoryWrite> {
-        self.inner.put_categories(categories).await
-    }
-    async fn categories(
-        &self,
-        root: Option<&CategoryPath>,
-    ) -> Result<Vec<commerce_core::catalog::Category>> {
-        self.inner.categories(root).await
     }
 }

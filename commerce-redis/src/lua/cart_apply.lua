@@ -23,6 +23,8 @@ return run(function()
     create(key, owner, now, exp)
   end
   local capped, dropped = merge_into(key, lines, gcur, caps, maxq, maxlines)
+  local from = 10 + 2 * ncaps
+  merge_addresses(key, field_of(ARGV, from, 'ship'), field_of(ARGV, from, 'bill'))
   redis.call('HSET', key, 'x:' .. token, 1)
   touch(key, now, exp, ttl)
   return {redis.call('HGETALL', key), capped, dropped}

@@ -2,7 +2,9 @@
 --   o = owner ("g" or "c:<customer id>"), v = version, c/u/e = created/updated/expires
 --   (fixed-width sortable time keys), n = number of lines, s = line sequence counter,
 --   cur = currency of the lines ("" when empty); per line with SKU X: q:X quantity,
---   i:X sequence (line order), m:X unit price (JSON), a:X added_at, p:X product id.
+--   i:X sequence (line order), m:X unit price (JSON), a:X added_at, p:X product id;
+--   ship / bill = the saved shipping / billing address (JSON, validated by the client
+--   before writing and again when read; absent when not set).
 --   x:<token> marks a two-phase merge as applied (cluster).
 local function bad(code, detail)
   error({cart_err = code .. ' ' .. detail})
@@ -80,6 +82,37 @@ local function parse_lines(flat, from)
   end
   table.sort(lines, function(a, b) return a.seq < b.seq end)
   return lines, cur
+end
+
+-- Sets (non-empty JSON) or clears ('' or nil) the saved addresses.
+local function set_addresses(key, ship, bill)
+  for field, value in pairs({ship = ship or '', bill = bill or ''}) do
+    if value == '' then
+      redis.call('HDEL', key, field)
+    else
+      redis.call('HSET', key, field, value)
+    end
+  end
+end
+
+-- The value of `name` in a flat field/value list from index `from`, or nil.
+local function field_of(flat, from, name)
+  local i = from
+  while i < #flat do
+    if flat[i] == name then
+      return flat[i + 1]
+    end
+    i = i + 2
+  end
+  return nil
+end
+
+-- Cart::merge_from for addresses: the live cart at key keeps its addresses if it has
+-- any, else takes the guest's (ship, bill; either may be nil) as a pair.
+local function merge_addresses(key, ship, bill)
+  if redis.call('HEXISTS', key, 'ship') == 0 and redis.call('HEXISTS', key, 'bill') == 0 then
+    set_addresses(key, ship, bill)
+  end
 end
 
 local function add_line(key, sku, q, m, a, p)

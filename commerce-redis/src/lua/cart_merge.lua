@@ -20,12 +20,14 @@ return run(function()
     end
     return {{}, {}, {}}
   end
-  local lines, gcur = parse_lines(redis.call('HGETALL', gkey), 1)
+  local gflat = redis.call('HGETALL', gkey)
+  local lines, gcur = parse_lines(gflat, 1)
   redis.call('DEL', gkey)
   if st == 'none' then
     create(key, owner, now, exp)
   end
   local capped, dropped = merge_into(key, lines, gcur, caps, maxq, maxlines)
+  merge_addresses(key, field_of(gflat, 1, 'ship'), field_of(gflat, 1, 'bill'))
   touch(key, now, exp, ttl)
   return {redis.call('HGETALL', key), capped, dropped}
 end)

@@ -2,7 +2,10 @@
 //! (commerce-postgres: catalog, inventory, orders, outbox, queue) when a database URL is
 //! given; Redis (commerce-redis: carts, and a read-through product cache in front of
 //! the catalog, invalidated from the outbox) when a Redis URL is given.
-//! (The same wiring as `examples/storefront/backends.rs`.)
+//!
+//! One file for the storefront and the web example (each includes it with `#[path]`):
+//! both wire their stores exactly as the README shows, and name their Redis prefix and
+//! cache consumer after themselves.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,55 +13,73 @@ use std::time::Duration;
 use commerce_core::Result;
 use commerce_core::id::ConsumerName;
 use commerce_core::memory::MemoryEngine;
+use commerce_core::memory::MemoryRefunds;
 use commerce_core::recommend::{MemoryCoPurchase, MemoryHistory};
-use commerce_core::service::Stores;
-use commerce_core::store::{CatalogStore, CoPurchaseStore, EventLog, HistoryStore};
+use commerce_core::service::{BackgroundTask, Stores};
+use commerce_core::store::{
+    CatalogStore, CoPurchaseStore, EventLog, HistoryStore, PromotionStore, RefundLedger,
+};
 use commerce_postgres::{PgCommerce, PgConfig};
 use commerce_redis::{CacheConfig, CacheInvalidator, CachedCatalog, RedisCarts, RedisConfig};
-use tokio::task::JoinHandle;
 
 use crate::args::Args;
 
 /// The stores, what they are, and the background loops they need.
+// The web example serves neither promotions nor refunds, nor a flash-sale gate.
+#[allow(dead_code)]
 pub struct Backends {
     /// The stores the services run on.
     pub stores: Stores,
+    /// Promotions, codes and redemptions.
+    pub promotions: Arc<dyn PromotionStore>,
     /// Co-purchase counts (recommendations).
     pub co_purchase: Arc<dyn CoPurchaseStore>,
     /// Shopper histories (personalisation).
     pub history: Arc<dyn HistoryStore>,
+    /// The refund ledger (what each paid order paid, and its partial refunds).
+    pub refunds: Arc<dyn RefundLedger>,
     /// One line per store family: where it lives.
     pub description: Vec<String>,
+    /// Redis, when configured (the flash sale's admission gate lives there).
+    pub redis: Option<commerce_redis::RedisBackend>,
     /// The cache invalidator, when the catalog is cached in Redis.
-    invalidator: Option<JoinHandle<()>>,
+    invalidator: Option<BackgroundTask<u64>>,
 }
 
 impl Backends {
     /// Stops the background loops.
     pub fn stop(self) {
-        if let Some(task) = self.invalidator {
-            task.abort();
-        }
+        // Dropping a background task's handle asks its loop to stop.
+        drop(self.invalidator);
     }
 }
+
+/// The stores, the promotions, co-purchase counts, histories and refund ledger of one
+/// backend.
+type Opened = (
+    Stores,
+    Arc<dyn PromotionStore>,
+    Arc<dyn CoPurchaseStore>,
+    Arc<dyn HistoryStore>,
+    Arc<dyn RefundLedger>,
+);
 
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
-    let (mut stores, co_purchase, history): (
-        Stores,
-        Arc<dyn CoPurchaseStore>,
-        Arc<dyn HistoryStore>,
-    ) = match &args.database_url {
+    let (mut stores, promotions, co_purchase, history, refunds): Opened = match &args.database_url {
         None => {
             description.push(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: in-memory engine"
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: in-memory engine"
                     .to_owned(),
             );
+            let engine = MemoryEngine::new();
             (
-                Stores::memory(&MemoryEngine::new()),
+                Stores::memory(&engine),
+                engine.promotions.clone(),
                 Arc::new(MemoryCoPurchase::new()),
                 Arc::new(MemoryHistory::new()),
+                Arc::new(MemoryRefunds::new(engine.clock.clone())),
             )
         }
         Some(url) => {
@@ -68,23 +89,35 @@ pub async fn open(args: &Args) -> Result<Backends> {
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue, co-purchases, histories: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated)",
                 pg.schema()
             ));
             let stores = pg.stores();
-            (stores, Arc::new(pg.co_purchase()), Arc::new(pg.history()))
+            (
+                stores,
+                pg.promotions.clone(),
+                Arc::new(pg.co_purchase()),
+                Arc::new(pg.history()),
+                Arc::new(pg.refunds()),
+            )
         }
     };
     let mut invalidator = None;
+    let mut redis_backend = None;
     if let Some(url) = &args.redis_url {
         let redis = RedisConfig::from_urls(url)
-            .with_prefix(format!("web-{}", std::process::id()))?
+            .with_prefix(format!(
+                "{}-{}",
+                env!("CARGO_CRATE_NAME"),
+                std::process::id()
+            ))?
             .connect()
             .await?;
         stores.carts = Arc::new(RedisCarts::new(redis.clone(), stores.clock.clone()));
         let (catalog, task) = cache(stores.catalog.clone(), redis.clone(), stores.events.clone())?;
         stores.catalog = catalog;
         invalidator = Some(task);
+        redis_backend = Some(redis.clone());
         description.push(format!(
             "carts, product cache: Redis{} (prefix {:?})",
             if redis.is_cluster() { " Cluster" } else { "" },
@@ -100,9 +133,12 @@ pub async fn open(args: &Args) -> Result<Backends> {
     description.push("search: tantivy in RAM (commerce-search)".to_owned());
     Ok(Backends {
         stores,
+        promotions,
         co_purchase,
         history,
+        refunds,
         description,
+        redis: redis_backend,
         invalidator,
     })
 }
@@ -112,19 +148,15 @@ fn cache(
     catalog: Arc<dyn CatalogStore>,
     redis: commerce_redis::RedisBackend,
     events: Arc<dyn EventLog>,
-) -> Result<(Arc<dyn CatalogStore>, JoinHandle<()>)> {
+) -> Result<(Arc<dyn CatalogStore>, BackgroundTask<u64>)> {
     let cached = Arc::new(CachedCatalog::new(catalog, redis, CacheConfig::default()));
-    let invalidator =
-        CacheInvalidator::new(cached.clone(), events, ConsumerName::new("web-cache")?);
-    let task = tokio::spawn(async move {
-        loop {
-            if let Err(e) = invalidator.run_once(Duration::from_millis(200)).await {
-                tracing::warn!(error = %e, "cache invalidation failed; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    });
-    Ok((cached, task))
+    let invalidator = CacheInvalidator::new(
+        cached.clone(),
+        events,
+        ConsumerName::new(format!("{}-cache", env!("CARGO_CRATE_NAME")))?,
+    )
+    .spawn(Duration::from_millis(200));
+    Ok((cached, invalidator))
 }
 
 async fn sqlx_drop_schema(pg: &PgCommerce) -> Result<()> {

@@ -1,6 +1,16 @@
 //! Stock, reservations and the movement ledger: [`PgInventory`].
 
-use std::collections::{BTreeMap, HashMap};
+mod audit;
+mod close;
+mod ledger;
+mod reserve_error;
+mod rows;
+
+pub(crate) use reserve_error::reserve_error;
+use rows::{LedgerRow, counter, kind_str, level_from, movement_from, reservation_event};
+pub(crate) use rows::{reservation_columns, reservation_from};
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,16 +22,14 @@ use commerce_core::id::{LocationId, OrderId, Sku};
 use commerce_core::inventory::{
     Allocation, InvariantViolation, MAX_QUANTITY, MovementKind, Reservation, ReservationRequest,
     ReservationState, Restock, SkuStock, StockLevel, StockMovement, check_reason, check_restocks,
-    replay,
 };
 use commerce_core::store::{InventoryStore, check_limit, distinct_batch};
 use commerce_core::{Error, Result};
-use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 
 use crate::combiner::{Combiner, HotSkuConfig};
 use crate::db::Db;
-use crate::error::{DbResult, PgError, code, corrupt};
+use crate::error::{DbResult, corrupt};
 
 /// The [`InventoryStore`] on PostgreSQL.
 ///
@@ -41,74 +49,6 @@ pub struct PgInventory {
     db: Arc<Db>,
     reserve_sql: String,
     combiner: Option<Arc<Combiner>>,
-}
-
-fn kind_str(kind: MovementKind) -> &'static str {
-    match kind {
-        MovementKind::Received => "received",
-        MovementKind::Adjusted => "adjusted",
-        MovementKind::Reserved => "reserved",
-        MovementKind::Released => "released",
-        MovementKind::Sold => "sold",
-        MovementKind::Returned => "returned",
-        MovementKind::WrittenOff => "written_off",
-        MovementKind::BackorderFilled => "backorder_filled",
-    }
-}
-
-fn parse_kind(s: &str) -> Result<MovementKind> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).map_err(corrupt)
-}
-
-/// A counter column, which is never negative (a negative one is corrupt).
-fn u(row: &PgRow, column: &str) -> Result<u64> {
-    crate::error::non_negative(row.try_get::<i64, _>(column).db()?, column)
-}
-
-fn level_from(row: &PgRow) -> Result<StockLevel> {
-    Ok(StockLevel {
-        sku: Sku::new(row.try_get::<String, _>("sku").db()?)?,
-        location: LocationId::new(row.try_get::<String, _>("location").db()?)?,
-        received: u(row, "received")?,
-        adjusted: row.try_get("adjusted").db()?,
-        available: u(row, "available")?,
-        reserved: u(row, "reserved")?,
-        sold: u(row, "sold")?,
-    })
-}
-
-pub(crate) fn reservation_from(row: &PgRow) -> Result<Reservation> {
-    let lines: serde_json::Value = row.try_get("lines").db()?;
-    let allocations: serde_json::Value = row.try_get("allocations").db()?;
-    let state: String = row.try_get("state").db()?;
-    Ok(Reservation {
-        order_id: OrderId::new(row.try_get::<String, _>("order_id").db()?)?,
-        lines: serde_json::from_value(lines).map_err(corrupt)?,
-        allocations: serde_json::from_value(allocations).map_err(corrupt)?,
-        state: ReservationState::parse(&state)?,
-        created_at: row.try_get("created_at").db()?,
-        expires_at: row.try_get("expires_at").db()?,
-        closed_at: row.try_get("closed_at").db()?,
-        reason: row.try_get("reason").db()?,
-    })
-}
-
-fn reservation_event(r: &Reservation) -> DomainEvent {
-    DomainEvent::ReservationChanged {
-        order_id: r.order_id.clone(),
-        state: r.state,
-        skus: r.lines.iter().map(|l| l.sku.clone()).collect(),
-    }
-}
-
-/// One ledger row to write.
-struct Mov {
-    sku: String,
-    location: Option<String>,
-    kind: MovementKind,
-    quantity: i64,
-    order_id: Option<String>,
-    reason: Option<String>,
 }
 
 /// Allocations sorted in lock order: by SKU, levels by location, then the SKU record
@@ -215,17 +155,7 @@ impl PgInventory {
             Err(e) => return Err(reserve_error(e)),
         };
         let outcome: String = row.try_get("outcome").db()?;
-        let r = Reservation {
-            order_id: request.order_id.clone(),
-            lines: serde_json::from_value(row.try_get("lines").db()?).map_err(corrupt)?,
-            allocations: serde_json::from_value(row.try_get("allocations").db()?)
-                .map_err(corrupt)?,
-            state: ReservationState::parse(&row.try_get::<String, _>("state").db()?)?,
-            created_at: row.try_get("created_at").db()?,
-            expires_at: row.try_get("expires_at").db()?,
-            closed_at: row.try_get("closed_at").db()?,
-            reason: row.try_get("reason").db()?,
-        };
+        let r = reservation_columns(&row, request.order_id.clone(), "")?;
         if outcome == "created" {
             self.db.written();
         }
@@ -253,262 +183,6 @@ impl PgInventory {
             db,
             reserve_sql,
         }
-    }
-
-    async fn write_movements(
-        &self,
-        conn: &mut PgConnection,
-        at: Timestamp,
-        movs: &[Mov],
-    ) -> Result<()> {
-        if movs.is_empty() {
-            return Ok(());
-        }
-        let skus: Vec<&str> = movs.iter().map(|m| m.sku.as_str()).collect();
-        let locs: Vec<Option<&str>> = movs.iter().map(|m| m.location.as_deref()).collect();
-        let kinds: Vec<&str> = movs.iter().map(|m| kind_str(m.kind)).collect();
-        let qs: Vec<i64> = movs.iter().map(|m| m.quantity).collect();
-        let orders: Vec<Option<&str>> = movs.iter().map(|m| m.order_id.as_deref()).collect();
-        let reasons: Vec<Option<&str>> = movs.iter().map(|m| m.reason.as_deref()).collect();
-        sqlx::query(sql!(
-            "INSERT INTO {} (sku, location, kind, quantity, order_id, reason, at)
-             SELECT s, l, k, q, o, r, $7
-               FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
-                    WITH ORDINALITY AS m(s, l, k, q, o, r, n)
-              ORDER BY n",
-            self.db.t("stock_movements")
-        ))
-        .bind(skus)
-        .bind(locs)
-        .bind(kinds)
-        .bind(qs)
-        .bind(orders)
-        .bind(reasons)
-        .bind(at)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-        Ok(())
-    }
-
-    /// Applies valid restock items in one transaction: `restock_levels` moves the
-    /// counters, then one statement writes the movements and one the events.
-    async fn restock_items(&self, items: &[Restock]) -> Result<Vec<StockLevel>> {
-        let now = self.db.now();
-        let skus: Vec<&str> = items.iter().map(|i| i.sku.as_str()).collect();
-        let locations: Vec<&str> = items.iter().map(|i| i.location.as_str()).collect();
-        let quantities: Vec<i64> = items.iter().map(|i| i64::from(i.quantity)).collect();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let rows = sqlx::query(sql!(
-            "SELECT * FROM {}($1, $2, $3)",
-            self.db.t("restock_levels")
-        ))
-        .bind(skus)
-        .bind(locations)
-        .bind(quantities)
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let mut applied: Vec<Option<(StockLevel, i64)>> = vec![None; items.len()];
-        for row in &rows {
-            let position: i32 = row.try_get("o_position").db()?;
-            let slot = usize::try_from(position)
-                .ok()
-                .and_then(|p| p.checked_sub(1))
-                .and_then(|p| applied.get_mut(p))
-                .ok_or_else(|| corrupt(format!("restock_levels returned position {position}")))?;
-            let level = StockLevel {
-                sku: Sku::new(row.try_get::<String, _>("o_sku").db()?)?,
-                location: LocationId::new(row.try_get::<String, _>("o_location").db()?)?,
-                received: u(row, "o_received")?,
-                adjusted: row.try_get("o_adjusted").db()?,
-                available: u(row, "o_available")?,
-                reserved: u(row, "o_reserved")?,
-                sold: u(row, "o_sold")?,
-            };
-            *slot = Some((level, row.try_get("o_filled").db()?));
-        }
-        let mut levels = Vec::with_capacity(items.len());
-        let mut movs = Vec::with_capacity(items.len());
-        let mut events = Vec::with_capacity(items.len());
-        for (item, applied) in items.iter().zip(applied) {
-            let (level, fill) = applied.ok_or_else(|| corrupt("restock_levels skipped an item"))?;
-            let q = i64::from(item.quantity);
-            let mov = |kind, quantity| Mov {
-                sku: item.sku.to_string(),
-                location: Some(item.location.to_string()),
-                kind,
-                quantity,
-                order_id: None,
-                reason: Some(item.reason.clone()),
-            };
-            if fill > 0 {
-                movs.push(mov(MovementKind::BackorderFilled, fill));
-            }
-            if q > fill {
-                movs.push(mov(MovementKind::Received, q - fill));
-            }
-            events.push(DomainEvent::StockChanged {
-                sku: item.sku.clone(),
-                location: item.location.clone(),
-                available: level.available,
-            });
-            levels.push(level);
-        }
-        self.write_movements(&mut tx, now, &movs).await?;
-        self.db.append_in(&mut tx, now, &events).await?;
-        tx.commit().await.db()?;
-        Ok(levels)
-    }
-
-    async fn lock_reservation(
-        &self,
-        conn: &mut PgConnection,
-        order_id: &OrderId,
-    ) -> Result<Reservation> {
-        let row = sqlx::query(sql!(
-            "SELECT * FROM {} WHERE order_id = $1 FOR UPDATE",
-            self.db.t("reservations")
-        ))
-        .bind(order_id.as_str())
-        .fetch_optional(&mut *conn)
-        .await
-        .db()?
-        .ok_or_else(|| Error::not_found(EntityKind::Reservation, order_id))?;
-        reservation_from(&row)
-    }
-
-    /// Moves the units of active reservations to `Released` or `Sold` and marks them
-    /// closed (counters, ledger, state; no event).
-    async fn close_units(
-        &self,
-        conn: &mut PgConnection,
-        rs: &[Reservation],
-        to: ReservationState,
-        reason: Option<&str>,
-        now: Timestamp,
-    ) -> Result<()> {
-        let release = to == ReservationState::Released;
-        let all: Vec<Allocation> = rs.iter().flat_map(|r| r.allocations.clone()).collect();
-        // counters: aggregate per (sku, location), in lock order
-        let mut agg: BTreeMap<(String, bool, Option<String>), i64> = BTreeMap::new();
-        for a in lock_order(&all) {
-            *agg.entry((
-                a.sku.to_string(),
-                a.location.is_none(),
-                a.location.as_ref().map(|l| l.to_string()),
-            ))
-            .or_default() += i64::from(a.quantity);
-        }
-        for ((sku, _, loc), q) in &agg {
-            match loc {
-                Some(loc) => {
-                    let set = if release {
-                        "reserved = reserved - $3, available = available + $3"
-                    } else {
-                        "reserved = reserved - $3, sold = sold + $3"
-                    };
-                    sqlx::query(sql!(
-                        "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                        self.db.t("stock_levels")
-                    ))
-                    .bind(sku)
-                    .bind(loc)
-                    .bind(q)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-                }
-                None => {
-                    let set = if release {
-                        "backordered = backordered - $2"
-                    } else {
-                        "owed = owed + $2"
-                    };
-                    sqlx::query(sql!(
-                        "UPDATE {} SET {set} WHERE sku = $1",
-                        self.db.t("stock_skus")
-                    ))
-                    .bind(sku)
-                    .bind(q)
-                    .execute(&mut *conn)
-                    .await
-                    .db()?;
-                }
-            }
-        }
-        let kind = if release {
-            MovementKind::Released
-        } else {
-            MovementKind::Sold
-        };
-        let movs: Vec<Mov> = rs
-            .iter()
-            .flat_map(|r| {
-                r.allocations.iter().filter_map(move |a| {
-                    a.location.as_ref().map(|loc| Mov {
-                        sku: a.sku.to_string(),
-                        location: Some(loc.to_string()),
-                        kind,
-                        quantity: i64::from(a.quantity),
-                        order_id: Some(r.order_id.to_string()),
-                        reason: reason.map(str::to_owned),
-                    })
-                })
-            })
-            .collect();
-        self.write_movements(conn, now, &movs).await?;
-        let ids: Vec<&str> = rs.iter().map(|r| r.order_id.as_str()).collect();
-        sqlx::query(sql!(
-            "UPDATE {} SET state = $2, closed_at = $3, reason = $4 WHERE order_id = ANY($1)",
-            self.db.t("reservations")
-        ))
-        .bind(ids)
-        .bind(to.as_str())
-        .bind(now)
-        .bind(reason)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-        Ok(())
-    }
-
-    async fn close_one(
-        &self,
-        order_id: &OrderId,
-        to: ReservationState,
-        reason: Option<&str>,
-    ) -> Result<Reservation> {
-        let now = self.db.now();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let mut r = self.lock_reservation(&mut tx, order_id).await?;
-        match r.state {
-            s if s == to => {
-                // Release the row lock now, not when the pool reuses the connection.
-                tx.rollback().await.db()?;
-                return Ok(r);
-            }
-            ReservationState::Active => {}
-            other => {
-                tx.rollback().await.db()?;
-                return Err(Error::invalid_transition(
-                    EntityKind::Reservation,
-                    other,
-                    to,
-                ));
-            }
-        }
-        self.close_units(&mut tx, std::slice::from_ref(&r), to, reason, now)
-            .await?;
-        r.state = to;
-        r.closed_at = Some(now);
-        r.reason = reason.map(str::to_owned);
-        self.db
-            .append_in(&mut tx, now, &[reservation_event(&r)])
-            .await?;
-        tx.commit().await.db()?;
-        self.db.written();
-        Ok(r)
     }
 }
 
@@ -589,7 +263,7 @@ impl InventoryStore for PgInventory {
         self.write_movements(
             &mut tx,
             now,
-            &[Mov {
+            &[LedgerRow {
                 sku: sku.to_string(),
                 location: Some(location.to_string()),
                 kind: MovementKind::Adjusted,
@@ -777,7 +451,7 @@ impl InventoryStore for PgInventory {
                         .execute(&mut *tx)
                         .await
                         .db()?;
-                        movs.push(Mov {
+                        movs.push(LedgerRow {
                             sku: a.sku.to_string(),
                             location: Some(loc.to_string()),
                             kind: if restock {
@@ -806,7 +480,7 @@ impl InventoryStore for PgInventory {
                 }
             }
             // ledger in allocation order, like the reference
-            let order_of = |m: &Mov| {
+            let order_of = |m: &LedgerRow| {
                 r.allocations
                     .iter()
                     .position(|a| {
@@ -923,156 +597,6 @@ impl InventoryStore for PgInventory {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn audit(&self) -> Result<Vec<InvariantViolation>> {
-        // The isolation level in the BEGIN itself: one round trip, and nothing can run
-        // in the transaction before it.
-        let mut tx = self
-            .db
-            .pool
-            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .await
-            .db()?;
-        let levels = sqlx::query(sql!(
-            "SELECT * FROM {} ORDER BY sku, location",
-            self.db.t("stock_levels")
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let active = sqlx::query(sql!(
-            "SELECT * FROM {} WHERE state = 'ACTIVE'",
-            self.db.t("reservations")
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let metas: Vec<(String, i64, i64)> = sqlx::query_as(sql!(
-            "SELECT sku, backordered, owed FROM {}",
-            self.db.t("stock_skus")
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        let movs = sqlx::query(sql!(
-            "SELECT * FROM {} ORDER BY id",
-            self.db.t("stock_movements")
-        ))
-        .fetch_all(&mut *tx)
-        .await
-        .db()?;
-        tx.commit().await.db()?;
-        let mut ledger: HashMap<Sku, Vec<StockMovement>> = HashMap::new();
-        for m in movs.iter().map(movement_from) {
-            let m = m?;
-            ledger.entry(m.sku.clone()).or_default().push(m);
-        }
-        let mut held: HashMap<(Sku, LocationId), u64> = HashMap::new();
-        let mut live_backorders: HashMap<Sku, u64> = HashMap::new();
-        for r in active.iter().map(reservation_from) {
-            for a in r?.allocations {
-                match a.location {
-                    Some(loc) => *held.entry((a.sku, loc)).or_default() += u64::from(a.quantity),
-                    None => *live_backorders.entry(a.sku).or_default() += u64::from(a.quantity),
-                }
-            }
-        }
-        let mut out = Vec::new();
-        for level in levels.iter().map(level_from) {
-            let level = level?;
-            let (sku, loc) = (level.sku.clone(), level.location.clone());
-            let mut problem = |message: String| {
-                out.push(InvariantViolation {
-                    sku: sku.clone(),
-                    location: Some(loc.clone()),
-                    message,
-                })
-            };
-            if !level.is_balanced() {
-                problem(format!("unbalanced counters: {level:?}"));
-            }
-            let live = held.get(&(sku.clone(), loc.clone())).copied().unwrap_or(0);
-            if live != level.reserved {
-                problem(format!(
-                    "reserved is {} but live reservations hold {live}",
-                    level.reserved
-                ));
-            }
-            let empty = Vec::new();
-            let rebuilt = replay(&sku, &loc, ledger.get(&sku).unwrap_or(&empty));
-            if rebuilt != level {
-                problem(format!(
-                    "ledger replays to {rebuilt:?}, counters are {level:?}"
-                ));
-            }
-        }
-        for (sku, backordered, owed) in metas {
-            let sku = Sku::new(sku)?;
-            let live = live_backorders.get(&sku).copied().unwrap_or(0);
-            // Compared without clamping: a negative counter is drift to report too.
-            if i128::from(backordered) != i128::from(live) + i128::from(owed) {
-                out.push(InvariantViolation {
-                    sku,
-                    location: None,
-                    message: format!(
-                        "backordered is {backordered} but live backorders {live} + owed {owed}"
-                    ),
-                });
-            }
-        }
-        Ok(out)
-    }
-}
-
-fn movement_from(row: &PgRow) -> Result<StockMovement> {
-    let loc: Option<String> = row.try_get("location").db()?;
-    let order: Option<String> = row.try_get("order_id").db()?;
-    Ok(StockMovement {
-        sku: Sku::new(row.try_get::<String, _>("sku").db()?)?,
-        location: loc.map(LocationId::new).transpose()?,
-        kind: parse_kind(&row.try_get::<String, _>("kind").db()?)?,
-        quantity: row.try_get("quantity").db()?,
-        order_id: order.map(OrderId::new).transpose()?,
-        reason: row.try_get("reason").db()?,
-        at: row.try_get("at").db()?,
-    })
-}
-
-/// Maps the errors `reserve()` raises by SQLSTATE.
-pub(crate) fn reserve_error(e: sqlx::Error) -> Error {
-    let pg = PgError::Sqlx(e);
-    match pg.code().as_deref() {
-        Some(code::OUT_OF_STOCK) => {
-            #[derive(serde::Deserialize)]
-            struct Short {
-                sku: String,
-                requested: u64,
-                available: u64,
-            }
-            let detail = match &pg {
-                PgError::Sqlx(sqlx::Error::Database(d)) => d
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .and_then(|d| d.detail())
-                    .map(str::to_owned),
-                _ => None,
-            };
-            match detail.and_then(|d| serde_json::from_str::<Short>(&d).ok()) {
-                Some(s) => Error::OutOfStock {
-                    sku: s.sku,
-                    requested: s.requested,
-                    available: s.available,
-                },
-                None => corrupt("reserve() raised out of stock without details"),
-            }
-        }
-        Some(code::UNKNOWN_SKU) => {
-            let sku = match &pg {
-                PgError::Sqlx(sqlx::Error::Database(d)) => d
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .and_then(|d| d.detail())
-                    .map(str::to_owned),
-                _ => None,
-            };
-            Error::not_found(EntityKind::Stock, sku.unwrap_or_default())
-        }
-        _ => pg.into(),
+        audit::audit(&self.db).await
     }
 }

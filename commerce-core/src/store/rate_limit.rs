@@ -1,4 +1,6 @@
-//! The seam for per-user rate limits on the hot paths (search, checkout).
+//! The seam for per-user rate limits on the hot paths (search, checkout):
+//! [`UserRateLimit`]. Quotas and the in-process limiter are in
+//! [`ratelimit`](crate::ratelimit).
 //!
 //! The services here take an optional `Arc<dyn UserRateLimit>`. A limiter that fails or
 //! is slow is treated like any other non-essential part: it is guarded, and a request

@@ -1,69 +1,16 @@
-//! The product cache in front of the catalog: a non-essential part of the page.
+//! The in-process [`ProductCache`]: [`MemoryProductCache`].
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Product, Slug};
 use crate::clock::{self, Clock, Timestamp};
 use crate::error::Result;
 use crate::id::ProductId;
-
-/// How a page names its product.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "by", content = "value", rename_all = "snake_case")]
-pub enum ProductKey {
-    /// By id.
-    Id(ProductId),
-    /// By URL slug.
-    Slug(Slug),
-}
-
-impl ProductKey {
-    /// Whether `product` is the one this key names.
-    pub fn matches(&self, product: &Product) -> bool {
-        match self {
-            ProductKey::Id(id) => &product.id == id,
-            ProductKey::Slug(slug) => &product.slug == slug,
-        }
-    }
-}
-
-impl std::fmt::Display for ProductKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ProductKey::Id(id) => write!(f, "{id}"),
-            ProductKey::Slug(slug) => write!(f, "{slug}"),
-        }
-    }
-}
-
-/// A read-through cache of products (Redis in production, [`MemoryProductCache`] in
-/// process).
-///
-/// A cache may serve a product up to its time-to-live after a change; prices shown from
-/// it may lag that long, while checkout always prices from the catalog.
-///
-/// # To ensure correctness
-/// * `get` returns only a product that `key` names ([`ProductKey::matches`]), never one
-///   past its time-to-live.
-/// * `put` never replaces a cached product with an older version of it.
-/// * `invalidate` removes the product under every key; later `get`s miss until the
-///   next `put`.
-#[async_trait]
-pub trait ProductCache: Send + Sync + Debug + 'static {
-    /// The cached product, if any.
-    async fn get(&self, key: &ProductKey) -> Result<Option<Product>>;
-
-    /// Caches `product` under its id and slug.
-    async fn put(&self, product: &Product) -> Result<()>;
-
-    /// Forgets the product.
-    async fn invalidate(&self, id: &ProductId) -> Result<()>;
-}
+use crate::store::{ProductCache, ProductKey};
 
 /// One cached product and when it expires (by the injected clock).
 type Entry = (Arc<Product>, Timestamp);
