@@ -73,33 +73,17 @@ fn map_sqlx(e: sqlx::Error) -> Error {
     match &e {
         sqlx::Error::Database(d) => {
             let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-            match code.as_str() {
-                code::UNIQUE_VIOLATION => Error::Conflict {
+            if code == code::UNIQUE_VIOLATION {
+                return Error::Conflict {
                     kind: EntityKind::Other,
                     message: format!(
                         "unique constraint {} violated",
                         d.constraint().unwrap_or("?")
                     ),
-                },
-                code::SERIALIZATION_FAILURE | code::DEADLOCK_DETECTED => {
-                    Error::retryable("transaction aborted by a concurrent one; retry", e)
-                }
-                code::QUERY_CANCELED => Error::retryable("statement timeout or cancelled", e),
-                code::LOCK_NOT_AVAILABLE => Error::retryable("lock not available in time", e),
-                code::ADMIN_SHUTDOWN
-                | code::CRASH_SHUTDOWN
-                | code::CANNOT_CONNECT_NOW
-                | code::IDLE_SESSION_TIMEOUT
-                | code::TOO_MANY_CONNECTIONS => Error::retryable("connection lost", e),
-                c if c.starts_with("08") => Error::retryable("connection error", e),
-                c if c.starts_with("53") => Error::retryable("server out of resources", e),
-                // data exceptions: strings the column cannot hold (NUL bytes, too long)
-                c if c.starts_with("22") => Error::validation(
-                    "input",
-                    "a value cannot be stored (invalid characters or too long)",
-                ),
-                _ => Error::permanent(format!("database error {code}: {}", d.message()), e),
+                };
             }
+            let message = format!("database error {code}: {}", d.message());
+            by_sqlstate(&code, message, e)
         }
         sqlx::Error::PoolTimedOut => Error::retryable("no database connection free in time", e),
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => {
@@ -110,6 +94,55 @@ fn map_sqlx(e: sqlx::Error) -> Error {
         }
         _ => Error::permanent("database error", e),
     }
+}
+
+/// The kind of a server error by its SQLSTATE (`message` for the permanent ones).
+fn by_sqlstate(
+    code: &str,
+    message: String,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    match code {
+        code::SERIALIZATION_FAILURE | code::DEADLOCK_DETECTED => {
+            Error::retryable("transaction aborted by a concurrent one; retry", source)
+        }
+        code::QUERY_CANCELED => Error::retryable("statement timeout or cancelled", source),
+        code::LOCK_NOT_AVAILABLE => Error::retryable("lock not available in time", source),
+        code::ADMIN_SHUTDOWN
+        | code::CRASH_SHUTDOWN
+        | code::CANNOT_CONNECT_NOW
+        | code::IDLE_SESSION_TIMEOUT
+        | code::TOO_MANY_CONNECTIONS => Error::retryable("connection lost", source),
+        c if c.starts_with("08") => Error::retryable("connection error", source),
+        c if c.starts_with("53") => Error::retryable("server out of resources", source),
+        // data exceptions: strings the column cannot hold (NUL bytes, too long)
+        c if c.starts_with("22") => Error::validation(
+            "input",
+            "a value cannot be stored (invalid characters or too long)",
+        ),
+        _ => Error::permanent(message, source),
+    }
+}
+
+/// A failure that a batch function caught for one request and returned in its row:
+/// the SQLSTATE and DETAIL.
+#[derive(Debug, thiserror::Error)]
+#[error("SQLSTATE {code}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+pub(crate) struct RowFailure {
+    /// The SQLSTATE.
+    pub code: String,
+    /// The DETAIL, if any.
+    pub detail: String,
+}
+
+/// Maps a failure returned in a batch row by its SQLSTATE, as a server error of that
+/// code is mapped (`what` names the request in the permanent ones).
+pub(crate) fn from_sqlstate(code: &str, detail: String, what: &str) -> Error {
+    let failure = RowFailure {
+        code: code.to_owned(),
+        detail,
+    };
+    by_sqlstate(code, format!("{what} failed"), failure)
 }
 
 /// `.db()?` on driver results.

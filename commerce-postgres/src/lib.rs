@@ -290,7 +290,7 @@ impl PgCommerce {
             steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
             queue: Arc::new(PgQueue::new(db.clone())),
             carts: Arc::new(PgCarts::new(db.clone())),
-            promotions: Arc::new(PgPromotions::new(db.clone())),
+            promotions: Arc::new(PgPromotions::new(db.clone(), config.step_batching)),
             db,
         }
     }

@@ -19,8 +19,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use tracing::instrument;
 
+use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
 use crate::error::{DbResult, PgError, code, corrupt};
+use crate::steps::StepBatching;
 
 /// The [`PromotionStore`] on PostgreSQL (tables from `migrations/0930_promotions.sql`).
 ///
@@ -36,16 +38,23 @@ use crate::error::{DbResult, PgError, code, corrupt};
 ///   usage is counted by appending rows to `promotion_usage_deltas` (summed by
 ///   [`usage`](PromotionStore::usage)), so the orders holding an automatic promotion
 ///   never queue on its row's lock.
-/// * `reserve` is **one round trip**: the plpgsql function `reserve_redemption()`
-///   (migration `0998`) inserts the redemption and runs the guarded statements in the
-///   statement's transaction; a refusal raises SQLSTATE `CM010` and rolls all of it back.
-///   The checks that do not depend on usage run before, on promotions and codes read
-///   once per process (both are immutable once stored).
+/// * `reserve` is **one round trip, grouped**: the plpgsql function
+///   `reserve_redemption()` (migration `0998`) inserts the redemption and runs the
+///   guarded statements; a refusal raises SQLSTATE `CM010` and rolls all of it back.
+///   Concurrent reserves go together (`reserve_redemptions()`, migration `1000`): the
+///   ones that arrive while a batch is in flight run as the next one, one statement and
+///   one durable commit for all, each order in its own subtransaction, so a refusal or
+///   error rolls back that order only. The checks that do not depend on usage run
+///   before, on promotions and codes read once per process (both are immutable once
+///   stored).
 /// * Idempotency per order: the redemption row is inserted first with `ON CONFLICT DO
 ///   NOTHING`; a concurrent second reserve of the same order waits for the first and
 ///   then finds its row.
-/// * Locks are taken in one order everywhere (redemption, promotions by id, codes by
-///   code, customer uses by key), so reserves and releases never deadlock.
+/// * Locks are taken in one order within each order's writes (redemption, promotions
+///   by id, codes by code, customer uses by key). A batch keeps the locks of its
+///   earlier orders until it commits, so two batches holding orders of the same
+///   customer can still deadlock; PostgreSQL then fails one of those orders with a
+///   retryable error (its neighbours commit) and the caller retries it.
 /// * `release_expired` claims due redemptions with `UPDATE ... WHERE order_id IN (SELECT
 ///   ... FOR UPDATE SKIP LOCKED) AND state = 'active' RETURNING`, so concurrent reapers
 ///   never claim the same one, and gives back what they held in the same transaction.
@@ -53,6 +62,7 @@ use crate::error::{DbResult, PgError, code, corrupt};
 pub struct PgPromotions {
     db: Arc<Db>,
     known: Arc<Known>,
+    reserves: Arc<Batcher<serde_json::Value, (String, Redemption)>>,
 }
 
 /// Promotions and codes already read. Both are immutable once stored (the contract has
@@ -118,10 +128,44 @@ fn micros(t: Timestamp) -> Timestamp {
 }
 
 impl PgPromotions {
-    pub(crate) fn new(db: Arc<Db>) -> Self {
+    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+        // The grouped reserves get connections of their own, as the order steps do: a
+        // batch carries many orders and must not queue behind single-order reads.
+        let lanes = u32::try_from(batching.lanes).unwrap_or(64);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(lanes)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_lazy_with((*db.pool.connect_options()).clone());
+        let sql = format!(
+            "SELECT * FROM {}($1, $2) ORDER BY n",
+            db.t("reserve_redemptions")
+        );
+        let batch_db = db.clone();
+        let run: RunBatch<serde_json::Value, (String, Redemption)> = Arc::new(move |batch| {
+            let (db, pool, sql) = (batch_db.clone(), pool.clone(), sql.clone());
+            Box::pin(async move {
+                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .bind(&batch)
+                    .bind(db.now())
+                    .fetch_all(&pool)
+                    .await
+                    .db()?;
+                db.written();
+                if rows.len() != batch.len() {
+                    let fail = crate::batch::shared_failure(corrupt(format!(
+                        "a redemption batch of {} returned {} rows",
+                        batch.len(),
+                        rows.len()
+                    )));
+                    return Ok(batch.iter().map(|_| Err(fail())).collect());
+                }
+                Ok(rows.iter().map(reserved_row).collect())
+            })
+        });
         PgPromotions {
             db,
             known: Arc::new(Known::default()),
+            reserves: Batcher::new(batching.lanes, batching.max_batch, run),
         }
     }
 
@@ -345,10 +389,18 @@ impl PgPromotions {
         order_id: &OrderId,
         to: RedemptionState,
     ) -> Result<Redemption> {
-        let r = self
-            .read_redemption(conn, order_id)
-            .await?
-            .ok_or_else(|| Error::not_found(EntityKind::Redemption, order_id))?;
+        let r = self.read_redemption(conn, order_id).await?;
+        Self::settled(r, order_id, to)
+    }
+
+    /// The answer for a redemption found not active: itself when it is already in `to`
+    /// (a retry), `NotFound` or `InvalidTransition` otherwise.
+    fn settled(
+        r: Option<Redemption>,
+        order_id: &OrderId,
+        to: RedemptionState,
+    ) -> Result<Redemption> {
+        let r = r.ok_or_else(|| Error::not_found(EntityKind::Redemption, order_id))?;
         if r.state == to {
             return Ok(r);
         }
@@ -594,36 +646,21 @@ impl PromotionStore for PgPromotions {
             .filter(|(c, _)| codes.get(*c).is_some_and(|(_, single)| *single))
             .collect();
         coded.sort();
-        let answer = sqlx::query(sql!(
-            "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            self.t("reserve_redemption")
-        ))
-        .bind(request.order_id.as_str())
-        .bind(request.customer_id.as_ref().map(CustomerId::as_str))
-        .bind(request.currency().code())
-        .bind(request.order_total.to_minor_units())
-        .bind(&lines_json)
-        .bind(expires_at)
-        .bind(now)
-        .bind(ids.iter().map(|id| id.as_str()).collect::<Vec<_>>())
-        .bind(
-            lines
-                .iter()
-                .map(|l| l.amount.to_minor_units())
-                .collect::<Vec<_>>(),
-        )
-        .bind(&limited)
-        .bind(&per_customer)
-        .bind(coded.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>())
-        .bind(coded.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>())
-        .fetch_one(&self.db.pool)
-        .await;
-        let row = match answer {
-            Ok(row) => row,
-            Err(e) => return Err(redemption_error(e)),
-        };
-        let outcome: String = row.try_get("o_outcome").db()?;
-        let redemption = redemption_from(&row)?;
+        let args = serde_json::json!({
+            "order": request.order_id.as_str(),
+            "customer": request.customer_id.as_ref().map(CustomerId::as_str),
+            "currency": request.currency().code(),
+            "total": request.order_total.to_minor_units(),
+            "lines": lines_json,
+            "expires": expires_at,
+            "promotions": ids.iter().map(|id| id.as_str()).collect::<Vec<_>>(),
+            "amounts": lines.iter().map(|l| l.amount.to_minor_units()).collect::<Vec<_>>(),
+            "limited": limited,
+            "per_customer": per_customer,
+            "codes": coded.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+            "code_promotions": coded.iter().map(|(_, p)| p.as_str()).collect::<Vec<_>>(),
+        });
+        let (outcome, redemption) = self.reserves.submit(args).await?;
         if outcome == "existing" {
             return Self::existing_answer(redemption, request, &lines);
         }
@@ -700,6 +737,16 @@ impl PromotionStore for PgPromotions {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn release(&self, order_id: &OrderId, reason: &str) -> Result<Redemption> {
         check_reason(reason)?;
+        // The pipeline releases on every cancellation, and most cancelled orders of a
+        // rush hold nothing (a limit refused them): one read answers those. An active
+        // redemption goes through the guarded update, which decides.
+        {
+            let mut conn = self.db.pool.acquire().await.db()?;
+            match self.read_redemption(&mut conn, order_id).await? {
+                Some(r) if r.state == RedemptionState::Active => {}
+                other => return Self::settled(other, order_id, RedemptionState::Released),
+            }
+        }
         let now = self.db.now();
         let mut tx = self.db.pool.begin().await.db()?;
         let row = sqlx::query(sql!(
@@ -800,26 +847,39 @@ impl PromotionStore for PgPromotions {
     }
 }
 
-/// Maps a failed `reserve_redemption()`: a refusal (SQLSTATE CM010, DETAIL `{"promotion",
-/// "reason"}`) is [`Error::PromotionUnavailable`]; anything else as every other error.
-fn redemption_error(e: sqlx::Error) -> Error {
+/// One order's row of `reserve_redemptions()`: its outcome and redemption, or its
+/// error. A refusal (SQLSTATE CM010, DETAIL `{"promotion", "reason"}`) is
+/// [`Error::PromotionUnavailable`]; any other SQLSTATE maps as every other error.
+fn reserved_row(row: &PgRow) -> Result<(String, Redemption)> {
     #[derive(serde::Deserialize)]
     struct Refusal {
         promotion: String,
         reason: Unavailable,
     }
-    let pg = PgError::Sqlx(e);
-    if pg.code().as_deref() != Some(code::PROMOTION_UNAVAILABLE) {
-        return pg.into();
+    let outcome: String = row.try_get("o_outcome").db()?;
+    if outcome != "error" {
+        return Ok((outcome, redemption_from(row)?));
     }
-    match pg
-        .detail()
-        .and_then(|d| serde_json::from_str::<Refusal>(&d).ok())
-    {
-        Some(r) => Error::PromotionUnavailable {
+    let state: String = row
+        .try_get::<Option<String>, _>("code")
+        .db()?
+        .unwrap_or_default();
+    let detail: String = row
+        .try_get::<Option<String>, _>("detail")
+        .db()?
+        .unwrap_or_default();
+    if state != code::PROMOTION_UNAVAILABLE {
+        return Err(crate::error::from_sqlstate(
+            &state,
+            detail,
+            "reserve a redemption",
+        ));
+    }
+    match serde_json::from_str::<Refusal>(&detail) {
+        Ok(r) => Err(Error::PromotionUnavailable {
             promotion: r.promotion,
             reason: r.reason,
-        },
-        None => corrupt("reserve_redemption() refused without details"),
+        }),
+        Err(_) => Err(corrupt("reserve_redemption() refused without details")),
     }
 }

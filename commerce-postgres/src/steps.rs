@@ -17,7 +17,7 @@ use sqlx::postgres::PgRow;
 
 use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
-use crate::error::{DbResult, corrupt};
+use crate::error::{DbResult, RowFailure, corrupt};
 
 /// How concurrent steps are grouped (see [`PgConfig::step_batching`](crate::PgConfig::step_batching)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,16 +229,6 @@ impl OrderSteps for PgOrderSteps {
     }
 }
 
-/// A step's failure as the database reported it: its SQLSTATE and DETAIL.
-#[derive(Debug, thiserror::Error)]
-#[error("SQLSTATE {code}{}", if detail.is_empty() { String::new() } else { format!(": {detail}") })]
-pub(crate) struct StepFailure {
-    /// The SQLSTATE.
-    pub code: String,
-    /// The DETAIL, if any.
-    pub detail: String,
-}
-
 fn decode_all<'a>(
     rows: &[PgRow],
     ids: impl Iterator<Item = &'a OrderId>,
@@ -271,7 +261,7 @@ fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
             .try_get::<Option<String>, _>("detail")
             .db()?
             .unwrap_or_default();
-        return Err(step_error(id, expected, StepFailure { code, detail }));
+        return Err(step_error(id, expected, RowFailure { code, detail }));
     }
     let body: serde_json::Value = row.try_get("o_body").db()?;
     let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
@@ -292,8 +282,7 @@ fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
 }
 
 /// Maps a failed step by its SQLSTATE.
-fn step_error(id: &OrderId, expected: &str, f: StepFailure) -> Error {
-    use crate::error::code;
+fn step_error(id: &OrderId, expected: &str, f: RowFailure) -> Error {
     match f.code.as_str() {
         "CM006" => Error::not_found(EntityKind::Order, id),
         "CM004" => Error::conflict(
@@ -312,16 +301,6 @@ fn step_error(id: &OrderId, expected: &str, f: StepFailure) -> Error {
             format!("order {id} is CREATED but its reservation is {}", f.detail),
             f,
         ),
-        code::SERIALIZATION_FAILURE
-        | code::DEADLOCK_DETECTED
-        | code::QUERY_CANCELED
-        | code::LOCK_NOT_AVAILABLE => {
-            Error::retryable(format!("step of order {id} aborted; retry"), f)
-        }
-        c if c.starts_with("22") => Error::validation(
-            "input",
-            "a value cannot be stored (invalid characters or too long)",
-        ),
-        _ => Error::permanent(format!("step of order {id} failed"), f),
+        _ => crate::error::from_sqlstate(&f.code, f.detail, &format!("step of order {id}")),
     }
 }

@@ -104,6 +104,9 @@ enum Next {
 struct Run {
     /// The reservation as the reserve step left it.
     reservation: Option<Reservation>,
+    /// The cancellation this run wrote: the order's version after it, the status it
+    /// left and the reason (so the cleanup need not read the history back).
+    cancelled: Option<(u64, OrderStatus, String)>,
 }
 
 /// Drives orders through their statuses; see the [module docs](self).
@@ -365,7 +368,7 @@ impl OrderPipeline {
                 Ok(Next::Rest)
             }
             OrderStatus::Cancelled => {
-                self.clean_up_cancelled(order).await?;
+                self.clean_up_cancelled(order, run).await?;
                 Ok(Next::Rest)
             }
             OrderStatus::Refunded => {
@@ -421,10 +424,16 @@ impl OrderPipeline {
         }
     }
 
-    async fn cancel_with(&self, order: &Order, reason: String) -> Result<Next> {
+    async fn cancel_with(&self, order: &Order, reason: String, run: &mut Run) -> Result<Next> {
         tracing::info!(order_id = %order.id, %reason, "cancelling order");
-        self.move_to(order, OrderStatus::Cancelled, reason, None)
-            .await
+        let reason = truncate(&reason);
+        let next = self
+            .move_to(order, OrderStatus::Cancelled, reason.clone(), None)
+            .await?;
+        if let Next::Continue(Some(stored)) = &next {
+            run.cancelled = Some((stored.version, order.status, reason));
+        }
+        Ok(next)
     }
 
     // ---- CREATED: validate, reserve ---------------------------------------------
@@ -432,13 +441,13 @@ impl OrderPipeline {
     async fn reserve(&self, order: &Order, run: &mut Run) -> Result<Next> {
         if let Err(problem) = self.validate(order).await? {
             return self
-                .cancel_with(order, format!("validation failed: {problem}"))
+                .cancel_with(order, format!("validation failed: {problem}"), run)
                 .await;
         }
         let ttl = self.config.reservation_ttl;
         if let Some(store) = self.promotions_of(order) {
             if let Err(problem) = self.hold_promotions(store, order).await? {
-                return self.cancel_with(order, problem).await;
+                return self.cancel_with(order, problem, run).await;
             }
         }
         let started = std::time::Instant::now();
@@ -553,6 +562,7 @@ impl OrderPipeline {
                     .cancel_with(
                         order,
                         format!("reservation lapsed before payment was taken ({why})"),
+                        run,
                     )
                     .await;
             }
@@ -584,6 +594,7 @@ impl OrderPipeline {
                                 .cancel_with(
                                     order,
                                     "reservation expired before payment was taken".into(),
+                                    run,
                                 )
                                 .await;
                         }
@@ -607,6 +618,7 @@ impl OrderPipeline {
                             .cancel_with(
                                 order,
                                 "promotions expired before payment was taken".into(),
+                                run,
                             )
                             .await;
                     }
@@ -616,7 +628,7 @@ impl OrderPipeline {
         }
         match self.charge(order).await? {
             ChargeOutcome::Declined { reason } => {
-                self.cancel_with(order, format!("payment declined: {reason}"))
+                self.cancel_with(order, format!("payment declined: {reason}"), run)
                     .await
             }
             ChargeOutcome::Approved { payment_ref } => {
@@ -634,6 +646,7 @@ impl OrderPipeline {
                                     format!(
                                         "promotions released during payment; payment {payment_ref} refunded"
                                     ),
+ run,
                                 )
                                 .await;
                         }
@@ -742,8 +755,14 @@ impl OrderPipeline {
             .unwrap_or((None, String::new())))
     }
 
-    async fn clean_up_cancelled(&self, order: &Order) -> Result<()> {
-        let (from, reason) = self.entry(order).await?;
+    async fn clean_up_cancelled(&self, order: &Order, run: &Run) -> Result<()> {
+        let (from, reason) = match &run.cancelled {
+            // This run wrote the cancellation and nothing changed the order since.
+            Some((version, from, reason)) if *version == order.version => {
+                (Some(*from), reason.clone())
+            }
+            _ => self.entry(order).await?,
+        };
         self.give_back_stock(order, true, &reason).await?;
         self.release_promotions(order, &reason).await?;
         // A charge can only have been attempted once the order was PAYMENT_PENDING.
