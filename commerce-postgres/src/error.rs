@@ -39,17 +39,6 @@ pub(crate) mod code {
 }
 
 impl PgError {
-    /// The DETAIL of a server error, if it has one.
-    pub(crate) fn detail(&self) -> Option<String> {
-        match self {
-            PgError::Sqlx(sqlx::Error::Database(d)) => d
-                .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                .and_then(|d| d.detail())
-                .map(str::to_owned),
-            _ => None,
-        }
-    }
-
     /// The SQLSTATE of a server error.
     pub(crate) fn code(&self) -> Option<String> {
         match self {

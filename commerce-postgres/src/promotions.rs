@@ -21,7 +21,7 @@ use tracing::instrument;
 
 use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
-use crate::error::{DbResult, PgError, code, corrupt};
+use crate::error::{DbResult, code, corrupt};
 use crate::steps::StepBatching;
 
 /// The [`PromotionStore`] on PostgreSQL (tables from `migrations/0930_promotions.sql`).
