@@ -47,6 +47,9 @@ use crate::steps::StepBatching;
 ///   error rolls back that order only. The checks that do not depend on usage run
 ///   before, on promotions and codes read once per process (both are immutable once
 ///   stored).
+/// * `confirm` is grouped the same way: one guarded `UPDATE ... WHERE order_id =
+///   ANY(..) AND state = 'active'` decides for every order of the batch, the confirmed
+///   uses are counted once per promotion, one commit.
 /// * Idempotency per order: the redemption row is inserted first with `ON CONFLICT DO
 ///   NOTHING`; a concurrent second reserve of the same order waits for the first and
 ///   then finds its row.
@@ -63,6 +66,7 @@ pub struct PgPromotions {
     db: Arc<Db>,
     known: Arc<Known>,
     reserves: Arc<Batcher<serde_json::Value, (String, Redemption)>>,
+    confirms: Arc<Batcher<OrderId, Redemption>>,
 }
 
 /// Promotions and codes already read. Both are immutable once stored (the contract has
@@ -133,16 +137,16 @@ impl PgPromotions {
         // batch carries many orders and must not queue behind single-order reads.
         let lanes = u32::try_from(batching.lanes).unwrap_or(64);
         let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(lanes)
+            .max_connections(lanes * 2)
             .acquire_timeout(Duration::from_secs(30))
             .connect_lazy_with((*db.pool.connect_options()).clone());
         let sql = format!(
             "SELECT * FROM {}($1, $2) ORDER BY n",
             db.t("reserve_redemptions")
         );
-        let batch_db = db.clone();
+        let (batch_db, reserve_pool) = (db.clone(), pool.clone());
         let run: RunBatch<serde_json::Value, (String, Redemption)> = Arc::new(move |batch| {
-            let (db, pool, sql) = (batch_db.clone(), pool.clone(), sql.clone());
+            let (db, pool, sql) = (batch_db.clone(), reserve_pool.clone(), sql.clone());
             Box::pin(async move {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
                     .bind(&batch)
@@ -150,7 +154,6 @@ impl PgPromotions {
                     .fetch_all(&pool)
                     .await
                     .db()?;
-                db.written();
                 if rows.len() != batch.len() {
                     let fail = crate::batch::shared_failure(corrupt(format!(
                         "a redemption batch of {} returned {} rows",
@@ -162,10 +165,16 @@ impl PgPromotions {
                 Ok(rows.iter().map(reserved_row).collect())
             })
         });
+        let confirm_db = db.clone();
+        let run_confirm: RunBatch<OrderId, Redemption> = Arc::new(move |batch| {
+            let (db, pool) = (confirm_db.clone(), pool.clone());
+            Box::pin(async move { confirm_batch(&db, &pool, &batch).await })
+        });
         PgPromotions {
             db,
             known: Arc::new(Known::default()),
             reserves: Batcher::new(batching.lanes, batching.max_batch, run),
+            confirms: Batcher::new(batching.lanes, batching.max_batch, run_confirm),
         }
     }
 
@@ -299,41 +308,6 @@ impl PgPromotions {
         row.as_ref().map(redemption_from).transpose()
     }
 
-    /// Adds to a promotion's usage counters (no limit is checked here): on its row when
-    /// it has a total or budget limit, else as an appended delta row, in one statement.
-    async fn count_usage(
-        &self,
-        conn: &mut PgConnection,
-        id: &PromotionId,
-        uses: i64,
-        spent: i64,
-        confirmed_uses: i64,
-        confirmed_spent: i64,
-    ) -> Result<()> {
-        sqlx::query(sql!(
-            "WITH limited AS (
-                 UPDATE {p} SET uses = uses + $2, spent_minor = spent_minor + $3,
-                                confirmed_uses = confirmed_uses + $4,
-                                confirmed_spent_minor = confirmed_spent_minor + $5
-                  WHERE id = $1 AND (total_limit IS NOT NULL OR budget_minor IS NOT NULL)
-                 RETURNING id)
-             INSERT INTO {d} (promotion_id, uses, spent_minor, confirmed_uses,
-                              confirmed_spent_minor)
-             SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM limited)",
-            p = self.t("promotions"),
-            d = self.t("promotion_usage_deltas")
-        ))
-        .bind(id.as_str())
-        .bind(uses)
-        .bind(spent)
-        .bind(confirmed_uses)
-        .bind(confirmed_spent)
-        .execute(&mut *conn)
-        .await
-        .db()?;
-        Ok(())
-    }
-
     /// Gives back what `released` (redemptions just moved from active to released)
     /// held, locking promotions by id, then codes, then customer uses.
     async fn give_back(&self, conn: &mut PgConnection, released: &[Redemption]) -> Result<()> {
@@ -354,7 +328,7 @@ impl PgPromotions {
             }
         }
         for (id, (uses, spent)) in per_promotion {
-            self.count_usage(conn, id, -uses, -spent, 0, 0).await?;
+            count_usage(&self.db, conn, id, -uses, -spent, 0, 0).await?;
         }
         for (code, order) in codes {
             sqlx::query(sql!(
@@ -707,31 +681,7 @@ impl PromotionStore for PgPromotions {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn confirm(&self, order_id: &OrderId) -> Result<Redemption> {
-        let now = self.db.now();
-        let mut tx = self.db.pool.begin().await.db()?;
-        let row = sqlx::query(sql!(
-            "UPDATE {} SET state = 'confirmed', updated_at = $2
-             WHERE order_id = $1 AND state = 'active'
-             RETURNING {REDEMPTION_COLUMNS}",
-            self.t("promotion_redemptions")
-        ))
-        .bind(order_id.as_str())
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .db()?;
-        let Some(row) = row else {
-            return self
-                .not_active(&mut tx, order_id, RedemptionState::Confirmed)
-                .await;
-        };
-        let r = redemption_from(&row)?;
-        for l in &r.lines {
-            self.count_usage(&mut tx, &l.promotion_id, 0, 0, 1, l.amount.to_minor_units())
-                .await?;
-        }
-        tx.commit().await.db()?;
-        Ok(r)
+        self.confirms.submit(order_id.clone()).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
@@ -845,6 +795,111 @@ impl PromotionStore for PgPromotions {
             confirmed_spent: money(row.try_get("confirmed_spent_minor").db()?)?,
         })
     }
+}
+
+/// Adds to a promotion's usage counters (no limit is checked here): on its row when it
+/// has a total or budget limit, else as an appended delta row, in one statement.
+async fn count_usage(
+    db: &Db,
+    conn: &mut PgConnection,
+    id: &PromotionId,
+    uses: i64,
+    spent: i64,
+    confirmed_uses: i64,
+    confirmed_spent: i64,
+) -> Result<()> {
+    sqlx::query(sql!(
+        "WITH limited AS (
+             UPDATE {p} SET uses = uses + $2, spent_minor = spent_minor + $3,
+                            confirmed_uses = confirmed_uses + $4,
+                            confirmed_spent_minor = confirmed_spent_minor + $5
+              WHERE id = $1 AND (total_limit IS NOT NULL OR budget_minor IS NOT NULL)
+             RETURNING id)
+         INSERT INTO {d} (promotion_id, uses, spent_minor, confirmed_uses,
+                          confirmed_spent_minor)
+         SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM limited)",
+        p = db.t("promotions"),
+        d = db.t("promotion_usage_deltas")
+    ))
+    .bind(id.as_str())
+    .bind(uses)
+    .bind(spent)
+    .bind(confirmed_uses)
+    .bind(confirmed_spent)
+    .execute(&mut *conn)
+    .await
+    .db()?;
+    Ok(())
+}
+
+/// Confirms a batch of redemptions in one transaction: one guarded `UPDATE ... WHERE
+/// order_id = ANY(..) AND state = 'active'` decides for each order, the confirmed uses
+/// are counted once per promotion (in promotion id order), and the orders it did not
+/// confirm are read back to classify (a retry of a confirmed one, or not active).
+async fn confirm_batch(
+    db: &Db,
+    pool: &sqlx::PgPool,
+    batch: &[OrderId],
+) -> Result<Vec<Result<Redemption>>> {
+    let ids: Vec<&str> = batch.iter().map(OrderId::as_str).collect();
+    let mut tx = pool.begin().await.db()?;
+    let rows = sqlx::query(sql!(
+        "UPDATE {} SET state = 'confirmed', updated_at = $2
+         WHERE order_id = ANY($1) AND state = 'active'
+         RETURNING {REDEMPTION_COLUMNS}",
+        db.t("promotion_redemptions")
+    ))
+    .bind(&ids)
+    .bind(db.now())
+    .fetch_all(&mut *tx)
+    .await
+    .db()?;
+    let mut confirmed: HashMap<OrderId, Redemption> = HashMap::with_capacity(rows.len());
+    let mut per_promotion: BTreeMap<PromotionId, (i64, i64)> = BTreeMap::new();
+    for row in &rows {
+        let r = redemption_from(row)?;
+        for l in &r.lines {
+            let e = per_promotion.entry(l.promotion_id.clone()).or_default();
+            e.0 += 1;
+            e.1 += l.amount.to_minor_units();
+        }
+        confirmed.insert(r.order_id.clone(), r);
+    }
+    for (id, (uses, spent)) in &per_promotion {
+        count_usage(db, &mut tx, id, 0, 0, *uses, *spent).await?;
+    }
+    let rest: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !confirmed.keys().any(|k| k.as_str() == *id))
+        .collect();
+    let mut others: HashMap<String, Redemption> = HashMap::new();
+    if !rest.is_empty() {
+        let rows = sqlx::query(sql!(
+            "SELECT {REDEMPTION_COLUMNS} FROM {} WHERE order_id = ANY($1)",
+            db.t("promotion_redemptions")
+        ))
+        .bind(&rest)
+        .fetch_all(&mut *tx)
+        .await
+        .db()?;
+        for row in &rows {
+            let r = redemption_from(row)?;
+            others.insert(r.order_id.as_str().to_owned(), r);
+        }
+    }
+    tx.commit().await.db()?;
+    Ok(batch
+        .iter()
+        .map(|id| match confirmed.get(id) {
+            Some(r) => Ok(r.clone()),
+            None => PgPromotions::settled(
+                others.get(id.as_str()).cloned(),
+                id,
+                RedemptionState::Confirmed,
+            ),
+        })
+        .collect())
 }
 
 /// One order's row of `reserve_redemptions()`: its outcome and redemption, or its
