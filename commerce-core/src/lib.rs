@@ -13,8 +13,9 @@
 //! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
 //!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
-//! * Recommendations ([`recommend`]), the product page under a latency budget
-//!   ([`page`]) and graceful degradation ([`resilience`]).
+//! * Recommendations ([`recommend`]), the storefront's read paths (product page and
+//!   search page) under a latency budget ([`browse`]) and graceful degradation
+//!   ([`resilience`]).
 //! * Time: [`clock`], injected everywhere time matters.
 //!
 //! ```
@@ -41,6 +42,7 @@
 
 pub mod address;
 pub mod allocate;
+pub mod browse;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -51,7 +53,6 @@ pub mod inventory;
 pub mod memory;
 pub mod money;
 pub mod order;
-pub mod page;
 pub mod promotion;
 pub mod ratelimit;
 pub mod recommend;

@@ -106,7 +106,7 @@ impl Combiner {
         let sql = format!(
             // No in-transaction NOTIFY channel (see `PgInventory`'s `reserve`).
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
-            db.t("reserve_batch")
+            db.qualified("reserve_batch")
         );
         Arc::new(Combiner {
             config,

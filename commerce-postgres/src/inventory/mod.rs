@@ -83,8 +83,8 @@ impl PgInventory {
                    SELECT * FROM {levels} l WHERE l.sku = k.sku COLLATE \"C\" ORDER BY l.location
                ) l ON true
               ORDER BY k.ord, l.location",
-            skus = self.db.t("stock_skus"),
-            levels = self.db.t("stock_levels"),
+            skus = self.db.qualified("stock_skus"),
+            levels = self.db.qualified("stock_levels"),
         ))
         .bind(&names)
         .fetch_all(&self.db.pool)
@@ -176,7 +176,7 @@ impl PgInventory {
             // The last argument, an in-transaction NOTIFY channel, is always NULL: a
             // NOTIFY inside the transaction would serialise every commit.
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
-            db.t("reserve")
+            db.qualified("reserve")
         );
         PgInventory {
             combiner: hot.map(|h| Combiner::new(h, db.clone())),
@@ -232,7 +232,7 @@ impl InventoryStore for PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE sku = $1 AND location = $2 FOR UPDATE",
-            self.db.t("stock_levels")
+            self.db.qualified("stock_levels")
         ))
         .bind(sku.as_str())
         .bind(location.as_str())
@@ -251,7 +251,7 @@ impl InventoryStore for PgInventory {
         let row = sqlx::query(sql!(
             "UPDATE {} SET available = available + $3, adjusted = adjusted - $3
              WHERE sku = $1 AND location = $2 RETURNING *",
-            self.db.t("stock_levels")
+            self.db.qualified("stock_levels")
         ))
         .bind(sku.as_str())
         .bind(location.as_str())
@@ -294,7 +294,7 @@ impl InventoryStore for PgInventory {
         sqlx::query(sql!(
             "INSERT INTO {} (sku, backorder_allowed) VALUES ($1, $2)
              ON CONFLICT (sku) DO UPDATE SET backorder_allowed = EXCLUDED.backorder_allowed",
-            self.db.t("stock_skus")
+            self.db.qualified("stock_skus")
         ))
         .bind(sku.as_str())
         .bind(allowed)
@@ -368,7 +368,7 @@ impl InventoryStore for PgInventory {
         r.expires_at = clock::add(now, ttl);
         sqlx::query(sql!(
             "UPDATE {} SET expires_at = $2 WHERE order_id = $1",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(order_id.as_str())
         .bind(r.expires_at)
@@ -443,7 +443,7 @@ impl InventoryStore for PgInventory {
                         };
                         sqlx::query(sql!(
                             "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                            self.db.t("stock_levels")
+                            self.db.qualified("stock_levels")
                         ))
                         .bind(a.sku.as_str())
                         .bind(loc.as_str())
@@ -469,7 +469,7 @@ impl InventoryStore for PgInventory {
                             "UPDATE {} SET owed = owed - LEAST(owed, $2),
                                            backordered = backordered - LEAST(owed, $2)
                              WHERE sku = $1",
-                            self.db.t("stock_skus")
+                            self.db.qualified("stock_skus")
                         ))
                         .bind(a.sku.as_str())
                         .bind(q)
@@ -493,7 +493,7 @@ impl InventoryStore for PgInventory {
             self.write_movements(&mut tx, now, &movs).await?;
             sqlx::query(sql!(
                 "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
-                self.db.t("reservations")
+                self.db.qualified("reservations")
             ))
             .bind(order_id.as_str())
             .bind(now)
@@ -531,7 +531,7 @@ impl InventoryStore for PgInventory {
                                       LIMIT $2 FOR UPDATE SKIP LOCKED)
                     AND state = 'ACTIVE'
                   RETURNING *",
-                t = self.db.t("reservations")
+                t = self.db.qualified("reservations")
             ))
             .bind(now)
             .bind(limit as i64)
@@ -570,7 +570,7 @@ impl InventoryStore for PgInventory {
     async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>> {
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE order_id = $1",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(order_id.as_str())
         .fetch_optional(&self.db.pool)
@@ -584,7 +584,7 @@ impl InventoryStore for PgInventory {
         let limit = check_limit(limit)?;
         let rows = sqlx::query(sql!(
             "SELECT * FROM {} WHERE sku = $1 ORDER BY id OFFSET $2 LIMIT $3",
-            self.db.t("stock_movements")
+            self.db.qualified("stock_movements")
         ))
         .bind(sku.as_str())
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))
