@@ -6,7 +6,8 @@
 //!
 //! * Domain: [`money`], [`id`], [`catalog`] (products, variants, the category tree),
 //!   [`cart`], [`inventory`], [`order`], [`event`], [`promotion`] (promotions, coupon
-//!   codes, the evaluator and price lists).
+//!   codes, the evaluator and price lists), [`activity`] (baskets and shopper
+//!   interactions, what the recommendation stores record).
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
 //!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`, `CoPurchaseStore`,
 //!   `HistoryStore`, `PromotionStore`.
@@ -40,6 +41,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod activity;
 pub mod address;
 pub mod allocate;
 pub mod browse;

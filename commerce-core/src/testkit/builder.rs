@@ -10,9 +10,10 @@ use async_trait::async_trait;
 
 use crate::clock::ManualClock;
 use crate::error::Result;
-use crate::memory::MemoryProductCache;
-use crate::memory::{MemoryEngine, MemoryRefunds, MemorySearchIndex};
-use crate::recommend::{MemoryCoPurchase, MemoryHistory};
+use crate::memory::{
+    MemoryCoPurchase, MemoryEngine, MemoryHistory, MemoryProductCache, MemoryRefunds,
+    MemorySearchIndex,
+};
 use crate::store::ProductCache;
 use crate::store::{
     CartStore, CatalogStore, CoPurchaseStore, ComposedSteps, EventLog, HistoryStore,

@@ -58,6 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::activity::{Basket, Interaction, ProductCount, RecordOutcome};
 use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::catalog::{Category, CategoryPath, CategoryWrite, NewProduct, Product, Slug};
 use crate::clock::Timestamp;
@@ -75,7 +76,6 @@ use crate::order::{NewOrder, Order, StatusChange, Transition};
 use crate::promotion::{
     CodeBatch, CodeLookup, Offer, Promotion, PromotionUsage, Redemption, RedemptionRequest,
 };
-use crate::recommend::{Basket, Interaction, ProductCount, RecordOutcome};
 use crate::store::{
     CartStore, CatalogStore, CoPurchaseStore, CreateOutcome, DeadLetter, EventLog, HistoryStore,
     InventoryStore, OrderQuery, OrderQueue, OrderSteps, OrderStore, Page, ProductQuery,
