@@ -3,10 +3,10 @@
 mod audit;
 mod close;
 mod ledger;
-mod reserve_error;
+mod outcome;
 mod rows;
 
-pub(crate) use reserve_error::reserve_error;
+pub(crate) use outcome::reserve_outcome;
 use rows::{LedgerRow, counter, kind_str, level_from, movement_from, reservation_event};
 pub(crate) use rows::{reservation_columns, reservation_from};
 
@@ -38,7 +38,9 @@ use crate::error::{DbResult, corrupt};
 ///   guarded `UPDATE ... SET available = available - q ... WHERE available >= q` per
 ///   SKU in SKU order (locations in id order, so concurrent reservations never
 ///   deadlock), writes the ledger and appends the outbox event, all in one
-///   transaction; a short SKU raises and rolls everything back.
+///   transaction; a short SKU rolls everything back. It is called through
+///   `try_reserve()`, which answers with an outcome row (`out_of_stock` with the short
+///   SKU's counts), the same protocol as the hot-SKU combiner's batches.
 /// * `release_expired` claims due reservations with one `UPDATE ... WHERE order_id IN
 ///   (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`, so concurrent reapers never claim
 ///   the same one, then gives their units back in the same transaction.
@@ -123,7 +125,7 @@ impl PgInventory {
         Ok(out)
     }
 
-    /// `reserve` by the `reserve()` SQL function (the path without the combiner).
+    /// `reserve` by the `try_reserve()` SQL function (the path without the combiner).
     async fn reserve_one(
         &self,
         request: &ReservationRequest,
@@ -140,7 +142,7 @@ impl PgInventory {
             skus: lines.iter().map(|l| l.sku.clone()).collect(),
         })
         .map_err(corrupt)?;
-        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
             .bind(request.order_id.as_str())
             .bind(&skus)
             .bind(&qtys)
@@ -149,26 +151,13 @@ impl PgInventory {
             .bind(expires)
             .bind(&event)
             .fetch_one(&self.db.pool)
-            .await;
-        let row = match res {
-            Ok(row) => row,
-            Err(e) => return Err(reserve_error(e)),
-        };
-        let outcome: String = row.try_get("outcome").db()?;
-        let r = reservation_columns(&row, request.order_id.clone(), "")?;
-        if outcome == "created" {
+            .await
+            .db()?;
+        let reserved = reserve_outcome(&row, &request.order_id, &lines)?;
+        if reserved.created {
             self.db.written();
         }
-        if outcome == "existing" && r.lines != lines {
-            return Err(Error::conflict(
-                EntityKind::Reservation,
-                format!(
-                    "order {} already holds a different reservation",
-                    request.order_id
-                ),
-            ));
-        }
-        Ok(r)
+        Ok(reserved.reservation)
     }
 
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
@@ -176,7 +165,7 @@ impl PgInventory {
             // The last argument, an in-transaction NOTIFY channel, is always NULL: a
             // NOTIFY inside the transaction would serialise every commit.
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
-            db.qualified("reserve")
+            db.qualified("try_reserve")
         );
         PgInventory {
             combiner: hot.map(|h| Combiner::new(h, db.clone())),
