@@ -6,15 +6,17 @@
 //!
 //! * Domain: [`money`], [`id`], [`catalog`] (products, variants, the category tree),
 //!   [`cart`], [`inventory`], [`order`], [`event`], [`promotion`] (promotions, coupon
-//!   codes, the evaluator and price lists).
+//!   codes, the evaluator and price lists), [`activity`] (baskets and shopper
+//!   interactions, what the recommendation stores record).
 //! * Contracts: [`store`] — `CatalogStore`, `CartStore`, `InventoryStore`,
 //!   `OrderStore`, `EventLog`, `OrderQueue`, `SearchIndex`, `CoPurchaseStore`,
 //!   `HistoryStore`, `PromotionStore`.
 //! * Services: [`service`] — carts, checkout, the order pipeline, queue workers, the
 //!   outbox relay and the reservation reaper.
 //! * Reference implementation: [`memory`].
-//! * Recommendations ([`recommend`]), the product page under a latency budget
-//!   ([`page`]) and graceful degradation ([`resilience`]).
+//! * Recommendations ([`recommend`]), the storefront's read paths (product page and
+//!   search page) under a latency budget ([`browse`]) and graceful degradation
+//!   ([`resilience`]).
 //! * Time: [`clock`], injected everywhere time matters.
 //!
 //! ```
@@ -39,8 +41,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod activity;
 pub mod address;
 pub mod allocate;
+pub mod browse;
 pub mod cart;
 pub mod catalog;
 pub mod clock;
@@ -51,7 +55,6 @@ pub mod inventory;
 pub mod memory;
 pub mod money;
 pub mod order;
-pub mod page;
 pub mod promotion;
 pub mod ratelimit;
 pub mod recommend;

@@ -13,7 +13,7 @@ use commerce_core::memory::MemoryQueue;
 use commerce_core::store::{
     DeadLetter, OrderQueue, QueueStats, QueuedJob, RetryOutcome, RetryPolicy,
 };
-use commerce_core::testkit::{self, Settings, StoreBuilder, Stores};
+use commerce_core::testkit::{self, Settings, StoreBuilder, StoresUnderTest};
 
 /// A queue whose `stats` always says it is empty (a seeded bug).
 #[derive(Debug)]
@@ -45,8 +45,8 @@ struct Blind;
 
 #[async_trait]
 impl StoreBuilder for Blind {
-    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
-        Ok(Stores::new().with_queue(Arc::new(BlindQueue(MemoryQueue::new(clock)))))
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<StoresUnderTest> {
+        Ok(StoresUnderTest::new().with_queue(Arc::new(BlindQueue(MemoryQueue::new(clock)))))
     }
 }
 

@@ -254,10 +254,10 @@ impl commerce_core::testkit::StoreBuilder for CachedBuilder {
     async fn build(
         &self,
         _clock: Arc<commerce_core::clock::ManualClock>,
-    ) -> commerce_core::Result<commerce_core::testkit::Stores> {
+    ) -> commerce_core::Result<commerce_core::testkit::StoresUnderTest> {
         use commerce_core::recommend::CachedCoPurchase;
         Ok(
-            commerce_core::testkit::Stores::new().with_co_purchase(Arc::new(
+            commerce_core::testkit::StoresUnderTest::new().with_co_purchase(Arc::new(
                 CachedCoPurchase::new(
                     Arc::new(MemoryCoPurchase::new()),
                     std::time::Duration::from_secs(600),

@@ -10,7 +10,7 @@ use commerce_core::clock::{Clock, ManualClock};
 use commerce_core::id::OrderId;
 use commerce_core::refund::{PaidOrder, Refund, RefundBalance, RefundRequest};
 use commerce_core::store::{RefundLedger, RefundLedgerOutcome};
-use commerce_core::testkit::{self, Settings, StoreBuilder, Stores};
+use commerce_core::testkit::{self, Settings, StoreBuilder, StoresUnderTest};
 use commerce_core::{EntityKind, Error, Result};
 
 /// One order's ledger: what was paid, the totals, the refunds.
@@ -88,11 +88,13 @@ struct Racy;
 
 #[async_trait]
 impl StoreBuilder for Racy {
-    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
-        Ok(Stores::new().with_refunds(Arc::new(ReadThenWriteLedger {
-            clock,
-            state: Mutex::default(),
-        })))
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<StoresUnderTest> {
+        Ok(
+            StoresUnderTest::new().with_refunds(Arc::new(ReadThenWriteLedger {
+                clock,
+                state: Mutex::default(),
+            })),
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use commerce_core::Error;
 use commerce_core::inventory::ReservationState;
 use commerce_core::order::OrderStatus::*;
 use commerce_core::service::*;
-use commerce_core::testkit::faults::{Action, FaultKind, Faults, Faulty, Rule};
+use commerce_core::testkit::faults::{FaultAction, FaultKind, Faults, Faulty, Rule};
 use service_support::*;
 
 #[tokio::test]
@@ -251,17 +251,17 @@ async fn a_lost_answer_to_a_status_write_is_harmless() {
 }
 
 /// The process "dies" in a call: a permanent failure, nothing forwarded.
-const CRASH: Action = Action::Fail(FaultKind::Permanent);
+const CRASH: FaultAction = FaultAction::Fail(FaultKind::Permanent);
 
 /// Crashes and lost answers inside the inventory steps.
 #[tokio::test]
 async fn inventory_faults_inside_steps_are_resumed() {
     for (call, fault) in [
         ("reserve", CRASH),
-        ("reserve", Action::LoseAnswer),
+        ("reserve", FaultAction::LoseAnswer),
         ("extend", CRASH),
         ("confirm", CRASH),
-        ("confirm", Action::LoseAnswer),
+        ("confirm", FaultAction::LoseAnswer),
     ] {
         let f = Fixture::new();
         let a = f.product("A-1", "10.00 USD", 5).await;

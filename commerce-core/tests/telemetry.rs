@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use commerce_core::browse::{MemoryProductCache, ProductCache, ProductKey};
 use commerce_core::catalog::{CategoryPath, NewProduct};
 use commerce_core::clock::ManualClock;
 use commerce_core::id::{SellerId, Sku};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::page::{MemoryProductCache, ProductCache, ProductKey};
 use commerce_core::ratelimit::{InProcessRateLimiter, RateLimits, RateQuota};
 use commerce_core::resilience::{BreakerConfig, CircuitBreaker, Guard, LimitedAction, Section};
 use commerce_core::store::CatalogStoreExt;

@@ -42,7 +42,7 @@ impl PgCarts {
     async fn load_locked(&self, conn: &mut PgConnection, id: &CartId) -> Result<Option<Cart>> {
         let body: Option<serde_json::Value> = sqlx::query_scalar(sql!(
             "SELECT body FROM {} WHERE id = $1 FOR UPDATE",
-            self.db.t("carts")
+            self.db.qualified("carts")
         ))
         .bind(id.as_str())
         .fetch_optional(&mut *conn)
@@ -59,14 +59,14 @@ impl PgCarts {
             sql!(
                 "UPDATE {} SET body = $2, expires_at = $3, updated_at = $4, lines = $5
                  WHERE id = $1",
-                self.db.t("carts")
+                self.db.qualified("carts")
             )
         } else {
             sql!(
                 "INSERT INTO {} (id, body, expires_at, updated_at, lines)
                  VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO NOTHING",
-                self.db.t("carts")
+                self.db.qualified("carts")
             )
         };
         let lines = i32::try_from(cart.items.len()).unwrap_or(i32::MAX);
@@ -111,7 +111,7 @@ impl PgCarts {
                  SELECT id FROM {t} WHERE expires_at <= $1
                  ORDER BY expires_at LIMIT $2
                  FOR UPDATE SKIP LOCKED)",
-            t = self.db.t("carts")
+            t = self.db.qualified("carts")
         ))
         .bind(cutoff)
         .bind(i64::from(batch))
@@ -210,7 +210,7 @@ impl CartStore for PgCarts {
         let now = self.db.now();
         let body: Option<serde_json::Value> = sqlx::query_scalar(sql!(
             "SELECT body FROM {} WHERE id = $1",
-            self.db.t("carts")
+            self.db.qualified("carts")
         ))
         .bind(id.as_str())
         .fetch_optional(&self.db.pool)
@@ -286,11 +286,14 @@ impl CartStore for PgCarts {
         let mut tx = self.db.pool.begin().await.db()?;
         if let Some(c) = self.load_locked(&mut tx, id).await? {
             if !c.is_expired(now) && &c.owner == owner {
-                sqlx::query(sql!("DELETE FROM {} WHERE id = $1", self.db.t("carts")))
-                    .bind(id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .db()?;
+                sqlx::query(sql!(
+                    "DELETE FROM {} WHERE id = $1",
+                    self.db.qualified("carts")
+                ))
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .db()?;
             }
         }
         tx.commit().await.db()?;
@@ -337,11 +340,14 @@ impl CartStore for PgCarts {
                 return Ok((target, MergeReport::default()));
             };
             let report = target.merge_from(&g, caps, now, limits);
-            sqlx::query(sql!("DELETE FROM {} WHERE id = $1", self.db.t("carts")))
-                .bind(guest.as_str())
-                .execute(&mut *tx)
-                .await
-                .db()?;
+            sqlx::query(sql!(
+                "DELETE FROM {} WHERE id = $1",
+                self.db.qualified("carts")
+            ))
+            .bind(guest.as_str())
+            .execute(&mut *tx)
+            .await
+            .db()?;
             if self.store(&mut tx, &target, existed).await? {
                 tx.commit().await.db()?;
                 return Ok((target, report));
@@ -369,7 +375,7 @@ impl CartStore for PgCarts {
                    AND updated_at <= $1 AND expires_at > $2
                    AND ($3::timestamptz IS NULL OR (updated_at, id) > ($3, $4))
                  ORDER BY updated_at, id LIMIT $5",
-                self.db.t("carts")
+                self.db.qualified("carts")
             ))
             .bind(since)
             .bind(now - MICROSECOND)

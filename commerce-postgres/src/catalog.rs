@@ -88,8 +88,8 @@ impl PgCatalog {
     pub(crate) fn new(db: Arc<Db>, read_pool: Option<PgPool>) -> Self {
         let by_slug_sql = format!(
             "SELECT {} FROM {} p WHERE p.slug = $1",
-            PRODUCT_COLUMNS.replace("{variants}", &db.t("variants")),
-            db.t("products")
+            PRODUCT_COLUMNS.replace("{variants}", &db.qualified("variants")),
+            db.qualified("products")
         );
         PgCatalog {
             read_pool: read_pool.unwrap_or_else(|| db.pool.clone()),
@@ -101,8 +101,8 @@ impl PgCatalog {
     fn select(&self) -> String {
         format!(
             "SELECT {} FROM {} p",
-            PRODUCT_COLUMNS.replace("{variants}", &self.db.t("variants")),
-            self.db.t("products")
+            PRODUCT_COLUMNS.replace("{variants}", &self.db.qualified("variants")),
+            self.db.qualified("products")
         )
     }
 
@@ -122,14 +122,14 @@ impl PgCatalog {
                 "INSERT INTO {} (id, slug, category, status, version, attributes, body,
                                  created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                self.db.t("products")
+                self.db.qualified("products")
             )
         } else {
             sql!(
                 "UPDATE {} SET slug = $2, category = $3, status = $4, version = $5,
                         attributes = $6, body = $7, created_at = $8, updated_at = $9
                  WHERE id = $1",
-                self.db.t("products")
+                self.db.qualified("products")
             )
         };
         sqlx::query(q)
@@ -148,7 +148,7 @@ impl PgCatalog {
         if !insert {
             sqlx::query(sql!(
                 "DELETE FROM {} WHERE product_id = $1",
-                self.db.t("variants")
+                self.db.qualified("variants")
             ))
             .bind(p.id.as_str())
             .execute(&mut *conn)
@@ -164,7 +164,7 @@ impl PgCatalog {
         sqlx::query(sql!(
             "INSERT INTO {} (sku, product_id, position, body)
              SELECT s, $3, n::int, b FROM unnest($1::text[], $2::jsonb[]) WITH ORDINALITY AS t(s, b, n)",
-            self.db.t("variants")
+            self.db.qualified("variants")
         ))
         .bind(skus)
         .bind(bodies)
@@ -224,7 +224,7 @@ impl PgCatalog {
              SELECT i, s, c, st, 1, a, b, t, t
                FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[],
                            $6::jsonb[], $7::timestamptz[]) AS u(i, s, c, st, a, b, t)",
-            self.db.t("products")
+            self.db.qualified("products")
         ))
         .bind(ids)
         .bind(slugs)
@@ -239,7 +239,7 @@ impl PgCatalog {
         sqlx::query(sql!(
             "INSERT INTO {} (sku, product_id, position, body)
              SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::jsonb[])",
-            self.db.t("variants")
+            self.db.qualified("variants")
         ))
         .bind(skus)
         .bind(owners)
@@ -301,7 +301,7 @@ impl CatalogStore for PgCatalog {
             chrono::DateTime<chrono::Utc>,
         )> = sqlx::query_as(sql!(
             "SELECT status, version, created_at, updated_at FROM {} WHERE id = $1 FOR UPDATE",
-            self.db.t("products")
+            self.db.qualified("products")
         ))
         .bind(product.id.as_str())
         .fetch_optional(&mut *tx)
@@ -376,7 +376,7 @@ impl CatalogStore for PgCatalog {
         let row = sqlx::query(sql!(
             "{} WHERE p.id = (SELECT product_id FROM {} WHERE sku = $1)",
             self.select(),
-            self.db.t("variants")
+            self.db.qualified("variants")
         ))
         .bind(sku.as_str())
         .fetch_optional(&self.read_pool)
@@ -486,14 +486,14 @@ impl CatalogStore for PgCatalog {
         // the write lands on (reads go on).
         sqlx::query(sql!(
             "LOCK TABLE {} IN SHARE ROW EXCLUSIVE MODE",
-            self.db.t("categories")
+            self.db.qualified("categories")
         ))
         .execute(&mut *tx)
         .await
         .db()?;
         let rows: Vec<(String, String)> = sqlx::query_as(sql!(
             "SELECT path, id FROM {} WHERE path = ANY($1) OR id = ANY($2)",
-            self.db.t("categories")
+            self.db.qualified("categories")
         ))
         .bind(&paths)
         .bind(&ids)
@@ -520,7 +520,7 @@ impl CatalogStore for PgCatalog {
             sqlx::query(sql!(
                 "INSERT INTO {t} (path, id) SELECT * FROM unnest($1::text[], $2::text[])
                  ON CONFLICT (path) DO UPDATE SET id = EXCLUDED.id",
-                t = self.db.t("categories")
+                t = self.db.qualified("categories")
             ))
             .bind(paths)
             .bind(ids)
@@ -544,7 +544,7 @@ impl CatalogStore for PgCatalog {
         let rows: Vec<(String, String)> = sqlx::query_as(sql!(
             "SELECT path, id FROM {} WHERE $1::text IS NULL OR path = $1
                 OR (path >= $2 AND path < $3) ORDER BY path",
-            self.db.t("categories")
+            self.db.qualified("categories")
         ))
         .bind(r)
         .bind(lower)

@@ -4,13 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use commerce_core::EntityKind;
 use commerce_core::clock;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{OrderId, Sku};
 use commerce_core::inventory::{Reservation, ReservationLine, ReservationState};
 use commerce_core::{Error, Result};
-use sqlx::Row;
 use tokio::sync::oneshot;
 
 use crate::db::Db;
@@ -106,7 +104,7 @@ impl Combiner {
         let sql = format!(
             // No in-transaction NOTIFY channel (see `PgInventory`'s `reserve`).
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
-            db.t("reserve_batch")
+            db.qualified("reserve_batch")
         );
         Arc::new(Combiner {
             config,
@@ -231,28 +229,8 @@ impl Combiner {
     }
 }
 
+/// One request's answer, by the protocol the plain path uses too.
 fn decode(row: &sqlx::postgres::PgRow, p: &Pending) -> Result<Reservation> {
-    let outcome: String = row.try_get("outcome").db()?;
-    match outcome.as_str() {
-        "out_of_stock" => Err(Error::OutOfStock {
-            sku: p.line.sku.to_string(),
-            requested: u64::from(p.line.quantity),
-            available: crate::error::non_negative(
-                row.try_get::<i64, _>("available").db()?,
-                "available",
-            )?,
-        }),
-        "unknown_sku" => Err(Error::not_found(EntityKind::Stock, &p.line.sku)),
-        "created" | "existing" => {
-            let r = crate::inventory::reservation_columns(row, p.order_id.clone(), "")?;
-            if outcome == "existing" && r.lines.as_slice() != std::slice::from_ref(&p.line) {
-                return Err(Error::conflict(
-                    EntityKind::Reservation,
-                    format!("order {} already holds a different reservation", p.order_id),
-                ));
-            }
-            Ok(r)
-        }
-        other => Err(corrupt(format!("reserve_batch() outcome {other:?}"))),
-    }
+    crate::inventory::reserve_outcome(row, &p.order_id, std::slice::from_ref(&p.line))
+        .map(|reserved| reserved.reservation)
 }

@@ -95,7 +95,7 @@ impl Db {
     }
 
     /// `schema.name`, for SQL text (the schema is a validated identifier).
-    pub fn t(&self, name: &str) -> String {
+    pub fn qualified(&self, name: &str) -> String {
         format!("\"{}\".{name}", self.schema)
     }
 
@@ -127,7 +127,7 @@ impl Db {
         let ids: Vec<i64> = sqlx::query_scalar(sql!(
             // No in-transaction NOTIFY channel: `written` notifies after the commit.
             "SELECT * FROM {}($1, $2, NULL)",
-            self.t("append_events")
+            self.qualified("append_events")
         ))
         .bind(at)
         .bind(payloads)

@@ -30,10 +30,6 @@ pub(crate) mod code {
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
     pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
     pub const TOO_MANY_CONNECTIONS: &str = "53300";
-    /// Raised by `reserve()`: out of stock (DETAIL is JSON).
-    pub const OUT_OF_STOCK: &str = "CM001";
-    /// Raised by `reserve()`: unknown SKU (DETAIL is the SKU).
-    pub const UNKNOWN_SKU: &str = "CM002";
     /// Raised by `reserve_redemption()`: a limit refused it (DETAIL is JSON).
     pub const PROMOTION_UNAVAILABLE: &str = "CM010";
 }

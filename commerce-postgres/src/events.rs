@@ -94,7 +94,7 @@ impl PgEventLog {
     async fn has_after(&self, after: EventId) -> Result<bool> {
         sqlx::query_scalar(sql!(
             "SELECT EXISTS (SELECT 1 FROM {} WHERE id > $1)",
-            self.db.t("events")
+            self.db.qualified("events")
         ))
         .bind(after.0 as i64)
         .fetch_one(&self.db.pool)
@@ -142,7 +142,7 @@ impl EventLog for PgEventLog {
             .db()?;
         let rows = sqlx::query(sql!(
             "SELECT id, at, payload FROM {} WHERE id > $1 ORDER BY id LIMIT $2",
-            self.db.t("events")
+            self.db.qualified("events")
         ))
         .bind(after)
         .bind(limit as i64)
@@ -157,7 +157,7 @@ impl EventLog for PgEventLog {
     async fn checkpoint(&self, consumer: &ConsumerName) -> Result<EventId> {
         let cp: Option<i64> = sqlx::query_scalar(sql!(
             "SELECT up_to FROM {} WHERE consumer = $1",
-            self.db.t("event_checkpoints")
+            self.db.qualified("event_checkpoints")
         ))
         .bind(consumer.as_str())
         .fetch_optional(&self.db.pool)
@@ -177,7 +177,7 @@ impl EventLog for PgEventLog {
         sqlx::query(sql!(
             "INSERT INTO {t} (consumer, up_to) VALUES ($1, $2)
              ON CONFLICT (consumer) DO UPDATE SET up_to = GREATEST({t}.up_to, EXCLUDED.up_to)",
-            t = self.db.t("event_checkpoints")
+            t = self.db.qualified("event_checkpoints")
         ))
         .bind(consumer.as_str())
         .bind(up_to)
@@ -213,8 +213,8 @@ impl EventLog for PgEventLog {
         let done = sqlx::query(sql!(
             "DELETE FROM {e} WHERE at < $1
                AND id <= COALESCE((SELECT min(up_to) FROM {c}), 9223372036854775807)",
-            e = self.db.t("events"),
-            c = self.db.t("event_checkpoints")
+            e = self.db.qualified("events"),
+            c = self.db.qualified("event_checkpoints")
         ))
         .bind(before)
         .execute(&self.db.pool)

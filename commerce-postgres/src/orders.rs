@@ -78,7 +78,7 @@ fn rounds<'a, T>(batch: &'a [T], keys: impl Fn(&'a T) -> Vec<&'a str>) -> Vec<Ve
 fn run_creates(db: Arc<Db>) -> RunBatch<CreateReq, bool> {
     let sql = format!(
         "SELECT o_position FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
-        db.t("create_orders")
+        db.qualified("create_orders")
     );
     Arc::new(move |batch: Vec<CreateReq>| {
         let (db, sql) = (db.clone(), sql.clone());
@@ -131,7 +131,7 @@ fn run_creates(db: Arc<Db>) -> RunBatch<CreateReq, bool> {
 fn run_transitions(db: Arc<Db>) -> RunBatch<TransitionReq, Option<Order>> {
     let sql = format!(
         "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7)",
-        db.t("transition_orders")
+        db.qualified("transition_orders")
     );
     Arc::new(move |batch: Vec<TransitionReq>| {
         let (db, sql) = (db.clone(), sql.clone());
@@ -207,7 +207,7 @@ impl PgOrders {
     async fn by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>> {
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE idempotency_key = $1",
-            self.db.t("orders")
+            self.db.qualified("orders")
         ))
         .bind(key.as_str())
         .fetch_optional(&self.db.pool)
@@ -269,11 +269,14 @@ impl OrderStore for PgOrders {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
-        let row = sqlx::query(sql!("SELECT * FROM {} WHERE id = $1", self.db.t("orders")))
-            .bind(id.as_str())
-            .fetch_optional(&self.db.pool)
-            .await
-            .db()?;
+        let row = sqlx::query(sql!(
+            "SELECT * FROM {} WHERE id = $1",
+            self.db.qualified("orders")
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.db.pool)
+        .await
+        .db()?;
         row.as_ref().map(order_from).transpose()
     }
 
@@ -315,7 +318,7 @@ impl OrderStore for PgOrders {
     async fn history(&self, id: &OrderId) -> Result<Vec<StatusChange>> {
         let rows = sqlx::query(sql!(
             "SELECT from_status, to_status, reason, at FROM {} WHERE order_id = $1 ORDER BY id",
-            self.db.t("order_history")
+            self.db.qualified("order_history")
         ))
         .bind(id.as_str())
         .fetch_all(&self.db.pool)
@@ -345,7 +348,7 @@ impl OrderStore for PgOrders {
                 AND ($2::text IS NULL OR customer_id = $2)
                 AND ($3::text IS NULL OR id > $3)
               ORDER BY id LIMIT $4",
-            self.db.t("orders")
+            self.db.qualified("orders")
         ))
         .bind(query.status.map(OrderStatus::as_str))
         .bind(query.customer_id.as_ref().map(|c| c.as_str()))

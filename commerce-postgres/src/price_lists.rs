@@ -38,7 +38,7 @@ impl PriceListStore for PgPriceLists {
             "INSERT INTO {} (id, currency, starts_at, ends_at, body) VALUES ($1, $2, $3, $4, $5)
              ON CONFLICT (id) DO UPDATE SET currency = EXCLUDED.currency,
                  starts_at = EXCLUDED.starts_at, ends_at = EXCLUDED.ends_at, body = EXCLUDED.body",
-            self.db.t("price_lists")
+            self.db.qualified("price_lists")
         ))
         .bind(list.id.as_str())
         .bind(list.currency.code())
@@ -57,7 +57,7 @@ impl PriceListStore for PgPriceLists {
         let rows = sqlx::query(sql!(
             "SELECT body FROM {} WHERE (starts_at IS NULL OR starts_at <= $1)
                AND (ends_at IS NULL OR $1 < ends_at) ORDER BY id",
-            self.db.t("price_lists")
+            self.db.qualified("price_lists")
         ))
         .bind(now)
         .fetch_all(&self.db.pool)
@@ -79,7 +79,7 @@ impl PriceListStore for PgPriceLists {
     ) -> Result<()> {
         let groups = normalized_groups(groups)?;
         let names: Vec<&str> = groups.iter().map(|g| g.as_str()).collect();
-        let table = self.db.t("customer_groups");
+        let table = self.db.qualified("customer_groups");
         let query = if names.is_empty() {
             sqlx::query(sql!("DELETE FROM {table} WHERE customer_id = $1")).bind(customer.as_str())
         } else {
@@ -99,7 +99,7 @@ impl PriceListStore for PgPriceLists {
     async fn customer_groups(&self, customer: &CustomerId) -> Result<Vec<CustomerGroupId>> {
         let row = sqlx::query(sql!(
             "SELECT groups FROM {} WHERE customer_id = $1",
-            self.db.t("customer_groups")
+            self.db.qualified("customer_groups")
         ))
         .bind(customer.as_str())
         .fetch_optional(&self.db.pool)

@@ -142,7 +142,7 @@ impl PgPromotions {
             .connect_lazy_with((*db.pool.connect_options()).clone());
         let sql = format!(
             "SELECT * FROM {}($1, $2) ORDER BY n",
-            db.t("reserve_redemptions")
+            db.qualified("reserve_redemptions")
         );
         let (batch_db, reserve_pool) = (db.clone(), pool.clone());
         let run: RunBatch<serde_json::Value, (String, Redemption)> = Arc::new(move |batch| {
@@ -205,7 +205,7 @@ impl PgPromotions {
         }
         let rows = sqlx::query(sql!(
             "SELECT body FROM {} WHERE id = ANY($1)",
-            self.t("promotions")
+            self.qualified("promotions")
         ))
         .bind(&missing)
         .fetch_all(&self.db.pool)
@@ -247,7 +247,7 @@ impl PgPromotions {
         }
         let rows = sqlx::query(sql!(
             "SELECT code, promotion_id, single_use FROM {} WHERE code = ANY($1)",
-            self.t("promotion_codes")
+            self.qualified("promotion_codes")
         ))
         .bind(&missing)
         .fetch_all(&self.db.pool)
@@ -285,8 +285,8 @@ impl PgPromotions {
         ))
     }
 
-    fn t(&self, name: &str) -> String {
-        self.db.t(name)
+    fn qualified(&self, name: &str) -> String {
+        self.db.qualified(name)
     }
 
     const EXHAUSTED: &'static str = "((p.total_limit IS NOT NULL AND p.uses >= p.total_limit) \
@@ -299,7 +299,7 @@ impl PgPromotions {
     ) -> Result<Option<Redemption>> {
         let row = sqlx::query(sql!(
             "SELECT {REDEMPTION_COLUMNS} FROM {} WHERE order_id = $1",
-            self.t("promotion_redemptions")
+            self.qualified("promotion_redemptions")
         ))
         .bind(order_id.as_str())
         .fetch_optional(&mut *conn)
@@ -333,7 +333,7 @@ impl PgPromotions {
         for (code, order) in codes {
             sqlx::query(sql!(
                 "UPDATE {} SET holder = NULL WHERE code = $1 AND holder = $2",
-                self.t("promotion_codes")
+                self.qualified("promotion_codes")
             ))
             .bind(code.as_str())
             .bind(order.as_str())
@@ -344,7 +344,7 @@ impl PgPromotions {
         for ((promotion, customer), n) in customers {
             sqlx::query(sql!(
                 "UPDATE {} SET uses = uses - $3 WHERE promotion_id = $1 AND customer_id = $2",
-                self.t("promotion_customer_uses")
+                self.qualified("promotion_customer_uses")
             ))
             .bind(promotion.as_str())
             .bind(customer.as_str())
@@ -400,7 +400,7 @@ impl PromotionStore for PgPromotions {
                              per_customer_limit, budget_minor, created_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
              ON CONFLICT (id) DO NOTHING",
-            self.t("promotions")
+            self.qualified("promotions")
         ))
         .bind(promotion.id.as_str())
         .bind(&body)
@@ -426,7 +426,7 @@ impl PromotionStore for PgPromotions {
         }
         let row = sqlx::query(sql!(
             "SELECT body FROM {} WHERE id = $1",
-            self.t("promotions")
+            self.qualified("promotions")
         ))
         .bind(promotion.id.as_str())
         .fetch_one(&mut *tx)
@@ -447,7 +447,7 @@ impl PromotionStore for PgPromotions {
     async fn promotion(&self, id: &PromotionId) -> Result<Option<Promotion>> {
         let row = sqlx::query(sql!(
             "SELECT body FROM {} WHERE id = $1",
-            self.t("promotions")
+            self.qualified("promotions")
         ))
         .bind(id.as_str())
         .fetch_optional(&self.db.pool)
@@ -465,7 +465,7 @@ impl PromotionStore for PgPromotions {
                AND (p.ends_at IS NULL OR p.ends_at > $1)
              ORDER BY p.id COLLATE \"C\"",
             exhausted = Self::EXHAUSTED,
-            t = self.t("promotions")
+            t = self.qualified("promotions")
         ))
         .bind(now)
         .fetch_all(&self.db.pool)
@@ -487,7 +487,7 @@ impl PromotionStore for PgPromotions {
         let mut tx = self.db.pool.begin().await.db()?;
         let automatic: Option<bool> = sqlx::query_scalar(sql!(
             "SELECT automatic FROM {} WHERE id = $1",
-            self.t("promotions")
+            self.qualified("promotions")
         ))
         .bind(promotion_id.as_str())
         .fetch_optional(&mut *tx)
@@ -509,7 +509,7 @@ impl PromotionStore for PgPromotions {
             "INSERT INTO {} (code, promotion_id, single_use)
              SELECT c, $2, $3 FROM unnest($1::text[]) AS t(c) ORDER BY c
              ON CONFLICT (code) DO NOTHING",
-            self.t("promotion_codes")
+            self.qualified("promotion_codes")
         ))
         .bind(&codes)
         .bind(promotion_id.as_str())
@@ -544,8 +544,8 @@ impl PromotionStore for PgPromotions {
              FROM {codes} c JOIN {promotions} p ON p.id = c.promotion_id
              WHERE c.code = ANY($1)",
             exhausted = Self::EXHAUSTED,
-            codes = self.t("promotion_codes"),
-            promotions = self.t("promotions")
+            codes = self.qualified("promotion_codes"),
+            promotions = self.qualified("promotions")
         ))
         .bind(&wanted)
         .fetch_all(&self.db.pool)
@@ -650,7 +650,7 @@ impl PromotionStore for PgPromotions {
             "UPDATE {} SET expires_at = $2, updated_at = $3
              WHERE order_id = $1 AND state = 'active' AND expires_at > $3
              RETURNING {REDEMPTION_COLUMNS}",
-            self.t("promotion_redemptions")
+            self.qualified("promotion_redemptions")
         ))
         .bind(order_id.as_str())
         .bind(micros(clock::add(now, ttl)))
@@ -703,7 +703,7 @@ impl PromotionStore for PgPromotions {
             "UPDATE {} SET state = 'released', reason = $2, updated_at = $3
              WHERE order_id = $1 AND state = 'active'
              RETURNING {REDEMPTION_COLUMNS}",
-            self.t("promotion_redemptions")
+            self.qualified("promotion_redemptions")
         ))
         .bind(order_id.as_str())
         .bind(reason)
@@ -736,7 +736,7 @@ impl PromotionStore for PgPromotions {
                  FOR UPDATE SKIP LOCKED)
                AND state = 'active'
              RETURNING {REDEMPTION_COLUMNS}",
-            t = self.t("promotion_redemptions")
+            t = self.qualified("promotion_redemptions")
         ))
         .bind(now)
         .bind(limit as i64)
@@ -773,8 +773,8 @@ impl PromotionStore for PgPromotions {
                         sum(x.confirmed_spent_minor)::bigint AS confirmed_spent_minor
                    FROM {d} AS x WHERE x.promotion_id = p.id) AS d ON true
              WHERE p.id = $1",
-            p = self.t("promotions"),
-            d = self.t("promotion_usage_deltas")
+            p = self.qualified("promotions"),
+            d = self.qualified("promotion_usage_deltas")
         ))
         .bind(promotion_id.as_str())
         .fetch_optional(&self.db.pool)
@@ -818,8 +818,8 @@ async fn count_usage(
          INSERT INTO {d} (promotion_id, uses, spent_minor, confirmed_uses,
                           confirmed_spent_minor)
          SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM limited)",
-        p = db.t("promotions"),
-        d = db.t("promotion_usage_deltas")
+        p = db.qualified("promotions"),
+        d = db.qualified("promotion_usage_deltas")
     ))
     .bind(id.as_str())
     .bind(uses)
@@ -847,7 +847,7 @@ async fn confirm_batch(
         "UPDATE {} SET state = 'confirmed', updated_at = $2
          WHERE order_id = ANY($1) AND state = 'active'
          RETURNING {REDEMPTION_COLUMNS}",
-        db.t("promotion_redemptions")
+        db.qualified("promotion_redemptions")
     ))
     .bind(&ids)
     .bind(db.now())
@@ -877,7 +877,7 @@ async fn confirm_batch(
     if !rest.is_empty() {
         let rows = sqlx::query(sql!(
             "SELECT {REDEMPTION_COLUMNS} FROM {} WHERE order_id = ANY($1)",
-            db.t("promotion_redemptions")
+            db.qualified("promotion_redemptions")
         ))
         .bind(&rest)
         .fetch_all(&mut *tx)

@@ -56,7 +56,7 @@ impl PgQueue {
         let sql = format!(
             "DELETE FROM {} q USING unnest($1::bigint[], $2::int[]) AS u(id, attempts)
               WHERE q.id = u.id AND q.attempts = u.attempts RETURNING q.id",
-            db.t("queue_jobs")
+            db.qualified("queue_jobs")
         );
         let ack_db = db.clone();
         let run: RunBatch<(i64, i32), bool> = Arc::new(move |batch| {
@@ -89,7 +89,7 @@ impl OrderQueue for PgQueue {
         let now = self.db.now();
         let id: i64 = sqlx::query_scalar(sql!(
             "INSERT INTO {} (order_id, enqueued_at, run_at) VALUES ($1, $2, $2) RETURNING id",
-            self.db.t("queue_jobs")
+            self.db.qualified("queue_jobs")
         ))
         .bind(order_id.as_str())
         .bind(now)
@@ -108,7 +108,7 @@ impl OrderQueue for PgQueue {
         let ids: Vec<&str> = order_ids.iter().map(OrderId::as_str).collect();
         let rows: Vec<i64> = sqlx::query_scalar(sql!(
             "SELECT * FROM {}($1, $2, NULL)",
-            self.db.t("enqueue_jobs")
+            self.db.qualified("enqueue_jobs")
         ))
         .bind(&ids)
         .bind(self.db.now())
@@ -137,7 +137,7 @@ impl OrderQueue for PgQueue {
                             WHERE run_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
                             ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
               RETURNING *",
-            t = self.db.t("queue_jobs")
+            t = self.db.qualified("queue_jobs")
         ))
         .bind(now)
         .bind(lease)
@@ -186,7 +186,7 @@ impl OrderQueue for PgQueue {
         let mut tx = self.db.pool.begin().await.db()?;
         let current: Option<(String, i32)> = sqlx::query_as(sql!(
             "SELECT order_id, attempts FROM {} WHERE id = $1 AND attempts = $2 FOR UPDATE",
-            self.db.t("queue_jobs")
+            self.db.qualified("queue_jobs")
         ))
         .bind(job.id.0 as i64)
         .bind(job.attempt as i32)
@@ -199,7 +199,7 @@ impl OrderQueue for PgQueue {
         if job.attempt >= policy.max_attempts.max(1) {
             sqlx::query(sql!(
                 "DELETE FROM {} WHERE id = $1",
-                self.db.t("queue_jobs")
+                self.db.qualified("queue_jobs")
             ))
             .bind(job.id.0 as i64)
             .execute(&mut *tx)
@@ -207,7 +207,7 @@ impl OrderQueue for PgQueue {
             .db()?;
             sqlx::query(sql!(
                 "INSERT INTO {} (id, order_id, attempts, last_error, at) VALUES ($1, $2, $3, $4, $5)",
-                self.db.t("queue_dead_letters")
+                self.db.qualified("queue_dead_letters")
             ))
             .bind(job.id.0 as i64)
             .bind(order_id)
@@ -226,7 +226,7 @@ impl OrderQueue for PgQueue {
         let at: Timestamp = clock::add(now, delay);
         sqlx::query(sql!(
             "UPDATE {} SET run_at = $2, lease_until = NULL, last_error = $3 WHERE id = $1",
-            self.db.t("queue_jobs")
+            self.db.qualified("queue_jobs")
         ))
         .bind(job.id.0 as i64)
         .bind(at)
@@ -243,7 +243,7 @@ impl OrderQueue for PgQueue {
         let limit = check_limit(limit)?;
         let rows = sqlx::query(sql!(
             "SELECT * FROM {} ORDER BY seq LIMIT $1",
-            self.db.t("queue_dead_letters")
+            self.db.qualified("queue_dead_letters")
         ))
         .bind(limit as i64)
         .fetch_all(&self.db.pool)
@@ -271,8 +271,8 @@ impl OrderQueue for PgQueue {
                     count(*) FILTER (WHERE lease_until IS NOT NULL AND lease_until > $1),
                     (SELECT count(*) FROM {d})
                FROM {t}",
-            t = self.db.t("queue_jobs"),
-            d = self.db.t("queue_dead_letters")
+            t = self.db.qualified("queue_jobs"),
+            d = self.db.qualified("queue_dead_letters")
         ))
         .bind(now)
         .fetch_one(&self.db.pool)

@@ -13,11 +13,11 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use commerce_core::catalog::CategoryPath;
-use commerce_core::id::{CustomerId, ProductId};
-use commerce_core::recommend::{
+use commerce_core::activity::{
     Basket, HISTORY_CAPACITY, Interaction, InteractionKind, ProductCount, RecordOutcome,
 };
+use commerce_core::catalog::CategoryPath;
+use commerce_core::id::{CustomerId, ProductId};
 use commerce_core::store::{CoPurchaseStore, HistoryStore, check_limit};
 use commerce_core::{Error, Result};
 use sqlx::{PgPool, Postgres, Transaction};

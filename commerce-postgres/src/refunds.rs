@@ -46,7 +46,7 @@ impl PgRefunds {
     async fn stored_refund(&self, order: &OrderId, key: &str) -> Result<Option<Refund>> {
         let row = sqlx::query(sql!(
             "SELECT request, total, created_at FROM {} WHERE order_id = $1 AND refund_key = $2",
-            self.db.t("refunds")
+            self.db.qualified("refunds")
         ))
         .bind(order.as_str())
         .bind(key)
@@ -108,8 +108,8 @@ impl RefundLedger for PgRefunds {
              INSERT INTO {lines} (order_id, position, sku, quantity, paid)
              SELECT o.order_id, t.pos, t.sku, t.qty, t.paid
              FROM o, unnest($7::int4[], $8::text[], $9::int4[], $10::int8[]) AS t(pos, sku, qty, paid)",
-            orders = self.db.t("refund_orders"),
-            lines = self.db.t("refund_lines"),
+            orders = self.db.qualified("refund_orders"),
+            lines = self.db.qualified("refund_lines"),
         ))
         .bind(paid.order_id.as_str())
         .bind(paid.currency.code())
@@ -187,9 +187,9 @@ impl RefundLedger for PgRefunds {
              )
              SELECT (SELECT completes FROM upd_order) AS completes,
                     (SELECT count(*) FROM upd_lines) AS lines",
-            refunds = self.db.t("refunds"),
-            orders = self.db.t("refund_orders"),
-            lines = self.db.t("refund_lines"),
+            refunds = self.db.qualified("refunds"),
+            orders = self.db.qualified("refund_orders"),
+            lines = self.db.qualified("refund_lines"),
         ))
         .bind(request.order_id.as_str())
         .bind(request.key.as_str())
@@ -267,8 +267,8 @@ impl RefundLedger for PgRefunds {
              FROM {orders} o JOIN {lines} l USING (order_id)
              WHERE o.order_id = $1
              GROUP BY o.order_id",
-            orders = self.db.t("refund_orders"),
-            lines = self.db.t("refund_lines"),
+            orders = self.db.qualified("refund_orders"),
+            lines = self.db.qualified("refund_lines"),
         ))
         .bind(order.as_str())
         .fetch_optional(&self.db.pool)
@@ -304,7 +304,7 @@ impl RefundLedger for PgRefunds {
     async fn paid(&self, order: &OrderId) -> Result<Option<PaidOrder>> {
         let body: Option<serde_json::Value> = sqlx::query_scalar(sql!(
             "SELECT body FROM {} WHERE order_id = $1",
-            self.db.t("refund_orders")
+            self.db.qualified("refund_orders")
         ))
         .bind(order.as_str())
         .fetch_optional(&self.db.pool)
@@ -318,7 +318,7 @@ impl RefundLedger for PgRefunds {
     async fn refunds(&self, order: &OrderId) -> Result<Vec<Refund>> {
         let rows = sqlx::query(sql!(
             "SELECT request, total, created_at FROM {} WHERE order_id = $1 ORDER BY seq",
-            self.db.t("refunds")
+            self.db.qualified("refunds")
         ))
         .bind(order.as_str())
         .fetch_all(&self.db.pool)

@@ -90,11 +90,11 @@ impl PgOrderSteps {
             .connect_lazy_with((*db.pool.connect_options()).clone());
         let reserve_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4) ORDER BY n",
-            db.t("step_reserve_orders")
+            db.qualified("step_reserve_orders")
         );
         let confirm_sql = format!(
             "SELECT * FROM {}($1, $2, $3, $4, $5) ORDER BY n",
-            db.t("step_confirm_payments")
+            db.qualified("step_confirm_payments")
         );
         let (reserve_db, reserve_pool) = (db.clone(), pool.clone());
         let run_reserve: RunBatch<ReserveReq, StepOutcome> = Arc::new(move |batch| {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
 use common::PgBuilder;
 
 /// Fresh migrated schemas with the stores checkout and the pipeline use.
@@ -17,9 +17,9 @@ struct CheckoutBuilder(PgBuilder);
 
 #[async_trait]
 impl StoreBuilder for CheckoutBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let pg = self.0.engine(clock).await?;
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_events(pg.events.clone())
             .with_catalog(pg.catalog.clone())
             .with_inventory(pg.inventory.clone())

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{self, Settings, StoreBuilder, Stores};
+use commerce_core::testkit::{self, Settings, StoreBuilder, StoresUnderTest};
 use common::PgBuilder;
 
 /// Fresh migrated schemas, with only the promotion store.
@@ -17,9 +17,9 @@ struct PromotionsBuilder(PgBuilder);
 
 #[async_trait]
 impl StoreBuilder for PromotionsBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let pg = self.0.engine(clock).await?;
-        Ok(Stores::new().with_promotions(pg.promotions.clone()))
+        Ok(StoresUnderTest::new().with_promotions(pg.promotions.clone()))
     }
 
     async fn teardown(&self) -> commerce_core::Result<()> {

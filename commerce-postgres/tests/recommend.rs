@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
 use commerce_postgres::recommend::{PgCoPurchase, PgHistory};
 use commerce_postgres::sqlx::PgPool;
 use commerce_postgres::{PgCommerce, PgConfig};
@@ -65,9 +65,9 @@ struct Builder {
 
 #[async_trait]
 impl StoreBuilder for Builder {
-    async fn build(&self, _clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, _clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let (pool, schema) = fresh(&self.schemas).await;
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_co_purchase(Arc::new(PgCoPurchase::new(pool.clone(), &schema)?))
             .with_history(Arc::new(PgHistory::new(pool, &schema)?)))
     }

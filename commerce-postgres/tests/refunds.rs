@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{StoreBuilder, Stores};
+use commerce_core::testkit::{StoreBuilder, StoresUnderTest};
 
 /// Fresh schemas with only the refund ledger.
 #[derive(Debug, Default)]
@@ -16,9 +16,9 @@ struct RefundsBuilder(common::PgBuilder);
 
 #[async_trait]
 impl StoreBuilder for RefundsBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let pg = self.0.engine(clock).await?;
-        Ok(Stores::new().with_refunds(Arc::new(pg.refunds())))
+        Ok(StoresUnderTest::new().with_refunds(Arc::new(pg.refunds())))
     }
 
     async fn teardown(&self) -> commerce_core::Result<()> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
 use commerce_postgres::sqlx::{self, PgPool};
 use commerce_postgres::{PgCommerce, PgConfig};
 use tokio::sync::OnceCell;
@@ -47,7 +47,7 @@ impl TlsBuilder {
 
 #[async_trait]
 impl StoreBuilder for TlsBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let schema = common::fresh_schema("tls");
         self.made.lock().expect("lock").push(schema.clone());
         let pg = PgCommerce::from_pool(
@@ -55,7 +55,7 @@ impl StoreBuilder for TlsBuilder {
             PgConfig::new().schema(schema)?.clock(clock),
         );
         pg.migrate().await?;
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_events(pg.events.clone())
             .with_carts(pg.carts.clone())
             .with_inventory(pg.inventory.clone()))

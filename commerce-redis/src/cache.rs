@@ -7,11 +7,11 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_core::browse::{ProductCache, ProductKey};
 use commerce_core::catalog::{Category, CategoryPath, NewProduct, Product, Slug};
 use commerce_core::clock::SystemClock;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{ConsumerName, ProductId, Sku};
-use commerce_core::page::{ProductCache, ProductKey};
 use commerce_core::resilience::{BreakerConfig, CircuitBreaker};
 use commerce_core::service::BackgroundTask;
 use commerce_core::store::{CatalogStore, EventLog, Page, ProductQuery, distinct_batch};
@@ -709,7 +709,7 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
 }
 
 /// The same Redis entries as a [`ProductCache`] for
-/// [`ProductPages::with_cache`](commerce_core::page::ProductPages::with_cache): `get`
+/// [`ProductPages::with_cache`](commerce_core::browse::ProductPages::with_cache): `get`
 /// only reads (a miss is `None`), `put` fills (never over a newer version), `invalidate`
 /// drops the product so that slug lookups miss too.
 #[async_trait]

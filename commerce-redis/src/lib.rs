@@ -8,7 +8,7 @@
 //!   [`CatalogStore`](commerce_core::store::CatalogStore) (TTLs, single-flight loads,
 //!   negative caching, fall-through when Redis is down), kept fresh by
 //!   [`CacheInvalidator`] from the domain events; also a
-//!   [`ProductCache`](commerce_core::page::ProductCache) for the product pages.
+//!   [`ProductCache`](commerce_core::browse::ProductCache) for the product pages.
 //! * [`RedisRateLimiter`] — a distributed GCRA limiter behind commerce-core's
 //!   [`UserRateLimit`](commerce_core::resilience::UserRateLimit) (the in-process one is
 //!   [`commerce_core::ratelimit::InProcessRateLimiter`]).

@@ -243,7 +243,7 @@ async fn read_through_single_flight_negative_and_invalidation(redis: RedisBacken
 }
 
 async fn as_a_product_cache(redis: RedisBackend) {
-    use commerce_core::page::{ProductCache, ProductKey};
+    use commerce_core::browse::{ProductCache, ProductKey};
     let engine = MemoryEngine::new();
     let cache = CachedCatalog::new(engine.catalog.clone(), redis, CacheConfig::default());
     let v1 = engine

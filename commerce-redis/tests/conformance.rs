@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
 use commerce_core::memory::MemoryEngine;
-use commerce_core::testkit::{self, CacheExpiry, ExpiryClock, StoreBuilder, Stores};
+use commerce_core::testkit::{self, CacheExpiry, ExpiryClock, StoreBuilder, StoresUnderTest};
 use commerce_redis::{CacheConfig, CachedCatalog, RedisBackend, RedisCarts};
 
 /// Carts on Redis, the memory catalog behind a Redis [`CachedCatalog`], and a second
@@ -31,7 +31,7 @@ impl Builder {
 
 #[async_trait]
 impl StoreBuilder for Builder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let redis = if self.cluster {
             common::cluster("kit").await
         } else {
@@ -58,7 +58,7 @@ impl StoreBuilder for Builder {
                 ..CacheConfig::default()
             },
         );
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_product_cache(
                 Arc::new(product_cache),
                 CacheExpiry {

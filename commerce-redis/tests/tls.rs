@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
 use commerce_core::memory::MemoryEngine;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
+use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
 use commerce_redis::{RedisBackend, RedisCarts, RedisConfig};
 
 fn env(name: &str) -> String {
@@ -37,11 +37,11 @@ struct TlsBuilder {
 
 #[async_trait]
 impl StoreBuilder for TlsBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let redis = config().connect().await?;
         self.made.lock().expect("lock").push(redis.clone());
         let engine = MemoryEngine::with_clock(clock.clone());
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_carts(Arc::new(RedisCarts::new(redis, clock)))
             .with_events(engine.events.clone()))
     }

@@ -68,7 +68,7 @@ fn err(e: impl Into<SearchError>) -> Error {
 
 /// Settings of a [`TantivySearch`].
 #[derive(Debug, Clone, PartialEq)]
-pub struct SearchConfig {
+pub struct TantivyConfig {
     /// Commit pending writes this often in the background (`None`: only on
     /// [`SearchIndex::refresh`]). This is the visibility delay of a write, plus the
     /// commit itself (milliseconds for a small batch). Default 500 ms.
@@ -92,9 +92,9 @@ pub struct SearchConfig {
     pub listing_views: bool,
 }
 
-impl Default for SearchConfig {
+impl Default for TantivyConfig {
     fn default() -> Self {
-        SearchConfig {
+        TantivyConfig {
             commit_interval: Some(Duration::from_millis(500)),
             writer_threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get())
@@ -127,7 +127,7 @@ struct Inner {
     columns: Arc<ColumnCache>,
     /// Listing views by segment.
     views: Arc<Views>,
-    config: SearchConfig,
+    config: TantivyConfig,
 }
 
 impl std::fmt::Debug for Inner {
@@ -143,7 +143,7 @@ impl std::fmt::Debug for Inner {
 /// in memory ([`TantivySearch::in_ram`]).
 ///
 /// * **Visibility**: writes are committed in the background every
-///   [`SearchConfig::commit_interval`] (default 500 ms) and on [`SearchIndex::refresh`];
+///   [`TantivyConfig::commit_interval`] (default 500 ms) and on [`SearchIndex::refresh`];
 ///   a change is searchable within that interval plus the commit time.
 /// * **Durability**: a commit is durable; after a crash the index reopens with every
 ///   committed document, and what was pending since the last commit is lost (replay it
@@ -182,22 +182,22 @@ pub struct TantivySearch {
 impl TantivySearch {
     /// An index in memory with the default settings.
     pub fn in_ram() -> Result<Self> {
-        Self::in_ram_with(SearchConfig::default())
+        Self::in_ram_with(TantivyConfig::default())
     }
 
     /// An index in memory.
-    pub fn in_ram_with(config: SearchConfig) -> Result<Self> {
+    pub fn in_ram_with(config: TantivyConfig) -> Result<Self> {
         let (schema, _) = schema();
         Self::from_index(Index::create_in_ram(schema), config, Arc::default(), None)
     }
 
     /// Opens the index in `dir`, creating the directory and the index if needed.
     pub fn open_or_create(dir: impl AsRef<Path>) -> Result<Self> {
-        Self::open_or_create_with(dir, SearchConfig::default())
+        Self::open_or_create_with(dir, TantivyConfig::default())
     }
 
     /// Opens the index in `dir` with `config`, creating it if needed.
-    pub fn open_or_create_with(dir: impl AsRef<Path>, config: SearchConfig) -> Result<Self> {
+    pub fn open_or_create_with(dir: impl AsRef<Path>, config: TantivyConfig) -> Result<Self> {
         std::fs::create_dir_all(dir.as_ref()).map_err(err)?;
         let directory = MmapDirectory::open(dir.as_ref()).map_err(err)?;
         let (schema, _) = schema();
@@ -209,7 +209,7 @@ impl TantivySearch {
     /// memory), feeding the shared autocomplete store.
     pub(crate) fn shard(
         dir: Option<&Path>,
-        config: SearchConfig,
+        config: TantivyConfig,
         suggestions: Arc<Suggestions>,
         shard: (u64, u64),
     ) -> Result<Self> {
@@ -227,7 +227,7 @@ impl TantivySearch {
 
     fn from_index(
         index: Index,
-        config: SearchConfig,
+        config: TantivyConfig,
         suggestions: Arc<Suggestions>,
         shard: Option<(u64, u64)>,
     ) -> Result<Self> {

@@ -40,7 +40,7 @@ mod suggest;
 mod sync;
 mod view;
 
-pub use index::{SearchConfig, TantivySearch};
+pub use index::{TantivyConfig, TantivySearch};
 pub use query::{Boosts, allowed_typos};
 pub use shard::ShardedSearch;
 pub use sync::{SearchSync, rebuild};

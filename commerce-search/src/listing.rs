@@ -4,7 +4,7 @@
 //!
 //! **How it is answered**: from the index's *listing views* (one per segment, built
 //! once and held in memory, about 35 bytes per product; see
-//! [`SearchConfig::listing_views`](crate::SearchConfig::listing_views)): the products
+//! [`TantivyConfig::listing_views`](crate::TantivyConfig::listing_views)): the products
 //! grouped by category, price ascending within a group, and the segment's products in
 //! popularity, newest and price order. The facet counts (brand, child category, price
 //! bucket, rating) and the total are one pass over the subtree's groups in contiguous

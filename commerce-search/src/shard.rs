@@ -10,7 +10,7 @@ use commerce_core::store::SearchIndex;
 use commerce_core::store::search::{SearchHit, SearchQuery, SearchResults, Suggestion};
 use commerce_core::{Error, Result};
 
-use crate::index::{SearchConfig, TantivySearch, search_shards};
+use crate::index::{TantivyConfig, TantivySearch, search_shards};
 use crate::schema::key_of;
 use crate::suggest::Suggestions;
 
@@ -32,10 +32,10 @@ use crate::suggest::Suggestions;
 /// use commerce_core::catalog::CategoryTree;
 /// use commerce_core::sample::SampleCatalog;
 /// use commerce_core::store::{SearchIndex, search::SearchQuery};
-/// use commerce_search::{SearchConfig, ShardedSearch};
+/// use commerce_search::{TantivyConfig, ShardedSearch};
 ///
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-/// let index = ShardedSearch::in_ram(4, SearchConfig::default())?;
+/// let index = ShardedSearch::in_ram(4, TantivyConfig::default())?;
 /// let sample = SampleCatalog::new(&CategoryTree::generated(), 1);
 /// let products: Vec<_> = (0..200)
 ///     .map(|i| commerce_search::sample_product(&sample, i))
@@ -55,7 +55,7 @@ pub struct ShardedSearch {
 
 impl ShardedSearch {
     /// `shards` indexes in memory (at least 1).
-    pub fn in_ram(shards: usize, config: SearchConfig) -> Result<Self> {
+    pub fn in_ram(shards: usize, config: TantivyConfig) -> Result<Self> {
         Self::build(None, shards, config)
     }
 
@@ -63,12 +63,12 @@ impl ShardedSearch {
     pub fn open_or_create(
         dir: impl AsRef<Path>,
         shards: usize,
-        config: SearchConfig,
+        config: TantivyConfig,
     ) -> Result<Self> {
         Self::build(Some(dir.as_ref()), shards, config)
     }
 
-    fn build(dir: Option<&Path>, shards: usize, config: SearchConfig) -> Result<Self> {
+    fn build(dir: Option<&Path>, shards: usize, config: TantivyConfig) -> Result<Self> {
         if shards == 0 {
             return Err(Error::validation("shards", "at least one shard"));
         }

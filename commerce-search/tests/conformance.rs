@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{self, StoreBuilder, Stores};
-use commerce_search::{SearchConfig, ShardedSearch, TantivySearch};
+use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
+use commerce_search::{ShardedSearch, TantivyConfig, TantivySearch};
 
 /// How the builder makes each case's index.
 #[derive(Debug, Clone, Copy)]
@@ -36,16 +36,16 @@ impl Builder {
 
 #[async_trait]
 impl StoreBuilder for Builder {
-    async fn build(&self, _clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
-        let config = SearchConfig {
+    async fn build(&self, _clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
+        let config = TantivyConfig {
             writer_threads: 1,
             writer_memory: 32 << 20,
-            ..SearchConfig::default()
+            ..TantivyConfig::default()
         };
-        let stores = Stores::new();
+        let stores = StoresUnderTest::new();
         Ok(match self.kind {
             Kind::InRam => {
-                stores.with_search(Arc::new(TantivySearch::in_ram_with(SearchConfig {
+                stores.with_search(Arc::new(TantivySearch::in_ram_with(TantivyConfig {
                     commit_interval: None,
                     ..config
                 })?))

@@ -14,7 +14,7 @@ use commerce_core::id::{ProductId, SellerId, Sku};
 use commerce_core::sample::SampleCatalog;
 use commerce_core::store::SearchIndex;
 use commerce_core::store::search::{SearchHit, SearchQuery};
-use commerce_search::{SearchConfig, TantivySearch, sample_product};
+use commerce_search::{TantivyConfig, TantivySearch, sample_product};
 
 const GENERATED: u64 = 5_000;
 
@@ -326,11 +326,11 @@ fn cases() -> Vec<(&'static str, Rel)> {
 #[tokio::test(flavor = "multi_thread")]
 async fn relevance_set_precision_at_10() {
     let tree = tree();
-    let idx = TantivySearch::in_ram_with(SearchConfig {
+    let idx = TantivySearch::in_ram_with(TantivyConfig {
         commit_interval: None,
         writer_threads: 2,
         writer_memory: 64 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     })
     .unwrap();
     let sample = SampleCatalog::new(&tree, 42);

@@ -15,9 +15,9 @@ use commerce_core::store::search::{
     Affinity, FacetRequest, PriceRange, SearchFilters, SearchQuery, SortOrder, SuggestionKind,
 };
 use commerce_core::store::{CatalogStore, CatalogStoreExt, SearchIndex};
-use commerce_search::{SearchConfig, SearchSync, TantivySearch, rebuild};
+use commerce_search::{SearchSync, TantivyConfig, TantivySearch, rebuild};
 
-struct P {
+struct FixtureProduct {
     id: &'static str,
     title: &'static str,
     brand: &'static str,
@@ -35,8 +35,8 @@ const fn p(
     brand: &'static str,
     category: &'static str,
     price: &'static str,
-) -> P {
-    P {
+) -> FixtureProduct {
+    FixtureProduct {
         id,
         title,
         brand,
@@ -49,7 +49,7 @@ const fn p(
     }
 }
 
-fn new_product(x: &P) -> NewProduct {
+fn new_product(x: &FixtureProduct) -> NewProduct {
     let mut n = NewProduct::new(
         SellerId::new("s1").unwrap(),
         x.title,
@@ -77,15 +77,15 @@ fn new_product(x: &P) -> NewProduct {
     n
 }
 
-fn product(x: &P) -> Product {
+fn product(x: &FixtureProduct) -> Product {
     new_product(x)
         .into_product(Slug::from_title(x.id), SystemClock.now())
         .unwrap()
 }
 
-fn catalog() -> Vec<P> {
+fn catalog() -> Vec<FixtureProduct> {
     vec![
-        P {
+        FixtureProduct {
             rating: Some(47),
             popularity: 900,
             colors: &["Black", "Blue"],
@@ -97,7 +97,7 @@ fn catalog() -> Vec<P> {
                 "999.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(44),
             popularity: 800,
             colors: &["Graphite"],
@@ -109,7 +109,7 @@ fn catalog() -> Vec<P> {
                 "799.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(39),
             popularity: 300,
             colors: &["Black"],
@@ -121,7 +121,7 @@ fn catalog() -> Vec<P> {
                 "699.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(45),
             popularity: 700,
             colors: &["Silver"],
@@ -134,7 +134,7 @@ fn catalog() -> Vec<P> {
                 "649.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(48),
             popularity: 600,
             colors: &["Black", "Silver"],
@@ -146,7 +146,7 @@ fn catalog() -> Vec<P> {
                 "349.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(30),
             popularity: 100,
             ..p(
@@ -157,7 +157,7 @@ fn catalog() -> Vec<P> {
                 "39.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(20),
             popularity: 5000,
             ..p(
@@ -168,7 +168,7 @@ fn catalog() -> Vec<P> {
                 "19.00 USD",
             )
         },
-        P {
+        FixtureProduct {
             rating: Some(42),
             popularity: 200,
             colors: &["White"],
@@ -184,11 +184,11 @@ fn catalog() -> Vec<P> {
 }
 
 async fn index() -> TantivySearch {
-    let idx = TantivySearch::in_ram_with(SearchConfig {
+    let idx = TantivySearch::in_ram_with(TantivyConfig {
         commit_interval: None,
         writer_threads: 1,
         writer_memory: 32 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     })
     .unwrap();
     let products: Vec<Product> = catalog().iter().map(product).collect();
@@ -650,11 +650,11 @@ async fn concurrent_writers_and_readers() {
 #[tokio::test]
 async fn survives_a_crash_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SearchConfig {
+    let config = TantivyConfig {
         commit_interval: None,
         writer_threads: 1,
         writer_memory: 32 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     };
     {
         let idx = TantivySearch::open_or_create_with(dir.path(), config.clone()).unwrap();
@@ -682,11 +682,11 @@ async fn survives_a_crash_and_reopens() {
 
 #[tokio::test]
 async fn background_commit_makes_writes_visible() {
-    let idx = TantivySearch::in_ram_with(SearchConfig {
+    let idx = TantivySearch::in_ram_with(TantivyConfig {
         commit_interval: Some(Duration::from_millis(100)),
         writer_threads: 1,
         writer_memory: 32 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     })
     .unwrap();
     idx.upsert(&[product(&catalog()[0])]).await.unwrap();
@@ -800,11 +800,11 @@ async fn compact_keeps_every_document() {
 }
 
 fn index_empty() -> TantivySearch {
-    TantivySearch::in_ram_with(SearchConfig {
+    TantivySearch::in_ram_with(TantivyConfig {
         commit_interval: None,
         writer_threads: 1,
         writer_memory: 32 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     })
     .unwrap()
 }
@@ -907,12 +907,12 @@ mod sharded {
     use commerce_core::store::search::SearchResults;
     use commerce_search::{ShardedSearch, sample_product};
 
-    fn config() -> SearchConfig {
-        SearchConfig {
+    fn config() -> TantivyConfig {
+        TantivyConfig {
             commit_interval: None,
             writer_threads: 1,
             writer_memory: 32 << 20,
-            ..SearchConfig::default()
+            ..TantivyConfig::default()
         }
     }
 
@@ -1048,7 +1048,7 @@ mod sharded {
                     v.price = eur(v.price);
                 }
             }
-            let plain = TantivySearch::in_ram_with(SearchConfig {
+            let plain = TantivySearch::in_ram_with(TantivyConfig {
                 listing_views: false,
                 ..config()
             })

@@ -69,7 +69,7 @@ mod conformance {
 
     use async_trait::async_trait;
     use commerce_core::clock::ManualClock;
-    use commerce_core::testkit::{self, StoreBuilder, Stores};
+    use commerce_core::testkit::{self, StoreBuilder, StoresUnderTest};
 
     use super::FileCarts;
 
@@ -81,11 +81,13 @@ mod conformance {
 
     #[async_trait]
     impl StoreBuilder for FileCartsBuilder {
-        async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+        async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
             let dir = tempfile::tempdir_in(self.root.path())
                 .map_err(|e| commerce_core::Error::permanent("temp dir", e))?;
             let carts = FileCarts::open(dir.path(), clock)?;
-            Ok(Stores::new().with_carts(Arc::new(carts)).keep_alive(dir))
+            Ok(StoresUnderTest::new()
+                .with_carts(Arc::new(carts))
+                .keep_alive(dir))
         }
     }
 

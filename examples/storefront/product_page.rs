@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use commerce_core::Result;
+use commerce_core::browse::{ProductPageRequest, ProductPages, StockStatus};
 use commerce_core::id::CustomerId;
 use commerce_core::order::Order;
-use commerce_core::page::{PageRequest, ProductPages, StockStatus};
 use commerce_core::recommend::{CachedCoPurchase, CoPurchaseUpdater, Recommender};
 
 use crate::backends::Backends;
@@ -57,7 +57,7 @@ pub async fn show(shop: &Shop, backends: &Backends, order: &Order) -> Result<()>
     let Some(product) = stores.catalog.get_product_by_sku(&line.sku).await? else {
         return Ok(());
     };
-    let mut request = PageRequest::by_slug(product.slug.clone());
+    let mut request = ProductPageRequest::by_slug(product.slug.clone());
     request.customer = Some(CustomerId::new("demo-customer")?);
     let page = pages.load(&request).await?;
     println!(

@@ -3,9 +3,9 @@
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use commerce_core::browse::{ProductPageRequest, SearchResponse};
 use commerce_core::catalog::{CategoryPath, Slug};
 use commerce_core::id::{CartId, IdempotencyKey, OrderId, Sku};
-use commerce_core::page::{PageRequest, SearchResponse};
 use commerce_core::resilience::{Admission, LimitedAction, UserRateLimit};
 use commerce_core::service::{CheckoutOutcome, CheckoutRequest, ClientCart, ClientCartItem};
 use commerce_core::store::search::{FacetRequest, SearchQuery, SortOrder};
@@ -170,7 +170,7 @@ async fn product_page(
     customer: MaybeCustomer,
     Path(slug): Path<String>,
 ) -> ApiResult<Json<ProductPageView>> {
-    let mut request = PageRequest::by_slug(Slug::new(slug)?);
+    let mut request = ProductPageRequest::by_slug(Slug::new(slug)?);
     request.customer = customer.0;
     let page = app.pages.load(&request).await?;
     Ok(Json(ProductPageView::from(&page)))

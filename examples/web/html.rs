@@ -7,10 +7,10 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use commerce_core::Error;
+use commerce_core::browse::ProductPageRequest;
 use commerce_core::cart::CartOwner;
 use commerce_core::catalog::Slug;
 use commerce_core::id::{CartId, CustomerId, IdempotencyKey, OrderId, Sku};
-use commerce_core::page::PageRequest;
 use commerce_core::service::{CheckoutOutcome, CheckoutRequest};
 use commerce_core::store::search::{SearchQuery, SortOrder};
 use serde::Deserialize;
@@ -162,7 +162,7 @@ async fn product(
     headers: HeaderMap,
     Path(slug): Path<String>,
 ) -> PageResult {
-    let mut request = PageRequest::by_slug(Slug::new(slug)?);
+    let mut request = ProductPageRequest::by_slug(Slug::new(slug)?);
     request.customer = signed_in(&headers);
     let page = app.pages.load(&request).await?;
     let p = &page.product;

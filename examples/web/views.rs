@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use commerce_core::browse::{ProductPage, StockStatus};
 use commerce_core::cart::{Cart, CartOwner, MergeReport};
 use commerce_core::catalog::Attributes;
 use commerce_core::inventory::SkuStock;
 use commerce_core::money::Money;
 use commerce_core::order::{Order, StatusChange};
-use commerce_core::page::{ProductPage, StockStatus};
 use commerce_core::service::{LineIssue, Revalidation};
 use commerce_core::store::search::{FacetCount, SearchHit, SearchResults, Suggestion};
 use serde::{Deserialize, Serialize};

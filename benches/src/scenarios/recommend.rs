@@ -22,13 +22,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use commerce_core::browse::{
+    MemoryProductCache, ProductCache, ProductPageConfig, ProductPageRequest, ProductPages,
+};
 use commerce_core::catalog::{CategoryPath, CategoryTree, Product, Slug};
 use commerce_core::clock::{Clock, SystemClock};
 use commerce_core::id::{CustomerId, LocationId, ProductId};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::page::{
-    MemoryProductCache, PageConfig, PageRequest, ProductCache, ProductPages,
-};
 use commerce_core::recommend::{
     Basket, CachedCoPurchase, Interaction, InteractionKind, MemoryCoPurchase, MemoryHistory,
     ProductRecommender, RecommendRequest, Recommendations, Recommender,
@@ -563,7 +563,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
             let request = tokio::spawn(async move {
                 let idx = skewed(mix((task as u64) << 40 ^ i ^ 0x5EED), n) as usize;
                 match pages
-                    .load(&PageRequest::by_slug(shop.slugs[idx].clone()))
+                    .load(&ProductPageRequest::by_slug(shop.slugs[idx].clone()))
                     .await
                 {
                     Ok(_) => Outcome::Ok,
@@ -574,7 +574,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
         })
         .await;
     }
-    let deadline = PageConfig::default().deadline;
+    let deadline = ProductPageConfig::default().deadline;
     let concurrency = settings.concurrency_or(16);
     let seconds = settings.seconds_or(10.0);
     let mut reports = Vec::new();
@@ -603,7 +603,7 @@ async fn product_page(settings: Settings) -> BenchResult<Vec<Report>> {
             let request = tokio::spawn(async move {
                 let h = mix((task as u64) << 40 ^ i ^ 0xABCD);
                 let idx = skewed(h, n) as usize;
-                let mut req = PageRequest::by_slug(shop.slugs[idx].clone());
+                let mut req = ProductPageRequest::by_slug(shop.slugs[idx].clone());
                 if h % 2 == 0 {
                     req.customer = CustomerId::new(format!("c{}", mix(h) % 1_000)).ok();
                 }

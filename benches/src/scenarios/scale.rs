@@ -476,14 +476,14 @@ async fn search_index(
     listing_views: bool,
 ) -> BenchResult<(commerce_search::ShardedSearch, bool, f64)> {
     use commerce_core::store::SearchIndex;
-    use commerce_search::{SearchConfig, ShardedSearch};
+    use commerce_search::{ShardedSearch, TantivyConfig};
     let path = std::env::temp_dir().join(format!("commerce-bench-scale-search-{n}-x{shards}"));
-    let config = SearchConfig {
+    let config = TantivyConfig {
         commit_interval: None,
         writer_threads: 2,
         writer_memory: 512 << 20,
         listing_views,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     };
     if path.join("shard-0").join("meta.json").exists() {
         let index = ShardedSearch::open_or_create(&path, shards, config.clone())?;

@@ -60,7 +60,7 @@ use commerce_search::tantivy::query::{
 use commerce_search::tantivy::schema::{Facet, IndexRecordOption};
 use commerce_search::tantivy::tokenizer::TokenizerManager;
 use commerce_search::tantivy::{TantivyDocument, Term};
-use commerce_search::{SearchConfig, ShardedSearch, TantivySearch, allowed_typos, sample_product};
+use commerce_search::{ShardedSearch, TantivyConfig, TantivySearch, allowed_typos, sample_product};
 use futures::FutureExt;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{AssertSqlSafe, PgPool, Row};
@@ -106,12 +106,12 @@ fn dir(n: u64) -> PathBuf {
     std::env::temp_dir().join(format!("commerce-bench-search-{n}"))
 }
 
-fn config() -> SearchConfig {
-    SearchConfig {
+fn config() -> TantivyConfig {
+    TantivyConfig {
         commit_interval: None,
         writer_threads: 2,
         writer_memory: 512 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     }
 }
 
@@ -280,7 +280,7 @@ async fn index_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
 
 /// One query of the mixed set, in the forms each engine takes.
 #[derive(Debug, Clone)]
-struct Q {
+struct MixedQuery {
     text: String,
     min_cents: u64,
     max_cents: u64,
@@ -289,7 +289,7 @@ struct Q {
 
 const BUCKETS: [u64; 3] = [10_000, 50_000, 100_000];
 
-impl Q {
+impl MixedQuery {
     fn ours(&self) -> SearchQuery {
         let usd = |c: u64| Money::from_minor_units(c as i64, Currency::USD).ok();
         SearchQuery {
@@ -326,7 +326,7 @@ fn misspell(word: &str) -> Option<String> {
 /// `count` queries: a product's brand and a word of its category, a price window
 /// around it and a minimum rating; with `typo`, one word of five letters or more has
 /// two letters swapped.
-fn query_set(count: u64, n: u64, typo: bool) -> Vec<Q> {
+fn query_set(count: u64, n: u64, typo: bool) -> Vec<MixedQuery> {
     let sample = SampleCatalog::new(tree(), SEED);
     let mut out = Vec::new();
     let mut i = 0u64;
@@ -352,7 +352,7 @@ fn query_set(count: u64, n: u64, typo: bool) -> Vec<Q> {
             words[pos] = misspell(&words[pos]).unwrap_or_default();
         }
         let cents = p.base_price.to_minor_units().max(0) as u64;
-        out.push(Q {
+        out.push(MixedQuery {
             text: words.join(" "),
             min_cents: cents / 4,
             max_cents: cents.saturating_mul(3),
@@ -387,7 +387,7 @@ impl Raw {
         Ok(Raw { index, aggs })
     }
 
-    fn search(&self, q: &Q) -> BenchResult<u64> {
+    fn search(&self, q: &MixedQuery) -> BenchResult<u64> {
         let f = *self.index.fields();
         let idx = self.index.index();
         let mut analyzer = idx.tokenizer_for_field(f.title)?;
@@ -420,7 +420,7 @@ impl Raw {
             }
             let typos = allowed_typos(*len);
             // The same rule as the layer: typo variants only for a word that is rare as
-            // typed (`SearchConfig::typo_df_cutoff`).
+            // typed (`TantivyConfig::typo_df_cutoff`).
             let df: u64 = [f.title, f.brand_text, f.category_text]
                 .iter()
                 .map(|&field| {
@@ -429,7 +429,7 @@ impl Raw {
                         .unwrap_or(0)
                 })
                 .sum();
-            if typos > 0 && df < SearchConfig::default().typo_df_cutoff {
+            if typos > 0 && df < TantivyConfig::default().typo_df_cutoff {
                 for (field, boost) in [(f.title, 3.0), (f.brand_text, 2.0), (f.category_text, 1.5)]
                 {
                     let fq = FuzzyTermQuery::new(Term::from_field_text(field, term), typos, true);
@@ -611,7 +611,7 @@ fn pg_sql(n: u64) -> String {
     )
 }
 
-async fn pg_search(pool: &PgPool, sql: &str, q: &Q) -> Result<i64, sqlx::Error> {
+async fn pg_search(pool: &PgPool, sql: &str, q: &MixedQuery) -> Result<i64, sqlx::Error> {
     let row = sqlx::query(AssertSqlSafe(sql.to_owned()))
         .bind(&q.text)
         .bind(q.min_cents as i64)
@@ -625,7 +625,7 @@ async fn pg_search(pool: &PgPool, sql: &str, q: &Q) -> Result<i64, sqlx::Error> 
 
 async fn run_ours(
     index: Arc<dyn SearchIndex>,
-    set: &Arc<Vec<Q>>,
+    set: &Arc<Vec<MixedQuery>>,
     duration: Duration,
 ) -> LoadResult {
     let set = set.clone();
@@ -938,11 +938,11 @@ async fn lag_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     let n = settings.products_or(100_000, 2_000);
     let duration = settings.seconds_or(20.0);
     let engine = MemoryEngine::new();
-    let index = Arc::new(TantivySearch::in_ram_with(SearchConfig {
+    let index = Arc::new(TantivySearch::in_ram_with(TantivyConfig {
         commit_interval: None,
         writer_threads: 1,
         writer_memory: 64 << 20,
-        ..SearchConfig::default()
+        ..TantivyConfig::default()
     })?);
     let sync = SearchSync::new(engine.events.clone(), engine.catalog.clone(), index.clone())?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -7,9 +7,9 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use async_trait::async_trait;
 use tracing::instrument;
 
+use crate::activity::{Basket, HISTORY_CAPACITY, Interaction, ProductCount, RecordOutcome};
 use crate::error::Result;
 use crate::id::{CustomerId, OrderId, ProductId};
-use crate::recommend::{Basket, HISTORY_CAPACITY, Interaction, ProductCount, RecordOutcome};
 use crate::store::{CoPurchaseStore, HistoryStore, check_limit};
 
 /// Product ids interned as `u32` so that pair counts cost a few bytes each.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use moka::future::Cache;
 
-use super::basket::{Basket, ProductCount, RecordOutcome};
+use crate::activity::{Basket, ProductCount, RecordOutcome};
 use crate::error::Result;
 use crate::id::ProductId;
 use crate::store::{CoPurchaseStore, check_limit};

@@ -13,76 +13,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::catalog::{CategoryPath, Product};
+use crate::activity::{Interaction, InteractionKind};
+use crate::catalog::CategoryPath;
 use crate::clock::Timestamp;
 use crate::id::ProductId;
 use crate::store::search::Affinity;
-
-/// Most interactions a history store keeps per shopper (older ones are dropped).
-pub const HISTORY_CAPACITY: usize = 200;
-
-/// What a shopper did with a product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InteractionKind {
-    /// Opened the product page.
-    Viewed,
-    /// Put it in the cart.
-    Carted,
-    /// Bought it (a confirmed order).
-    Bought,
-}
-
-impl InteractionKind {
-    /// The weight of one such interaction in the affinity: 1, 3 and 5.
-    pub fn weight(self) -> f64 {
-        match self {
-            InteractionKind::Viewed => 1.0,
-            InteractionKind::Carted => 3.0,
-            InteractionKind::Bought => 5.0,
-        }
-    }
-
-    /// The lower-case name, as stored.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            InteractionKind::Viewed => "viewed",
-            InteractionKind::Carted => "carted",
-            InteractionKind::Bought => "bought",
-        }
-    }
-}
-
-/// One thing a shopper did. Brand and category are copied from the product so that
-/// computing an affinity needs no catalog reads.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Interaction {
-    /// The product.
-    pub product_id: ProductId,
-    /// Its brand at the time.
-    pub brand: String,
-    /// Its category at the time.
-    pub category: CategoryPath,
-    /// What happened.
-    pub kind: InteractionKind,
-    /// When.
-    pub at: Timestamp,
-}
-
-impl Interaction {
-    /// An interaction with `product` at `at`.
-    pub fn new(product: &Product, kind: InteractionKind, at: Timestamp) -> Self {
-        Interaction {
-            product_id: product.id.clone(),
-            brand: product.brand.clone(),
-            category: product.category.clone(),
-            kind,
-            at,
-        }
-    }
-}
 
 /// Tuning of [`Profile::from_history`].
 #[derive(Debug, Clone, Copy, PartialEq)]

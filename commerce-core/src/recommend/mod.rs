@@ -62,7 +62,6 @@
 //! # use commerce_core::clock::Clock;
 //! ```
 
-mod basket;
 pub mod blend;
 mod cached;
 mod history;
@@ -70,12 +69,14 @@ mod personalizer;
 mod recommender;
 mod updater;
 
-pub use basket::{Basket, MAX_PAIRED_PRODUCTS, ProductCount, RecordOutcome};
+// The domain types live below the contracts, in `activity`.
+pub use crate::activity::{
+    Basket, HISTORY_CAPACITY, Interaction, InteractionKind, MAX_PAIRED_PRODUCTS, ProductCount,
+    RecordOutcome,
+};
 pub use blend::{BlendWeights, Candidate, RankedList, Source, fuse, personalize};
 pub use cached::CachedCoPurchase;
-pub use history::{
-    AffinityConfig, HISTORY_CAPACITY, Interaction, InteractionKind, Profile, affinity_score,
-};
+pub use history::{AffinityConfig, Profile, affinity_score};
 // The in-process engines live with the others, in `memory`.
 pub use crate::memory::{MemoryCoPurchase, MemoryHistory};
 pub use personalizer::Personalizer;

@@ -10,7 +10,7 @@ use crate::store::HistoryStore;
 use crate::store::search::Affinity;
 
 /// Reads a shopper's recent history and turns it into a [`Profile`]; shared by the
-/// [`Recommender`](super::Recommender) and [`SearchPages`](crate::page::SearchPages).
+/// [`Recommender`](super::Recommender) and [`SearchPages`](crate::browse::SearchPages).
 #[derive(Debug, Clone)]
 pub struct Personalizer {
     history: Arc<dyn HistoryStore>,

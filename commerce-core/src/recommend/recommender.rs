@@ -142,7 +142,7 @@ pub struct Recommendations {
 }
 
 /// Anything that recommends products for a page; what the
-/// [`ProductPages`](crate::page::ProductPages) depend on.
+/// [`ProductPages`](crate::browse::ProductPages) depend on.
 #[async_trait]
 pub trait ProductRecommender: Send + Sync + Debug + 'static {
     /// Recommendations for `request`.

@@ -8,8 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use tracing::{debug, instrument, warn};
 
-use super::basket::{Basket, RecordOutcome};
-use super::history::{Interaction, InteractionKind};
+use crate::activity::{Basket, Interaction, InteractionKind, RecordOutcome};
 use crate::error::Result;
 use crate::event::DomainEvent;
 use crate::id::{ConsumerName, EventId, OrderId};

@@ -51,7 +51,7 @@ pub enum Admission {
 /// Per-user rate limits (one bucket per action and user key).
 ///
 /// Implement this for the crate's rate limiter (in-process or Redis GCRA) to plug it
-/// into [`SearchPages`](crate::page::SearchPages) and the checkout path.
+/// into [`SearchPages`](crate::browse::SearchPages) and the checkout path.
 #[async_trait]
 pub trait UserRateLimit: Send + Sync + Debug + 'static {
     /// Takes one unit from `user`'s budget for `action`, or says when to come back.

@@ -1,13 +1,13 @@
-//! The recommendation contracts: co-purchase counts and shopper histories. The types
-//! and the services built on them are in [`crate::recommend`].
+//! The recommendation contracts: co-purchase counts and shopper histories. Their types
+//! are in [`crate::activity`]; the services built on them in [`crate::recommend`].
 
 use std::fmt::Debug;
 
 use async_trait::async_trait;
 
+use crate::activity::{Basket, Interaction, ProductCount, RecordOutcome};
 use crate::error::Result;
 use crate::id::{CustomerId, ProductId};
-use crate::recommend::{Basket, Interaction, ProductCount, RecordOutcome};
 
 /// "Customers who bought X also bought Y": per ordered pair of products, the number of
 /// confirmed orders that held both; per product, the number that held it.
@@ -68,7 +68,7 @@ pub trait CoPurchaseStore: Send + Sync + Debug + 'static {
 /// * `recent` returns a shopper's interactions newest first (by `at`; equal times in
 ///   reverse recording order), at most `limit`, and never another shopper's.
 /// * A store keeps at least the newest
-///   [`HISTORY_CAPACITY`](crate::recommend::HISTORY_CAPACITY) interactions per shopper
+///   [`HISTORY_CAPACITY`](crate::activity::HISTORY_CAPACITY) interactions per shopper
 ///   and may drop older ones.
 /// * Recording an interaction equal to one already kept (same product, kind and
 ///   time) changes nothing, so replaying events does not inflate a history.

@@ -1,5 +1,5 @@
 //! What an adapter implements to run the kit: a [`StoreBuilder`] that makes fresh
-//! [`Stores`] for every case.
+//! [`StoresUnderTest`] for every case.
 
 use std::any::Any;
 use std::fmt;
@@ -10,9 +10,10 @@ use async_trait::async_trait;
 
 use crate::clock::ManualClock;
 use crate::error::Result;
-use crate::memory::MemoryProductCache;
-use crate::memory::{MemoryEngine, MemoryRefunds, MemorySearchIndex};
-use crate::recommend::{MemoryCoPurchase, MemoryHistory};
+use crate::memory::{
+    MemoryCoPurchase, MemoryEngine, MemoryHistory, MemoryProductCache, MemoryRefunds,
+    MemorySearchIndex,
+};
 use crate::store::ProductCache;
 use crate::store::{
     CartStore, CatalogStore, CoPurchaseStore, ComposedSteps, EventLog, HistoryStore,
@@ -29,15 +30,15 @@ use crate::store::{
 /// ```
 /// use std::sync::Arc;
 /// use async_trait::async_trait;
-/// use commerce_core::{clock::ManualClock, memory::MemoryCarts, testkit::{StoreBuilder, Stores}};
+/// use commerce_core::{clock::ManualClock, memory::MemoryCarts, testkit::{StoreBuilder, StoresUnderTest}};
 ///
 /// #[derive(Debug)]
 /// struct MyCartsBuilder;
 ///
 /// #[async_trait]
 /// impl StoreBuilder for MyCartsBuilder {
-///     async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
-///         Ok(Stores::new().with_carts(Arc::new(MemoryCarts::new(clock))))
+///     async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
+///         Ok(StoresUnderTest::new().with_carts(Arc::new(MemoryCarts::new(clock))))
 ///     }
 /// }
 /// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
@@ -50,8 +51,8 @@ pub trait StoreBuilder: Send + Sync {
     ///
     /// Return only the stores the adapter has; the kit tests those. Stores that append
     /// events (catalog, inventory, orders) must come with the [`EventLog`] they append
-    /// to ([`Stores::with_events`]) so the kit can check the events.
-    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores>;
+    /// to ([`StoresUnderTest::with_events`]) so the kit can check the events.
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<StoresUnderTest>;
 
     /// Releases what the `build` calls of the case just finished made (drop a schema,
     /// delete keys). Called after every case, passed or failed. Does nothing by default.
@@ -65,17 +66,17 @@ pub trait StoreBuilder: Send + Sync {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use commerce_core::{clock::ManualClock, memory::MemoryEngine, testkit::Stores};
+/// use commerce_core::{clock::ManualClock, memory::MemoryEngine, testkit::StoresUnderTest};
 ///
 /// let engine = MemoryEngine::with_clock(Arc::new(ManualClock::default()));
-/// let stores = Stores::new()
+/// let stores = StoresUnderTest::new()
 ///     .with_inventory(engine.inventory.clone())
 ///     .with_events(engine.events.clone());
 /// assert!(stores.inventory.is_some() && stores.carts.is_none());
 /// ```
 #[derive(Default)]
 #[non_exhaustive]
-pub struct Stores {
+pub struct StoresUnderTest {
     /// The catalog, if the adapter has one.
     pub catalog: Option<Arc<dyn CatalogStore>>,
     /// The carts, if the adapter has them.
@@ -108,7 +109,7 @@ pub struct Stores {
     guards: Vec<Box<dyn Any + Send + Sync>>,
 }
 
-impl Stores {
+impl StoresUnderTest {
     /// No stores yet.
     pub fn new() -> Self {
         Self::default()
@@ -237,18 +238,18 @@ impl Stores {
     }
 }
 
-impl fmt::Debug for Stores {
+impl fmt::Debug for StoresUnderTest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Stores")
+        f.debug_struct("StoresUnderTest")
             .field("areas", &self.areas())
             .field("guards", &self.guards.len())
             .finish()
     }
 }
 
-impl From<MemoryEngine> for Stores {
+impl From<MemoryEngine> for StoresUnderTest {
     fn from(engine: MemoryEngine) -> Self {
-        Stores::new()
+        StoresUnderTest::new()
             .with_catalog(engine.catalog)
             .with_carts(engine.carts)
             .with_inventory(engine.inventory.clone())
@@ -353,7 +354,7 @@ impl fmt::Display for Area {
 }
 
 /// How a product cache under test expires its entries (see
-/// [`Stores::with_product_cache`]).
+/// [`StoresUnderTest::with_product_cache`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheExpiry {
     /// How long an entry is served after the `put` that cached it.
@@ -380,8 +381,8 @@ pub struct MemoryBuilder;
 
 #[async_trait]
 impl StoreBuilder for MemoryBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> Result<Stores> {
-        let stores: Stores = MemoryEngine::with_clock(clock.clone()).into();
+    async fn build(&self, clock: Arc<ManualClock>) -> Result<StoresUnderTest> {
+        let stores: StoresUnderTest = MemoryEngine::with_clock(clock.clone()).into();
         let ttl = Duration::from_secs(300);
         Ok(stores
             .with_refunds(Arc::new(MemoryRefunds::new(clock.clone())))

@@ -25,10 +25,9 @@ use std::time::Duration;
 
 use super::builder::{Area, StoreBuilder};
 use super::check::{concurrently, must};
-use super::fixtures::{cust, key, loc, money, new_product, sku};
+use super::fixtures::{cust, key, loc, money, new_product, promotion_id, sku};
 use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::catalog::Slug;
-use crate::id::PromotionId;
 use crate::memory::MemoryEngine;
 use crate::money::{Currency, Money};
 use crate::order::{Order, OrderStatus};
@@ -144,14 +143,10 @@ async fn stocked(ctx: &Ctx, s: &str, units: u32) {
     );
 }
 
-fn pid(s: &str) -> PromotionId {
-    PromotionId::new(s).unwrap_or_else(|e| panic!("test promotion id {s:?}: {e}"))
-}
-
 /// A code promotion taking `amount` off the order, with the shared code `code`.
 async fn coupon(ctx: &Ctx, id: &str, code: &str, amount: &str, total_uses: Option<u64>) {
     let p = Promotion::new(
-        pid(id),
+        promotion_id(id),
         format!("{amount} off"),
         Currency::USD,
         Action::AmountOff {
@@ -257,7 +252,7 @@ async fn checkout_records_promotions_and_payment_confirms_them(env: Env<'_>) {
     stocked(&ctx, "MUG", 10).await;
     stocked(&ctx, "CAP", 10).await;
     let auto = Promotion::new(
-        pid("auto10"),
+        promotion_id("auto10"),
         "10% off everything",
         Currency::USD,
         Action::PercentOff {
@@ -320,14 +315,23 @@ async fn checkout_records_promotions_and_payment_confirms_them(env: Env<'_>) {
         .unwrap_or_else(|| panic!("no redemption for {}", order.id));
     assert_eq!(held.state, RedemptionState::Confirmed);
     // What each promotion gave (lines and shipping) is what the redemption holds.
-    let usage = must!(ctx.promotions().usage(&pid("save5")).await, "usage");
+    let usage = must!(
+        ctx.promotions().usage(&promotion_id("save5")).await,
+        "usage"
+    );
     assert_eq!((usage.uses, usage.confirmed_uses), (1, 1));
     assert_eq!(usage.confirmed_spent, money("5.00 USD"));
-    let usage = must!(ctx.promotions().usage(&pid("auto10")).await, "usage");
+    let usage = must!(
+        ctx.promotions().usage(&promotion_id("auto10")).await,
+        "usage"
+    );
     assert_eq!(usage.confirmed_spent, money("3.00 USD"));
     // Processing again changes nothing.
     must!(shop.pipeline.process(&order.id).await, "process again");
-    let usage = must!(ctx.promotions().usage(&pid("save5")).await, "usage");
+    let usage = must!(
+        ctx.promotions().usage(&promotion_id("save5")).await,
+        "usage"
+    );
     assert_eq!((usage.uses, usage.confirmed_uses), (1, 1));
 }
 
@@ -386,12 +390,12 @@ async fn a_declined_payment_releases_the_redemption(env: Env<'_>) {
     let held = must!(ctx.promotions().redemption(&order.id).await, "redemption")
         .unwrap_or_else(|| panic!("no redemption"));
     assert_eq!(held.state, RedemptionState::Released);
-    let usage = must!(ctx.promotions().usage(&pid("once")).await, "usage");
+    let usage = must!(ctx.promotions().usage(&promotion_id("once")).await, "usage");
     assert_eq!(usage.uses, 0, "the use came back");
     // Cleaning up again gives nothing back twice.
     must!(shop.pipeline.process(&order.id).await, "process again");
     assert_eq!(
-        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        must!(ctx.promotions().usage(&promotion_id("once")).await, "usage").uses,
         0
     );
     // The use is there for the next buyer.
@@ -417,7 +421,7 @@ async fn expired_redemptions_are_reaped_once_with_their_orders(env: Env<'_>) {
         .unwrap_or_else(|| panic!("gone"));
     assert_eq!(pending.status, OrderStatus::PaymentPending);
     assert_eq!(
-        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        must!(ctx.promotions().usage(&promotion_id("once")).await, "usage").uses,
         1
     );
     ctx.advance(Duration::from_secs(24 * 60 * 60));
@@ -443,7 +447,7 @@ async fn expired_redemptions_are_reaped_once_with_their_orders(env: Env<'_>) {
         .unwrap_or_else(|| panic!("gone"));
     assert_eq!(done.status, OrderStatus::Cancelled);
     assert_eq!(
-        must!(ctx.promotions().usage(&pid("once")).await, "usage").uses,
+        must!(ctx.promotions().usage(&promotion_id("once")).await, "usage").uses,
         0
     );
     assert_eq!(
@@ -502,7 +506,10 @@ async fn a_rush_on_a_100_use_code_discounts_exactly_100_orders(env: Env<'_>) {
         }
     }
     assert_eq!(paid_with, 100, "orders paid with the code");
-    let usage = must!(ctx.promotions().usage(&pid("bf100")).await, "usage");
+    let usage = must!(
+        ctx.promotions().usage(&promotion_id("bf100")).await,
+        "usage"
+    );
     assert_eq!((usage.uses, usage.confirmed_uses), (100, 100));
     assert_eq!(usage.confirmed_spent, money("300.00 USD"));
     assert_eq!(

@@ -32,11 +32,12 @@
 //! # });
 //! ```
 //!
-//! What a rule can do to a call ([`Action`]): fail without forwarding it
+//! What a rule can do to a call ([`FaultAction`]): fail without forwarding it
 //! ([`FaultKind::Retryable`], [`FaultKind::Permanent`], or [`FaultKind::Timeout`]: wait,
 //! then a retryable error), forward it and then lose the answer
-//! ([`Action::LoseAnswer`]: the change is made, the caller gets a retryable error), hang
-//! forever ([`Action::Hang`]), or wait first ([`Action::Delay`], fixed or jittered).
+//! ([`FaultAction::LoseAnswer`]: the change is made, the caller gets a retryable
+//! error), hang forever ([`FaultAction::Hang`]), or wait first ([`FaultAction::Delay`],
+//! fixed or jittered).
 //! Which calls it hits: any method or the named ones ([`Rule::on`]), of one contract
 //! ([`Rule::in_contract`]), with a given key argument ([`Rule::with_arg`], e.g. the
 //! target status of `OrderStore::transition`), after skipping the first `n`
@@ -57,6 +58,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::activity::{Basket, Interaction, ProductCount, RecordOutcome};
 use crate::cart::{Cart, CartAddresses, CartItem, CartLimits, CartOwner, MergeReport};
 use crate::catalog::{Category, CategoryPath, CategoryWrite, NewProduct, Product, Slug};
 use crate::clock::Timestamp;
@@ -74,7 +76,6 @@ use crate::order::{NewOrder, Order, StatusChange, Transition};
 use crate::promotion::{
     CodeBatch, CodeLookup, Offer, Promotion, PromotionUsage, Redemption, RedemptionRequest,
 };
-use crate::recommend::{Basket, Interaction, ProductCount, RecordOutcome};
 use crate::store::{
     CartStore, CatalogStore, CoPurchaseStore, CreateOutcome, DeadLetter, EventLog, HistoryStore,
     InventoryStore, OrderQuery, OrderQueue, OrderSteps, OrderStore, Page, ProductQuery,
@@ -183,7 +184,7 @@ impl Latency {
 
 /// What a firing [`Rule`] does to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+pub enum FaultAction {
     /// Fails without forwarding the call.
     Fail(FaultKind),
     /// Forwards the call, then fails with a retryable error whatever it answered: the
@@ -196,19 +197,19 @@ pub enum Action {
     Delay(Latency),
 }
 
-impl Action {
+impl FaultAction {
     fn is_fault(self) -> bool {
-        !matches!(self, Action::Delay(_))
+        !matches!(self, FaultAction::Delay(_))
     }
 }
 
-/// One rule of a [`Faults`] policy: what it does ([`Action`]) and to which calls.
+/// One rule of a [`Faults`] policy: what it does ([`FaultAction`]) and to which calls.
 ///
 /// Built from its action, then narrowed: by default it hits every call of every
 /// contract, every time.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
-    action: Action,
+    action: FaultAction,
     contract: Option<&'static str>,
     methods: BTreeSet<&'static str>,
     args: Vec<(&'static str, String)>,
@@ -219,7 +220,7 @@ pub struct Rule {
 
 impl Rule {
     /// A rule doing `action`.
-    pub fn new(action: Action) -> Self {
+    pub fn new(action: FaultAction) -> Self {
         Rule {
             action,
             contract: None,
@@ -231,24 +232,24 @@ impl Rule {
         }
     }
 
-    /// Fails the calls with `kind` ([`Action::Fail`]).
+    /// Fails the calls with `kind` ([`FaultAction::Fail`]).
     pub fn fail(kind: FaultKind) -> Self {
-        Rule::new(Action::Fail(kind))
+        Rule::new(FaultAction::Fail(kind))
     }
 
-    /// Forwards the calls and loses their answers ([`Action::LoseAnswer`]).
+    /// Forwards the calls and loses their answers ([`FaultAction::LoseAnswer`]).
     pub fn lose_answer() -> Self {
-        Rule::new(Action::LoseAnswer)
+        Rule::new(FaultAction::LoseAnswer)
     }
 
-    /// Hangs the calls ([`Action::Hang`]).
+    /// Hangs the calls ([`FaultAction::Hang`]).
     pub fn hang() -> Self {
-        Rule::new(Action::Hang)
+        Rule::new(FaultAction::Hang)
     }
 
-    /// Delays the calls ([`Action::Delay`]).
+    /// Delays the calls ([`FaultAction::Delay`]).
     pub fn delay(latency: Latency) -> Self {
-        Rule::new(Action::Delay(latency))
+        Rule::new(FaultAction::Delay(latency))
     }
 
     /// Only calls of this method (repeat to allow several methods; none named: any).
@@ -307,8 +308,8 @@ pub struct Plan {
     pub call: Call,
     /// Total injected delay before anything else.
     pub delay: Duration,
-    /// The fault, if one fires (never [`Action::Delay`]).
-    pub fault: Option<Action>,
+    /// The fault, if one fires (never [`FaultAction::Delay`]).
+    pub fault: Option<FaultAction>,
 }
 
 impl Plan {
@@ -322,21 +323,21 @@ impl Plan {
             tokio::time::sleep(self.delay).await;
         }
         match self.fault {
-            None | Some(Action::Delay(_)) => forward.await,
-            Some(Action::Fail(kind)) => {
+            None | Some(FaultAction::Delay(_)) => forward.await,
+            Some(FaultAction::Fail(kind)) => {
                 if let FaultKind::Timeout(after) = kind {
                     tokio::time::sleep(after).await;
                 }
                 Err(kind.error(&self.call))
             }
-            Some(Action::LoseAnswer) => {
+            Some(FaultAction::LoseAnswer) => {
                 forward.await?;
                 Err(Error::backend(
                     true,
                     format!("injected lost answer in {}", self.call),
                 ))
             }
-            Some(Action::Hang) => std::future::pending().await,
+            Some(FaultAction::Hang) => std::future::pending().await,
         }
     }
 }
@@ -468,7 +469,7 @@ impl Faults {
             armed.fired += 1;
             state.injected += 1;
             match rule.action {
-                Action::Delay(latency) => delay += latency.draw(&mut state.rng),
+                FaultAction::Delay(latency) => delay += latency.draw(&mut state.rng),
                 other => fault = Some(other),
             }
         }

@@ -4,7 +4,9 @@ use crate::address::{Address, AddressInput};
 use crate::cart::CartItem;
 use crate::catalog::{CategoryPath, NewProduct, ProductVariant};
 use crate::clock::Timestamp;
-use crate::id::{CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, SellerId, Sku};
+use crate::id::{
+    CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, PromotionId, SellerId, Sku,
+};
 use crate::money::{Currency, Money};
 use crate::order::{NewOrder, NewOrderLine};
 
@@ -22,6 +24,10 @@ pub(crate) fn oid(s: &str) -> OrderId {
 
 pub(crate) fn pid(s: &str) -> ProductId {
     ProductId::new(s).unwrap_or_else(|e| panic!("test product id {s:?}: {e}"))
+}
+
+pub(crate) fn promotion_id(s: &str) -> PromotionId {
+    PromotionId::new(s).unwrap_or_else(|e| panic!("test promotion id {s:?}: {e}"))
 }
 
 pub(crate) fn cust(s: &str) -> CustomerId {

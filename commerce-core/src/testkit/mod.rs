@@ -4,7 +4,7 @@
 //!
 //! # Running the kit against an adapter
 //!
-//! Implement [`StoreBuilder`]: `build` returns fresh, empty [`Stores`] for one case,
+//! Implement [`StoreBuilder`]: `build` returns fresh, empty [`StoresUnderTest`] for one case,
 //! reading time from the given [`ManualClock`](crate::clock::ManualClock) (the kit moves
 //! it instead of sleeping). Stores that append events (catalog, inventory, orders) come
 //! with the [`EventLog`](crate::store::EventLog) they append to, so the kit can check
@@ -78,7 +78,7 @@ mod spans;
 pub mod steps;
 pub mod strategies;
 
-pub use builder::{Area, CacheExpiry, ExpiryClock, MemoryBuilder, StoreBuilder, Stores};
+pub use builder::{Area, CacheExpiry, ExpiryClock, MemoryBuilder, StoreBuilder, StoresUnderTest};
 pub use runner::{Failure, Report, Settings};
 pub use spans::missing_spans;
 

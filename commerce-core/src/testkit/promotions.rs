@@ -31,7 +31,7 @@ use rust_decimal::Decimal;
 
 use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
-use super::fixtures::{cust, money, oid};
+use super::fixtures::{cust, money, oid, promotion_id};
 use super::model::search;
 use super::runner::{Case, Ctx, Env, Settings, cases, run_one_area};
 use crate::clock::{self, Timestamp};
@@ -76,17 +76,13 @@ pub(crate) fn cases() -> Vec<Case> {
     ]
 }
 
-fn pid(s: &str) -> PromotionId {
-    PromotionId::new(s).unwrap_or_else(|e| panic!("test promotion id {s:?}: {e}"))
-}
-
 fn code(s: &str) -> CouponCode {
     CouponCode::parse(s).unwrap_or_else(|e| panic!("test code {s:?}: {e}"))
 }
 
 fn amount_off(id: &str, amount: &str) -> Promotion {
     Promotion::new(
-        pid(id),
+        promotion_id(id),
         format!("{amount} off"),
         Currency::USD,
         Action::AmountOff {
@@ -126,7 +122,7 @@ async fn coded(ctx: &Ctx, id: &str, code_text: &str, l: Limits) -> Promotion {
 
 fn line(promotion: &str, code_text: Option<&str>, amount: &str) -> RedemptionLine {
     RedemptionLine {
-        promotion_id: pid(promotion),
+        promotion_id: promotion_id(promotion),
         code: code_text.map(code),
         amount: money(amount),
     }
@@ -137,7 +133,10 @@ fn request(order: &str, customer: Option<&str>, lines: Vec<RedemptionLine>) -> R
 }
 
 async fn usage(ctx: &Ctx, id: &str) -> PromotionUsage {
-    must!(ctx.promotions().usage(&pid(id)).await, "usage({id})")
+    must!(
+        ctx.promotions().usage(&promotion_id(id)).await,
+        "usage({id})"
+    )
 }
 
 fn assert_usage(u: &PromotionUsage, uses: u64, confirmed: u64, spent: &str, what: &str) {
@@ -188,7 +187,10 @@ async fn promotions_round_trip_and_are_immutable(env: Env<'_>) {
         "the conflicting create changed nothing"
     );
     assert_eq!(
-        must!(store.promotion(&pid("nope")).await, "promotion(nope)"),
+        must!(
+            store.promotion(&promotion_id("nope")).await,
+            "promotion(nope)"
+        ),
         None
     );
     assert_usage(
@@ -199,7 +201,7 @@ async fn promotions_round_trip_and_are_immutable(env: Env<'_>) {
         "a new promotion",
     );
     assert_err!(
-        store.usage(&pid("nope")).await,
+        store.usage(&promotion_id("nope")).await,
         Error::NotFound {
             kind: EntityKind::Promotion,
             ..
@@ -214,7 +216,7 @@ async fn invalid_promotions_write_nothing(env: Env<'_>) {
     let now = ctx.now();
     let pct = |id: &str, p: i64| {
         Promotion::new(
-            pid(id),
+            promotion_id(id),
             "pct",
             Currency::USD,
             Action::PercentOff {
@@ -338,7 +340,10 @@ async fn code_batches_are_all_or_nothing(env: Env<'_>) {
     );
     assert_err!(
         store
-            .add_codes(&pid("missing"), &CodeBatch::shared(code("MISSING")))
+            .add_codes(
+                &promotion_id("missing"),
+                &CodeBatch::shared(code("MISSING"))
+            )
             .await,
         Error::NotFound {
             kind: EntityKind::Promotion,
@@ -1308,21 +1313,21 @@ fn reserve_request(op: &Op) -> Option<RedemptionRequest> {
     let mut lines = Vec::new();
     if let Some(c) = automatic {
         lines.push(RedemptionLine {
-            promotion_id: pid("auto"),
+            promotion_id: promotion_id("auto"),
             code: None,
             amount: usd(*c),
         });
     }
     if let Some(c) = shared {
         lines.push(RedemptionLine {
-            promotion_id: pid("shared"),
+            promotion_id: promotion_id("shared"),
             code: Some(code("SHARED")),
             amount: usd(*c),
         });
     }
     if let Some((k, c)) = single {
         lines.push(RedemptionLine {
-            promotion_id: pid("single"),
+            promotion_id: promotion_id("single"),
             code: Some(code(&format!("ONE-{k}"))),
             amount: usd(*c),
         });

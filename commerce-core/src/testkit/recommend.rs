@@ -33,12 +33,12 @@ use super::builder::{Area, StoreBuilder};
 use super::check::{assert_err, concurrently, must};
 use super::fixtures::{cust, oid, path, pid};
 use super::runner::{Case, Env, Report, Settings, cases, probe, run_area};
-use crate::error::Error;
-use crate::id::{OrderId, ProductId};
-use crate::recommend::{
+use crate::activity::{
     Basket, HISTORY_CAPACITY, Interaction, InteractionKind, MAX_PAIRED_PRODUCTS, ProductCount,
     RecordOutcome,
 };
+use crate::error::Error;
+use crate::id::{OrderId, ProductId};
 use crate::store::{CoPurchaseStore, HistoryStore};
 
 /// Runs the co-purchase and history cases against `builder`'s stores (whichever of the

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 
-use super::builder::{Area, StoreBuilder, Stores};
+use super::builder::{Area, StoreBuilder, StoresUnderTest};
 use crate::clock::{Clock, ManualClock, Timestamp};
 use crate::event::{DomainEvent, EventEnvelope};
 use crate::id::EventId;
@@ -108,11 +108,13 @@ impl Env<'_> {
 /// The stores of one case and its clock.
 pub(crate) struct Ctx {
     pub clock: Arc<ManualClock>,
-    pub stores: Stores,
+    pub stores: StoresUnderTest,
 }
 
 fn missing(what: &str) -> ! {
-    panic!("the builder provides no {what}; return it from StoreBuilder::build (Stores::with_...)")
+    panic!(
+        "the builder provides no {what}; return it from StoreBuilder::build (StoresUnderTest::with_...)"
+    )
 }
 
 impl Ctx {
@@ -204,7 +206,7 @@ impl Ctx {
     pub(crate) fn product_cache(
         &self,
     ) -> (
-        Arc<dyn crate::page::ProductCache>,
+        Arc<dyn crate::store::ProductCache>,
         super::builder::CacheExpiry,
     ) {
         self.stores
@@ -502,7 +504,7 @@ pub(crate) async fn probe(builder: &dyn StoreBuilder) -> Vec<Area> {
         assert!(
             !area.needs_events() || areas.contains(&Area::Events),
             "the builder provides a {area} store but no EventLog: stores that append events \
-             must come with the log they append to (Stores::with_events), so the kit can \
+             must come with the log they append to (StoresUnderTest::with_events), so the kit can \
              check that every change appends its event atomically"
         );
     }

@@ -22,28 +22,28 @@ pub(super) async fn audit(db: &Db) -> Result<Vec<InvariantViolation>> {
         .db()?;
     let levels = sqlx::query(sql!(
         "SELECT * FROM {} ORDER BY sku, location",
-        db.t("stock_levels")
+        db.qualified("stock_levels")
     ))
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let active = sqlx::query(sql!(
         "SELECT * FROM {} WHERE state = 'ACTIVE'",
-        db.t("reservations")
+        db.qualified("reservations")
     ))
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let metas: Vec<(String, i64, i64)> = sqlx::query_as(sql!(
         "SELECT sku, backordered, owed FROM {}",
-        db.t("stock_skus")
+        db.qualified("stock_skus")
     ))
     .fetch_all(&mut *tx)
     .await
     .db()?;
     let movs = sqlx::query(sql!(
         "SELECT * FROM {} ORDER BY id",
-        db.t("stock_movements")
+        db.qualified("stock_movements")
     ))
     .fetch_all(&mut *tx)
     .await

@@ -11,7 +11,7 @@ impl PgInventory {
     ) -> Result<Reservation> {
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE order_id = $1 FOR UPDATE",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(order_id.as_str())
         .fetch_optional(&mut *conn)
@@ -53,7 +53,7 @@ impl PgInventory {
                     };
                     sqlx::query(sql!(
                         "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                        self.db.t("stock_levels")
+                        self.db.qualified("stock_levels")
                     ))
                     .bind(sku)
                     .bind(loc)
@@ -70,7 +70,7 @@ impl PgInventory {
                     };
                     sqlx::query(sql!(
                         "UPDATE {} SET {set} WHERE sku = $1",
-                        self.db.t("stock_skus")
+                        self.db.qualified("stock_skus")
                     ))
                     .bind(sku)
                     .bind(q)
@@ -104,7 +104,7 @@ impl PgInventory {
         let ids: Vec<&str> = rs.iter().map(|r| r.order_id.as_str()).collect();
         sqlx::query(sql!(
             "UPDATE {} SET state = $2, closed_at = $3, reason = $4 WHERE order_id = ANY($1)",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(ids)
         .bind(to.as_str())

@@ -25,7 +25,7 @@ impl PgInventory {
                FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[])
                     WITH ORDINALITY AS m(s, l, k, q, o, r, n)
               ORDER BY n",
-            self.db.t("stock_movements")
+            self.db.qualified("stock_movements")
         ))
         .bind(skus)
         .bind(locs)
@@ -50,7 +50,7 @@ impl PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let rows = sqlx::query(sql!(
             "SELECT * FROM {}($1, $2, $3)",
-            self.db.t("restock_levels")
+            self.db.qualified("restock_levels")
         ))
         .bind(skus)
         .bind(locations)

@@ -3,10 +3,10 @@
 mod audit;
 mod close;
 mod ledger;
-mod reserve_error;
+mod outcome;
 mod rows;
 
-pub(crate) use reserve_error::reserve_error;
+pub(crate) use outcome::reserve_outcome;
 use rows::{LedgerRow, counter, kind_str, level_from, movement_from, reservation_event};
 pub(crate) use rows::{reservation_columns, reservation_from};
 
@@ -38,7 +38,9 @@ use crate::error::{DbResult, corrupt};
 ///   guarded `UPDATE ... SET available = available - q ... WHERE available >= q` per
 ///   SKU in SKU order (locations in id order, so concurrent reservations never
 ///   deadlock), writes the ledger and appends the outbox event, all in one
-///   transaction; a short SKU raises and rolls everything back.
+///   transaction; a short SKU rolls everything back. It is called through
+///   `try_reserve()`, which answers with an outcome row (`out_of_stock` with the short
+///   SKU's counts), the same protocol as the hot-SKU combiner's batches.
 /// * `release_expired` claims due reservations with one `UPDATE ... WHERE order_id IN
 ///   (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`, so concurrent reapers never claim
 ///   the same one, then gives their units back in the same transaction.
@@ -83,8 +85,8 @@ impl PgInventory {
                    SELECT * FROM {levels} l WHERE l.sku = k.sku COLLATE \"C\" ORDER BY l.location
                ) l ON true
               ORDER BY k.ord, l.location",
-            skus = self.db.t("stock_skus"),
-            levels = self.db.t("stock_levels"),
+            skus = self.db.qualified("stock_skus"),
+            levels = self.db.qualified("stock_levels"),
         ))
         .bind(&names)
         .fetch_all(&self.db.pool)
@@ -123,7 +125,7 @@ impl PgInventory {
         Ok(out)
     }
 
-    /// `reserve` by the `reserve()` SQL function (the path without the combiner).
+    /// `reserve` by the `try_reserve()` SQL function (the path without the combiner).
     async fn reserve_one(
         &self,
         request: &ReservationRequest,
@@ -140,7 +142,7 @@ impl PgInventory {
             skus: lines.iter().map(|l| l.sku.clone()).collect(),
         })
         .map_err(corrupt)?;
-        let res = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
+        let row = sqlx::query(sqlx::AssertSqlSafe(self.reserve_sql.as_str()))
             .bind(request.order_id.as_str())
             .bind(&skus)
             .bind(&qtys)
@@ -149,26 +151,13 @@ impl PgInventory {
             .bind(expires)
             .bind(&event)
             .fetch_one(&self.db.pool)
-            .await;
-        let row = match res {
-            Ok(row) => row,
-            Err(e) => return Err(reserve_error(e)),
-        };
-        let outcome: String = row.try_get("outcome").db()?;
-        let r = reservation_columns(&row, request.order_id.clone(), "")?;
-        if outcome == "created" {
+            .await
+            .db()?;
+        let reserved = reserve_outcome(&row, &request.order_id, &lines)?;
+        if reserved.created {
             self.db.written();
         }
-        if outcome == "existing" && r.lines != lines {
-            return Err(Error::conflict(
-                EntityKind::Reservation,
-                format!(
-                    "order {} already holds a different reservation",
-                    request.order_id
-                ),
-            ));
-        }
-        Ok(r)
+        Ok(reserved.reservation)
     }
 
     pub(crate) fn new(db: Arc<Db>, hot: Option<HotSkuConfig>) -> Self {
@@ -176,7 +165,7 @@ impl PgInventory {
             // The last argument, an in-transaction NOTIFY channel, is always NULL: a
             // NOTIFY inside the transaction would serialise every commit.
             "SELECT * FROM {}($1, $2, $3, $4, $5, $6, $7, NULL)",
-            db.t("reserve")
+            db.qualified("try_reserve")
         );
         PgInventory {
             combiner: hot.map(|h| Combiner::new(h, db.clone())),
@@ -232,7 +221,7 @@ impl InventoryStore for PgInventory {
         let mut tx = self.db.pool.begin().await.db()?;
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE sku = $1 AND location = $2 FOR UPDATE",
-            self.db.t("stock_levels")
+            self.db.qualified("stock_levels")
         ))
         .bind(sku.as_str())
         .bind(location.as_str())
@@ -251,7 +240,7 @@ impl InventoryStore for PgInventory {
         let row = sqlx::query(sql!(
             "UPDATE {} SET available = available + $3, adjusted = adjusted - $3
              WHERE sku = $1 AND location = $2 RETURNING *",
-            self.db.t("stock_levels")
+            self.db.qualified("stock_levels")
         ))
         .bind(sku.as_str())
         .bind(location.as_str())
@@ -294,7 +283,7 @@ impl InventoryStore for PgInventory {
         sqlx::query(sql!(
             "INSERT INTO {} (sku, backorder_allowed) VALUES ($1, $2)
              ON CONFLICT (sku) DO UPDATE SET backorder_allowed = EXCLUDED.backorder_allowed",
-            self.db.t("stock_skus")
+            self.db.qualified("stock_skus")
         ))
         .bind(sku.as_str())
         .bind(allowed)
@@ -368,7 +357,7 @@ impl InventoryStore for PgInventory {
         r.expires_at = clock::add(now, ttl);
         sqlx::query(sql!(
             "UPDATE {} SET expires_at = $2 WHERE order_id = $1",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(order_id.as_str())
         .bind(r.expires_at)
@@ -443,7 +432,7 @@ impl InventoryStore for PgInventory {
                         };
                         sqlx::query(sql!(
                             "UPDATE {} SET {set} WHERE sku = $1 AND location = $2",
-                            self.db.t("stock_levels")
+                            self.db.qualified("stock_levels")
                         ))
                         .bind(a.sku.as_str())
                         .bind(loc.as_str())
@@ -469,7 +458,7 @@ impl InventoryStore for PgInventory {
                             "UPDATE {} SET owed = owed - LEAST(owed, $2),
                                            backordered = backordered - LEAST(owed, $2)
                              WHERE sku = $1",
-                            self.db.t("stock_skus")
+                            self.db.qualified("stock_skus")
                         ))
                         .bind(a.sku.as_str())
                         .bind(q)
@@ -493,7 +482,7 @@ impl InventoryStore for PgInventory {
             self.write_movements(&mut tx, now, &movs).await?;
             sqlx::query(sql!(
                 "UPDATE {} SET state = 'RETURNED', closed_at = $2, reason = $3 WHERE order_id = $1",
-                self.db.t("reservations")
+                self.db.qualified("reservations")
             ))
             .bind(order_id.as_str())
             .bind(now)
@@ -531,7 +520,7 @@ impl InventoryStore for PgInventory {
                                       LIMIT $2 FOR UPDATE SKIP LOCKED)
                     AND state = 'ACTIVE'
                   RETURNING *",
-                t = self.db.t("reservations")
+                t = self.db.qualified("reservations")
             ))
             .bind(now)
             .bind(limit as i64)
@@ -570,7 +559,7 @@ impl InventoryStore for PgInventory {
     async fn reservation(&self, order_id: &OrderId) -> Result<Option<Reservation>> {
         let row = sqlx::query(sql!(
             "SELECT * FROM {} WHERE order_id = $1",
-            self.db.t("reservations")
+            self.db.qualified("reservations")
         ))
         .bind(order_id.as_str())
         .fetch_optional(&self.db.pool)
@@ -584,7 +573,7 @@ impl InventoryStore for PgInventory {
         let limit = check_limit(limit)?;
         let rows = sqlx::query(sql!(
             "SELECT * FROM {} WHERE sku = $1 ORDER BY id OFFSET $2 LIMIT $3",
-            self.db.t("stock_movements")
+            self.db.qualified("stock_movements")
         ))
         .bind(sku.as_str())
         .bind(i64::try_from(offset).unwrap_or(i64::MAX))

@@ -53,8 +53,8 @@ pub(crate) fn reservation_from(row: &PgRow) -> Result<Reservation> {
 
 /// A reservation of `order_id` from the columns `{prefix}lines`, `{prefix}allocations`,
 /// `{prefix}state`, `{prefix}created_at`, `{prefix}expires_at`, `{prefix}closed_at` and
-/// `{prefix}reason`: the one mapping of a reservation row (the table, `reserve()`'s
-/// answer, the hot-SKU combiner's and the pipeline steps' `r_` columns).
+/// `{prefix}reason`: the one mapping of a reservation row (the table, the outcome rows
+/// of `try_reserve()` and `reserve_batch()`, the pipeline steps' `r_` columns).
 pub(crate) fn reservation_columns(
     row: &PgRow,
     order_id: OrderId,

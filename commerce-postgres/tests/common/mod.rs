@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
-use commerce_core::testkit::{StoreBuilder, Stores};
+use commerce_core::testkit::{StoreBuilder, StoresUnderTest};
 use commerce_postgres::sqlx::{self, PgPool};
 use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
 use tokio::sync::OnceCell;
@@ -84,9 +84,9 @@ impl PgBuilder {
 
 #[async_trait]
 impl StoreBuilder for PgBuilder {
-    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<Stores> {
+    async fn build(&self, clock: Arc<ManualClock>) -> commerce_core::Result<StoresUnderTest> {
         let pg = self.engine(clock).await?;
-        Ok(Stores::new()
+        Ok(StoresUnderTest::new()
             .with_events(pg.events.clone())
             .with_catalog(pg.catalog.clone())
             .with_queue(pg.queue.clone())

@@ -17,9 +17,9 @@ use crate::resilience::{
 use crate::store::SearchIndex;
 use crate::store::search::{SearchQuery, SearchResults};
 
-/// Deadlines of a search.
+/// Deadlines of a search page ([`SearchPages`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct SearchConfig {
+pub struct SearchPageConfig {
     /// The search itself (essential: past this the call fails).
     pub deadline: Duration,
     /// Reading the shopper's history for personalisation.
@@ -30,10 +30,10 @@ pub struct SearchConfig {
     pub breaker: BreakerConfig,
 }
 
-impl Default for SearchConfig {
+impl Default for SearchPageConfig {
     /// Search 300 ms, personalisation 20 ms, rate limiter 10 ms.
     fn default() -> Self {
-        SearchConfig {
+        SearchPageConfig {
             deadline: Duration::from_millis(300),
             personalization_deadline: Duration::from_millis(20),
             rate_limit_deadline: Duration::from_millis(10),
@@ -79,7 +79,7 @@ pub struct SearchPages {
     index: Arc<dyn SearchIndex>,
     personalizer: Option<Personalizer>,
     limiter: Option<Arc<dyn UserRateLimit>>,
-    config: SearchConfig,
+    config: SearchPageConfig,
     personalization: Guard,
     rate_limit: Guard,
     clock: Arc<dyn Clock>,
@@ -88,7 +88,7 @@ pub struct SearchPages {
 impl SearchPages {
     /// Searches on `index`.
     pub fn new(index: Arc<dyn SearchIndex>, clock: Arc<dyn Clock>) -> Self {
-        let config = SearchConfig::default();
+        let config = SearchPageConfig::default();
         let (personalization, rate_limit) = Self::guards(&config, &clock);
         SearchPages {
             index,
@@ -101,7 +101,7 @@ impl SearchPages {
         }
     }
 
-    fn guards(config: &SearchConfig, clock: &Arc<dyn Clock>) -> (Guard, Guard) {
+    fn guards(config: &SearchPageConfig, clock: &Arc<dyn Clock>) -> (Guard, Guard) {
         (
             Guard::new(
                 Section::Personalization,
@@ -131,7 +131,7 @@ impl SearchPages {
     }
 
     /// Replaces the configuration (and resets the breakers).
-    pub fn with_config(mut self, config: SearchConfig) -> Self {
+    pub fn with_config(mut self, config: SearchPageConfig) -> Self {
         (self.personalization, self.rate_limit) = Self::guards(&config, &self.clock);
         self.config = config;
         self

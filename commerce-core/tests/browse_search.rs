@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_core::browse::{ProductPageRequest, ProductPages, SearchPages, SearchResponse};
 use commerce_core::clock::ManualClock;
 use commerce_core::id::CustomerId;
 use commerce_core::memory::MemoryEngine;
-use commerce_core::page::{PageRequest, ProductPages, SearchPages, SearchResponse};
 use commerce_core::recommend::{Interaction, InteractionKind, MemoryHistory, Personalizer};
 use commerce_core::resilience::{Admission, LimitedAction, OmissionReason, Section, UserRateLimit};
 use commerce_core::store::HistoryStore;
@@ -55,7 +55,7 @@ fn quota(per_user: u32, fault: Fault) -> Arc<Quota> {
     })
 }
 
-fn served(r: SearchResponse) -> commerce_core::page::SearchPage {
+fn served(r: SearchResponse) -> commerce_core::browse::SearchPage {
     match r {
         SearchResponse::Served(p) => p,
         other => panic!("expected results, got {other:?}"),
@@ -222,7 +222,7 @@ async fn a_hung_history_leaves_search_and_pages_unpersonalised_but_on_time() {
         engine.clock.clone(),
     )
     .with_view_tracking(Arc::new(HungHistory));
-    let mut req = PageRequest::by_id(tv.id.clone());
+    let mut req = ProductPageRequest::by_id(tv.id.clone());
     req.customer = Some(me);
     let page = pages.load(&req).await.unwrap();
     assert_eq!(page.omitted[0].section, Section::ViewTracking);
@@ -247,7 +247,7 @@ fn the_services_are_send_and_sync() {
         engine.inventory.clone(),
         engine.clock.clone(),
     );
-    let req = PageRequest::by_id(common::pid("p"));
+    let req = ProductPageRequest::by_id(common::pid("p"));
     send(pages.load(&req));
     let recommender = commerce_core::recommend::Recommender::new(
         Arc::new(commerce_core::recommend::MemoryCoPurchase::new()),

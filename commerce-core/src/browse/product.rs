@@ -22,7 +22,7 @@ use crate::store::{ProductCache, ProductKey};
 
 /// Deadlines and sizes of a product page.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PageConfig {
+pub struct ProductPageConfig {
     /// The whole page: every part is cut off so the page is returned within this.
     pub deadline: Duration,
     /// Live availability.
@@ -39,11 +39,11 @@ pub struct PageConfig {
     pub breaker: BreakerConfig,
 }
 
-impl Default for PageConfig {
+impl Default for ProductPageConfig {
     /// A 200 ms page: availability 50 ms, recommendations 80 ms, cache 10 ms, view
     /// tracking 20 ms; 10 recommendations.
     fn default() -> Self {
-        PageConfig {
+        ProductPageConfig {
             deadline: Duration::from_millis(200),
             availability_deadline: Duration::from_millis(50),
             recommendations_deadline: Duration::from_millis(80),
@@ -57,7 +57,7 @@ impl Default for PageConfig {
 
 /// Which product page, for whom.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PageRequest {
+pub struct ProductPageRequest {
     /// The product.
     pub key: ProductKey,
     /// The shopper, if signed in (personalisation, view tracking).
@@ -66,10 +66,10 @@ pub struct PageRequest {
     pub cart: Vec<ProductId>,
 }
 
-impl PageRequest {
+impl ProductPageRequest {
     /// The page of the product with `slug`, for an anonymous shopper.
     pub fn by_slug(slug: crate::catalog::Slug) -> Self {
-        PageRequest {
+        ProductPageRequest {
             key: ProductKey::Slug(slug),
             customer: None,
             cart: Vec::new(),
@@ -78,7 +78,7 @@ impl PageRequest {
 
     /// The page of the product with `id`, for an anonymous shopper.
     pub fn by_id(id: ProductId) -> Self {
-        PageRequest {
+        ProductPageRequest {
             key: ProductKey::Id(id),
             customer: None,
             cart: Vec::new(),
@@ -181,7 +181,7 @@ struct Guards {
 
 /// Assembles product pages: the product (by slug or id, through the cache when there
 /// is one), its variants with live availability and prices, and recommendations, within
-/// [`PageConfig::deadline`].
+/// [`ProductPageConfig::deadline`].
 ///
 /// The product itself is essential: if the catalog cannot give it in time the call
 /// fails (`Backend`, retryable), and a product that is missing or not `ACTIVE` is
@@ -194,7 +194,7 @@ struct Guards {
 /// use std::{sync::Arc, time::Duration};
 /// use async_trait::async_trait;
 /// use commerce_core::{catalog::*, id::*, memory::MemoryEngine, store::*};
-/// use commerce_core::page::{PageConfig, PageRequest, ProductPages, StockStatus};
+/// use commerce_core::browse::{ProductPageConfig, ProductPageRequest, ProductPages, StockStatus};
 /// use commerce_core::recommend::{ProductRecommender, RecommendRequest, Recommendations};
 /// use commerce_core::resilience::{OmissionReason, Section};
 ///
@@ -219,13 +219,13 @@ struct Guards {
 ///
 /// let pages = ProductPages::new(engine.catalog.clone(), engine.inventory.clone(), engine.clock.clone())
 ///     .with_recommender(Arc::new(Hung));
-/// let page = pages.load(&PageRequest::by_slug(product.slug.clone())).await?;
+/// let page = pages.load(&ProductPageRequest::by_slug(product.slug.clone())).await?;
 /// assert_eq!(page.variants[0].stock, StockStatus::InStock { available: 3 });
 /// // The recommender was cut off at its deadline; the page came back without it.
 /// assert!(page.recommendations.is_empty());
 /// assert_eq!(page.omitted[0].section, Section::Recommendations);
 /// assert_eq!(page.omitted[0].reason, OmissionReason::TimedOut { after_ms: 80 });
-/// assert!(page.elapsed <= PageConfig::default().deadline);
+/// assert!(page.elapsed <= ProductPageConfig::default().deadline);
 /// # Ok::<(), commerce_core::Error>(()) }).unwrap();
 /// ```
 #[derive(Debug, Clone)]
@@ -236,18 +236,18 @@ pub struct ProductPages {
     cache: Option<Arc<dyn ProductCache>>,
     history: Option<Arc<dyn HistoryStore>>,
     clock: Arc<dyn Clock>,
-    config: PageConfig,
+    config: ProductPageConfig,
     guards: Guards,
 }
 
 impl ProductPages {
-    /// Pages from `catalog` and `inventory` with the default [`PageConfig`].
+    /// Pages from `catalog` and `inventory` with the default [`ProductPageConfig`].
     pub fn new(
         catalog: Arc<dyn CatalogStore>,
         inventory: Arc<dyn InventoryStore>,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        let config = PageConfig::default();
+        let config = ProductPageConfig::default();
         ProductPages {
             guards: Self::guards(&config, &clock),
             catalog,
@@ -260,7 +260,7 @@ impl ProductPages {
         }
     }
 
-    fn guards(config: &PageConfig, clock: &Arc<dyn Clock>) -> Guards {
+    fn guards(config: &ProductPageConfig, clock: &Arc<dyn Clock>) -> Guards {
         let g = |section, deadline| Guard::new(section, deadline, config.breaker, clock.clone());
         Guards {
             availability: g(Section::Availability, config.availability_deadline),
@@ -289,14 +289,14 @@ impl ProductPages {
     }
 
     /// Replaces the configuration (and resets the breakers).
-    pub fn with_config(mut self, config: PageConfig) -> Self {
+    pub fn with_config(mut self, config: ProductPageConfig) -> Self {
         self.guards = Self::guards(&config, &self.clock);
         self.config = config;
         self
     }
 
     /// The configuration.
-    pub fn config(&self) -> &PageConfig {
+    pub fn config(&self) -> &ProductPageConfig {
         &self.config
     }
 
@@ -314,7 +314,7 @@ impl ProductPages {
 
     /// Assembles the page.
     #[instrument(level = "debug", skip_all, fields(key = %request.key), err(level = "debug"))]
-    pub async fn load(&self, request: &PageRequest) -> Result<ProductPage> {
+    pub async fn load(&self, request: &ProductPageRequest) -> Result<ProductPage> {
         let start = Instant::now();
         let end = start + self.config.deadline;
         let left = || end.saturating_duration_since(Instant::now());

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_core::browse::{
+    MemoryProductCache, ProductCache, ProductKey, ProductPageConfig, ProductPageRequest,
+    ProductPages, StockStatus,
+};
 use commerce_core::catalog::{Product, ProductStatus, Slug};
 use commerce_core::clock::ManualClock;
 use commerce_core::id::{CustomerId, ProductId};
 use commerce_core::memory::MemoryEngine;
-use commerce_core::page::{
-    MemoryProductCache, PageConfig, PageRequest, ProductCache, ProductKey, ProductPages,
-    StockStatus,
-};
 use commerce_core::recommend::{
     Basket, MemoryCoPurchase, MemoryHistory, ProductRecommender, ProductSummary, RecommendRequest,
     Recommendation, Recommendations, Recommender,
@@ -106,7 +106,7 @@ fn pages(engine: &MemoryEngine) -> ProductPages {
     )
 }
 
-fn ids(page: &commerce_core::page::ProductPage) -> Vec<&str> {
+fn ids(page: &commerce_core::browse::ProductPage) -> Vec<&str> {
     page.recommendations
         .iter()
         .map(|r| r.product.product_id.as_str())
@@ -139,7 +139,7 @@ async fn a_complete_page() {
     let pages = pages(&engine).with_recommender(Arc::new(recommender));
 
     let page = pages
-        .load(&PageRequest::by_slug(phone.slug.clone()))
+        .load(&ProductPageRequest::by_slug(phone.slug.clone()))
         .await
         .unwrap();
     assert!(page.omitted.is_empty(), "{:?}", page.omitted);
@@ -156,12 +156,15 @@ async fn a_complete_page() {
     assert!(!page.from_cache);
 
     // By id, with the case in the cart.
-    let mut req = PageRequest::by_id(phone.id.clone());
+    let mut req = ProductPageRequest::by_id(phone.id.clone());
     req.cart = vec![pid("case")];
     let page = pages.load(&req).await.unwrap();
     assert_eq!(ids(&page), ["cable", "strap"]);
 
-    let strap = pages.load(&PageRequest::by_id(pid("strap"))).await.unwrap();
+    let strap = pages
+        .load(&ProductPageRequest::by_id(pid("strap")))
+        .await
+        .unwrap();
     assert_eq!(strap.variants[0].stock, StockStatus::Backorder);
 
     let json = serde_json::to_value(&page).unwrap();
@@ -185,8 +188,8 @@ async fn unknown_and_unpublished_products_are_not_found() {
     .await;
     let pages = pages(&engine);
     for req in [
-        PageRequest::by_slug(Slug::new("no-such-thing").unwrap()),
-        PageRequest::by_id(pid("secret")),
+        ProductPageRequest::by_slug(Slug::new("no-such-thing").unwrap()),
+        ProductPageRequest::by_id(pid("secret")),
     ] {
         assert!(matches!(
             pages.load(&req).await,
@@ -203,7 +206,7 @@ async fn a_slow_recommender_is_cut_off_at_its_deadline() {
     let pages = pages(&engine).with_recommender(slow.clone());
     let start = tokio::time::Instant::now();
     let page = pages
-        .load(&PageRequest::by_id(phone.id.clone()))
+        .load(&ProductPageRequest::by_id(phone.id.clone()))
         .await
         .unwrap();
     // Paused time: exactly the recommendations deadline passed, not the 10 s.
@@ -228,14 +231,17 @@ async fn a_slow_recommender_is_cut_off_at_its_deadline() {
 async fn the_page_deadline_caps_every_section() {
     let engine = MemoryEngine::new();
     let phone = shop(&engine).await;
-    let config = PageConfig {
+    let config = ProductPageConfig {
         deadline: Duration::from_millis(60),
         ..Default::default()
     };
     let pages = pages(&engine)
         .with_recommender(Scripted::new(vec![], Fault::Hang))
         .with_config(config);
-    let page = pages.load(&PageRequest::by_id(phone.id)).await.unwrap();
+    let page = pages
+        .load(&ProductPageRequest::by_id(phone.id))
+        .await
+        .unwrap();
     assert_eq!(page.elapsed, Duration::from_millis(60));
     assert_eq!(
         page.omitted[0].reason,
@@ -250,7 +256,7 @@ async fn a_failing_recommender_trips_its_breaker_and_recovers_after_the_cool_dow
     let phone = shop(&engine).await;
     let case = common::product(&engine, "case").await;
     let recs = Scripted::new(vec![case], Fault::Fail);
-    let config = PageConfig {
+    let config = ProductPageConfig {
         breaker: BreakerConfig {
             failure_threshold: 3,
             cool_down: Duration::from_secs(5),
@@ -261,7 +267,7 @@ async fn a_failing_recommender_trips_its_breaker_and_recovers_after_the_cool_dow
     let pages = pages(&engine)
         .with_recommender(recs.clone())
         .with_config(config);
-    let req = PageRequest::by_id(phone.id.clone());
+    let req = ProductPageRequest::by_id(phone.id.clone());
     for _ in 0..3 {
         let page = pages.load(&req).await.unwrap();
         assert!(matches!(
@@ -297,7 +303,7 @@ async fn a_hung_recommender_under_concurrent_load() {
     let engine = MemoryEngine::new();
     let phone = shop(&engine).await;
     let hung = Scripted::new(vec![], Fault::Hang);
-    let config = PageConfig {
+    let config = ProductPageConfig {
         deadline: Duration::from_millis(500),
         recommendations_deadline: Duration::from_millis(30),
         ..Default::default()
@@ -312,7 +318,7 @@ async fn a_hung_recommender_under_concurrent_load() {
         let pages = pages.clone();
         let slug = phone.slug.clone();
         tasks.push(tokio::spawn(async move {
-            pages.load(&PageRequest::by_slug(slug)).await
+            pages.load(&ProductPageRequest::by_slug(slug)).await
         }));
     }
     let all = tokio::time::timeout(Duration::from_secs(30), futures::future::join_all(tasks))
@@ -353,7 +359,10 @@ async fn slow_inventory_leaves_availability_unknown() {
     );
     let inventory = Faulty::new(engine.inventory.clone(), faults.clone());
     let pages = ProductPages::new(engine.catalog.clone(), inventory, engine.clock.clone());
-    let page = pages.load(&PageRequest::by_id(phone.id)).await.unwrap();
+    let page = pages
+        .load(&ProductPageRequest::by_id(phone.id))
+        .await
+        .unwrap();
     assert!(
         page.variants
             .iter()
@@ -377,7 +386,10 @@ async fn a_hung_catalog_fails_the_page_at_its_deadline() {
     let catalog = Faulty::new(engine.catalog.clone(), faults.clone());
     let pages = ProductPages::new(catalog, engine.inventory.clone(), engine.clock.clone());
     let start = tokio::time::Instant::now();
-    let err = pages.load(&PageRequest::by_id(phone.id)).await.unwrap_err();
+    let err = pages
+        .load(&ProductPageRequest::by_id(phone.id))
+        .await
+        .unwrap_err();
     assert!(err.is_retryable(), "{err}");
     assert_eq!(start.elapsed(), Duration::from_millis(200));
 }
@@ -412,14 +424,14 @@ async fn the_cache_serves_repeat_pages_and_its_failure_only_costs_a_catalog_read
         100,
     ));
     let pages = pages(&engine).with_cache(cache.clone());
-    let req = PageRequest::by_slug(phone.slug.clone());
+    let req = ProductPageRequest::by_slug(phone.slug.clone());
     assert!(!pages.load(&req).await.unwrap().from_cache);
     let page = pages.load(&req).await.unwrap();
     assert!(page.from_cache);
     assert!(page.omitted.is_empty());
     assert!(
         pages
-            .load(&PageRequest::by_id(phone.id.clone()))
+            .load(&ProductPageRequest::by_id(phone.id.clone()))
             .await
             .unwrap()
             .from_cache
@@ -525,7 +537,7 @@ async fn views_of_signed_in_shoppers_are_tracked() {
         .with_view_tracking(history.clone())
         .with_recommender(recs.clone());
     let me = CustomerId::new("me").unwrap();
-    let mut req = PageRequest::by_id(phone.id.clone());
+    let mut req = ProductPageRequest::by_id(phone.id.clone());
     req.customer = Some(me.clone());
     let page = pages.load(&req).await.unwrap();
     assert!(page.omitted.is_empty());
@@ -537,7 +549,10 @@ async fn views_of_signed_in_shoppers_are_tracked() {
     assert_eq!(asked.customer, Some(me));
     assert_eq!(asked.anchors, vec![phone.id.clone()]);
     // Anonymous pages track nothing.
-    pages.load(&PageRequest::by_id(phone.id)).await.unwrap();
+    pages
+        .load(&ProductPageRequest::by_id(phone.id))
+        .await
+        .unwrap();
     assert_eq!(
         history
             .recent(&CustomerId::new("me").unwrap(), 10)

@@ -1,8 +1,15 @@
-//! What a confirmed order contributes to the co-purchase counts, and the bound on the
-//! work it may cause.
+//! What shoppers did, as the recommendation contracts record it: the [`Basket`] of a
+//! confirmed order (counted by [`CoPurchaseStore`](crate::store::CoPurchaseStore), ranked
+//! back as [`ProductCount`]s) and the [`Interaction`]s of a shopper's history
+//! ([`HistoryStore`](crate::store::HistoryStore)).
+//!
+//! Plain data with its rules; the services that feed and read the stores are in
+//! [`recommend`](crate::recommend), which re-exports these types.
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{CategoryPath, Product};
+use crate::clock::Timestamp;
 use crate::id::{OrderId, ProductId};
 use crate::order::Order;
 
@@ -19,7 +26,7 @@ pub const MAX_PAIRED_PRODUCTS: usize = 50;
 ///
 /// ```
 /// use commerce_core::id::{OrderId, ProductId};
-/// use commerce_core::recommend::Basket;
+/// use commerce_core::activity::Basket;
 ///
 /// let p = |s: &str| ProductId::new(s).unwrap();
 /// let basket = Basket::new(OrderId::new("o-1")?, [p("a"), p("b"), p("a"), p("c")]);
@@ -116,6 +123,70 @@ pub enum RecordOutcome {
     Recorded,
     /// The order had already been counted; nothing changed.
     Duplicate,
+}
+
+/// Most interactions a history store keeps per shopper (older ones are dropped).
+pub const HISTORY_CAPACITY: usize = 200;
+
+/// What a shopper did with a product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InteractionKind {
+    /// Opened the product page.
+    Viewed,
+    /// Put it in the cart.
+    Carted,
+    /// Bought it (a confirmed order).
+    Bought,
+}
+
+impl InteractionKind {
+    /// The weight of one such interaction in the affinity: 1, 3 and 5.
+    pub fn weight(self) -> f64 {
+        match self {
+            InteractionKind::Viewed => 1.0,
+            InteractionKind::Carted => 3.0,
+            InteractionKind::Bought => 5.0,
+        }
+    }
+
+    /// The lower-case name, as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InteractionKind::Viewed => "viewed",
+            InteractionKind::Carted => "carted",
+            InteractionKind::Bought => "bought",
+        }
+    }
+}
+
+/// One thing a shopper did. Brand and category are copied from the product so that
+/// computing an affinity needs no catalog reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Interaction {
+    /// The product.
+    pub product_id: ProductId,
+    /// Its brand at the time.
+    pub brand: String,
+    /// Its category at the time.
+    pub category: CategoryPath,
+    /// What happened.
+    pub kind: InteractionKind,
+    /// When.
+    pub at: Timestamp,
+}
+
+impl Interaction {
+    /// An interaction with `product` at `at`.
+    pub fn new(product: &Product, kind: InteractionKind, at: Timestamp) -> Self {
+        Interaction {
+            product_id: product.id.clone(),
+            brand: product.brand.clone(),
+            category: product.category.clone(),
+            kind,
+            at,
+        }
+    }
 }
 
 #[cfg(test)]

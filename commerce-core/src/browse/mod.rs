@@ -17,7 +17,9 @@ mod search;
 pub use crate::store::{ProductCache, ProductKey};
 // The in-process engine lives with the others, in `memory`.
 pub use crate::memory::MemoryProductCache;
-pub use product::{PageConfig, PageRequest, ProductPage, ProductPages, StockStatus, VariantView};
-pub use search::{SearchConfig, SearchPage, SearchPages, SearchResponse};
+pub use product::{
+    ProductPage, ProductPageConfig, ProductPageRequest, ProductPages, StockStatus, VariantView,
+};
+pub use search::{SearchPage, SearchPageConfig, SearchPages, SearchResponse};
 
 pub use crate::resilience::{Omission, OmissionReason, Section};
