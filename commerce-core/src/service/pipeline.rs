@@ -107,6 +107,8 @@ struct Run {
     /// The cancellation this run wrote: the order's version after it, the status it
     /// left and the reason (so the cleanup need not read the history back).
     cancelled: Option<(u64, OrderStatus, String)>,
+    /// When the redemption this run held expires (it needs no extension before then).
+    promotions_until: Option<crate::clock::Timestamp>,
 }
 
 /// Drives orders through their statuses; see the [module docs](self).
@@ -165,7 +167,8 @@ impl OrderPipeline {
     /// * CREATED: reserved for [`PipelineConfig::reservation_ttl`] just before the stock
     ///   is reserved; a limit that refuses it cancels the order with
     ///   [`promotion_unavailable_reason`] (no stock is reserved then);
-    /// * PAYMENT_PENDING: extended by [`PipelineConfig::payment_lease`] with the stock,
+    /// * PAYMENT_PENDING: extended by [`PipelineConfig::payment_lease`] with the stock
+    ///   (not when the hold this run just made lasts longer than the lease already),
     ///   and confirmed once the charge is approved, just before the stock is confirmed
     ///   (a redemption found released cancels the order and refunds the charge);
     /// * CANCELLED: released (exactly once; the store makes a repeat harmless).
@@ -446,7 +449,7 @@ impl OrderPipeline {
         }
         let ttl = self.config.reservation_ttl;
         if let Some(store) = self.promotions_of(order) {
-            if let Err(problem) = self.hold_promotions(store, order).await? {
+            if let Err(problem) = self.hold_promotions(store, order, run).await? {
                 return self.cancel_with(order, problem, run).await;
             }
         }
@@ -465,6 +468,7 @@ impl OrderPipeline {
         &self,
         store: &dyn PromotionStore,
         order: &Order,
+        run: &mut Run,
     ) -> Result<std::result::Result<(), String>> {
         let mut lines = Vec::with_capacity(order.promotions.len());
         let mut shipping = order.totals.shipping;
@@ -494,7 +498,12 @@ impl OrderPipeline {
                 let why = r.reason.unwrap_or_else(|| "released".into());
                 Ok(Err(format!("promotions released before payment ({why})")))
             }
-            Ok(_) => Ok(Ok(())),
+            Ok(r) => {
+                if r.state == RedemptionState::Active {
+                    run.promotions_until = Some(r.expires_at);
+                }
+                Ok(Ok(()))
+            }
             Err(Error::PromotionUnavailable { promotion, reason }) => {
                 Ok(Err(promotion_unavailable_reason(&promotion, reason)))
             }
@@ -603,7 +612,15 @@ impl OrderPipeline {
                 }
             }
         }
-        if let (Some(store), Some(lease)) = (self.promotions_of(order), self.config.payment_lease) {
+        let lease = self.config.payment_lease.filter(|lease| {
+            // A hold this run made that outlasts the lease needs no extension.
+            !run.promotions_until.is_some_and(|until| {
+                (until - self.clock.now())
+                    .to_std()
+                    .is_ok_and(|left| left >= *lease)
+            })
+        });
+        if let (Some(store), Some(lease)) = (self.promotions_of(order), lease) {
             let extended = retry(&self.config.step_retry, "extend promotions", || {
                 store.extend(&order.id, lease)
             })
