@@ -459,7 +459,7 @@ impl PromotionStore for PgPromotions {
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn automatic_offers(&self, now: Timestamp) -> Result<Vec<Offer>> {
         let rows = sqlx::query(sql!(
-            "SELECT p.body, {exhausted} AS exhausted FROM {t} p
+            "SELECT p.id, {exhausted} AS exhausted FROM {t} p
              WHERE p.automatic
                AND (p.starts_at IS NULL OR p.starts_at <= $1)
                AND (p.ends_at IS NULL OR p.ends_at > $1)
@@ -471,14 +471,27 @@ impl PromotionStore for PgPromotions {
         .fetch_all(&self.db.pool)
         .await
         .db()?;
-        rows.iter()
+        // Only the usage is read each time; the bodies (immutable) come from memory.
+        let listed = rows
+            .iter()
             .map(|r| {
-                Ok(Offer {
-                    promotion: promotion_from(r)?,
-                    exhausted: r.try_get("exhausted").db()?,
+                let id = PromotionId::new(r.try_get::<String, _>("id").db()?)
+                    .map_err(|e| corrupt(format!("promotion id: {e}")))?;
+                Ok((id, r.try_get::<bool, _>("exhausted").db()?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ids: Vec<&PromotionId> = listed.iter().map(|(id, _)| id).collect();
+        let mut bodies = self.promotions_by_id(&ids).await?;
+        Ok(listed
+            .iter()
+            .filter_map(|(id, exhausted)| {
+                // A promotion is never deleted, so every listed one has a body.
+                bodies.remove(id).map(|promotion| Offer {
+                    promotion,
+                    exhausted: *exhausted,
                 })
             })
-            .collect()
+            .collect())
     }
 
     #[instrument(skip_all, fields(promotion = %promotion_id, codes = batch.codes.len()))]
@@ -540,7 +553,8 @@ impl PromotionStore for PgPromotions {
             codes.iter().map(|c| CouponCode::parse(c).ok()).collect();
         let wanted: Vec<&str> = parsed.iter().flatten().map(CouponCode::as_str).collect();
         let rows = sqlx::query(sql!(
-            "SELECT c.code, p.body, (c.single_use AND c.holder IS NOT NULL) OR {exhausted} AS exhausted
+            "SELECT c.code, c.promotion_id,
+                    (c.single_use AND c.holder IS NOT NULL) OR {exhausted} AS exhausted
              FROM {codes} c JOIN {promotions} p ON p.id = c.promotion_id
              WHERE c.code = ANY($1)",
             exhausted = Self::EXHAUSTED,
@@ -551,12 +565,21 @@ impl PromotionStore for PgPromotions {
         .fetch_all(&self.db.pool)
         .await
         .db()?;
-        let mut found: HashMap<String, (Promotion, bool)> = HashMap::with_capacity(rows.len());
+        // Only the usage is read each time; the bodies (immutable) come from memory.
+        let mut listed: Vec<(String, PromotionId, bool)> = Vec::with_capacity(rows.len());
         for r in &rows {
-            found.insert(
-                r.try_get("code").db()?,
-                (promotion_from(r)?, r.try_get("exhausted").db()?),
-            );
+            let id = PromotionId::new(r.try_get::<String, _>("promotion_id").db()?)
+                .map_err(|e| corrupt(format!("promotion id: {e}")))?;
+            listed.push((r.try_get("code").db()?, id, r.try_get("exhausted").db()?));
+        }
+        let ids: Vec<&PromotionId> = listed.iter().map(|(_, id, _)| id).collect();
+        let bodies = self.promotions_by_id(&ids).await?;
+        let mut found: HashMap<String, (Promotion, bool)> = HashMap::with_capacity(rows.len());
+        for (code, id, exhausted) in listed {
+            let promotion = bodies
+                .get(&id)
+                .ok_or_else(|| corrupt(format!("code {code} names a missing promotion")))?;
+            found.insert(code, (promotion.clone(), exhausted));
         }
         Ok(codes
             .iter()
