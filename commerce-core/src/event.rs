@@ -33,13 +33,18 @@ pub enum DomainEvent {
         /// Units available after the change.
         available: u64,
     },
-    /// A reservation was made, confirmed, released or returned.
+    /// A reservation was made, confirmed, released (explicitly or by expiry) or
+    /// returned: one event per state change, none for an idempotent repeat or an
+    /// `extend`.
     ReservationChanged {
         /// The order.
         order_id: OrderId,
         /// The new state.
         state: ReservationState,
-        /// The SKUs whose availability moved.
+        /// The SKUs of the reservation's normalised lines
+        /// ([`Reservation::lines`](crate::inventory::Reservation::lines)): each once, in
+        /// SKU order, the same on every transition, including SKUs served only by
+        /// backorders.
         skus: Vec<Sku>,
     },
     /// An order was created.

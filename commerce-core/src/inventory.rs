@@ -20,10 +20,11 @@
 //! ## Backorders
 //! Opt-in per SKU ([`InventoryStore::set_backorder`](crate::store::InventoryStore::set_backorder)).
 //! When a backorder SKU runs short, the missing units are allocated with `location:
-//! None` and counted in the SKU's `backordered`; they leave no location's counters. When
-//! such a reservation is confirmed the units stay owed (`backordered`), and the next
-//! restock of the SKU at any location sells them first (received and sold both grow).
-//! Releasing a reservation cancels its backordered units.
+//! None` and counted in the SKU's `backordered`; they leave no location's counters and
+//! record no movement. When such a reservation is confirmed the units stay owed
+//! (`backordered`), and the next restock of the SKU at any location sells them first
+//! (received and sold both grow; ledger: `BackorderFilled`). Releasing a reservation
+//! cancels its backordered units, and so does returning one for units still owed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -20,14 +20,26 @@ use crate::inventory::{
 ///   live allocations, and `available + reserved + sold == received - adjusted` for
 ///   every level; [`InventoryStore::audit`] finds nothing.
 /// * **Ledger**: every counter change appends its [`StockMovement`] atomically.
+///   Backordered units (allocations with `location: None`) change no level, so
+///   reserving, confirming, releasing or returning them records no movement; they show
+///   only in [`SkuStock::backordered`].
 /// * **Events**: restock and adjust append `StockChanged`; reservation state changes
-///   append `ReservationChanged`, atomically with the change.
+///   append `ReservationChanged`, atomically with the change. Its `skus` are the SKUs
+///   of the reservation's normalised lines (each once, in SKU order) on every
+///   transition: reserve, confirm, release, return and expiry.
 /// * Invalid input (zero or huge quantities, reasons over 500 characters) is a
 ///   `Validation` error and writes nothing.
 #[async_trait]
 pub trait InventoryStore: Send + Sync + Debug + 'static {
     /// Receives `quantity` units of `sku` at `location` (creating the level), first
     /// filling the SKU's confirmed backorders. Returns the level afterwards.
+    ///
+    /// # To ensure correctness
+    /// * The ledger gets, at this location, with the restock's reason and no order: one
+    ///   `BackorderFilled` movement for the units that filled owed backorders (if any),
+    ///   then one `Received` movement for the rest (if any).
+    /// * Exactly one `StockChanged` event (the level's `available` afterwards), whether
+    ///   or not backorders were filled; filling them appends no `ReservationChanged`.
     async fn restock(
         &self,
         sku: &Sku,
@@ -38,7 +50,8 @@ pub trait InventoryStore: Send + Sync + Debug + 'static {
 
     /// Receives several restocks at once, each exactly as [`restock`](Self::restock)
     /// would (backorders filled first, its movements and its `StockChanged` event), in
-    /// the order given. Returns each level as it was right after its item, in that order.
+    /// the order given: a SKU's owed backorders are filled by its first items. Returns
+    /// each level as it was right after its item, in that order.
     /// For bulk loads: one round trip and one commit instead of one per item.
     ///
     /// # To ensure correctness
@@ -127,6 +140,7 @@ pub trait InventoryStore: Send + Sync + Debug + 'static {
     /// * Only an `Active` reservation that has not expired at now can be extended;
     ///   otherwise `InvalidTransition { entity: Reservation }` (from its state, or
     ///   `EXPIRED`). Unknown order: `NotFound { kind: Reservation }`.
+    /// * Only `expires_at` changes: no event and no movement are appended.
     async fn extend(&self, order_id: &OrderId, ttl: Duration) -> Result<Reservation>;
 
     /// Turns an active reservation into a sale (`reserved` to `sold`).

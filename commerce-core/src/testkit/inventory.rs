@@ -9,13 +9,15 @@
 //! order; unknown SKUs; idempotency per order (sequential and concurrent) and `Conflict`
 //! for different lines; never oversell under concurrency (one and several locations, a
 //! flash sale); crossing multi-SKU reservations do not deadlock; the location policy;
-//! opt-in backorders filled by the next restock; `extend`; `confirm`, `release` and
-//! `return_stock` with their idempotency and `InvalidTransition`s; `release_expired`
-//! (boundary, limit, exactly once with concurrent reapers, racing `confirm`); the ledger
-//! replays to the counters; `audit()` is empty after every case; `stocks` (the batch
+//! opt-in backorders filled by the next restock (ledger and events of a fill, no
+//! movement for backordered units); `extend` (no event, no movement); `confirm`,
+//! `release` and `return_stock` with their idempotency and `InvalidTransition`s;
+//! `release_expired` (boundary, limit, exactly once with concurrent reapers, racing
+//! `confirm`); the ledger replays to the counters; `audit()` is empty after every case; `stocks` (the batch
 //! read) answers what `stock` does, in order, and never a half-written level; events
 //! (restock, adjust, reserve, confirm, release) are never readable before their change
-//! and each level's and each order's come in the order of the changes.
+//! and each level's and each order's come in the order of the changes;
+//! `ReservationChanged.skus` names the normalised lines' SKUs on every transition.
 //!
 //! # Model-based tests
 //! A pure, sequential model of the inventory, written from the contract and the
@@ -88,6 +90,10 @@ pub(crate) fn cases() -> Vec<Case> {
         crossing_multi_sku_reserves_do_not_deadlock,
         reserve_follows_the_location_policy,
         backorders_are_opt_in_and_filled_by_restock,
+        backordered_units_record_no_movements,
+        restocks_filling_backorders_log_filled_then_received,
+        reservation_events_name_the_normalised_skus,
+        extend_appends_no_event_and_no_movement,
         extend_moves_the_expiry_of_active_reservations,
         confirm_sells_and_is_idempotent,
         release_gives_back_and_is_idempotent,
@@ -1092,6 +1098,249 @@ async fn backorders_are_opt_in_and_filled_by_restock(env: Env<'_>) {
         "{err:?}"
     );
     assert!(!stock(&ctx, "BO").await.backorder_allowed);
+}
+
+/// `(kind, location, quantity, order)` of a ledger entry.
+type LedgerEntry = (MovementKind, Option<String>, i64, Option<String>);
+
+/// The ledger entries of `s`, oldest first.
+async fn ledger_of(ctx: &Ctx, s: &str) -> Vec<LedgerEntry> {
+    all_movements(ctx, s)
+        .await
+        .into_iter()
+        .map(|m| {
+            (
+                m.kind,
+                m.location.map(|l| l.to_string()),
+                m.quantity,
+                m.order_id.map(|o| o.to_string()),
+            )
+        })
+        .collect()
+}
+
+async fn backordered_units_record_no_movements(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    must!(
+        inv.set_backorder(&sku("BO"), true).await,
+        "allow backorders"
+    );
+    restock(&ctx, "BO", "w1", 2).await;
+    // Reserved, confirmed, returned: 2 units at w1 and 2 backordered.
+    let r = reserve(&ctx, &req("o-1", &[("BO", 4)])).await;
+    assert_eq!(
+        r.allocations,
+        vec![alloc("BO", Some("w1"), 2), alloc("BO", None, 2)]
+    );
+    must!(inv.confirm(&oid("o-1")).await, "confirm o-1");
+    must!(
+        inv.return_stock(&oid("o-1"), false, "damaged").await,
+        "return o-1"
+    );
+    // Only backordered units: released, returned, expired.
+    reserve(&ctx, &req("o-2", &[("BO", 3)])).await;
+    must!(inv.release(&oid("o-2"), "cancelled").await, "release o-2");
+    reserve(&ctx, &req("o-3", &[("BO", 1)])).await;
+    must!(inv.confirm(&oid("o-3")).await, "confirm o-3");
+    must!(
+        inv.return_stock(&oid("o-3"), true, "refund").await,
+        "return o-3"
+    );
+    reserve(&ctx, &req_ttl("o-4", &[("BO", 1)], Duration::from_secs(60))).await;
+    ctx.advance(Duration::from_secs(61));
+    let reaped = must!(inv.release_expired(ctx.now(), 100).await, "reap");
+    assert_eq!(
+        reaped
+            .iter()
+            .map(|r| r.order_id.to_string())
+            .collect::<Vec<_>>(),
+        vec!["o-4".to_owned()]
+    );
+    let w1 = Some("w1".to_owned());
+    let o1 = Some("o-1".to_owned());
+    assert_eq!(
+        ledger_of(&ctx, "BO").await,
+        vec![
+            (MovementKind::Received, w1.clone(), 2, None),
+            (MovementKind::Reserved, w1.clone(), 2, o1.clone()),
+            (MovementKind::Sold, w1.clone(), 2, o1.clone()),
+            (MovementKind::WrittenOff, w1, 2, o1),
+        ],
+        "backordered units record no movement when reserved, confirmed, released, \
+         returned or expired: only the units at w1 are in the ledger"
+    );
+    assert_eq!(stock(&ctx, "BO").await.backordered, 0);
+    audit_clean(&ctx, "after backorders that were never filled").await;
+}
+
+async fn restocks_filling_backorders_log_filled_then_received(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    for s in ["BO", "BK"] {
+        must!(inv.set_backorder(&sku(s), true).await, "allow backorders");
+    }
+    reserve(&ctx, &req("o-1", &[("BO", 5)])).await;
+    must!(inv.confirm(&oid("o-1")).await, "confirm o-1");
+    let mark = ctx.event_mark().await;
+    let l = must!(
+        inv.restock(&sku("BO"), &loc("w1"), 3, "delivery 1").await,
+        "restock BO@w1"
+    );
+    assert_eq!(counters(&l), (3, 0, 0, 0, 3), "all 3 units fill backorders");
+    let l = must!(
+        inv.restock(&sku("BO"), &loc("w2"), 4, "delivery 2").await,
+        "restock BO@w2"
+    );
+    assert_eq!(
+        counters(&l),
+        (4, 0, 2, 0, 2),
+        "2 units fill, 2 are received"
+    );
+    let w = |l: &str| Some(l.to_owned());
+    assert_eq!(
+        ledger_of(&ctx, "BO").await,
+        vec![
+            (MovementKind::BackorderFilled, w("w1"), 3, None),
+            (MovementKind::BackorderFilled, w("w2"), 2, None),
+            (MovementKind::Received, w("w2"), 2, None),
+        ],
+        "a restock logs BackorderFilled for the filled units, then Received for the \
+         rest (none when all filled), at its location and with no order"
+    );
+    let reasons: Vec<Option<String>> = all_movements(&ctx, "BO")
+        .await
+        .into_iter()
+        .map(|m| m.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![w("delivery 1"), w("delivery 2"), w("delivery 2")],
+        "each movement of a restock carries its reason"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![stock_event("BO", "w1", 0), stock_event("BO", "w2", 2)],
+        "one StockChanged per restock, filled or not, and no ReservationChanged"
+    );
+    // A bulk restock fills in the order given: the SKU's first item first.
+    reserve(&ctx, &req("o-2", &[("BK", 3)])).await;
+    must!(inv.confirm(&oid("o-2")).await, "confirm o-2");
+    let mark = ctx.event_mark().await;
+    let levels = must!(
+        inv.restock_many(&[item("BK", "w2", 2), item("BK", "w1", 5)])
+            .await,
+        "restock_many"
+    );
+    assert_eq!(
+        levels.iter().map(counters).collect::<Vec<_>>(),
+        vec![(2, 0, 0, 0, 2), (5, 0, 4, 0, 1)],
+        "the first item (w2) fills 2 owed units, the second (w1) the last one"
+    );
+    assert_eq!(
+        ledger_of(&ctx, "BK").await,
+        vec![
+            (
+                MovementKind::BackorderFilled,
+                Some("w2".to_owned()),
+                2,
+                None
+            ),
+            (
+                MovementKind::BackorderFilled,
+                Some("w1".to_owned()),
+                1,
+                None
+            ),
+            (MovementKind::Received, Some("w1".to_owned()), 4, None),
+        ],
+        "a bulk restock logs what its restocks would, item by item in the order given"
+    );
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![stock_event("BK", "w2", 0), stock_event("BK", "w1", 4)]
+    );
+    assert_eq!(stock(&ctx, "BK").await.backordered, 0);
+    audit_clean(&ctx, "after restocks that filled backorders").await;
+}
+
+async fn reservation_events_name_the_normalised_skus(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 10).await;
+    restock(&ctx, "B", "w1", 10).await;
+    // C has no stock: its units are only backordered, yet it is named too.
+    must!(inv.set_backorder(&sku("C"), true).await, "allow backorders");
+    let mark = ctx.event_mark().await;
+    let r1 = req("o-1", &[("B", 1), ("C", 1), ("A", 2), ("B", 3)]);
+    reserve(&ctx, &r1).await;
+    reserve(&ctx, &r1).await;
+    must!(inv.confirm(&oid("o-1")).await, "confirm o-1");
+    must!(
+        inv.return_stock(&oid("o-1"), true, "refund").await,
+        "return o-1"
+    );
+    must!(
+        inv.return_stock(&oid("o-1"), true, "again").await,
+        "return o-1 again"
+    );
+    reserve(&ctx, &req("o-2", &[("C", 1), ("A", 1), ("C", 1)])).await;
+    must!(inv.release(&oid("o-2"), "cancelled").await, "release o-2");
+    must!(inv.release(&oid("o-2"), "again").await, "release o-2 again");
+    reserve(
+        &ctx,
+        &req_ttl("o-3", &[("B", 1), ("A", 1)], Duration::from_secs(60)),
+    )
+    .await;
+    ctx.advance(Duration::from_secs(61));
+    must!(inv.release_expired(ctx.now(), 100).await, "reap");
+    use ReservationState::{Active, Confirmed, Released, Returned};
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![
+            res_event("o-1", Active, &["A", "B", "C"]),
+            res_event("o-1", Confirmed, &["A", "B", "C"]),
+            res_event("o-1", Returned, &["A", "B", "C"]),
+            res_event("o-2", Active, &["A", "C"]),
+            res_event("o-2", Released, &["A", "C"]),
+            res_event("o-3", Active, &["A", "B"]),
+            res_event("o-3", Released, &["A", "B"]),
+        ],
+        "ReservationChanged names the normalised lines' SKUs, each once, in SKU order, \
+         on reserve, confirm, return, release and expiry; idempotent repeats append none"
+    );
+    audit_clean(&ctx, "after the reservation events").await;
+}
+
+async fn extend_appends_no_event_and_no_movement(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    restock(&ctx, "A", "w1", 5).await;
+    must!(
+        inv.set_backorder(&sku("BO"), true).await,
+        "allow backorders"
+    );
+    reserve(&ctx, &req("o-1", &[("A", 2), ("BO", 1)])).await;
+    let before = (ledger_of(&ctx, "A").await, ledger_of(&ctx, "BO").await);
+    let mark = ctx.event_mark().await;
+    ctx.advance(Duration::from_secs(30));
+    let r = must!(
+        inv.extend(&oid("o-1"), Duration::from_secs(1800)).await,
+        "extend"
+    );
+    assert_eq!(r.expires_at, at_plus(ctx.now(), Duration::from_secs(1800)));
+    assert_eq!(
+        ctx.events_since(mark).await,
+        vec![],
+        "extend appends no event"
+    );
+    assert_eq!(
+        (ledger_of(&ctx, "A").await, ledger_of(&ctx, "BO").await),
+        before,
+        "extend appends no movement"
+    );
+    assert_eq!(counters(&level(&ctx, "A", "w1").await), (5, 0, 3, 2, 0));
+    audit_clean(&ctx, "after extend").await;
 }
 
 async fn extend_moves_the_expiry_of_active_reservations(env: Env<'_>) {
