@@ -120,6 +120,23 @@ pub(crate) struct RowFailure {
     pub detail: String,
 }
 
+impl RowFailure {
+    /// The failure a batch function returned in `row` (its `code` and `detail` columns).
+    pub(crate) fn of_row(row: &sqlx::postgres::PgRow) -> commerce_core::Result<Self> {
+        use sqlx::Row;
+        let column = |name: &str| -> commerce_core::Result<String> {
+            Ok(row
+                .try_get::<Option<String>, _>(name)
+                .db()?
+                .unwrap_or_default())
+        };
+        Ok(RowFailure {
+            code: column("code")?,
+            detail: column("detail")?,
+        })
+    }
+}
+
 /// Maps a failure returned in a batch row by its SQLSTATE, as a server error of that
 /// code is mapped (`what` names the request in the permanent ones).
 pub(crate) fn from_sqlstate(code: &str, detail: String, what: &str) -> Error {

@@ -938,21 +938,15 @@ fn reserved_row(row: &PgRow) -> Result<(String, Redemption)> {
     if outcome != "error" {
         return Ok((outcome, redemption_from(row)?));
     }
-    let state: String = row
-        .try_get::<Option<String>, _>("code")
-        .db()?
-        .unwrap_or_default();
-    let detail: String = row
-        .try_get::<Option<String>, _>("detail")
-        .db()?
-        .unwrap_or_default();
-    if state != code::PROMOTION_UNAVAILABLE {
+    let failure = crate::error::RowFailure::of_row(row)?;
+    if failure.code != code::PROMOTION_UNAVAILABLE {
         return Err(crate::error::from_sqlstate(
-            &state,
-            detail,
+            &failure.code,
+            failure.detail,
             "reserve a redemption",
         ));
     }
+    let detail = failure.detail;
     match serde_json::from_str::<Refusal>(&detail) {
         Ok(r) => Err(Error::PromotionUnavailable {
             promotion: r.promotion,

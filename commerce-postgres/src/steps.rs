@@ -253,15 +253,7 @@ fn decode_all<'a>(
 fn decode(row: &PgRow, id: &OrderId, expected: &str) -> Result<StepOutcome> {
     let outcome: String = row.try_get("outcome").db()?;
     if outcome == "error" {
-        let code: String = row
-            .try_get::<Option<String>, _>("code")
-            .db()?
-            .unwrap_or_default();
-        let detail: String = row
-            .try_get::<Option<String>, _>("detail")
-            .db()?
-            .unwrap_or_default();
-        return Err(step_error(id, expected, RowFailure { code, detail }));
+        return Err(step_error(id, expected, RowFailure::of_row(row)?));
     }
     let body: serde_json::Value = row.try_get("o_body").db()?;
     let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
