@@ -891,10 +891,10 @@ async fn confirm_batch(
     for (id, (uses, spent)) in &per_promotion {
         count_usage(db, &mut tx, id, 0, 0, *uses, *spent).await?;
     }
-    let rest: Vec<&str> = ids
+    let rest: Vec<&str> = batch
         .iter()
-        .copied()
-        .filter(|id| !confirmed.keys().any(|k| k.as_str() == *id))
+        .filter(|id| !confirmed.contains_key(*id))
+        .map(OrderId::as_str)
         .collect();
     let mut others: HashMap<String, Redemption> = HashMap::new();
     if !rest.is_empty() {

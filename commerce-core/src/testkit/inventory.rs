@@ -1650,6 +1650,28 @@ async fn return_stock_restocks_or_writes_off(env: Env<'_>) {
     audit_clean(&ctx, "after returns").await;
 }
 
+/// Checks that the reservation a `ReservationChanged(order_id, state)` event announces
+/// is already readable in that state (an `Active` event may have been overtaken by a
+/// later change).
+async fn reservation_behind_event(
+    inv: &dyn crate::store::InventoryStore,
+    order_id: &OrderId,
+    state: ReservationState,
+) {
+    let r = inv
+        .reservation(order_id)
+        .await
+        .expect("reservation")
+        .unwrap_or_else(|| {
+            panic!("ReservationChanged({order_id}, {state:?}) was readable before the reservation existed")
+        });
+    assert!(
+        state == ReservationState::Active || r.state == state,
+        "ReservationChanged({order_id}, {state:?}) was readable while the store showed {:?}",
+        r.state
+    );
+}
+
 /// A reader that follows the log while writers restock, reserve and confirm never sees
 /// an event before its change (the stock it reads has at least the event's
 /// `available`; the reservation exists in at least the event's state), and each level's
@@ -1688,16 +1710,7 @@ async fn events_never_precede_their_change_and_come_in_order(env: Env<'_>) {
                         DomainEvent::ReservationChanged {
                             order_id, state, ..
                         } => {
-                            let r = inv
-                                .reservation(order_id)
-                                .await
-                                .expect("reservation")
-                                .unwrap_or_else(|| panic!("ReservationChanged({order_id}, {state:?}) was readable before the reservation existed"));
-                            assert!(
-                                *state == ReservationState::Active || r.state == *state,
-                                "ReservationChanged({order_id}, {state:?}) was readable while the store showed {:?}",
-                                r.state
-                            );
+                            reservation_behind_event(inv.as_ref(), order_id, *state).await;
                             checked += 1;
                         }
                         _ => {}
@@ -1790,16 +1803,7 @@ async fn events_of_every_change_follow_the_ledger_in_order(env: Env<'_>) {
                             state,
                             skus,
                         } => {
-                            let r = inv
-                                .reservation(order_id)
-                                .await
-                                .expect("reservation")
-                                .unwrap_or_else(|| panic!("ReservationChanged({order_id}, {state:?}) was readable before the reservation existed"));
-                            assert!(
-                                *state == ReservationState::Active || r.state == *state,
-                                "ReservationChanged({order_id}, {state:?}) was readable while the store showed {:?}",
-                                r.state
-                            );
+                            reservation_behind_event(inv.as_ref(), order_id, *state).await;
                             skus.clone()
                         }
                         _ => continue,
