@@ -133,6 +133,36 @@ pub(crate) struct SegmentColumns {
     brand: Option<StrColumn>,
     category: Option<StrColumn>,
     attr: Option<StrColumn>,
+    brand_terms: TermsOnce,
+    category_terms: TermsOnce,
+    attr_terms: TermsOnce,
+}
+
+/// A column's terms by ordinal, read once per segment on first use; `None` when the
+/// dictionary is too large to keep ([`MAX_KEPT_TERMS`]).
+type TermsOnce = std::sync::OnceLock<Option<Arc<[String]>>>;
+
+/// Dictionaries up to this many terms are kept in memory as strings (brands and
+/// category paths: hundreds to thousands), so that a facet count names its values
+/// without reading the dictionary's blocks on every query.
+const MAX_KEPT_TERMS: usize = 100_000;
+
+fn kept_terms(once: &TermsOnce, column: &StrColumn) -> tantivy::Result<Option<Arc<[String]>>> {
+    if let Some(kept) = once.get() {
+        return Ok(kept.clone());
+    }
+    let kept = if column.num_terms() <= MAX_KEPT_TERMS {
+        let mut terms = Vec::with_capacity(column.num_terms());
+        let mut stream = column.dictionary().stream()?;
+        while stream.advance() {
+            terms.push(String::from_utf8_lossy(stream.key()).into_owned());
+        }
+        Some(Arc::from(terms))
+    } else {
+        None
+    };
+    // A racing query may have set it first: both read the same dictionary.
+    Ok(once.get_or_init(|| kept).clone())
 }
 
 impl SegmentColumns {
@@ -147,6 +177,9 @@ impl SegmentColumns {
             brand: ff.str(names::BRAND)?,
             category: ff.str(names::CATEGORY_PATH)?,
             attr: ff.str(names::ATTR)?,
+            brand_terms: TermsOnce::new(),
+            category_terms: TermsOnce::new(),
+            attr_terms: TermsOnce::new(),
         })
     }
 }
@@ -207,10 +240,13 @@ pub(crate) struct SegmentGather {
     prices: Vec<u64>,
     ratings: [u64; 4],
     brand: Option<StrColumn>,
+    brand_terms: Option<Arc<[String]>>,
     brand_counts: Vec<u64>,
     category: Option<StrColumn>,
+    category_terms: Option<Arc<[String]>>,
     category_counts: Vec<u64>,
     attr: Option<StrColumn>,
+    attr_terms: Option<Arc<[String]>>,
     attr_counts: Vec<u64>,
     attr_names: Vec<String>,
     brand_weight: Vec<f32>,
@@ -334,6 +370,18 @@ impl Collector for Gather {
             ],
             price_bounds: self.price_bounds.clone(),
             ratings: [0; 4],
+            brand_terms: match &brand {
+                Some(b) if self.brands => kept_terms(&cols.brand_terms, b)?,
+                _ => None,
+            },
+            category_terms: match &category {
+                Some(c) if self.categories => kept_terms(&cols.category_terms, c)?,
+                _ => None,
+            },
+            attr_terms: match &attr {
+                Some(a) => kept_terms(&cols.attr_terms, a)?,
+                None => None,
+            },
             brand_counts: if self.brands {
                 vec![0; brand.as_ref().map_or(0, |b| b.num_terms())]
             } else {
@@ -397,10 +445,21 @@ impl Collector for Gather {
     }
 }
 
+/// The counted values of `column` by name: from `kept` terms when the segment keeps
+/// them, else by one pass over the dictionary.
 pub(crate) fn ord_counts(
     column: &StrColumn,
+    kept: Option<&[String]>,
     counts: &[u64],
 ) -> tantivy::Result<Vec<(String, u64)>> {
+    if let Some(terms) = kept {
+        return Ok(counts
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .filter_map(|(ord, &n)| Some((terms.get(ord)?.clone(), n)))
+            .collect());
+    }
     let ords: Vec<u64> = counts
         .iter()
         .enumerate()
@@ -432,13 +491,17 @@ impl SegmentGather {
         top.sort_by(|a, b| b.0.cmp(&a.0));
         out.top = top;
         if let Some(b) = &self.brand {
-            out.brands = ord_counts(b, &self.brand_counts)?.into_iter().collect();
+            out.brands = ord_counts(b, self.brand_terms.as_deref(), &self.brand_counts)?
+                .into_iter()
+                .collect();
         }
         if let Some(c) = &self.category {
-            out.categories = ord_counts(c, &self.category_counts)?.into_iter().collect();
+            out.categories = ord_counts(c, self.category_terms.as_deref(), &self.category_counts)?
+                .into_iter()
+                .collect();
         }
         if let Some(a) = &self.attr {
-            out.attributes = ord_counts(a, &self.attr_counts)?
+            out.attributes = ord_counts(a, self.attr_terms.as_deref(), &self.attr_counts)?
                 .into_iter()
                 .filter(|(kv, _)| {
                     kv.split_once('=')
@@ -517,6 +580,17 @@ impl SegmentCollector for SegmentGather {
                 f64::from(s)
             }
         };
+        if self.top == 0 {
+            return;
+        }
+        if self.after.is_none() && self.heap.len() >= self.top {
+            // Most matches rank below a full page: skip their tie-break reads.
+            if let Some(worst) = self.heap.peek() {
+                if primary.total_cmp(&worst.key.primary) == Ordering::Less {
+                    return;
+                }
+            }
+        }
         let key = SortKey {
             primary,
             secondary: self.popularity.as_ref().map_or(0, |p| p.get_val(doc)),
@@ -526,9 +600,6 @@ impl SegmentCollector for SegmentGather {
             if key.cmp(after) != Ordering::Less {
                 return;
             }
-        }
-        if self.top == 0 {
-            return;
         }
         if self.heap.len() >= self.top {
             match self.heap.peek() {

@@ -200,8 +200,7 @@ impl TantivySearch {
     pub fn open_or_create_with(dir: impl AsRef<Path>, config: TantivyConfig) -> Result<Self> {
         std::fs::create_dir_all(dir.as_ref()).map_err(err)?;
         let directory = MmapDirectory::open(dir.as_ref()).map_err(err)?;
-        let (schema, _) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(err)?;
+        let index = crate::schema::open_or_create(directory).map_err(err)?;
         Self::from_index(index, config, Arc::default(), None)
     }
 
@@ -213,14 +212,13 @@ impl TantivySearch {
         suggestions: Arc<Suggestions>,
         shard: (u64, u64),
     ) -> Result<Self> {
-        let (schema, _) = schema();
         let index = match dir {
             Some(dir) => {
                 std::fs::create_dir_all(dir).map_err(err)?;
                 let directory = MmapDirectory::open(dir).map_err(err)?;
-                Index::open_or_create(directory, schema).map_err(err)?
+                crate::schema::open_or_create(directory).map_err(err)?
             }
-            None => Index::create_in_ram(schema),
+            None => Index::create_in_ram(schema().0),
         };
         Self::from_index(index, config, suggestions, Some(shard))
     }
@@ -766,7 +764,14 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     };
     let ws = words(&q.text);
     let prefix_last = !q.text.ends_with(char::is_whitespace);
-    let filters = || filter_queries(f, &q.filters);
+    let max_docs: u64 = searchers
+        .iter()
+        .flat_map(|s| s.segment_readers())
+        .map(|r| u64::from(r.max_doc()))
+        .sum();
+    // Deleted documents count in both: a term in every slot is in every live document.
+    let everywhere = |t: &Term| stats.doc_freq(t).is_ok_and(|n| n >= max_docs);
+    let filters = || filter_queries(f, &q.filters, &everywhere);
     let limit = q.limit as usize;
     let offset = if after.is_some() {
         0

@@ -151,11 +151,22 @@ pub(crate) fn text_query(
             .iter()
             .map(|&(f, b)| term_query(f, &w.term, b))
             .collect();
+        // What must match: the word in any text field, as one posting list when the
+        // index has the catch-all field (the per-field queries then only score).
+        let mut matching: Vec<Box<dyn Query>> = match fields.any_text {
+            Some(any) => vec![Box::new(TermQuery::new(
+                Term::from_field_text(any, &w.term),
+                IndexRecordOption::Basic,
+            ))],
+            None => alts.iter().map(|q| q.box_clone()).collect(),
+        };
         let typos = allowed_typos(w.plain.chars().count());
         if opts.typos && typos > 0 && typo_ok.get(i).copied().unwrap_or(true) {
             for &(f, b) in &fuzzy_fields {
                 let fuzzy = FuzzyTermQuery::new(Term::from_field_text(f, &w.term), typos, true);
-                alts.push(Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo)));
+                let q: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo));
+                matching.push(q.box_clone());
+                alts.push(q);
             }
         }
         let last = i + 1 == words.len();
@@ -166,10 +177,10 @@ pub(crate) fn text_query(
             ] {
                 let prefix =
                     FuzzyTermQuery::new_prefix(Term::from_field_text(f, &w.plain), 0, true);
-                alts.push(Box::new(BoostQuery::new(
-                    Box::new(prefix),
-                    b * boosts.prefix,
-                )));
+                let q: Box<dyn Query> =
+                    Box::new(BoostQuery::new(Box::new(prefix), b * boosts.prefix));
+                matching.push(q.box_clone());
+                alts.push(q);
             }
         }
         let occur = if opts.all_words {
@@ -177,10 +188,8 @@ pub(crate) fn text_query(
         } else {
             Occur::Should
         };
-        let any: Vec<(Occur, Box<dyn Query>)> = alts
-            .iter()
-            .map(|q| (Occur::Should, q.box_clone()))
-            .collect();
+        let any: Vec<(Occur, Box<dyn Query>)> =
+            matching.into_iter().map(|q| (Occur::Should, q)).collect();
         groups.push((occur, Box::new(BooleanQuery::new(any))));
         scorers.extend(alts);
     }
@@ -203,8 +212,14 @@ pub(crate) fn text_query(
     }))
 }
 
-/// The filter clauses (unscored); empty when nothing is filtered.
-pub(crate) fn filter_queries(fields: &Fields, f: &SearchFilters) -> Vec<Box<dyn Query>> {
+/// The filter clauses (unscored); empty when nothing is filtered. A clause on a term
+/// that `everywhere` says every document holds (the one currency of a catalog) is left
+/// out: it cannot remove a match, and seeking its posting list costs on every match.
+pub(crate) fn filter_queries(
+    fields: &Fields,
+    f: &SearchFilters,
+    everywhere: &dyn Fn(&Term) -> bool,
+) -> Vec<Box<dyn Query>> {
     let mut out: Vec<Box<dyn Query>> = Vec::new();
     if let Some(category) = &f.category {
         out.push(Box::new(TermQuery::new(
@@ -247,10 +262,10 @@ pub(crate) fn filter_queries(fields: &Fields, f: &SearchFilters) -> Vec<Box<dyn 
         });
         out.push(Box::new(RangeQuery::new(lower, upper)));
         if let Some(c) = currency {
-            out.push(Box::new(TermQuery::new(
-                Term::from_field_text(fields.currency, c.code()),
-                IndexRecordOption::Basic,
-            )));
+            let term = Term::from_field_text(fields.currency, c.code());
+            if !everywhere(&term) {
+                out.push(Box::new(TermQuery::new(term, IndexRecordOption::Basic)));
+            }
         }
     }
     if let Some(r) = f.min_rating {

@@ -53,6 +53,9 @@ pub mod names {
     pub const IN_STOCK: &str = "in_stock";
     /// Slug (stored).
     pub const SLUG: &str = "slug";
+    /// Every word of the five text fields above, documents only (no frequencies,
+    /// positions or norms): what a query word must match, as one posting list.
+    pub const ANY_TEXT: &str = "any_text";
 }
 
 /// The fields of the schema.
@@ -94,6 +97,9 @@ pub struct Fields {
     pub in_stock: Field,
     /// See [`names::SLUG`].
     pub slug: Field,
+    /// See [`names::ANY_TEXT`]; `None` in an index built before the field existed
+    /// (queries then match word by word over the five text fields).
+    pub any_text: Option<Field>,
 }
 
 /// The analyzer of every full-text field: split on non-alphanumerics, drop tokens over
@@ -120,8 +126,38 @@ fn text(positions: bool) -> TextOptions {
     )
 }
 
+/// Opens the index in `directory`, or creates it with [`schema()`]. An index built
+/// before [`names::ANY_TEXT`] existed opens as it is (its queries take the slower
+/// word-by-field path); any other schema is an error.
+pub(crate) fn open_or_create(
+    directory: tantivy::directory::MmapDirectory,
+) -> tantivy::Result<tantivy::Index> {
+    if !tantivy::Index::exists(&directory)? {
+        return tantivy::Index::create(directory, schema().0, tantivy::IndexSettings::default());
+    }
+    let index = tantivy::Index::open(directory)?;
+    let current = schema().0;
+    let stored = index.schema();
+    let known = stored.fields().all(|(_, entry)| {
+        current
+            .get_field(entry.name())
+            .is_ok_and(|f| current.get_field_entry(f) == entry)
+    });
+    if !known || Fields::from_schema(&stored).is_err() {
+        return Err(tantivy::TantivyError::SchemaError(
+            "an index exists but its schema is not one of this version's".to_owned(),
+        ));
+    }
+    Ok(index)
+}
+
 /// Builds the schema.
 pub fn schema() -> (Schema, Fields) {
+    build_schema(true)
+}
+
+/// The schema, with or without [`names::ANY_TEXT`] (without: as indexes built before it).
+fn build_schema(any_text: bool) -> (Schema, Fields) {
     let mut b = Schema::builder();
     let fields = Fields {
         id: b.add_text_field(names::ID, STRING | STORED),
@@ -142,6 +178,17 @@ pub fn schema() -> (Schema, Fields) {
         popularity: b.add_u64_field(names::POPULARITY, FAST | STORED),
         in_stock: b.add_u64_field(names::IN_STOCK, INDEXED | FAST),
         slug: b.add_text_field(names::SLUG, STORED),
+        any_text: any_text.then(|| {
+            b.add_text_field(
+                names::ANY_TEXT,
+                TextOptions::default().set_indexing_options(
+                    TextFieldIndexing::default()
+                        .set_tokenizer(ANALYZER)
+                        .set_index_option(IndexRecordOption::Basic)
+                        .set_fieldnorms(false),
+                ),
+            )
+        }),
     };
     (b.build(), fields)
 }
@@ -169,6 +216,7 @@ impl Fields {
             popularity: f(names::POPULARITY)?,
             in_stock: f(names::IN_STOCK)?,
             slug: f(names::SLUG)?,
+            any_text: schema.get_field(names::ANY_TEXT).ok(),
         })
     }
 
@@ -204,6 +252,19 @@ impl Fields {
                 d.add_text(self.attrs_text, v);
             }
         }
+        if let Some(any) = self.any_text {
+            d.add_text(any, &p.title);
+            d.add_text(any, &p.brand);
+            d.add_text(any, &p.description);
+            for segment in p.category.segments() {
+                d.add_text(any, segment);
+            }
+            for (_, v, is_text) in &attrs {
+                if *is_text {
+                    d.add_text(any, v);
+                }
+            }
+        }
         d.add_text(self.currency, p.currency().code());
         d.add_u64(
             self.price,
@@ -236,4 +297,126 @@ pub fn key_of(id: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use commerce_core::catalog::{CategoryTree, Product};
+    use commerce_core::money::{Currency, Money};
+    use commerce_core::sample::SampleCatalog;
+    use commerce_core::store::SearchIndex;
+    use commerce_core::store::search::{FacetRequest, PriceRange, SearchQuery};
+    use tantivy::directory::MmapDirectory;
+
+    use super::*;
+    use crate::{TantivyConfig, TantivySearch, sample_product};
+
+    fn config() -> TantivyConfig {
+        TantivyConfig {
+            commit_interval: None,
+            writer_threads: 1,
+            writer_memory: 32 << 20,
+            ..TantivyConfig::default()
+        }
+    }
+
+    /// An index built before the catch-all field opens as it is, and answers every
+    /// query (words, typos, a prefix, filters, facets) exactly as a new index: the
+    /// catch-all field only changes how matching documents are found.
+    #[tokio::test]
+    async fn an_index_without_the_catch_all_field_answers_as_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old_schema, old_fields) = build_schema(false);
+        assert!(old_fields.any_text.is_none());
+        tantivy::Index::create(
+            MmapDirectory::open(dir.path()).unwrap(),
+            old_schema,
+            tantivy::IndexSettings::default(),
+        )
+        .unwrap();
+        let old = TantivySearch::open_or_create_with(dir.path(), config()).unwrap();
+        let new = TantivySearch::in_ram_with(config()).unwrap();
+        assert!(new.fields().any_text.is_some());
+        assert!(old.fields().any_text.is_none());
+
+        let sample = SampleCatalog::new(&CategoryTree::generated(), 5);
+        let products: Vec<Product> = (0..1_200).map(|i| sample_product(&sample, i)).collect();
+        old.upsert(&products).await.unwrap();
+        new.upsert(&products).await.unwrap();
+        old.refresh().await.unwrap();
+        new.refresh().await.unwrap();
+
+        let usd = |c| Money::from_minor_units(c, Currency::USD).unwrap();
+        let mut texts = Vec::new();
+        for p in products.iter().step_by(97) {
+            let noun = p
+                .category
+                .name()
+                .split(' ')
+                .next_back()
+                .unwrap_or("")
+                .to_owned();
+            texts.push(format!("{} {noun} ", p.brand));
+            texts.push(p.title.clone());
+            texts.push(format!("{}x ", p.brand.to_lowercase()));
+            texts.push(p.title.chars().take(4).collect());
+        }
+        let mut compared = 0;
+        for text in &texts {
+            for filtered in [false, true] {
+                let mut q = SearchQuery::text(text.clone());
+                q.limit = 12;
+                q.facets = FacetRequest {
+                    brands: true,
+                    categories: true,
+                    price_buckets: vec![usd(10_000), usd(50_000)],
+                    ratings: true,
+                    attributes: vec!["color".into()],
+                };
+                if filtered {
+                    q.filters.price = PriceRange {
+                        min: Some(usd(1_000)),
+                        max: Some(usd(150_000)),
+                    };
+                }
+                let a = old.search(&q).await.unwrap();
+                let b = new.search(&q).await.unwrap();
+                let ids = |r: &commerce_core::store::search::SearchResults| {
+                    r.hits
+                        .iter()
+                        .map(|h| (h.product_id.as_str().to_owned(), h.score.to_bits()))
+                        .collect::<Vec<_>>()
+                };
+                assert_eq!(ids(&a), ids(&b), "{text:?}");
+                assert_eq!(a.total, b.total, "{text:?}");
+                assert_eq!(
+                    format!("{:?}", a.facets),
+                    format!("{:?}", b.facets),
+                    "{text:?}"
+                );
+                compared += u64::from(a.total > 0);
+            }
+        }
+        assert!(
+            compared > texts.len() as u64,
+            "most queries match something"
+        );
+    }
+
+    /// An index whose schema is neither this version's nor the one before it is an
+    /// error, not a silently wrong index.
+    #[test]
+    fn an_unknown_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Schema::builder();
+        b.add_text_field("something_else", STRING);
+        tantivy::Index::create(
+            MmapDirectory::open(dir.path()).unwrap(),
+            b.build(),
+            tantivy::IndexSettings::default(),
+        )
+        .unwrap();
+        let opened = TantivySearch::open_or_create_with(dir.path(), config());
+        assert!(opened.is_err());
+    }
 }

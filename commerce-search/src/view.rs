@@ -529,7 +529,7 @@ impl SegmentView {
         }
         if want_brands {
             if let Some(b) = &self.brand {
-                out.brands = ord_counts(b, &brand_counts)?.into_iter().collect();
+                out.brands = ord_counts(b, None, &brand_counts)?.into_iter().collect();
             }
         }
 

@@ -642,6 +642,26 @@ async fn run_ours(
     .await
 }
 
+/// Where the tail comes from: each query of `set` run once, one at a time; the five
+/// slowest with their time and number of matches.
+async fn slowest_queries(
+    index: &TantivySearch,
+    set: &[MixedQuery],
+) -> BenchResult<serde_json::Value> {
+    let mut timed = Vec::with_capacity(set.len());
+    for q in set {
+        let start = Instant::now();
+        let found = index.search(&q.ours()).await?;
+        timed.push((start.elapsed().as_secs_f64() * 1e3, found.total, &q.text));
+    }
+    timed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    Ok(timed
+        .iter()
+        .take(5)
+        .map(|(ms, total, text)| serde_json::json!({"text": text, "ms": round3(*ms), "total": total}))
+        .collect())
+}
+
 async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     if let Some(shards) = settings.shards {
         return sharded_query_scenario(settings.clone(), shards).await;
@@ -660,6 +680,7 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
     for q in set.iter().take(100) {
         totals += index.search(&q.ours()).await?.total;
     }
+    let slowest = slowest_queries(&index, &set).await?;
     let dyn_index: Arc<dyn SearchIndex> = Arc::new(index.clone());
     let ours = run_ours(dyn_index.clone(), &set, duration).await;
     let typo = run_ours(dyn_index, &fuzzy, duration.mul_f64(0.5)).await;
@@ -720,6 +741,7 @@ async fn query_scenario(settings: Settings) -> BenchResult<Vec<Report>> {
         .field("products", n)
         .field("concurrency", CLIENTS)
         .field("avg_total_hits", totals / 100)
+        .field("slowest", slowest)
         .field("fuzzy_p50_ms", round3(typo.latencies.quantile_ms(0.5)))
         .field("fuzzy_p99_ms", round3(typo.latencies.quantile_ms(0.99)))
         .field("fuzzy_ops_per_sec", round1(typo.ops_per_sec()))
