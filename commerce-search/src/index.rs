@@ -27,6 +27,7 @@ use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searche
 use tantivy::{TantivyDocument, TantivyError};
 
 use crate::collect::{ColumnCache, Gather, Gathered, SortKey};
+use crate::conjunction::DenseTerms;
 use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
 use crate::schema::{ANALYZER, Fields, analyzer, key_of, schema};
 use crate::suggest::{Change, SuggestDoc, Suggestions};
@@ -125,6 +126,8 @@ struct Inner {
     /// `(shard, shards)` when this index is one shard of several.
     shard: Option<(u64, u64)>,
     columns: Arc<ColumnCache>,
+    /// Bitsets of the words in a large share of a segment (see [`crate::conjunction`]).
+    dense: Arc<DenseTerms>,
     /// Listing views by segment.
     views: Arc<Views>,
     config: TantivyConfig,
@@ -251,6 +254,7 @@ impl TantivySearch {
             suggestions,
             shard,
             columns: Arc::default(),
+            dense: Arc::default(),
             views: Arc::default(),
             config,
         });
@@ -820,7 +824,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     } else {
         None
     };
-    let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
+    let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts, &inner.dense);
     let (mut gathered, mut top) = match listed {
         Some(found) => found,
         None => gather_shards(
@@ -836,7 +840,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     if gathered.total == 0 && ws.len() > 1 {
         // No product has every word: rank those with the most of them.
         opts.all_words = false;
-        text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts);
+        text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts, &inner.dense);
         (gathered, top) = gather_shards(
             shards,
             &searchers,

@@ -31,6 +31,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
 mod collect;
+mod conjunction;
 mod index;
 pub mod listing;
 pub mod query;

@@ -3,6 +3,7 @@
 //! queries (exact, typo-tolerant, prefix) over the text fields with their boosts.
 
 use std::ops::Bound;
+use std::sync::Arc;
 
 use commerce_core::store::search::SearchFilters;
 use tantivy::query::{
@@ -15,6 +16,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
+use crate::conjunction::{AllTermsQuery, DenseTerms};
 use crate::schema::{Fields, analyzer};
 
 /// Field boosts of the full-text search: title over brand over description.
@@ -126,6 +128,7 @@ pub(crate) fn text_query(
     words: &[Word],
     typo_ok: &[bool],
     opts: TextOptions,
+    dense: &Arc<DenseTerms>,
 ) -> Option<Box<dyn Query>> {
     if words.is_empty() {
         return None;
@@ -146,6 +149,8 @@ pub(crate) fn text_query(
     let mut groups: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     // Scoring: every alternative of every word, plus proximity.
     let mut scorers: Vec<Box<dyn Query>> = Vec::new();
+    // Each word's one catch-all term, while no word has typo or prefix alternatives.
+    let mut plain_terms: Option<Vec<Term>> = fields.any_text.map(|_| Vec::new());
     for (i, w) in words.iter().enumerate() {
         let mut alts: Vec<Box<dyn Query>> = exact_fields
             .iter()
@@ -188,6 +193,13 @@ pub(crate) fn text_query(
         } else {
             Occur::Should
         };
+        if let (Some(terms), Some(any)) = (&mut plain_terms, fields.any_text) {
+            if matching.len() == 1 {
+                terms.push(Term::from_field_text(any, &w.term));
+            } else {
+                plain_terms = None;
+            }
+        }
         let any: Vec<(Occur, Box<dyn Query>)> =
             matching.into_iter().map(|q| (Occur::Should, q)).collect();
         groups.push((occur, Box::new(BooleanQuery::new(any))));
@@ -206,10 +218,19 @@ pub(crate) fn text_query(
             boosts.title * boosts.proximity,
         )));
     }
-    Some(Box::new(SeekSumQuery {
-        required: Box::new(BooleanQuery::new(groups)),
-        scorers,
-    }))
+    let required: Box<dyn Query> = match (plain_terms, fields.any_text) {
+        // Every word must match, each as one term of one field: a conjunction of
+        // posting lists (dense ones as kept bitsets).
+        (Some(terms), Some(field)) if opts.all_words && !terms.is_empty() => {
+            Box::new(AllTermsQuery {
+                field,
+                terms,
+                dense: dense.clone(),
+            })
+        }
+        _ => Box::new(BooleanQuery::new(groups)),
+    };
+    Some(Box::new(SeekSumQuery { required, scorers }))
 }
 
 /// The filter clauses (unscored); empty when nothing is filtered. A clause on a term
