@@ -11,6 +11,7 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{ColumnValues, StrColumn};
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
+use crate::query::ScoreFloor;
 use crate::schema::names;
 
 /// The position of a document in a result order; larger is better (comes first).
@@ -102,6 +103,9 @@ pub(crate) struct Gather {
     pub attributes: Vec<String>,
     pub affinity: Option<Arc<Affinity>>,
     pub columns: Arc<ColumnCache>,
+    /// Raised to the score a document must beat to enter a full page (relevance order),
+    /// so that the scorer can skip documents that cannot.
+    pub floor: Option<Arc<ScoreFloor>>,
 }
 
 /// The result of a [`Gather`].
@@ -251,6 +255,8 @@ pub(crate) struct SegmentGather {
     attr_names: Vec<String>,
     brand_weight: Vec<f32>,
     category_weight: Vec<f32>,
+    /// With the most personalization can multiply a score by.
+    floor: Option<(Arc<ScoreFloor>, f64)>,
 }
 
 fn values(reader: &SegmentReader, field: &str) -> tantivy::Result<Values> {
@@ -399,6 +405,17 @@ impl Collector for Gather {
             attr_names: self.attributes.clone(),
             brand_weight,
             category_weight: category_weight_v,
+            floor: match (&self.floor, self.sort) {
+                (Some(f), SortOrder::Relevance) => Some((
+                    f.clone(),
+                    if self.affinity.is_some() {
+                        1.0 + f64::from(PERSONALIZATION_BOOST)
+                    } else {
+                        1.0
+                    },
+                )),
+                _ => None,
+            },
         })
     }
 
@@ -613,6 +630,13 @@ impl SegmentCollector for SegmentGather {
             key,
             doc: DocAddress::new(self.segment, doc),
         });
+        if self.heap.len() >= self.top {
+            if let (Some((floor, most)), Some(worst)) = (&self.floor, self.heap.peek()) {
+                // A document scoring below this, even at the most personalization
+                // lifts, cannot enter; rounded down to stay a lower bound.
+                floor.raise((worst.key.primary / most * 0.999) as f32);
+            }
+        }
     }
 
     fn harvest(self) -> Gathered {

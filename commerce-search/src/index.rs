@@ -28,7 +28,9 @@ use tantivy::{TantivyDocument, TantivyError};
 
 use crate::collect::{ColumnCache, Gather, Gathered, SortKey};
 use crate::conjunction::DenseTerms;
-use crate::query::{Boosts, TextOptions, filter_queries, full_query, text_query, words};
+use crate::query::{
+    Boosts, ScoreFloor, TextOptions, filter_queries, full_query, text_query, words,
+};
 use crate::schema::{ANALYZER, Fields, analyzer, key_of, schema};
 use crate::suggest::{Change, SuggestDoc, Suggestions};
 use crate::view::{Ask, Views};
@@ -788,6 +790,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
         .iter()
         .map(|m| m.to_minor_units().max(0) as u64)
         .collect();
+    let floor = Arc::new(ScoreFloor::default());
     let gather = Gather {
         sort: q.sort,
         top: offset.saturating_add(limit),
@@ -799,6 +802,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
         attributes: q.facets.attributes.clone(),
         affinity: q.personalization.clone().map(Arc::new),
         columns: inner.columns.clone(),
+        floor: Some(floor.clone()),
     };
     let mut opts = TextOptions {
         typos: q.typo_tolerance,
@@ -824,7 +828,15 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     } else {
         None
     };
-    let mut text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts, &inner.dense);
+    let mut text = text_query(
+        f,
+        &inner.config.boosts,
+        &ws,
+        &typo_ok,
+        opts,
+        &inner.dense,
+        &floor,
+    );
     let (mut gathered, mut top) = match listed {
         Some(found) => found,
         None => gather_shards(
@@ -840,7 +852,15 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     if gathered.total == 0 && ws.len() > 1 {
         // No product has every word: rank those with the most of them.
         opts.all_words = false;
-        text = text_query(f, &inner.config.boosts, &ws, &typo_ok, opts, &inner.dense);
+        text = text_query(
+            f,
+            &inner.config.boosts,
+            &ws,
+            &typo_ok,
+            opts,
+            &inner.dense,
+            &floor,
+        );
         (gathered, top) = gather_shards(
             shards,
             &searchers,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use commerce_core::store::search::SearchFilters;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Explanation,
+    AllQuery, Bm25Weight, BooleanQuery, BoostQuery, ConstScoreQuery, EnableScoring, Explanation,
     FuzzyTermQuery, Occur, PhraseQuery, Query, RangeQuery, Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{Facet, Field, IndexRecordOption};
@@ -129,6 +129,7 @@ pub(crate) fn text_query(
     typo_ok: &[bool],
     opts: TextOptions,
     dense: &Arc<DenseTerms>,
+    floor: &Arc<ScoreFloor>,
 ) -> Option<Box<dyn Query>> {
     if words.is_empty() {
         return None;
@@ -149,6 +150,8 @@ pub(crate) fn text_query(
     let mut groups: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     // Scoring: every alternative of every word, plus proximity.
     let mut scorers: Vec<Box<dyn Query>> = Vec::new();
+    // The most each scorer can add (same order as `scorers`).
+    let mut ceilings: Vec<Ceiling> = Vec::new();
     // Each word's one catch-all term, while no word has typo or prefix alternatives.
     let mut plain_terms: Option<Vec<Term>> = fields.any_text.map(|_| Vec::new());
     for (i, w) in words.iter().enumerate() {
@@ -156,6 +159,11 @@ pub(crate) fn text_query(
             .iter()
             .map(|&(f, b)| term_query(f, &w.term, b))
             .collect();
+        ceilings.extend(
+            exact_fields
+                .iter()
+                .map(|&(f, b)| Ceiling::Bm25(vec![Term::from_field_text(f, &w.term)], b)),
+        );
         // What must match: the word in any text field, as one posting list when the
         // index has the catch-all field (the per-field queries then only score).
         let mut matching: Vec<Box<dyn Query>> = match fields.any_text {
@@ -172,6 +180,7 @@ pub(crate) fn text_query(
                 let q: Box<dyn Query> = Box::new(BoostQuery::new(Box::new(fuzzy), b * boosts.typo));
                 matching.push(q.box_clone());
                 alts.push(q);
+                ceilings.push(Ceiling::Constant(b * boosts.typo));
             }
         }
         let last = i + 1 == words.len();
@@ -186,6 +195,7 @@ pub(crate) fn text_query(
                     Box::new(BoostQuery::new(Box::new(prefix), b * boosts.prefix));
                 matching.push(q.box_clone());
                 alts.push(q);
+                ceilings.push(Ceiling::Constant(b * boosts.prefix));
             }
         }
         let occur = if opts.all_words {
@@ -211,12 +221,13 @@ pub(crate) fn text_query(
             .iter()
             .map(|w| Term::from_field_text(fields.title, &w.term))
             .collect();
-        let mut phrase = PhraseQuery::new(terms);
+        let mut phrase = PhraseQuery::new(terms.clone());
         phrase.set_slop(2);
         scorers.push(Box::new(BoostQuery::new(
             Box::new(phrase),
             boosts.title * boosts.proximity,
         )));
+        ceilings.push(Ceiling::Bm25(terms, boosts.title * boosts.proximity));
     }
     let required: Box<dyn Query> = match (plain_terms, fields.any_text) {
         // Every word must match, each as one term of one field: a conjunction of
@@ -230,7 +241,12 @@ pub(crate) fn text_query(
         }
         _ => Box::new(BooleanQuery::new(groups)),
     };
-    Some(Box::new(SeekSumQuery { required, scorers }))
+    Some(Box::new(SeekSumQuery {
+        required,
+        scorers,
+        ceilings,
+        floor: floor.clone(),
+    }))
 }
 
 /// The filter clauses (unscored); empty when nothing is filtered. A clause on a term
@@ -334,10 +350,47 @@ pub(crate) fn full_query(
 /// advanced only to the matching documents. Equivalent to a boolean query of the same
 /// clauses but it never scores a posting of a document that does not match, which a
 /// union of long posting lists otherwise does for all of them.
+///
+/// A document whose matching clauses cannot add up to the [`ScoreFloor`] (the score of
+/// the last document of a full page so far) is not scored: its sum of ceilings stands
+/// in, which is below the floor, so it cannot enter the page. Only the postings are
+/// then read, not the field lengths of every clause.
 #[derive(Debug)]
 pub(crate) struct SeekSumQuery {
     pub required: Box<dyn Query>,
     pub scorers: Vec<Box<dyn Query>>,
+    /// The most each of `scorers` can add.
+    pub ceilings: Vec<Ceiling>,
+    pub floor: Arc<ScoreFloor>,
+}
+
+/// The most one scoring clause can add to a document's score.
+#[derive(Debug, Clone)]
+pub(crate) enum Ceiling {
+    /// BM25 over these terms (one field), times the boost: below idf · (1 + k1) · boost.
+    Bm25(Vec<Term>, f32),
+    /// A constant score.
+    Constant(f32),
+}
+
+/// The score a document must reach to enter the page being collected; raised by the
+/// collector as its page fills, read by the scorer. Zero until the page is full.
+#[derive(Debug, Default)]
+pub(crate) struct ScoreFloor(std::sync::atomic::AtomicU32);
+
+impl ScoreFloor {
+    /// Raises the floor to `score` (never lowers it).
+    pub(crate) fn raise(&self, score: f32) {
+        if score > 0.0 && score.is_finite() {
+            // Non-negative floats order as their bits do.
+            self.0
+                .fetch_max(score.to_bits(), std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn get(&self) -> f32 {
+        f32::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 impl Clone for SeekSumQuery {
@@ -345,6 +398,8 @@ impl Clone for SeekSumQuery {
         SeekSumQuery {
             required: self.required.box_clone(),
             scorers: self.scorers.iter().map(|q| q.box_clone()).collect(),
+            ceilings: self.ceilings.clone(),
+            floor: self.floor.clone(),
         }
     }
 }
@@ -364,7 +419,35 @@ impl Query for SeekSumQuery {
             .iter()
             .map(|q| q.weight(scoring))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        Ok(Box::new(SeekSumWeight { required, scorers }))
+        let ceilings = match (scoring, self.ceilings.len() == scorers.len()) {
+            (
+                EnableScoring::Enabled {
+                    statistics_provider,
+                    ..
+                },
+                true,
+            ) => {
+                let mut out = Vec::with_capacity(self.ceilings.len());
+                for c in &self.ceilings {
+                    out.push(match c {
+                        Ceiling::Constant(v) => *v,
+                        Ceiling::Bm25(terms, boost) if !terms.is_empty() => {
+                            Bm25Weight::for_terms(statistics_provider, terms)?.max_score() * boost
+                        }
+                        Ceiling::Bm25(..) => 0.0,
+                    });
+                }
+                // Float sums in another order may differ in the last bits.
+                Some(out.into_iter().map(|c| c * 1.001 + 1e-6).collect())
+            }
+            _ => None,
+        };
+        Ok(Box::new(SeekSumWeight {
+            required,
+            scorers,
+            ceilings,
+            floor: self.floor.clone(),
+        }))
     }
 
     fn query_terms<'a>(&'a self, visitor: &mut dyn FnMut(&'a Term, bool)) {
@@ -377,6 +460,9 @@ impl Query for SeekSumQuery {
 struct SeekSumWeight {
     required: Box<dyn Weight>,
     scorers: Vec<Box<dyn Weight>>,
+    /// Per scorer, the most it adds; `None`: never skip scoring.
+    ceilings: Option<Vec<f32>>,
+    floor: Arc<ScoreFloor>,
 }
 
 impl Weight for SeekSumWeight {
@@ -387,11 +473,30 @@ impl Weight for SeekSumWeight {
             .iter()
             .map(|w| w.scorer(reader, boost))
             .collect::<tantivy::Result<Vec<_>>>()?;
-        Ok(Box::new(SeekSumScorer { required, scorers }))
+        Ok(Box::new(SeekSumScorer {
+            required,
+            scorers,
+            ceilings: self
+                .ceilings
+                .as_ref()
+                .map(|c| c.iter().map(|v| v * boost.max(0.0)).collect()),
+            floor: self.floor.clone(),
+            hits: Vec::new(),
+        }))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        let mut s = self.scorer(reader, 1.0)?;
+        let mut s = SeekSumScorer {
+            required: self.required.scorer(reader, 1.0)?,
+            scorers: self
+                .scorers
+                .iter()
+                .map(|w| w.scorer(reader, 1.0))
+                .collect::<tantivy::Result<Vec<_>>>()?,
+            ceilings: None,
+            floor: Arc::default(),
+            hits: Vec::new(),
+        };
         if s.doc() > doc || s.seek(doc) != doc {
             return Err(tantivy::TantivyError::InvalidArgument(format!(
                 "document {doc} does not match"
@@ -404,6 +509,10 @@ impl Weight for SeekSumWeight {
 struct SeekSumScorer {
     required: Box<dyn Scorer>,
     scorers: Vec<Box<dyn Scorer>>,
+    ceilings: Option<Vec<f32>>,
+    floor: Arc<ScoreFloor>,
+    /// The scorers holding the current document (reused).
+    hits: Vec<usize>,
 }
 
 impl DocSet for SeekSumScorer {
@@ -427,12 +536,36 @@ impl DocSet for SeekSumScorer {
 impl Scorer for SeekSumScorer {
     fn score(&mut self) -> Score {
         let doc = self.required.doc();
-        let mut sum = 0.0;
-        for s in &mut self.scorers {
+        let Some(ceilings) = &self.ceilings else {
+            let mut sum = 0.0;
+            for s in &mut self.scorers {
+                if s.doc() < doc {
+                    s.seek(doc);
+                }
+                if s.doc() == doc {
+                    sum += s.score();
+                }
+            }
+            return sum;
+        };
+        self.hits.clear();
+        let mut most = 0.0;
+        for (i, s) in self.scorers.iter_mut().enumerate() {
             if s.doc() < doc {
                 s.seek(doc);
             }
             if s.doc() == doc {
+                self.hits.push(i);
+                most += ceilings.get(i).copied().unwrap_or(f32::INFINITY);
+            }
+        }
+        if most < self.floor.get() {
+            // Cannot reach the page: the ceiling stands in (it is below the floor).
+            return most;
+        }
+        let mut sum = 0.0;
+        for &i in &self.hits {
+            if let Some(s) = self.scorers.get_mut(i) {
                 sum += s.score();
             }
         }

@@ -1198,3 +1198,78 @@ mod sharded {
         }
     }
 }
+
+mod pruning {
+    use super::*;
+    use commerce_core::catalog::CategoryTree;
+    use commerce_core::sample::SampleCatalog;
+    use commerce_core::store::search::{Affinity, SearchResults};
+    use commerce_search::sample_product;
+
+    fn hits(r: &SearchResults) -> Vec<(String, u32)> {
+        r.hits
+            .iter()
+            .map(|h| (h.product_id.as_str().to_owned(), h.score.to_bits()))
+            .collect()
+    }
+
+    /// Documents that cannot reach a full page are not scored (their ceiling stands
+    /// in): a small page must still be exactly the start of a large one, with the same
+    /// scores, whatever the words, typos, filters and personalization.
+    #[tokio::test]
+    async fn a_small_page_is_the_start_of_a_large_one() {
+        let sample = SampleCatalog::new(&CategoryTree::generated(), 17);
+        let products: Vec<Product> = (0..3_000).map(|i| sample_product(&sample, i)).collect();
+        let index = TantivySearch::in_ram_with(TantivyConfig {
+            commit_interval: None,
+            writer_threads: 1,
+            writer_memory: 32 << 20,
+            ..TantivyConfig::default()
+        })
+        .unwrap();
+        index.upsert(&products).await.unwrap();
+        index.refresh().await.unwrap();
+        let mut compared = 0;
+        for p in products.iter().step_by(211) {
+            let noun = p
+                .category
+                .name()
+                .split(' ')
+                .next_back()
+                .unwrap_or("")
+                .to_owned();
+            let title_word = p.title.split(' ').nth(1).unwrap_or("pro").to_owned();
+            for text in [
+                format!("{} {noun} ", p.brand),
+                format!("{title_word} {noun} "),
+                format!("{} {title_word}", p.brand.to_lowercase()),
+                format!("{noun} "),
+            ] {
+                for personal in [false, true] {
+                    let mut q = SearchQuery::text(text.clone());
+                    if personal {
+                        let mut a = Affinity::default();
+                        a.brands.insert(p.brand.clone(), 1.0);
+                        q.personalization = Some(a);
+                    }
+                    q.limit = 100;
+                    let large = index.search(&q).await.unwrap();
+                    for (offset, limit) in [(0, 3), (0, 10), (10, 5)] {
+                        q.offset = offset;
+                        q.limit = limit;
+                        let small = index.search(&q).await.unwrap();
+                        let want: Vec<_> = hits(&large)
+                            .into_iter()
+                            .skip(offset as usize)
+                            .take(limit as usize)
+                            .collect();
+                        assert_eq!(hits(&small), want, "{text:?} {offset} {limit}");
+                        assert_eq!(small.total, large.total);
+                    }
+                    compared += usize::from(large.total > 20);
+                }
+            }
+        }
+        assert!(compared > 10, "enough queries fill more than a page");
+    }
+}
