@@ -128,13 +128,7 @@ impl Weight for AllTermsQuery {
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        let mut s = self.scorer(reader, 1.0)?;
-        if s.doc() > doc || s.seek(doc) != doc {
-            return Err(tantivy::TantivyError::InvalidArgument(format!(
-                "document {doc} does not match"
-            )));
-        }
-        Ok(Explanation::new("every word", s.score()))
+        crate::query::explain_match(self.scorer(reader, 1.0)?.as_mut(), doc, "every word")
     }
 }
 

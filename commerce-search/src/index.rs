@@ -828,15 +828,18 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     } else {
         None
     };
-    let mut text = text_query(
-        f,
-        &inner.config.boosts,
-        &ws,
-        &typo_ok,
-        opts,
-        &inner.dense,
-        &floor,
-    );
+    let text_of = |opts| {
+        text_query(
+            f,
+            &inner.config.boosts,
+            &ws,
+            &typo_ok,
+            opts,
+            &inner.dense,
+            &floor,
+        )
+    };
+    let mut text = text_of(opts);
     let (mut gathered, mut top) = match listed {
         Some(found) => found,
         None => gather_shards(
@@ -852,15 +855,7 @@ pub(crate) fn search_shards(shards: &[TantivySearch], q: &SearchQuery) -> Result
     if gathered.total == 0 && ws.len() > 1 {
         // No product has every word: rank those with the most of them.
         opts.all_words = false;
-        text = text_query(
-            f,
-            &inner.config.boosts,
-            &ws,
-            &typo_ok,
-            opts,
-            &inner.dense,
-            &floor,
-        );
+        text = text_of(opts);
         (gathered, top) = gather_shards(
             shards,
             &searchers,

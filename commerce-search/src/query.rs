@@ -457,6 +457,21 @@ impl Query for SeekSumQuery {
     }
 }
 
+/// The explanation of `doc` by `scorer`'s score once seeked to it; an error when the
+/// scorer does not hold the document.
+pub(crate) fn explain_match(
+    scorer: &mut dyn Scorer,
+    doc: DocId,
+    what: &'static str,
+) -> tantivy::Result<Explanation> {
+    if scorer.doc() > doc || scorer.seek(doc) != doc {
+        return Err(tantivy::TantivyError::InvalidArgument(format!(
+            "document {doc} does not match"
+        )));
+    }
+    Ok(Explanation::new(what, scorer.score()))
+}
+
 struct SeekSumWeight {
     required: Box<dyn Weight>,
     scorers: Vec<Box<dyn Weight>>,
@@ -497,12 +512,7 @@ impl Weight for SeekSumWeight {
             floor: Arc::default(),
             hits: Vec::new(),
         };
-        if s.doc() > doc || s.seek(doc) != doc {
-            return Err(tantivy::TantivyError::InvalidArgument(format!(
-                "document {doc} does not match"
-            )));
-        }
-        Ok(Explanation::new("sum of the matching clauses", s.score()))
+        explain_match(&mut s, doc, "sum of the matching clauses")
     }
 }
 
