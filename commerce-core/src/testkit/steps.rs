@@ -8,7 +8,9 @@
 //! reservations, stock levels, ledger and events with both; a finished step retried
 //! returns its result and writes nothing; bad input and wrong states are typed errors
 //! that write nothing; 40 concurrent buyers of 10 units get exactly 10 reservations and
-//! 8 concurrent runs of one order's step reserve it once.
+//! 8 concurrent runs of one order's step reserve it once; 30 concurrent reserve steps
+//! (which an adapter may group into batches) write what the same steps one by one
+//! write, up to the order in which they ran.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +42,7 @@ pub(crate) fn cases() -> Vec<Case> {
         bad_input_and_wrong_states_write_nothing,
         concurrent_buyers_never_oversell,
         concurrent_runs_of_one_step_reserve_once,
+        concurrent_reservations_write_what_one_by_one_writes,
     ]
 }
 
@@ -433,4 +436,145 @@ async fn concurrent_runs_of_one_step_reserve_once(env: Env<'_>) {
         (3, 2),
         "reserved once"
     );
+}
+
+/// What one run of [`batch_script`] wrote, order by order, sorted where the order in
+/// which concurrent steps ran may show (which orders a split location served, ledger
+/// and event order).
+async fn batch_snapshot(ctx: &Ctx, ids: &[OrderId], skus: &[&str]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut per_order = Vec::new();
+    for id in ids {
+        let order = must!(ctx.orders().get_order(id).await, "get_order({id})");
+        let history: Vec<String> = must!(ctx.orders().history(id).await, "history({id})")
+            .into_iter()
+            .map(|c| format!("{:?} -> {} at {}: {}", c.from, c.to, c.at, c.reason))
+            .collect();
+        let r = must!(ctx.inventory().reservation(id).await, "reservation({id})");
+        per_order.push(format!(
+            "{:?} {history:?} {:?}",
+            order.map(|o| (o.status, o.version, o.updated_at)),
+            r.map(|r| (
+                r.state,
+                r.lines,
+                r.allocations,
+                r.created_at,
+                r.expires_at,
+                r.reason
+            ))
+        ));
+    }
+    per_order.sort();
+    out.extend(per_order);
+    for s in skus {
+        let stock = must!(ctx.inventory().stock(&sku(s)).await, "stock({s})");
+        out.push(format!("stock {s}: {:?}", stock.levels));
+        let mut moves: Vec<String> = must!(
+            ctx.inventory().movements(&sku(s), 0, 1000).await,
+            "movements({s})"
+        )
+        .into_iter()
+        .map(|m| {
+            format!(
+                "movement {:?} {:?} {} at {}",
+                m.kind, m.location, m.quantity, m.at
+            )
+        })
+        .collect();
+        moves.sort();
+        out.extend(moves);
+    }
+    let mut events: Vec<String> = ctx
+        .events_since(crate::id::EventId(0))
+        .await
+        .into_iter()
+        .map(|e| format!("event {e:?}"))
+        .collect();
+    events.sort();
+    out.extend(events);
+    out
+}
+
+/// Stock and 30 orders: 12 that one location cannot serve together (split over two),
+/// 14 that their first locations serve, 2 of a SKU never stocked, 2 with two lines.
+async fn batch_script(ctx: &Ctx, concurrent: bool) -> Vec<OrderId> {
+    let inv = ctx.inventory();
+    for (s, l, q) in [
+        ("BATCH-A", "wh-1", 10),
+        ("BATCH-A", "wh-2", 100),
+        ("BATCH-B", "wh-1", 60),
+        ("BATCH-B", "wh-2", 5),
+        ("BATCH-D", "wh-2", 9),
+    ] {
+        must!(inv.restock(&sku(s), &loc(l), q, "in").await, "restock");
+    }
+    let mut lines: Vec<Vec<(&str, u32, &str)>> = Vec::new();
+    for _ in 0..12 {
+        lines.push(vec![("BATCH-A", 2, "1.00 USD"), ("BATCH-B", 1, "2.00 USD")]);
+    }
+    for _ in 0..14 {
+        lines.push(vec![("BATCH-B", 3, "2.00 USD")]);
+    }
+    for _ in 0..2 {
+        lines.push(vec![("BATCH-NONE", 1, "1.00 USD")]);
+    }
+    for _ in 0..2 {
+        lines.push(vec![("BATCH-D", 4, "1.00 USD"), ("BATCH-B", 1, "2.00 USD")]);
+    }
+    let mut orders = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let mut new = new_order(&format!("batch-{i}"), "batch-customer", l);
+        new.id = Some(oid(&format!("o-batch-{i}")));
+        orders.push(create(ctx, new).await);
+    }
+    ctx.advance(Duration::from_secs(1));
+    let ids = orders.iter().map(|o| o.id.clone()).collect();
+    let results = if concurrent {
+        let (steps, orders) = (ctx.steps(), Arc::new(orders));
+        concurrently(orders.len(), |i| {
+            let (steps, orders) = (steps.clone(), orders.clone());
+            async move { steps.reserve_order(&orders[i], TTL).await }
+        })
+        .await
+    } else {
+        let steps = composed(ctx);
+        let mut out = Vec::new();
+        for o in &orders {
+            out.push(steps.reserve_order(o, TTL).await);
+        }
+        out
+    };
+    for (i, r) in results.into_iter().enumerate() {
+        let out = must!(r, "reserve_order of order {i}");
+        let want = if (26..28).contains(&i) {
+            OrderStatus::Cancelled
+        } else {
+            OrderStatus::PaymentPending
+        };
+        assert_eq!(out.order.status, want, "order {i} after its reserve step");
+    }
+    ids
+}
+
+async fn concurrent_reservations_write_what_one_by_one_writes(env: Env<'_>) {
+    let fused = env.ctx().await;
+    let ids = batch_script(&fused, true).await;
+    let reference = env.ctx().await;
+    batch_script(&reference, false).await;
+    let skus = ["BATCH-A", "BATCH-B", "BATCH-D"];
+    let got = batch_snapshot(&fused, &ids, &skus).await;
+    let want = batch_snapshot(&reference, &ids, &skus).await;
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(
+            g, w,
+            "line {i} of what the concurrent steps wrote differs from one by one"
+        );
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "a different number of things written"
+    );
+    let audit = must!(fused.inventory().audit().await, "audit");
+    assert!(audit.is_empty(), "audit after the steps: {audit:?}");
 }
