@@ -73,6 +73,7 @@ pub(crate) fn cases() -> Vec<Case> {
     cases![
         restock_creates_and_grows_levels,
         bulk_restock_does_what_single_restocks_do,
+        bulk_restock_of_new_and_existing_levels_returns_running_levels,
         invalid_bulk_restock_writes_nothing,
         invalid_restock_and_adjust_write_nothing,
         adjust_moves_available_and_adjusted,
@@ -217,6 +218,69 @@ fn at_plus(t: Timestamp, d: Duration) -> Timestamp {
 
 fn item(s: &str, l: &str, q: u32) -> Restock {
     Restock::new(sku(s), loc(l), q, format!("bulk {s}@{l}"))
+}
+
+async fn bulk_restock_of_new_and_existing_levels_returns_running_levels(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let inv = ctx.inventory();
+    must!(
+        inv.restock(&sku("M"), &loc("w1"), 4, "in").await,
+        "restock M"
+    );
+    reserve(&ctx, &req("o-m", &[("M", 1)])).await;
+    type Counters = (u64, i64, u64, u64, u64);
+    let run = |items: Vec<Restock>| {
+        let inv = ctx.inventory();
+        async move {
+            let levels = must!(inv.restock_many(&items).await, "restock_many");
+            levels
+                .iter()
+                .map(|l| (l.sku.to_string(), l.location.to_string(), counters(l)))
+                .collect::<Vec<(String, String, Counters)>>()
+        }
+    };
+    let want = |s: &str, l: &str, c| (s.to_owned(), l.to_owned(), c);
+    // Every level new, one of them twice.
+    let got = run(vec![
+        item("NA", "w1", 5),
+        item("NB", "w1", 3),
+        item("NA", "w2", 2),
+        item("NA", "w1", 4),
+    ])
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            want("NA", "w1", (5, 0, 5, 0, 0)),
+            want("NB", "w1", (3, 0, 3, 0, 0)),
+            want("NA", "w2", (2, 0, 2, 0, 0)),
+            want("NA", "w1", (9, 0, 9, 0, 0)),
+        ],
+        "new levels: each item's level right after it"
+    );
+    // An existing level (one unit reserved) among new ones, each twice.
+    let got = run(vec![
+        item("NC", "w1", 2),
+        item("M", "w1", 1),
+        item("NC", "w1", 3),
+        item("M", "w1", 2),
+    ])
+    .await;
+    assert_eq!(
+        got,
+        vec![
+            want("NC", "w1", (2, 0, 2, 0, 0)),
+            want("M", "w1", (5, 0, 4, 1, 0)),
+            want("NC", "w1", (5, 0, 5, 0, 0)),
+            want("M", "w1", (7, 0, 6, 1, 0)),
+        ],
+        "new and existing levels: each item's level right after it"
+    );
+    assert_eq!(counters(&level(&ctx, "NA", "w1").await), (9, 0, 9, 0, 0));
+    assert_eq!(counters(&level(&ctx, "NC", "w1").await), (5, 0, 5, 0, 0));
+    assert_eq!(counters(&level(&ctx, "M", "w1").await), (7, 0, 6, 1, 0));
+    let audit = must!(inv.audit().await, "audit");
+    assert!(audit.is_empty(), "audit after the bulk restocks: {audit:?}");
 }
 
 async fn bulk_restock_does_what_single_restocks_do(env: Env<'_>) {
