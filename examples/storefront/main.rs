@@ -108,6 +108,13 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         seeded.elapsed,
         seeded.products as f64 / seeded.elapsed.as_secs_f64().max(1e-9)
     );
+    println!(
+        "    catalog and stock in the stores after {:.2?} ({:.0} products/s, {} batches of 500 at once); search indexing {:.2?} in all, between the writes",
+        seeded.stores_elapsed,
+        seeded.products as f64 / seeded.stores_elapsed.as_secs_f64().max(1e-9),
+        seed::SEED_LOADERS,
+        seeded.indexing
+    );
 
     let shop = Shop::start(
         stores,
