@@ -67,6 +67,21 @@ pub(super) async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> 
 }
 
 /// A fresh, migrated schema `name` (dropped first if present).
+/// `config` with `COMMERCE_BENCH_STEP_LANES` batches in flight per step when that is
+/// set (to compare lanes in one build), else as it is.
+fn step_batching(config: PgConfig) -> PgConfig {
+    match std::env::var("COMMERCE_BENCH_STEP_LANES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+    {
+        Some(lanes) => config.step_batching(commerce_postgres::StepBatching {
+            lanes,
+            ..commerce_postgres::StepBatching::default()
+        }),
+        None => config,
+    }
+}
+
 async fn fresh(pool: &PgPool, name: &str, config: PgConfig) -> BenchResult<PgCommerce> {
     sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
         .execute(pool)
@@ -360,7 +375,7 @@ pub(super) async fn load_catalog(pool: &PgPool, schema: &str, n: u64) -> BenchRe
             return Ok(pg);
         }
     }
-    let pg = fresh(pool, schema, PgConfig::new()).await?;
+    let pg = fresh(pool, schema, step_batching(PgConfig::new())).await?;
     eprintln!("product-read: loading {n} products into schema {schema}");
     // one real product as the template, so every row decodes like a stored product
     let template = commerce_core::catalog::NewProduct::new(
