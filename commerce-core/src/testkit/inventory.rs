@@ -228,54 +228,41 @@ async fn bulk_restock_of_new_and_existing_levels_returns_running_levels(env: Env
         "restock M"
     );
     reserve(&ctx, &req("o-m", &[("M", 1)])).await;
-    type Counters = (u64, i64, u64, u64, u64);
-    let run = |items: Vec<Restock>| {
-        let inv = ctx.inventory();
-        async move {
-            let levels = must!(inv.restock_many(&items).await, "restock_many");
-            levels
-                .iter()
-                .map(|l| (l.sku.to_string(), l.location.to_string(), counters(l)))
-                .collect::<Vec<(String, String, Counters)>>()
-        }
-    };
-    let want = |s: &str, l: &str, c| (s.to_owned(), l.to_owned(), c);
-    // Every level new, one of them twice.
-    let got = run(vec![
-        item("NA", "w1", 5),
-        item("NB", "w1", 3),
-        item("NA", "w2", 2),
-        item("NA", "w1", 4),
-    ])
-    .await;
-    assert_eq!(
-        got,
-        vec![
-            want("NA", "w1", (5, 0, 5, 0, 0)),
-            want("NB", "w1", (3, 0, 3, 0, 0)),
-            want("NA", "w2", (2, 0, 2, 0, 0)),
-            want("NA", "w1", (9, 0, 9, 0, 0)),
-        ],
-        "new levels: each item's level right after it"
-    );
-    // An existing level (one unit reserved) among new ones, each twice.
-    let got = run(vec![
-        item("NC", "w1", 2),
-        item("M", "w1", 1),
-        item("NC", "w1", 3),
-        item("M", "w1", 2),
-    ])
-    .await;
-    assert_eq!(
-        got,
-        vec![
-            want("NC", "w1", (2, 0, 2, 0, 0)),
-            want("M", "w1", (5, 0, 4, 1, 0)),
-            want("NC", "w1", (5, 0, 5, 0, 0)),
-            want("M", "w1", (7, 0, 6, 1, 0)),
-        ],
-        "new and existing levels: each item's level right after it"
-    );
+    // Each item, and its level right after it.
+    type Row = (&'static str, &'static str, u32, (u64, i64, u64, u64, u64));
+    let batches: [(&str, [Row; 4]); 2] = [
+        (
+            "new levels, one of them twice",
+            [
+                ("NA", "w1", 5, (5, 0, 5, 0, 0)),
+                ("NB", "w1", 3, (3, 0, 3, 0, 0)),
+                ("NA", "w2", 2, (2, 0, 2, 0, 0)),
+                ("NA", "w1", 4, (9, 0, 9, 0, 0)),
+            ],
+        ),
+        (
+            "an existing level (one unit reserved) and a new one, each twice",
+            [
+                ("NC", "w1", 2, (2, 0, 2, 0, 0)),
+                ("M", "w1", 1, (5, 0, 4, 1, 0)),
+                ("NC", "w1", 3, (5, 0, 5, 0, 0)),
+                ("M", "w1", 2, (7, 0, 6, 1, 0)),
+            ],
+        ),
+    ];
+    for (what, rows) in batches {
+        let items: Vec<Restock> = rows.iter().map(|&(s, l, q, _)| item(s, l, q)).collect();
+        let levels = must!(inv.restock_many(&items).await, "restock_many ({what})");
+        let got: Vec<_> = levels
+            .iter()
+            .map(|l| (l.sku.to_string(), l.location.to_string(), counters(l)))
+            .collect();
+        let want: Vec<_> = rows
+            .iter()
+            .map(|&(s, l, _, c)| (s.to_owned(), l.to_owned(), c))
+            .collect();
+        assert_eq!(got, want, "{what}: each item's level right after it");
+    }
     assert_eq!(counters(&level(&ctx, "NA", "w1").await), (9, 0, 9, 0, 0));
     assert_eq!(counters(&level(&ctx, "NC", "w1").await), (5, 0, 5, 0, 0));
     assert_eq!(counters(&level(&ctx, "M", "w1").await), (7, 0, 6, 1, 0));

@@ -74,26 +74,38 @@ fn summary(r: &crate::Result<StepOutcome>) -> String {
     }
 }
 
+/// Whether a snapshot keeps the order in which things were written.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Written {
+    /// As written: for steps run one after another.
+    InOrder,
+    /// Sorted, without the order ids a concurrent run may hand out differently (which
+    /// orders a split location served, ledger and event order).
+    AnyOrder,
+}
+
 /// Everything the steps may have written, as text: orders with their history,
 /// reservations, stock and ledger of `skus`, and the events.
-async fn snapshot(ctx: &Ctx, orders: &[OrderId], skus: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
+async fn snapshot(ctx: &Ctx, orders: &[OrderId], skus: &[&str], written: Written) -> Vec<String> {
+    let sorted = written == Written::AnyOrder;
+    let mut per_order = Vec::new();
     for id in orders {
         let order = must!(ctx.orders().get_order(id).await, "get_order({id})");
-        out.push(format!(
-            "order {id}: {:?}",
+        let name = if sorted { "order" } else { id.as_str() };
+        let mut block = vec![format!(
+            "order {name}: {:?}",
             order.map(|o| (o.status, o.version, o.payment_ref, o.updated_at))
-        ));
+        )];
         if let Ok(history) = ctx.orders().history(id).await {
             for c in history {
-                out.push(format!(
+                block.push(format!(
                     "  history {:?} -> {} at {}: {}",
                     c.from, c.to, c.at, c.reason
                 ));
             }
         }
         let r = must!(ctx.inventory().reservation(id).await, "reservation({id})");
-        out.push(format!(
+        block.push(format!(
             "  reservation {:?}",
             r.map(|r| (
                 r.state,
@@ -105,7 +117,12 @@ async fn snapshot(ctx: &Ctx, orders: &[OrderId], skus: &[&str]) -> Vec<String> {
                 r.reason
             ))
         ));
+        per_order.push(block);
     }
+    if sorted {
+        per_order.sort();
+    }
+    let mut out: Vec<String> = per_order.into_iter().flatten().collect();
     for s in skus {
         let stock = must!(ctx.inventory().stock(&sku(s)).await, "stock({s})");
         out.push(format!("stock {s}: {:?}", stock.levels));
@@ -113,17 +130,44 @@ async fn snapshot(ctx: &Ctx, orders: &[OrderId], skus: &[&str]) -> Vec<String> {
             ctx.inventory().movements(&sku(s), 0, 1000).await,
             "movements({s})"
         );
-        for m in movements {
-            out.push(format!(
-                "  movement {:?} {:?} {} order={:?} at {} reason={:?}",
-                m.kind, m.location, m.quantity, m.order_id, m.at, m.reason
-            ));
+        let mut lines: Vec<String> = movements
+            .into_iter()
+            .map(|m| {
+                let order = if sorted { None } else { m.order_id };
+                format!(
+                    "  movement {:?} {:?} {} order={:?} at {} reason={:?}",
+                    m.kind, m.location, m.quantity, order, m.at, m.reason
+                )
+            })
+            .collect();
+        if sorted {
+            lines.sort();
         }
+        out.extend(lines);
     }
-    for e in ctx.events_since(crate::id::EventId(0)).await {
-        out.push(format!("event {e:?}"));
+    let mut events: Vec<String> = ctx
+        .events_since(crate::id::EventId(0))
+        .await
+        .into_iter()
+        .map(|e| format!("event {e:?}"))
+        .collect();
+    if sorted {
+        events.sort();
     }
+    out.extend(events);
     out
+}
+
+/// Asserts that two snapshots are the same, line by line.
+fn assert_same_writes(got: &[String], want: &[String], what: &str) {
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g, w, "line {i} of what {what} wrote differs");
+    }
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what} wrote a different number of things"
+    );
 }
 
 /// The script, run with `steps` on `ctx`: returns each step's result.
@@ -206,19 +250,9 @@ async fn fused_steps_write_what_the_separate_calls_write(env: Env<'_>) {
         "unexpected step results: {fused_results:#?}"
     );
     let skus = ["STEP-A", "STEP-B"];
-    let got = snapshot(&fused, &ids, &skus).await;
-    let want = snapshot(&reference, &ids, &skus).await;
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(
-            g, w,
-            "line {i} of what the steps wrote differs from the separate calls"
-        );
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "the fused steps wrote a different number of things"
-    );
+    let got = snapshot(&fused, &ids, &skus, Written::InOrder).await;
+    let want = snapshot(&reference, &ids, &skus, Written::InOrder).await;
+    assert_same_writes(&got, &want, "the fused steps (against the separate calls)");
     let audit = must!(fused.inventory().audit().await, "audit");
     assert!(audit.is_empty(), "audit after the steps: {audit:?}");
 }
@@ -438,63 +472,6 @@ async fn concurrent_runs_of_one_step_reserve_once(env: Env<'_>) {
     );
 }
 
-/// What one run of [`batch_script`] wrote, order by order, sorted where the order in
-/// which concurrent steps ran may show (which orders a split location served, ledger
-/// and event order).
-async fn batch_snapshot(ctx: &Ctx, ids: &[OrderId], skus: &[&str]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut per_order = Vec::new();
-    for id in ids {
-        let order = must!(ctx.orders().get_order(id).await, "get_order({id})");
-        let history: Vec<String> = must!(ctx.orders().history(id).await, "history({id})")
-            .into_iter()
-            .map(|c| format!("{:?} -> {} at {}: {}", c.from, c.to, c.at, c.reason))
-            .collect();
-        let r = must!(ctx.inventory().reservation(id).await, "reservation({id})");
-        per_order.push(format!(
-            "{:?} {history:?} {:?}",
-            order.map(|o| (o.status, o.version, o.updated_at)),
-            r.map(|r| (
-                r.state,
-                r.lines,
-                r.allocations,
-                r.created_at,
-                r.expires_at,
-                r.reason
-            ))
-        ));
-    }
-    per_order.sort();
-    out.extend(per_order);
-    for s in skus {
-        let stock = must!(ctx.inventory().stock(&sku(s)).await, "stock({s})");
-        out.push(format!("stock {s}: {:?}", stock.levels));
-        let mut moves: Vec<String> = must!(
-            ctx.inventory().movements(&sku(s), 0, 1000).await,
-            "movements({s})"
-        )
-        .into_iter()
-        .map(|m| {
-            format!(
-                "movement {:?} {:?} {} at {}",
-                m.kind, m.location, m.quantity, m.at
-            )
-        })
-        .collect();
-        moves.sort();
-        out.extend(moves);
-    }
-    let mut events: Vec<String> = ctx
-        .events_since(crate::id::EventId(0))
-        .await
-        .into_iter()
-        .map(|e| format!("event {e:?}"))
-        .collect();
-    events.sort();
-    out.extend(events);
-    out
-}
-
 /// Stock and 30 orders: 12 that one location cannot serve together (split over two),
 /// 14 that their first locations serve, 2 of a SKU never stocked, 2 with two lines.
 async fn batch_script(ctx: &Ctx, concurrent: bool) -> Vec<OrderId> {
@@ -562,19 +539,9 @@ async fn concurrent_reservations_write_what_one_by_one_writes(env: Env<'_>) {
     let reference = env.ctx().await;
     batch_script(&reference, false).await;
     let skus = ["BATCH-A", "BATCH-B", "BATCH-D"];
-    let got = batch_snapshot(&fused, &ids, &skus).await;
-    let want = batch_snapshot(&reference, &ids, &skus).await;
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(
-            g, w,
-            "line {i} of what the concurrent steps wrote differs from one by one"
-        );
-    }
-    assert_eq!(
-        got.len(),
-        want.len(),
-        "a different number of things written"
-    );
+    let got = snapshot(&fused, &ids, &skus, Written::AnyOrder).await;
+    let want = snapshot(&reference, &ids, &skus, Written::AnyOrder).await;
+    assert_same_writes(&got, &want, "the concurrent steps (against one by one)");
     let audit = must!(fused.inventory().audit().await, "audit");
     assert!(audit.is_empty(), "audit after the steps: {audit:?}");
 }
