@@ -67,19 +67,27 @@ pub(super) async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> 
 }
 
 /// A fresh, migrated schema `name` (dropped first if present).
-/// `config` with `COMMERCE_BENCH_STEP_LANES` batches in flight per step when that is
-/// set (to compare lanes in one build), else as it is.
+/// `config` with `COMMERCE_BENCH_STEP_LANES` batches in flight per step and at most
+/// `COMMERCE_BENCH_STEP_MAX_BATCH` orders per batch, each when it is set (to compare
+/// settings in one build), else as it is.
 fn step_batching(config: PgConfig) -> PgConfig {
-    match std::env::var("COMMERCE_BENCH_STEP_LANES")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-    {
-        Some(lanes) => config.step_batching(commerce_postgres::StepBatching {
-            lanes,
-            ..commerce_postgres::StepBatching::default()
-        }),
-        None => config,
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+    };
+    let (lanes, max_batch) = (
+        var("COMMERCE_BENCH_STEP_LANES"),
+        var("COMMERCE_BENCH_STEP_MAX_BATCH"),
+    );
+    if lanes.is_none() && max_batch.is_none() {
+        return config;
     }
+    let default = commerce_postgres::StepBatching::default();
+    config.step_batching(commerce_postgres::StepBatching {
+        lanes: lanes.unwrap_or(default.lanes),
+        max_batch: max_batch.unwrap_or(default.max_batch),
+    })
 }
 
 async fn fresh(pool: &PgPool, name: &str, config: PgConfig) -> BenchResult<PgCommerce> {

@@ -75,18 +75,10 @@ impl PgInventory {
             return Ok(Vec::new());
         }
         let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        // `read_stocks()` (migration 1003): one generic plan per connection.
         let rows = sqlx::query(sql!(
-            // LATERAL: one index lookup per SKU whatever the statistics say (a plain
-            // join was planned as a hash join over every level of a fresh table).
-            "SELECT k.ord, s.backorder_allowed, s.backordered, l.*
-               FROM unnest($1::text[]) WITH ORDINALITY AS k(sku, ord)
-               LEFT JOIN {skus} s ON s.sku = k.sku COLLATE \"C\"
-               LEFT JOIN LATERAL (
-                   SELECT * FROM {levels} l WHERE l.sku = k.sku COLLATE \"C\" ORDER BY l.location
-               ) l ON true
-              ORDER BY k.ord, l.location",
-            skus = self.db.qualified("stock_skus"),
-            levels = self.db.qualified("stock_levels"),
+            "SELECT * FROM {}($1::text[]) ORDER BY ord, location",
+            self.db.qualified("read_stocks")
         ))
         .bind(&names)
         .fetch_all(&self.db.pool)
