@@ -107,6 +107,7 @@ pub struct PgConfig {
     acquire_timeout: Duration,
     hot_sku: Option<HotSkuConfig>,
     step_batching: StepBatching,
+    jobs_with_orders: bool,
 }
 
 impl Default for PgConfig {
@@ -121,6 +122,7 @@ impl Default for PgConfig {
             acquire_timeout: Duration::from_secs(10),
             hot_sku: None,
             step_batching: StepBatching::default(),
+            jobs_with_orders: false,
         }
     }
 }
@@ -191,6 +193,20 @@ impl PgConfig {
     /// Turns on the hot-SKU request combiner (off by default): see [`HotSkuConfig`].
     pub fn combine_hot_skus(mut self, hot: HotSkuConfig) -> Self {
         self.hot_sku = Some(hot);
+        self
+    }
+
+    /// Whether [`PgOrders`] writes each new order's queue job (for [`PgQueue`], in the
+    /// same schema) in the transaction that creates the order (default off).
+    ///
+    /// The order and its job then commit together, so no order is left without a job
+    /// and none gets two, and the workers of this process are woken at the commit: the
+    /// [`OrderRelay`](commerce_core::service::OrderRelay)'s hop from the outbox to the
+    /// queue is not needed. Run no relay over the same queue then (it would give every
+    /// order a second job: harmless, the pipeline is idempotent, but twice the work).
+    /// The `OrderCreated` event is still written for other readers of the log.
+    pub fn jobs_with_orders(mut self, on: bool) -> Self {
+        self.jobs_with_orders = on;
         self
     }
 
@@ -285,7 +301,11 @@ impl PgCommerce {
         PgCommerce {
             events: Arc::new(PgEventLog::new(db.clone())),
             inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
-            orders: Arc::new(PgOrders::new(db.clone(), config.step_batching)),
+            orders: Arc::new(PgOrders::new(
+                db.clone(),
+                config.step_batching,
+                config.jobs_with_orders,
+            )),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
             steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
             queue: Arc::new(PgQueue::new(db.clone())),

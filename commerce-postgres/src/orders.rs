@@ -29,6 +29,9 @@ use crate::steps::StepBatching;
 ///   `transition_orders`) and **one durable commit** for all of them; each order keeps
 ///   its own decision, history row and event, and one order's refusal (a taken key, a
 ///   lost compare-and-set) never fails its neighbours.
+/// * With [`PgConfig::jobs_with_orders`](crate::PgConfig::jobs_with_orders), each new
+///   order's queue job is written in the same transaction (one `enqueue_jobs`
+///   statement per batch).
 #[derive(Debug)]
 pub struct PgOrders {
     db: Arc<Db>,
@@ -75,13 +78,19 @@ fn rounds<'a, T>(batch: &'a [T], keys: impl Fn(&'a T) -> Vec<&'a str>) -> Vec<Ve
     rounds
 }
 
-fn run_creates(db: Arc<Db>) -> RunBatch<CreateReq, bool> {
+/// Creates a batch of orders in one transaction, with their queue jobs when `with_jobs`
+/// ([`PgConfig::jobs_with_orders`](crate::PgConfig::jobs_with_orders)).
+fn run_creates(db: Arc<Db>, with_jobs: bool) -> RunBatch<CreateReq, bool> {
     let sql = format!(
         "SELECT o_position FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
         db.qualified("create_orders")
     );
+    let enqueue = format!(
+        "SELECT * FROM {}($1, $2, NULL)",
+        db.qualified("enqueue_jobs")
+    );
     Arc::new(move |batch: Vec<CreateReq>| {
-        let (db, sql) = (db.clone(), sql.clone());
+        let (db, sql, enqueue) = (db.clone(), sql.clone(), enqueue.clone());
         Box::pin(async move {
             let mut created = vec![false; batch.len()];
             let mut tx = db.pool.begin().await.db()?;
@@ -121,8 +130,26 @@ fn run_creates(db: Arc<Db>) -> RunBatch<CreateReq, bool> {
                     created[round[position_index(p, round.len(), "create_orders")?]] = true;
                 }
             }
+            // the jobs of the orders created, in the same transaction
+            let made: Vec<&str> = batch
+                .iter()
+                .zip(&created)
+                .filter(|(_, c)| with_jobs && **c)
+                .map(|(r, _)| r.order.id.as_str())
+                .collect();
+            if !made.is_empty() {
+                sqlx::query(sqlx::AssertSqlSafe(enqueue.as_str()))
+                    .bind(&made)
+                    .bind(db.now())
+                    .fetch_all(&mut *tx)
+                    .await
+                    .db()?;
+            }
             tx.commit().await.db()?;
             db.written();
+            if !made.is_empty() {
+                db.queue_wake.notify_waiters();
+            }
             Ok(created.into_iter().map(Ok).collect())
         })
     })
@@ -192,9 +219,13 @@ pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
 }
 
 impl PgOrders {
-    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+    pub(crate) fn new(db: Arc<Db>, batching: StepBatching, jobs_with_orders: bool) -> Self {
         PgOrders {
-            creates: Batcher::new(batching.lanes, batching.max_batch, run_creates(db.clone())),
+            creates: Batcher::new(
+                batching.lanes,
+                batching.max_batch,
+                run_creates(db.clone(), jobs_with_orders),
+            ),
             transitions: Batcher::new(
                 batching.lanes,
                 batching.max_batch,

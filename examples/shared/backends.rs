@@ -42,6 +42,9 @@ pub struct Backends {
     pub description: Vec<String>,
     /// Redis, when configured (the flash sale's admission gate lives there).
     pub redis: Option<commerce_redis::RedisBackend>,
+    /// Whether the order store writes each order's queue job with the order
+    /// (PostgreSQL, `PgConfig::jobs_with_orders`): then no outbox relay runs.
+    pub jobs_with_orders: bool,
     /// The cache invalidator, when the catalog is cached in Redis.
     invalidator: Option<BackgroundTask<u64>>,
 }
@@ -83,13 +86,16 @@ pub async fn open(args: &Args) -> Result<Backends> {
             )
         }
         Some(url) => {
-            let config = PgConfig::new().schema(args.schema.clone())?;
+            // each order's queue job is written with the order: no relay hop
+            let config = PgConfig::new()
+                .schema(args.schema.clone())?
+                .jobs_with_orders(true);
             let pg = PgCommerce::connect(url, config).await?;
             // The example owns its schema: it starts from an empty one on every run.
             sqlx_drop_schema(&pg).await?;
             pg.migrate().await?;
             description.push(format!(
-                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated)",
+                "catalog, inventory, orders, outbox, queue, promotions, co-purchases, histories, refunds: PostgreSQL (schema {:?}, recreated; each order's queue job written with the order)",
                 pg.schema()
             ));
             let stores = pg.stores();
@@ -139,6 +145,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         refunds,
         description,
         redis: redis_backend,
+        jobs_with_orders: args.database_url.is_some(),
         invalidator,
     })
 }

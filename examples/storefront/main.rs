@@ -122,6 +122,7 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
         search,
         backends.refunds.clone(),
         args.workers,
+        !backends.jobs_with_orders,
     )?;
 
     println!("\n2. Shopping");
@@ -160,8 +161,11 @@ async fn run(args: Args) -> commerce_core::Result<bool> {
     let totals = shop.stop().await?;
     backends.stop();
     println!(
-        "\n  background: {} orders relayed from the event log, {} jobs acked by {} workers (max {} at once), {} retried, {} dead-lettered; reaper released {} reservations",
-        totals.relayed,
+        "\n  background: {}, {} jobs acked by {} workers (max {} at once), {} retried, {} dead-lettered; reaper released {} reservations",
+        match totals.relayed {
+            Some(n) => format!("{n} orders relayed from the event log"),
+            None => "jobs written with their orders (no relay)".to_owned(),
+        },
         totals.work.acked,
         args.workers,
         totals.work.max_in_flight,

@@ -46,7 +46,8 @@ pub struct Shop {
     pub promotions: Arc<dyn PromotionStore>,
     /// Wakes whoever waits for an order when the pipeline tells its customer.
     settled: Arc<Settled>,
-    relay: BackgroundTask<Result<u64>>,
+    /// The outbox relay, unless the order store writes the jobs with the orders.
+    relay: Option<BackgroundTask<Result<u64>>>,
     workers: BackgroundTask<Result<WorkStats>>,
     reaper: BackgroundTask<ReapReport>,
     /// Samples the queue's depth into the `commerce_queue_jobs` gauges.
@@ -55,8 +56,9 @@ pub struct Shop {
 
 /// What the background loops did.
 pub struct Totals {
-    /// Orders relayed from the event log to the queue.
-    pub relayed: u64,
+    /// Orders relayed from the event log to the queue (`None`: no relay ran, the
+    /// order store wrote each order's job with the order).
+    pub relayed: Option<u64>,
     /// Worker statistics.
     pub work: WorkStats,
     /// Reaper statistics.
@@ -65,13 +67,15 @@ pub struct Totals {
 
 impl Shop {
     /// The services over `stores` (with `promotions`, applied at checkout and held by
-    /// the pipeline, and the `refunds` ledger), with the background loops started.
+    /// the pipeline, and the `refunds` ledger), with the background loops started (the
+    /// outbox relay only when `relay`: not when the order store writes the jobs).
     pub fn start(
         stores: Stores,
         promotions: Arc<dyn PromotionStore>,
         search: Arc<dyn SearchIndex>,
         refunds: Arc<dyn RefundLedger>,
         workers: usize,
+        relay: bool,
     ) -> Result<Shop> {
         let payments = Arc::new(MemoryPaymentGateway::new());
         payments.set_latency(Duration::from_millis(1));
@@ -105,8 +109,13 @@ impl Shop {
             },
         )
         .with_promotions(promotions.clone(), StackingPolicy::BestForCustomer);
-        let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())?
-            .spawn(Duration::from_millis(100));
+        let relay = match relay {
+            true => Some(
+                OrderRelay::new(stores.events.clone(), stores.queue.clone())?
+                    .spawn(Duration::from_millis(100)),
+            ),
+            false => None,
+        };
         let workers = OrderWorkers::new(
             stores.queue.clone(),
             pipeline.clone(),
@@ -155,7 +164,10 @@ impl Shop {
 
     /// Stops the background loops, waiting for the work in progress.
     pub async fn stop(self) -> Result<Totals> {
-        let relayed = self.relay.shutdown().await??;
+        let relayed = match self.relay {
+            Some(relay) => Some(relay.shutdown().await??),
+            None => None,
+        };
         let work = self.workers.shutdown().await??;
         let reaped = self.reaper.shutdown().await?;
         self.depth.shutdown().await?;

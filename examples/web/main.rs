@@ -120,6 +120,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let pipeline = Pipeline::start(
         &stores,
         args.workers,
+        !backends.jobs_with_orders,
         backends.co_purchase.clone(),
         backends.history.clone(),
         stores.catalog.clone(),

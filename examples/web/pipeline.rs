@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 /// The running loops.
 pub struct Pipeline {
-    relay: BackgroundTask<Result<u64>>,
+    relay: Option<BackgroundTask<Result<u64>>>,
     workers: BackgroundTask<Result<WorkStats>>,
     reaper: BackgroundTask<ReapReport>,
     co_purchase: JoinHandle<()>,
@@ -28,7 +28,8 @@ pub struct Pipeline {
 /// What the loops did, reported after they drained.
 #[derive(Debug)]
 pub struct Drained {
-    /// Orders relayed from the event log to the queue.
+    /// Orders relayed from the event log to the queue (0 when no relay ran: the order
+    /// store wrote each order's job with the order).
     pub relayed: u64,
     /// Worker statistics.
     pub work: WorkStats,
@@ -37,10 +38,12 @@ pub struct Drained {
 }
 
 impl Pipeline {
-    /// Starts the loops over `stores` with `workers` concurrent jobs.
+    /// Starts the loops over `stores` with `workers` concurrent jobs (the outbox relay
+    /// only when `relay`: not when the order store writes the jobs).
     pub fn start(
         stores: &Stores,
         workers: usize,
+        relay: bool,
         co_purchase: Arc<dyn CoPurchaseStore>,
         history: Arc<dyn HistoryStore>,
         catalog: Arc<dyn CatalogStore>,
@@ -53,8 +56,13 @@ impl Pipeline {
             Arc::new(MemoryNotifier::new()),
             PipelineConfig::default(),
         ));
-        let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())?
-            .spawn(Duration::from_millis(50));
+        let relay = match relay {
+            true => Some(
+                OrderRelay::new(stores.events.clone(), stores.queue.clone())?
+                    .spawn(Duration::from_millis(50)),
+            ),
+            false => None,
+        };
         let workers = OrderWorkers::new(
             stores.queue.clone(),
             pipeline.clone(),
@@ -91,7 +99,10 @@ impl Pipeline {
     /// Stops the loops, letting the work in progress finish.
     pub async fn stop(self) -> Result<Drained> {
         self.co_purchase.abort();
-        let relayed = self.relay.shutdown().await??;
+        let relayed = match self.relay {
+            Some(relay) => relay.shutdown().await??,
+            None => 0,
+        };
         let work = self.workers.shutdown().await??;
         let reaped = self.reaper.shutdown().await?;
         Ok(Drained {

@@ -59,6 +59,7 @@ pub async fn harness(limits: Limits, products: u64, flash_units: u32) -> Harness
     let pipeline = Pipeline::start(
         &stores,
         4,
+        true,
         co_purchase.clone(),
         history.clone(),
         stores.catalog.clone(),

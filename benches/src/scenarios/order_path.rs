@@ -7,7 +7,10 @@
 //!
 //! `--backend postgres` (default; catalog, inventory, orders, outbox and queue in
 //! PostgreSQL, with pgbench running the minimal reservation transaction on the same
-//! stock table in the same run as the baseline) or `--backend memory`.
+//! stock table in the same run as the baseline) or `--backend memory`. On PostgreSQL
+//! the order store writes each order's queue job with the order
+//! (`PgConfig::jobs_with_orders`, as the storefront runs it), so no relay runs; in
+//! memory the outbox relay feeds the queue.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,19 +28,21 @@ use commerce_core::service::{
 };
 use commerce_core::store::CatalogStoreExt;
 use commerce_core::{Error, Result};
+use commerce_postgres::{PgCommerce, PgConfig};
 use futures::FutureExt;
 use tokio::sync::oneshot;
 
 use super::Scenario;
 use super::postgres::{
     drop_schema, load_catalog, oversold, pgbench, pool, reservation_script, seed_stock,
+    step_batching,
 };
 use crate::harness::{BenchResult, Outcome, Report, Settings, run_closed_loop};
 
 pub(super) fn scenarios() -> Vec<Scenario> {
     vec![Scenario {
         name: "checkout",
-        about: "checkout -> outbox relay -> queue -> workers -> PREPARING (postgres vs pgbench, or memory)",
+        about: "checkout (order + job; the outbox relay in memory) -> queue -> workers -> PREPARING (postgres vs pgbench, or memory)",
         run: |s| checkout(s).boxed(),
     }]
 }
@@ -139,9 +144,15 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
         "postgres" => {
             let pool = pool(&settings, 32).await?;
             drop_schema(&settings, schema).await?;
-            let pg = load_catalog(&pool, schema, products).await?;
+            load_catalog(&pool, schema, products).await?;
             seed_stock(&pool, schema, "P", "-1", products, 1_000_000).await?;
-            (pg.stores(), Some(pool))
+            let config = step_batching(PgConfig::new())
+                .schema(schema)?
+                .jobs_with_orders(true);
+            (
+                PgCommerce::from_pool(pool.clone(), config).stores(),
+                Some(pool),
+            )
         }
         other => return Err(format!("checkout: unknown backend {other:?}").into()),
     };
@@ -153,8 +164,14 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
         signal.clone(),
         PipelineConfig::default(),
     ));
-    let relay = OrderRelay::new(stores.events.clone(), stores.queue.clone())?
-        .spawn(Duration::from_millis(50));
+    // in memory the relay feeds the queue; on PostgreSQL the jobs come with the orders
+    let relay = match pg_pool {
+        None => Some(
+            OrderRelay::new(stores.events.clone(), stores.queue.clone())?
+                .spawn(Duration::from_millis(50)),
+        ),
+        Some(_) => None,
+    };
     let workers = OrderWorkers::new(
         stores.queue.clone(),
         pipeline,
@@ -217,14 +234,20 @@ async fn checkout(settings: Settings) -> BenchResult<Vec<Report>> {
         }
     })
     .await;
-    let relayed = relay.shutdown().await??;
+    let relayed = match relay {
+        Some(relay) => relay.shutdown().await??,
+        None => 0,
+    };
     let work = workers.shutdown().await??;
     let audit = stores.inventory.audit().await?;
     let mut report = result
         .report("checkout", &backend)
         .field(
             "path",
-            "CheckoutService::checkout -> relay -> queue -> workers -> PREPARING",
+            match backend.as_str() {
+                "memory" => "CheckoutService::checkout -> relay -> queue -> workers -> PREPARING",
+                _ => "CheckoutService::checkout (order + job) -> queue -> workers -> PREPARING",
+            },
         )
         .field("products", products)
         .field("concurrency", concurrency)

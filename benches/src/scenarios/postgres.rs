@@ -70,7 +70,7 @@ pub(super) async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> 
 /// `config` with `COMMERCE_BENCH_STEP_LANES` batches in flight per step and at most
 /// `COMMERCE_BENCH_STEP_MAX_BATCH` orders per batch, each when it is set (to compare
 /// settings in one build), else as it is.
-fn step_batching(config: PgConfig) -> PgConfig {
+pub(super) fn step_batching(config: PgConfig) -> PgConfig {
     let var = |name: &str| {
         std::env::var(name)
             .ok()
