@@ -378,23 +378,11 @@ async fn malformed_and_hostile_input_writes_nothing() {
         .unwrap()
         .items
         .len();
-    let bad_order = commerce_core::order::NewOrder {
-        id: None,
-        customer_id: commerce_core::id::CustomerId::new("c1").unwrap(),
-        idempotency_key: commerce_core::id::IdempotencyKey::new("k-1").unwrap(),
-        lines: vec![commerce_core::order::NewOrderLine {
-            product_id: p.id.clone(),
-            sku: sku("H-1"),
-            title: "bell\u{7}".into(),
-            quantity: 1,
-            unit_price: "1.00 USD".parse().unwrap(),
-            tax: None,
-        }],
-        shipping: "0.00 USD".parse().unwrap(),
-        tax: "0.00 USD".parse().unwrap(),
-        checkout: Default::default(),
-        promotions: Vec::new(),
-    };
+    // a title with a control character: the order is refused, nothing is written
+    let mut bad_order = common::new_order("k-1", &[("H-1", 1)]);
+    bad_order.lines[0].product_id = p.id.clone();
+    bad_order.lines[0].title = "bell\u{7}".into();
+    bad_order.lines[0].unit_price = "1.00 USD".parse().unwrap();
     validation(pg.orders.create_order(bad_order).await.map(|_| ()));
     let orders_after = pg
         .orders

@@ -7,29 +7,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use commerce_core::id::{CustomerId, IdempotencyKey, ProductId, Sku};
-use commerce_core::order::{NewOrder, NewOrderLine};
+use commerce_core::order::NewOrder;
 use commerce_core::store::{OrderQueue, OrderStore};
 use commerce_postgres::{PgCommerce, PgConfig};
 
 fn new_order(key: &str) -> NewOrder {
-    NewOrder {
-        id: None,
-        customer_id: CustomerId::new("c1").unwrap(),
-        idempotency_key: IdempotencyKey::new(key).unwrap(),
-        lines: vec![NewOrderLine {
-            product_id: ProductId::new("p-1").unwrap(),
-            sku: Sku::new("SKU-1").unwrap(),
-            title: "Item".into(),
-            quantity: 1,
-            unit_price: "5.00 USD".parse().unwrap(),
-            tax: None,
-        }],
-        shipping: "0.00 USD".parse().unwrap(),
-        tax: "0.00 USD".parse().unwrap(),
-        checkout: Default::default(),
-        promotions: Vec::new(),
-    }
+    common::new_order(key, &[("SKU-1", 1)])
 }
 
 async fn engine(prefix: &str, jobs: bool) -> (PgCommerce, common::SchemaGuard) {

@@ -10,10 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use commerce_core::catalog::{CategoryPath, NewProduct, ProductStatus};
-use commerce_core::id::{
-    CustomerId, EventId, IdempotencyKey, LocationId, ProductId, SellerId, Sku,
-};
-use commerce_core::order::{NewOrder, NewOrderLine, OrderStatus};
+use commerce_core::id::{EventId, LocationId, ProductId, SellerId, Sku};
+use commerce_core::order::OrderStatus;
 use commerce_core::service::{
     MemoryFulfillment, MemoryNotifier, MemoryPaymentGateway, OrderPipeline, OrderRelay,
     OrderWorkers, PipelineConfig, WorkerConfig,
@@ -27,29 +25,6 @@ use futures::StreamExt;
 
 fn sku(s: &str) -> Sku {
     Sku::new(s).unwrap()
-}
-
-fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
-    NewOrder {
-        id: None,
-        customer_id: CustomerId::new("c1").unwrap(),
-        idempotency_key: IdempotencyKey::new(key).unwrap(),
-        lines: lines
-            .iter()
-            .map(|(s, q)| NewOrderLine {
-                product_id: ProductId::new(format!("p-{s}")).unwrap(),
-                sku: sku(s),
-                title: format!("Item {s}"),
-                quantity: *q,
-                unit_price: "5.00 USD".parse().unwrap(),
-                tax: None,
-            })
-            .collect(),
-        shipping: "0.00 USD".parse().unwrap(),
-        tax: "0.00 USD".parse().unwrap(),
-        checkout: Default::default(),
-        promotions: Vec::new(),
-    }
 }
 
 async fn engine(prefix: &str) -> (PgCommerce, common::SchemaGuard) {
@@ -86,7 +61,7 @@ async fn a_connection_killed_inside_a_step_writes_nothing_and_the_retry_succeeds
     }
     let order = pg
         .orders
-        .create_order(new_order("k1", &[("A", 2), ("Z", 1)]))
+        .create_order(common::new_order("k1", &[("A", 2), ("Z", 1)]))
         .await
         .unwrap()
         .into_order();
@@ -227,7 +202,7 @@ async fn orders_settle_while_connections_are_killed() {
     // 60 buyers for 30 units, each retrying its checkout until it is answered.
     let mut ids = Vec::new();
     for i in 0..60 {
-        let new = new_order(&format!("buyer-{i}"), &[("HOT", 1)]);
+        let new = common::new_order(&format!("buyer-{i}"), &[("HOT", 1)]);
         let started = Instant::now();
         let order = loop {
             match pg.orders.create_order(new.clone()).await {

@@ -3,6 +3,8 @@
 //! hold, no confirmed order is lost, and the same pool serves again without restarting
 //! the host.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -10,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use commerce_core::Error;
-use commerce_core::id::{CustomerId, IdempotencyKey, LocationId, OrderId, ProductId, Sku};
+use commerce_core::id::{LocationId, OrderId, Sku};
 use commerce_core::inventory::ReservationState;
-use commerce_core::order::{NewOrder, NewOrderLine, OrderStatus};
+use commerce_core::order::OrderStatus;
 use commerce_core::store::{InventoryStore, OrderSteps, OrderStore};
 use commerce_postgres::{PgCommerce, PgConfig};
 
@@ -181,24 +183,8 @@ async fn checkouts_survive_a_server_restart() {
             let mut n = 0u64;
             while !stop.load(Ordering::SeqCst) {
                 n += 1;
-                let sku = Sku::new(format!("R{}", (t * 7 + n) % SKUS)).unwrap();
-                let new = NewOrder {
-                    id: None,
-                    customer_id: CustomerId::new("c1").unwrap(),
-                    idempotency_key: IdempotencyKey::new(format!("k-{t}-{n}")).unwrap(),
-                    lines: vec![NewOrderLine {
-                        product_id: ProductId::new("p1").unwrap(),
-                        sku,
-                        title: "Thing".into(),
-                        quantity: 1,
-                        unit_price: "5.00 USD".parse().unwrap(),
-                        tax: None,
-                    }],
-                    shipping: "0.00 USD".parse().unwrap(),
-                    tax: "0.00 USD".parse().unwrap(),
-                    checkout: Default::default(),
-                    promotions: Vec::new(),
-                };
+                let sku = format!("R{}", (t * 7 + n) % SKUS);
+                let new = common::new_order(&format!("k-{t}-{n}"), &[(&sku, 1)]);
                 let step = async {
                     let order = pg.orders.create_order(new).await?.into_order();
                     let reserved = pg

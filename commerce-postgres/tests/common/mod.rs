@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use commerce_core::clock::ManualClock;
+use commerce_core::id::{CustomerId, IdempotencyKey, ProductId, Sku};
+use commerce_core::order::{NewOrder, NewOrderLine};
 use commerce_core::testkit::{StoreBuilder, StoresUnderTest};
 use commerce_postgres::sqlx::{self, PgPool};
 use commerce_postgres::{HotSkuConfig, PgCommerce, PgConfig};
@@ -129,5 +131,30 @@ impl Drop for SchemaGuard {
             });
         })
         .join();
+    }
+}
+
+/// An order of customer `c1` under `key`: one line of `quantity` units at 5.00 USD per
+/// `(sku, quantity)`, product `p-{sku}`, no shipping or tax.
+pub fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
+    NewOrder {
+        id: None,
+        customer_id: CustomerId::new("c1").unwrap(),
+        idempotency_key: IdempotencyKey::new(key).unwrap(),
+        lines: lines
+            .iter()
+            .map(|(s, q)| NewOrderLine {
+                product_id: ProductId::new(format!("p-{s}")).unwrap(),
+                sku: Sku::new(*s).unwrap(),
+                title: format!("Item {s}"),
+                quantity: *q,
+                unit_price: "5.00 USD".parse().unwrap(),
+                tax: None,
+            })
+            .collect(),
+        shipping: "0.00 USD".parse().unwrap(),
+        tax: "0.00 USD".parse().unwrap(),
+        checkout: Default::default(),
+        promotions: Vec::new(),
     }
 }
