@@ -42,15 +42,16 @@ impl Default for StepBatching {
     }
 }
 
-/// The [`OrderSteps`] on PostgreSQL: each step of each order is one plpgsql function
-/// (`step_reserve_order`, `step_confirm_payment`) in one transaction, writing the
-/// order, its history, the reservation, the ledger and the outbox events together.
+/// The [`OrderSteps`] on PostgreSQL: each step is one plpgsql function over a batch of
+/// orders (`step_reserve_orders`, `step_confirm_payments`) in one transaction, writing
+/// each order, its history, the reservation, the ledger and the outbox events together.
 ///
 /// Concurrent steps (many workers) are grouped: the steps that arrive while a batch is
 /// in flight run together as the next one, **one statement and one commit** for the
-/// whole batch, each order in its own subtransaction, so one order's failure never
-/// fails its neighbours and every order keeps its own guarded decision, ledger rows,
-/// history and events. Every commit is durable (`synchronous_commit` is not touched).
+/// whole batch. Every order keeps its own guarded decision, ledger rows, history and
+/// events, and one order's failure never fails its neighbours: a refusal is that
+/// order's answer, and a batch that fails as a whole for any other reason than a
+/// retryable one is run again one order at a time. Every commit is durable (`synchronous_commit` is not touched).
 #[derive(Debug)]
 pub struct PgOrderSteps {
     reserve: Arc<Batcher<ReserveReq, StepOutcome>>,
@@ -105,23 +106,30 @@ impl PgOrderSteps {
             let (db, pool) = (reserve_db.clone(), reserve_pool.clone());
             let sql = reserve_sql.clone();
             Box::pin(async move {
-                let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
-                let reqs: Vec<&serde_json::Value> = batch.iter().map(|r| &r.req).collect();
-                let ttls: Vec<i64> = batch.iter().map(|r| r.ttl_us).collect();
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&orders)
-                    .bind(&reqs)
-                    .bind(db.now())
-                    .bind(&ttls)
-                    .fetch_all(&pool)
-                    .await
-                    .db()?;
-                db.written();
-                Ok(decode_all(
-                    &rows,
-                    batch.iter().map(|r| &r.order_id),
-                    "CREATED",
-                ))
+                one_by_one_on_failure(batch.len(), |part| {
+                    let part = &batch[part];
+                    let (db, pool, sql) = (&db, &pool, sql.as_str());
+                    async move {
+                        let orders: Vec<&str> = part.iter().map(|r| r.order_id.as_str()).collect();
+                        let reqs: Vec<&serde_json::Value> = part.iter().map(|r| &r.req).collect();
+                        let ttls: Vec<i64> = part.iter().map(|r| r.ttl_us).collect();
+                        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(&orders)
+                            .bind(&reqs)
+                            .bind(db.now())
+                            .bind(&ttls)
+                            .fetch_all(pool)
+                            .await
+                            .db()?;
+                        db.written();
+                        Ok(decode_all(
+                            &rows,
+                            part.iter().map(|r| &r.order_id),
+                            "CREATED",
+                        ))
+                    }
+                })
+                .await
             })
         });
         let (confirm_db, confirm_pool) = (db, pool);
@@ -129,25 +137,32 @@ impl PgOrderSteps {
             let (db, pool) = (confirm_db.clone(), confirm_pool.clone());
             let sql = confirm_sql.clone();
             Box::pin(async move {
-                let orders: Vec<&str> = batch.iter().map(|r| r.order_id.as_str()).collect();
-                let refs: Vec<&str> = batch.iter().map(|r| r.payment_ref.as_str()).collect();
-                let reasons: Vec<&str> = batch.iter().map(|r| r.reason.as_str()).collect();
-                let reqs: Vec<&serde_json::Value> = batch.iter().map(|r| &r.req).collect();
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                    .bind(&orders)
-                    .bind(&refs)
-                    .bind(&reasons)
-                    .bind(&reqs)
-                    .bind(db.now())
-                    .fetch_all(&pool)
-                    .await
-                    .db()?;
-                db.written();
-                Ok(decode_all(
-                    &rows,
-                    batch.iter().map(|r| &r.order_id),
-                    "PAYMENT_PENDING",
-                ))
+                one_by_one_on_failure(batch.len(), |part| {
+                    let part = &batch[part];
+                    let (db, pool, sql) = (&db, &pool, sql.as_str());
+                    async move {
+                        let orders: Vec<&str> = part.iter().map(|r| r.order_id.as_str()).collect();
+                        let refs: Vec<&str> = part.iter().map(|r| r.payment_ref.as_str()).collect();
+                        let reasons: Vec<&str> = part.iter().map(|r| r.reason.as_str()).collect();
+                        let reqs: Vec<&serde_json::Value> = part.iter().map(|r| &r.req).collect();
+                        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                            .bind(&orders)
+                            .bind(&refs)
+                            .bind(&reasons)
+                            .bind(&reqs)
+                            .bind(db.now())
+                            .fetch_all(pool)
+                            .await
+                            .db()?;
+                        db.written();
+                        Ok(decode_all(
+                            &rows,
+                            part.iter().map(|r| &r.order_id),
+                            "PAYMENT_PENDING",
+                        ))
+                    }
+                })
+                .await
             })
         });
         PgOrderSteps {
@@ -230,6 +245,33 @@ impl OrderSteps for PgOrderSteps {
                 req,
             })
             .await
+    }
+}
+
+/// Runs a batch of `len` orders (`run(0..len)`). A batch of several that fails as a
+/// whole for a reason that is not retryable (the step functions return every expected
+/// refusal as a row, so this is a failure nobody planned for) wrote nothing; its orders
+/// are then run one at a time, so that one order's failure never fails its neighbours.
+/// A retryable failure (a lost connection, a deadlock) fails the whole batch: each
+/// caller retries its step.
+async fn one_by_one_on_failure<F, Fut>(len: usize, run: F) -> Result<Vec<Result<StepOutcome>>>
+where
+    F: Fn(std::ops::Range<usize>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Result<StepOutcome>>>>,
+{
+    match run(0..len).await {
+        Err(e) if len > 1 && !e.is_retryable() => {
+            tracing::warn!(error = %e, orders = len, "step batch failed; running its orders one at a time");
+            let mut answers = Vec::with_capacity(len);
+            for i in 0..len {
+                match run(i..i + 1).await {
+                    Ok(one) => answers.extend(one),
+                    Err(e) => answers.push(Err(e)),
+                }
+            }
+            Ok(answers)
+        }
+        other => other,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Faults on the order path as a host runs it (relay, queue, workers, the fused steps):
-//! a connection killed inside a batched step writes nothing and the retry succeeds;
+//! a connection killed inside a batched step writes nothing and the retry succeeds; an
+//! order whose step fails for an unplanned reason inside a batch fails alone;
 //! orders processed while every connection of the shop is killed again and again all
 //! settle, each charged once, with nothing oversold or lost.
 
@@ -136,6 +137,106 @@ async fn a_connection_killed_inside_a_step_writes_nothing_and_the_retry_succeeds
         .unwrap();
     assert_eq!(out.order.status, OrderStatus::PaymentPending);
     assert!(pg.inventory.audit().await.unwrap().is_empty());
+    drop(guard);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_that_breaks_its_batch_fails_alone() {
+    let (pg, guard) = engine("stepiso").await;
+    let at = LocationId::new("w1").unwrap();
+    pg.inventory
+        .restock(&sku("A"), &at, 100, "in")
+        .await
+        .unwrap();
+    let mut pending = Vec::new();
+    for k in 0..24 {
+        let order = pg
+            .orders
+            .create_order(common::new_order(&format!("k{k}"), &[("A", 1)]))
+            .await
+            .unwrap()
+            .into_order();
+        let out = pg
+            .steps
+            .reserve_order(&order, Duration::from_secs(600))
+            .await
+            .unwrap();
+        assert_eq!(out.order.status, OrderStatus::PaymentPending);
+        pending.push(out.order);
+    }
+    // One reservation the confirmation cannot read: its step fails with a server error
+    // (22P02), not with one of the refusals the step function answers with.
+    let bad = pending[7].id.clone();
+    let table = format!("\"{}\".reservations", guard.0);
+    let admin = PgPool::connect(&common::database_url()).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET allocations = jsonb_set(allocations, '{{0,quantity}}', '\"x\"')
+          WHERE order_id = $1"
+    )))
+    .bind(bad.as_str())
+    .execute(&admin)
+    .await
+    .unwrap();
+    // Hold the first order's row so that its confirmation waits inside the step's one
+    // lane, and the other 23 gather into the next batch behind it.
+    let mut holder = PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM \"{}\".orders WHERE id = $1 FOR UPDATE",
+        guard.0
+    )))
+    .bind(pending[0].id.as_str())
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    let confirm = |order: commerce_core::order::Order| {
+        let steps = pg.steps.clone();
+        tokio::spawn(async move { steps.confirm_payment(&order, "pay-1").await })
+    };
+    let first = confirm(pending[0].clone());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rest: Vec<_> = pending[1..].iter().cloned().map(confirm).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("ROLLBACK").execute(&mut holder).await.unwrap();
+    let mut answers = vec![first.await.unwrap()];
+    for task in rest {
+        answers.push(task.await.unwrap());
+    }
+    for (order, answer) in pending.iter().zip(&answers) {
+        if order.id == bad {
+            let err = answer
+                .as_ref()
+                .expect_err("the unreadable reservation fails");
+            assert!(!err.is_retryable(), "a malformed row is permanent: {err:?}");
+        } else {
+            let out = answer.as_ref().expect("a neighbour is not failed by it");
+            assert_eq!(out.order.status, OrderStatus::PaymentConfirmed);
+        }
+    }
+    // The failed order wrote nothing; the 23 others sold their unit.
+    let stored = pg.orders.get_order(&bad).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.status, stored.version),
+        (pending[7].status, pending[7].version)
+    );
+    let state: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT state FROM {table} WHERE order_id = $1"
+    )))
+    .bind(bad.as_str())
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(state, "ACTIVE");
+    let level: (i64, i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT available, reserved, sold FROM \"{}\".stock_levels WHERE sku = 'A'",
+        guard.0
+    )))
+    .fetch_one(&admin)
+    .await
+    .unwrap();
+    assert_eq!(level, (76, 1, 23));
     drop(guard);
 }
 
