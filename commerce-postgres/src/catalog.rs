@@ -10,7 +10,9 @@ use commerce_core::catalog::{
 };
 use commerce_core::event::DomainEvent;
 use commerce_core::id::{CategoryId, ProductId, Sku};
-use commerce_core::store::{CatalogStore, Page, ProductQuery, check_limit, distinct_batch};
+use commerce_core::store::{
+    CatalogStore, Page, ProductQuery, check_limit, check_sku_batch, distinct_batch,
+};
 use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
@@ -383,6 +385,33 @@ impl CatalogStore for PgCatalog {
         .await
         .db()?;
         row.as_ref().map(product_from).transpose()
+    }
+
+    /// One statement for all SKUs (`skus_on_sale()`, migration 1006): index lookups,
+    /// no product documents built. Read where `get_product_by_sku` reads.
+    #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn skus_on_sale(&self, skus: &[Sku]) -> Result<Vec<bool>> {
+        check_sku_batch(skus)?;
+        if skus.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        let rows: Vec<(i64, bool)> = sqlx::query_as(sql!(
+            "SELECT ord, on_sale FROM {}($1::text[]) ORDER BY ord",
+            self.db.qualified("skus_on_sale")
+        ))
+        .bind(&names)
+        .fetch_all(&self.read_pool)
+        .await
+        .db()?;
+        if rows.len() != skus.len() {
+            return Err(corrupt(format!(
+                "skus_on_sale answered {} rows for {} SKUs",
+                rows.len(),
+                skus.len()
+            )));
+        }
+        Ok(rows.into_iter().map(|(_, on_sale)| on_sale).collect())
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

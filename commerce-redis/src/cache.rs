@@ -689,6 +689,13 @@ impl<S: CatalogStore + ?Sized> CatalogStore for CachedCatalog<S> {
         .await
     }
 
+    /// Asks the store behind the cache: whether a SKU may be sold is checked where
+    /// products are written, not from cached copies.
+    #[instrument(level = "debug", skip_all, err(level = "debug"))]
+    async fn skus_on_sale(&self, skus: &[Sku]) -> Result<Vec<bool>> {
+        self.inner.skus_on_sale(skus).await
+    }
+
     #[instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn list_products(&self, query: &ProductQuery) -> Result<Page<Product, ProductId>> {
         self.inner.list_products(query).await

@@ -30,7 +30,7 @@ use tracing::instrument;
 
 use crate::clock::Clock;
 use crate::error::{EntityKind, Error, Result};
-use crate::id::OrderId;
+use crate::id::{OrderId, Sku};
 use crate::inventory::{DEFAULT_RESERVATION_TTL, Reservation, ReservationState};
 use crate::order::{Order, OrderStatus, Transition};
 use crate::promotion::{RedemptionLine, RedemptionRequest, RedemptionState};
@@ -520,12 +520,27 @@ impl OrderPipeline {
     /// Checks the order can still be sold and its money adds up. The prices are those
     /// the customer accepted at checkout and are honoured as they are.
     async fn validate(&self, order: &Order) -> Result<std::result::Result<(), String>> {
-        for line in &order.lines {
-            let product = retry(&self.config.step_retry, "validate", || {
-                self.catalog.get_product_by_sku(&line.sku)
-            })
-            .await?;
-            let sold = product.is_some_and(|p| p.is_active() && p.variant(&line.sku).is_some());
+        let skus: Vec<Sku> = order.lines.iter().map(|l| l.sku.clone()).collect();
+        let mut on_sale = Vec::with_capacity(skus.len());
+        for chunk in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
+            on_sale.extend(
+                retry(&self.config.step_retry, "validate", || {
+                    self.catalog.skus_on_sale(chunk)
+                })
+                .await?,
+            );
+        }
+        if on_sale.len() != order.lines.len() {
+            return Err(Error::backend(
+                false,
+                format!(
+                    "the catalog answered {} of {} SKUs",
+                    on_sale.len(),
+                    order.lines.len()
+                ),
+            ));
+        }
+        for (line, sold) in order.lines.iter().zip(on_sale) {
             if !sold {
                 return Ok(Err(format!("{} is no longer sold", line.sku)));
             }

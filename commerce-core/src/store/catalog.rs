@@ -174,6 +174,29 @@ pub trait CatalogStore: Send + Sync + Debug + 'static {
     /// The product that has a variant with `sku`, if any.
     async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>>;
 
+    /// Whether each SKU of `skus` is on sale: it names a variant of an
+    /// [active](ProductStatus::Active) product. One answer per SKU, in the order of
+    /// `skus`. The order pipeline checks an order's lines with it before reserving.
+    ///
+    /// # To ensure correctness
+    /// * A SKU's answer is what [`get_product_by_sku`](Self::get_product_by_sku) would
+    ///   say at some instant during the call: `true` exactly when it returns an active
+    ///   product that has the variant.
+    /// * At most [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) SKUs, else `Validation`; no SKUs
+    ///   gives an empty list.
+    ///
+    /// The default reads each product with `get_product_by_sku`; a store that can answer
+    /// without reading whole products (one query for all SKUs) should override it.
+    async fn skus_on_sale(&self, skus: &[Sku]) -> Result<Vec<bool>> {
+        check_sku_batch(skus)?;
+        let mut out = Vec::with_capacity(skus.len());
+        for sku in skus {
+            let product = self.get_product_by_sku(sku).await?;
+            out.push(product.is_some_and(|p| p.is_active() && p.variant(sku).is_some()));
+        }
+        Ok(out)
+    }
+
     /// Products matching `query` in ascending id order, after `query.after`.
     ///
     /// # To ensure correctness
@@ -282,3 +305,19 @@ pub trait CatalogStoreExt: CatalogStore {
 }
 
 impl<T: CatalogStore + ?Sized> CatalogStoreExt for T {}
+
+/// Checks the length of a [`CatalogStore::skus_on_sale`] request: at most
+/// [`MAX_PAGE_SIZE`](super::MAX_PAGE_SIZE) SKUs, else `Validation` on `skus`.
+pub fn check_sku_batch(skus: &[Sku]) -> Result<()> {
+    if skus.len() > super::MAX_PAGE_SIZE as usize {
+        return Err(Error::validation(
+            "skus",
+            format!(
+                "{} SKUs is more than {} in one call",
+                skus.len(),
+                super::MAX_PAGE_SIZE
+            ),
+        ));
+    }
+    Ok(())
+}

@@ -26,7 +26,7 @@ pub mod search;
 pub mod steps;
 
 pub use cart::CartStore;
-pub use catalog::{CatalogStore, CatalogStoreExt, ProductQuery};
+pub use catalog::{CatalogStore, CatalogStoreExt, ProductQuery, check_sku_batch};
 pub use events::{EventLog, EventLogExt};
 pub use inventory::{InventoryStore, InventoryStoreExt};
 pub use nonce::NonceStore;

@@ -11,7 +11,9 @@
 //! category subtrees without sibling-prefix traps (`A > B` never lists `A > Bc` or
 //! `A > B & C`); categories by subtree; and that an event is never visible before its
 //! change, with exactly one event per successful write; `get_products` (the batch read)
-//! answers what `get_product` does, in order, once per id.
+//! answers what `get_product` does, in order, once per id; `skus_on_sale` answers what
+//! `get_product_by_sku` says, per SKU and in order, through status changes and a
+//! removed variant.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -58,6 +60,7 @@ pub(crate) fn cases() -> Vec<Case> {
         update_rejects_invalid_content,
         lookups_of_missing_products_are_none,
         batch_reads_match_single_reads,
+        skus_on_sale_match_the_product_reads,
         listing_visits_every_product_exactly_once,
         listing_filters_by_status_and_attributes,
         category_listing_selects_exactly_the_subtree,
@@ -901,6 +904,92 @@ async fn batch_reads_match_single_reads(env: Env<'_>) {
         catalog.get_products(&too_many).await,
         Error::Validation { .. },
         "get_products of {} ids",
+        too_many.len()
+    );
+}
+
+/// What `get_product_by_sku` says about `s`: an active product that has the variant.
+async fn on_sale_by_product(ctx: &Ctx, s: &str) -> bool {
+    must!(
+        ctx.catalog().get_product_by_sku(&sku(s)).await,
+        "get_product_by_sku({s})"
+    )
+    .is_some_and(|p| p.is_active() && p.variant(&sku(s)).is_some())
+}
+
+async fn skus_on_sale_match_the_product_reads(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    let catalog = ctx.catalog();
+    insert(&ctx, "p-1", "one", "A", &["A-1"]).await;
+    insert(&ctx, "p-2", "two", "A", &["B-1", "B-2"]).await;
+    insert(&ctx, "p-3", "three", "C", &["C-1"]).await;
+    for id in ["p-2", "p-3"] {
+        must!(
+            catalog
+                .set_product_status(&pid(id), ProductStatus::Active)
+                .await,
+            "activate {id}"
+        );
+    }
+    let asked = ["B-1", "A-1", "Z-9", "C-1", "B-1", "B-2"];
+    let check = |want: [bool; 6], what: &'static str| {
+        let ctx = &ctx;
+        async move {
+            let skus: Vec<_> = asked.iter().map(|s| sku(s)).collect();
+            let got = must!(
+                ctx.catalog().skus_on_sale(&skus).await,
+                "skus_on_sale ({what})"
+            );
+            let mut by_product = Vec::new();
+            for s in asked {
+                by_product.push(on_sale_by_product(ctx, s).await);
+            }
+            assert_eq!(by_product, want, "get_product_by_sku of {asked:?} ({what})");
+            assert_eq!(
+                got, want,
+                "skus_on_sale({asked:?}) must answer as get_product_by_sku ({what})"
+            );
+        }
+    };
+    check(
+        [true, false, false, true, true, true],
+        "p-1 draft, p-2 and p-3 active",
+    )
+    .await;
+    must!(
+        catalog
+            .set_product_status(&pid("p-3"), ProductStatus::Archived)
+            .await,
+        "archive p-3"
+    );
+    let mut p2 = stored(&ctx, "p-2")
+        .await
+        .unwrap_or_else(|| panic!("p-2 is stored"));
+    p2.variants.retain(|v| v.sku.as_str() != "B-2");
+    must!(catalog.update_product(p2).await, "remove B-2 from p-2");
+    check(
+        [true, false, false, false, true, false],
+        "p-3 archived, B-2 removed",
+    )
+    .await;
+    must!(
+        catalog
+            .set_product_status(&pid("p-3"), ProductStatus::Active)
+            .await,
+        "re-activate p-3"
+    );
+    check([true, false, false, true, true, false], "p-3 active again").await;
+    assert_eq!(
+        must!(catalog.skus_on_sale(&[]).await, "skus_on_sale([])"),
+        Vec::<bool>::new()
+    );
+    let too_many: Vec<_> = (0..=crate::store::MAX_PAGE_SIZE)
+        .map(|i| sku(&format!("S-{i}")))
+        .collect();
+    assert_err!(
+        catalog.skus_on_sale(&too_many).await,
+        Error::Validation { .. },
+        "skus_on_sale of {} SKUs",
         too_many.len()
     );
 }
