@@ -359,3 +359,7 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The one-order forms are called by nothing now; their logic lives in the batch forms.
+DROP FUNCTION step_reserve_order(text, jsonb, timestamptz, timestamptz);
+DROP FUNCTION step_confirm_payment(text, text, text, jsonb, timestamptz);

@@ -51,7 +51,8 @@ impl Default for StepBatching {
 /// whole batch. Every order keeps its own guarded decision, ledger rows, history and
 /// events, and one order's failure never fails its neighbours: a refusal is that
 /// order's answer, and a batch that fails as a whole for any other reason than a
-/// retryable one is run again one order at a time. Every commit is durable (`synchronous_commit` is not touched).
+/// retryable one is run again one order at a time. Every commit is durable
+/// (`synchronous_commit` is not touched).
 #[derive(Debug)]
 pub struct PgOrderSteps {
     reserve: Arc<Batcher<ReserveReq, StepOutcome>>,

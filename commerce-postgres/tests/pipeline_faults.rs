@@ -53,6 +53,23 @@ async fn kill_schema_backends(admin: &PgPool, schema: &str) -> i64 {
     .unwrap_or(0)
 }
 
+/// A session of its own holding `SELECT 1 FROM <rows> FOR UPDATE` (with `$1` = `key`)
+/// in an open transaction, until it is rolled back or dropped.
+async fn hold(rows: &str, key: &str) -> PgConnection {
+    let mut holder = PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM {rows} FOR UPDATE"
+    )))
+    .bind(key)
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    holder
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_killed_inside_a_step_writes_nothing_and_the_retry_succeeds() {
     let (pg, guard) = engine("stepflt").await;
@@ -68,17 +85,7 @@ async fn a_connection_killed_inside_a_step_writes_nothing_and_the_retry_succeeds
         .into_order();
     let events_before = pg.events.read(EventId(0), 1000).await.unwrap().len();
     // Another session holds Z's row: the step stops inside its transaction after A.
-    let mut holder = PgConnection::connect(&common::database_url())
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM \"{}\".stock_levels WHERE sku = 'Z' FOR UPDATE",
-        guard.0
-    )))
-    .execute(&mut holder)
-    .await
-    .unwrap();
+    let mut holder = hold(&format!("\"{}\".stock_levels WHERE sku = $1", guard.0), "Z").await;
     let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut holder)
         .await
@@ -179,18 +186,11 @@ async fn an_order_that_breaks_its_batch_fails_alone() {
     .unwrap();
     // Hold the first order's row so that its confirmation waits inside the step's one
     // lane, and the other 23 gather into the next batch behind it.
-    let mut holder = PgConnection::connect(&common::database_url())
-        .await
-        .unwrap();
-    sqlx::query("BEGIN").execute(&mut holder).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT 1 FROM \"{}\".orders WHERE id = $1 FOR UPDATE",
-        guard.0
-    )))
-    .bind(pending[0].id.as_str())
-    .execute(&mut holder)
-    .await
-    .unwrap();
+    let mut holder = hold(
+        &format!("\"{}\".orders WHERE id = $1", guard.0),
+        pending[0].id.as_str(),
+    )
+    .await;
     let confirm = |order: commerce_core::order::Order| {
         let steps = pg.steps.clone();
         tokio::spawn(async move { steps.confirm_payment(&order, "pay-1").await })
