@@ -70,6 +70,8 @@ type Opened = (
 /// Opens the stores `args` ask for.
 pub async fn open(args: &Args) -> Result<Backends> {
     let mut description = Vec::new();
+    // On PostgreSQL each order's queue job is written with the order: no relay hop.
+    let jobs_with_orders = args.database_url.is_some();
     let (mut stores, promotions, co_purchase, history, refunds): Opened = match &args.database_url {
         None => {
             description.push(
@@ -86,10 +88,9 @@ pub async fn open(args: &Args) -> Result<Backends> {
             )
         }
         Some(url) => {
-            // each order's queue job is written with the order: no relay hop
             let config = PgConfig::new()
                 .schema(args.schema.clone())?
-                .jobs_with_orders(true);
+                .jobs_with_orders(jobs_with_orders);
             let pg = PgCommerce::connect(url, config).await?;
             // The example owns its schema: it starts from an empty one on every run.
             sqlx_drop_schema(&pg).await?;
@@ -145,7 +146,7 @@ pub async fn open(args: &Args) -> Result<Backends> {
         refunds,
         description,
         redis: redis_backend,
-        jobs_with_orders: args.database_url.is_some(),
+        jobs_with_orders,
         invalidator,
     })
 }
