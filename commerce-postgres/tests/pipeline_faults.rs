@@ -1,6 +1,8 @@
 //! Faults on the order path as a host runs it (relay, queue, workers, the fused steps):
 //! a connection killed inside a batched step writes nothing and the retry succeeds; an
-//! order whose step fails for an unplanned reason inside a batch fails alone;
+//! order whose step fails for an unplanned reason inside a batch fails alone; a reserve
+//! batch and a confirm batch that take the same stock rows queue instead of
+//! deadlocking;
 //! orders processed while every connection of the shop is killed again and again all
 //! settle, each charged once, with nothing oversold or lost.
 
@@ -237,6 +239,88 @@ async fn an_order_that_breaks_its_batch_fails_alone() {
     .await
     .unwrap();
     assert_eq!(level, (76, 1, 23));
+    drop(guard);
+}
+
+/// A reserve batch [r1 (B), r2 (A)] and a confirm batch [c1 (A), c2 (B)] in flight
+/// together, both waiting for stock level A while the confirm batch is first in line:
+/// when the steps locked each order's stock in position order, the confirm batch took
+/// A and wanted B while the reserve batch held B and wanted A (a deadlock, 40P01, one
+/// batch failed). Both steps lock stock in (sku, location) order across the batch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reserve_batch_and_a_confirm_batch_on_shared_skus_do_not_deadlock() {
+    let (pg, guard) = engine("steplock").await;
+    let at = LocationId::new("w1").unwrap();
+    for s in ["A", "B", "Z"] {
+        pg.inventory.restock(&sku(s), &at, 100, "in").await.unwrap();
+    }
+    let order = |key: &str, s: &str| {
+        let orders = pg.orders.clone();
+        let (key, s) = (key.to_owned(), s.to_owned());
+        async move {
+            orders
+                .create_order(common::new_order(&key, &[(s.as_str(), 1)]))
+                .await
+                .unwrap()
+                .into_order()
+        }
+    };
+    let ttl = Duration::from_secs(600);
+    let mut paying = Vec::new();
+    for (key, s) in [("c0", "Z"), ("c1", "A"), ("c2", "B")] {
+        let created = order(key, s).await;
+        paying.push(pg.steps.reserve_order(&created, ttl).await.unwrap().order);
+    }
+    let mut creating = Vec::new();
+    for (key, s) in [("r0", "Z"), ("r1", "B"), ("r2", "A")] {
+        creating.push(order(key, s).await);
+    }
+    let orders_row = format!("\"{}\".orders WHERE id = $1", guard.0);
+    let mut level_a = hold(&format!("\"{}\".stock_levels WHERE sku = $1", guard.0), "A").await;
+    // The confirm lane: c0 waits on its order's row; c1 then c2 gather behind it.
+    let mut c0_row = hold(&orders_row, paying[0].id.as_str()).await;
+    let mut confirms = Vec::new();
+    for o in paying.clone() {
+        let steps = pg.steps.clone();
+        confirms.push(tokio::spawn(async move {
+            steps.confirm_payment(&o, "pay").await
+        }));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // The reserve lane likewise: r0 held, r1 then r2 behind it.
+    let mut r0_row = hold(&orders_row, creating[0].id.as_str()).await;
+    let mut reserves = Vec::new();
+    for o in creating.clone() {
+        let steps = pg.steps.clone();
+        reserves.push(tokio::spawn(
+            async move { steps.reserve_order(&o, ttl).await },
+        ));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    // [c1, c2] runs and waits for A first, then [r1, r2] runs and waits for A too.
+    sqlx::query("ROLLBACK").execute(&mut c0_row).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("ROLLBACK").execute(&mut r0_row).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("ROLLBACK").execute(&mut level_a).await.unwrap();
+    for task in confirms {
+        let out = task.await.unwrap().expect("no confirmation fails");
+        assert_eq!(out.order.status, OrderStatus::PaymentConfirmed);
+    }
+    for task in reserves {
+        let out = task.await.unwrap().expect("no reservation fails");
+        assert_eq!(out.order.status, OrderStatus::PaymentPending);
+    }
+    let admin = PgPool::connect(&common::database_url()).await.unwrap();
+    let levels: Vec<(String, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT sku, available, reserved, sold FROM \"{}\".stock_levels ORDER BY sku",
+        guard.0
+    )))
+    .fetch_all(&admin)
+    .await
+    .unwrap();
+    let expected = |s: &str| (s.to_owned(), 98, 1, 1);
+    assert_eq!(levels, vec![expected("A"), expected("B"), expected("Z")]);
     drop(guard);
 }
 
