@@ -76,13 +76,13 @@ BEGIN
         n := v_i;
         code := NULL;
         detail := NULL;
+        o_status := NULL; o_version := NULL; o_body := NULL; o_payment_ref := NULL;
+        o_updated_at := NULL; r_lines := NULL; r_allocations := NULL; r_state := NULL;
+        r_created_at := NULL; r_expires_at := NULL; r_closed_at := NULL; r_reason := NULL;
         v_k := array_position(v_ids, v_id);
         IF v_k IS NULL THEN
             outcome := 'error';
             code := 'CM006';
-            o_status := NULL; o_version := NULL; o_body := NULL; o_payment_ref := NULL;
-            o_updated_at := NULL; r_lines := NULL; r_allocations := NULL; r_state := NULL;
-            r_created_at := NULL; r_expires_at := NULL; r_closed_at := NULL; r_reason := NULL;
             RETURN NEXT;
             CONTINUE;
         END IF;
@@ -104,10 +104,6 @@ BEGIN
                 outcome := 'error';
                 code := 'CM004';
                 detail := v_sts[v_k];
-                o_status := NULL; o_version := NULL; o_body := NULL; o_payment_ref := NULL;
-                o_updated_at := NULL; r_lines := NULL; r_allocations := NULL;
-                r_state := NULL; r_created_at := NULL; r_expires_at := NULL;
-                r_closed_at := NULL; r_reason := NULL;
             END IF;
             RETURN NEXT;
             CONTINUE;
@@ -151,9 +147,6 @@ BEGIN
         IF code IS NOT NULL THEN
             -- refused before this order wrote anything ('existing' writes nothing)
             outcome := 'error';
-            o_status := NULL; o_version := NULL; o_body := NULL; o_payment_ref := NULL;
-            o_updated_at := NULL; r_lines := NULL; r_allocations := NULL; r_state := NULL;
-            r_created_at := NULL; r_expires_at := NULL; r_closed_at := NULL; r_reason := NULL;
             RETURN NEXT;
             CONTINUE;
         END IF;

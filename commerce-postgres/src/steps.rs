@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use commerce_core::clock::Timestamp;
 use commerce_core::event::DomainEvent;
 use commerce_core::id::OrderId;
 use commerce_core::inventory::{ReservationRequest, ReservationState};
@@ -12,8 +13,8 @@ use commerce_core::store::steps::paid_reason;
 use commerce_core::store::{OrderSteps, StepOutcome};
 use commerce_core::{EntityKind, Error, Result};
 use serde_json::json;
-use sqlx::Row;
 use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
 
 use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
@@ -72,6 +73,75 @@ struct ConfirmReq {
     req: serde_json::Value,
 }
 
+/// A step's request as its batch function takes it.
+trait StepRequest: Send + Sync + Sized + 'static {
+    /// The status the step starts from (named in a `CM004` conflict).
+    const FROM: &'static str;
+    fn order_id(&self) -> &OrderId;
+    /// Binds a batch's arguments, `now` included, in the function's order.
+    fn bind<'q>(query: PgQuery<'q>, part: &'q [Self], now: Timestamp) -> PgQuery<'q>;
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+impl StepRequest for ReserveReq {
+    const FROM: &'static str = "CREATED";
+    fn order_id(&self) -> &OrderId {
+        &self.order_id
+    }
+    fn bind<'q>(query: PgQuery<'q>, part: &'q [Self], now: Timestamp) -> PgQuery<'q> {
+        query
+            .bind(part.iter().map(|r| r.order_id.as_str()).collect::<Vec<_>>())
+            .bind(part.iter().map(|r| &r.req).collect::<Vec<_>>())
+            .bind(now)
+            .bind(part.iter().map(|r| r.ttl_us).collect::<Vec<_>>())
+    }
+}
+
+impl StepRequest for ConfirmReq {
+    const FROM: &'static str = "PAYMENT_PENDING";
+    fn order_id(&self) -> &OrderId {
+        &self.order_id
+    }
+    fn bind<'q>(query: PgQuery<'q>, part: &'q [Self], now: Timestamp) -> PgQuery<'q> {
+        query
+            .bind(part.iter().map(|r| r.order_id.as_str()).collect::<Vec<_>>())
+            .bind(
+                part.iter()
+                    .map(|r| r.payment_ref.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(part.iter().map(|r| r.reason.as_str()).collect::<Vec<_>>())
+            .bind(part.iter().map(|r| &r.req).collect::<Vec<_>>())
+            .bind(now)
+    }
+}
+
+/// The batch runner of one step: `sql` over the batch on `pool`, then its orders one at
+/// a time if the batch failed as a whole ([`one_by_one_on_failure`]).
+fn run_step<R: StepRequest>(db: Arc<Db>, pool: PgPool, sql: String) -> RunBatch<R, StepOutcome> {
+    Arc::new(move |batch| {
+        let (db, pool, sql) = (db.clone(), pool.clone(), sql.clone());
+        Box::pin(async move {
+            one_by_one_on_failure(batch.len(), |part| run_part(&db, &pool, &sql, &batch[part]))
+                .await
+        })
+    })
+}
+
+/// One statement over `part`: one answer per order, in order.
+async fn run_part<R: StepRequest>(
+    db: &Db,
+    pool: &PgPool,
+    sql: &str,
+    part: &[R],
+) -> Result<Vec<Result<StepOutcome>>> {
+    let query = R::bind(sqlx::query(sqlx::AssertSqlSafe(sql)), part, db.now());
+    let rows = query.fetch_all(pool).await.db()?;
+    db.written();
+    Ok(decode_all(&rows, part.iter().map(R::order_id), R::FROM))
+}
+
 fn event(e: DomainEvent) -> Result<serde_json::Value> {
     serde_json::to_value(e).map_err(corrupt)
 }
@@ -102,70 +172,8 @@ impl PgOrderSteps {
             "SELECT * FROM {}($1, $2, $3, $4, $5) ORDER BY n",
             db.qualified("step_confirm_payments")
         );
-        let (reserve_db, reserve_pool) = (db.clone(), pool.clone());
-        let run_reserve: RunBatch<ReserveReq, StepOutcome> = Arc::new(move |batch| {
-            let (db, pool) = (reserve_db.clone(), reserve_pool.clone());
-            let sql = reserve_sql.clone();
-            Box::pin(async move {
-                one_by_one_on_failure(batch.len(), |part| {
-                    let part = &batch[part];
-                    let (db, pool, sql) = (&db, &pool, sql.as_str());
-                    async move {
-                        let orders: Vec<&str> = part.iter().map(|r| r.order_id.as_str()).collect();
-                        let reqs: Vec<&serde_json::Value> = part.iter().map(|r| &r.req).collect();
-                        let ttls: Vec<i64> = part.iter().map(|r| r.ttl_us).collect();
-                        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .bind(&orders)
-                            .bind(&reqs)
-                            .bind(db.now())
-                            .bind(&ttls)
-                            .fetch_all(pool)
-                            .await
-                            .db()?;
-                        db.written();
-                        Ok(decode_all(
-                            &rows,
-                            part.iter().map(|r| &r.order_id),
-                            "CREATED",
-                        ))
-                    }
-                })
-                .await
-            })
-        });
-        let (confirm_db, confirm_pool) = (db, pool);
-        let run_confirm: RunBatch<ConfirmReq, StepOutcome> = Arc::new(move |batch| {
-            let (db, pool) = (confirm_db.clone(), confirm_pool.clone());
-            let sql = confirm_sql.clone();
-            Box::pin(async move {
-                one_by_one_on_failure(batch.len(), |part| {
-                    let part = &batch[part];
-                    let (db, pool, sql) = (&db, &pool, sql.as_str());
-                    async move {
-                        let orders: Vec<&str> = part.iter().map(|r| r.order_id.as_str()).collect();
-                        let refs: Vec<&str> = part.iter().map(|r| r.payment_ref.as_str()).collect();
-                        let reasons: Vec<&str> = part.iter().map(|r| r.reason.as_str()).collect();
-                        let reqs: Vec<&serde_json::Value> = part.iter().map(|r| &r.req).collect();
-                        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                            .bind(&orders)
-                            .bind(&refs)
-                            .bind(&reasons)
-                            .bind(&reqs)
-                            .bind(db.now())
-                            .fetch_all(pool)
-                            .await
-                            .db()?;
-                        db.written();
-                        Ok(decode_all(
-                            &rows,
-                            part.iter().map(|r| &r.order_id),
-                            "PAYMENT_PENDING",
-                        ))
-                    }
-                })
-                .await
-            })
-        });
+        let run_reserve = run_step::<ReserveReq>(db.clone(), pool.clone(), reserve_sql);
+        let run_confirm = run_step::<ConfirmReq>(db, pool, confirm_sql);
         PgOrderSteps {
             reserve: Batcher::new(batching.lanes, batching.max_batch, run_reserve),
             confirm: Batcher::new(batching.lanes, batching.max_batch, run_confirm),

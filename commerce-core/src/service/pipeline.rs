@@ -520,16 +520,14 @@ impl OrderPipeline {
     /// Checks the order can still be sold and its money adds up. The prices are those
     /// the customer accepted at checkout and are honoured as they are.
     async fn validate(&self, order: &Order) -> Result<std::result::Result<(), String>> {
+        // An order has at most MAX_ORDER_LINES lines: one call asks for all of them.
+        const _: () =
+            assert!(crate::order::MAX_ORDER_LINES <= crate::store::MAX_PAGE_SIZE as usize);
         let skus: Vec<Sku> = order.lines.iter().map(|l| l.sku.clone()).collect();
-        let mut on_sale = Vec::with_capacity(skus.len());
-        for chunk in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
-            on_sale.extend(
-                retry(&self.config.step_retry, "validate", || {
-                    self.catalog.skus_on_sale(chunk)
-                })
-                .await?,
-            );
-        }
+        let on_sale = retry(&self.config.step_retry, "validate", || {
+            self.catalog.skus_on_sale(&skus)
+        })
+        .await?;
         if on_sale.len() != order.lines.len() {
             return Err(Error::backend(
                 false,
