@@ -93,6 +93,11 @@ enum Entry<T> {
 ///   version, so a slow loader cannot put an old row back.
 /// * **Redis down**: reads fall through to the wrapped store (the page degrades, it does
 ///   not fail); writes go to the wrapped store and the cache catches up by TTL.
+/// * **Its own connection** when other features share Redis: commands queue on one
+///   multiplexed connection, so a burst of others' commands (a flash sale's admissions)
+///   can hold the cache's reads past [`CacheConfig::command_timeout`], which the
+///   breaker counts as failures. Connect once more for the cache (the storefront
+///   example does).
 /// * Listings and categories are passed through uncached.
 ///
 /// ```no_run

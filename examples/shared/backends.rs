@@ -112,16 +112,18 @@ pub async fn open(args: &Args) -> Result<Backends> {
     let mut invalidator = None;
     let mut redis_backend = None;
     if let Some(url) = &args.redis_url {
-        let redis = RedisConfig::from_urls(url)
-            .with_prefix(format!(
-                "{}-{}",
-                env!("CARGO_CRATE_NAME"),
-                std::process::id()
-            ))?
-            .connect()
-            .await?;
+        let config = RedisConfig::from_urls(url).with_prefix(format!(
+            "{}-{}",
+            env!("CARGO_CRATE_NAME"),
+            std::process::id()
+        ))?;
+        let redis = config.connect().await?;
         stores.carts = Arc::new(RedisCarts::new(redis.clone(), stores.clock.clone()));
-        let (catalog, task) = cache(stores.catalog.clone(), redis.clone(), stores.events.clone())?;
+        // The cache gets a connection of its own (a bulkhead): a burst of carts or
+        // flash-sale admissions queued on the shared connection would otherwise time
+        // out its reads and open its breaker, sending page reads to the database.
+        let cache_redis = config.connect().await?;
+        let (catalog, task) = cache(stores.catalog.clone(), cache_redis, stores.events.clone())?;
         stores.catalog = catalog;
         invalidator = Some(task);
         redis_backend = Some(redis.clone());
