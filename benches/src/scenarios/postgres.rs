@@ -66,7 +66,6 @@ pub(super) async fn pool(settings: &Settings, size: u32) -> BenchResult<PgPool> 
     Ok(pool)
 }
 
-/// A fresh, migrated schema `name` (dropped first if present).
 /// `config` with `COMMERCE_BENCH_STEP_LANES` batches in flight per step and at most
 /// `COMMERCE_BENCH_STEP_MAX_BATCH` orders per batch, each when it is set (to compare
 /// settings in one build), else as it is.
@@ -90,6 +89,7 @@ pub(super) fn step_batching(config: PgConfig) -> PgConfig {
     })
 }
 
+/// A fresh, migrated schema `name` (dropped first if present).
 async fn fresh(pool: &PgPool, name: &str, config: PgConfig) -> BenchResult<PgCommerce> {
     sqlx::query(q(format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE")))
         .execute(pool)
