@@ -1,5 +1,6 @@
 //! Group commit for concurrent requests: [`Batcher`] runs the requests that arrive while
 //! a batch is in flight as the next batch, one statement and one commit for all of them.
+//! [`KeyedReads`] does the same for reads by key: one statement for a batch's keys.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -146,6 +147,62 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
     }
 }
 
+/// Reads one answer per key of `keys`, in key order, with one statement; `Err` when
+/// the statement failed, a per-key `Err` when only that key's row could not be decoded.
+pub(crate) type FetchKeys<Out> = Arc<
+    dyn Fn(Vec<String>) -> Pin<Box<dyn Future<Output = Result<Vec<Result<Out>>>> + Send>>
+        + Send
+        + Sync,
+>;
+
+/// Batched reads by key: concurrent requests (each a list of keys) that arrive while a
+/// read is in flight are read together, one statement and one round trip for all of
+/// their keys, and each request gets its own keys' answers, in order.
+///
+/// A request is read by a statement that starts after it was submitted, so it sees
+/// every write that committed before it was made (read-your-writes holds), and one
+/// request's keys are read by one statement (one snapshot).
+pub(crate) type KeyedReads<Out> = Batcher<Vec<String>, Vec<Out>>;
+
+/// A [`KeyedReads`] over `fetch`.
+pub(crate) fn keyed_reads<Out: Send + 'static>(
+    lanes: usize,
+    max_batch: usize,
+    fetch: FetchKeys<Out>,
+) -> Arc<KeyedReads<Out>> {
+    let run: RunBatch<Vec<String>, Vec<Out>> = Arc::new(move |batch: Vec<Vec<String>>| {
+        let fetch = fetch.clone();
+        Box::pin(async move {
+            let lens: Vec<usize> = batch.iter().map(Vec::len).collect();
+            let keys: Vec<String> = batch.into_iter().flatten().collect();
+            let n = keys.len();
+            let answers = fetch(keys).await?;
+            if answers.len() != n {
+                return Err(Error::backend(
+                    false,
+                    format!("a read of {n} keys returned {} answers", answers.len()),
+                ));
+            }
+            let mut answers = answers.into_iter();
+            Ok(lens
+                .into_iter()
+                .map(|len| answers.by_ref().take(len).collect::<Result<Vec<Out>>>())
+                .collect())
+        })
+    });
+    Batcher::new(lanes, max_batch, run)
+}
+
+impl<Out: Send + 'static> Batcher<Vec<String>, Vec<Out>> {
+    /// Reads one key (see [`KeyedReads`]).
+    pub(crate) async fn read_one(self: &Arc<Self>, key: &str) -> Result<Out> {
+        self.submit(vec![key.to_owned()])
+            .await?
+            .pop()
+            .ok_or_else(|| Error::backend(false, "a read of one key returned no answer"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,5 +263,60 @@ mod tests {
                 Err(e) => assert!(n % 7 == 0, "{n}: {e}"),
             }
         }
+    }
+
+    /// Concurrent keyed reads each get their own keys' answers in order (duplicates
+    /// across requests included), fewer statements run than requests, and a key that
+    /// failed to decode fails only the requests that asked for it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keyed_reads_split_each_batch_back_into_its_requests() {
+        let statements = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = statements.clone();
+        let fetch: FetchKeys<usize> = Arc::new(move |keys: Vec<String>| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                Ok(keys
+                    .iter()
+                    .map(|k| {
+                        if k == "bad" {
+                            Err(Error::permanent("corrupt row", Lost))
+                        } else {
+                            Ok(k.len())
+                        }
+                    })
+                    .collect())
+            })
+        });
+        let reads = keyed_reads(1, 64, fetch);
+        let tasks: Vec<_> = (0..300usize)
+            .map(|n| {
+                let reads = reads.clone();
+                tokio::spawn(async move {
+                    let keys: Vec<String> = (0..n % 4).map(|i| "k".repeat(n % 5 + i)).collect();
+                    let keys = if n % 50 == 0 {
+                        vec!["x".into(), "bad".into()]
+                    } else {
+                        keys
+                    };
+                    (keys.clone(), reads.submit(keys).await)
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (keys, got) = t.await.expect("task");
+            if keys.iter().any(|k| k == "bad") {
+                assert!(got.is_err(), "{keys:?} read a corrupt row");
+            } else {
+                let want: Vec<usize> = keys.iter().map(String::len).collect();
+                assert_eq!(got.expect("read"), want, "{keys:?}");
+            }
+        }
+        assert_eq!(reads.read_one("abc").await.expect("one"), 3);
+        let ran = statements.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            ran < 300,
+            "{ran} statements for 301 reads: nothing was batched"
+        );
     }
 }

@@ -17,6 +17,7 @@ use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
+use crate::batch::{FetchKeys, KeyedReads, keyed_reads};
 use crate::db::Db;
 use crate::error::{DbResult, PgError, code, corrupt};
 
@@ -31,11 +32,15 @@ use crate::error::{DbResult, PgError, code, corrupt};
 /// * Updates are optimistic: they succeed only at the stored version, under a row lock.
 /// * Reads may be routed to a replica pool ([`PgCommerce::with_replica`](crate::PgCommerce::with_replica)):
 ///   product pages, listings and categories; writes always go to the primary.
+/// * Reads by SKU (`get_product_by_sku`, `skus_on_sale`) are grouped: the lookups that
+///   arrive while one is in flight are read together by the next statement.
 #[derive(Debug)]
 pub struct PgCatalog {
     db: Arc<Db>,
     read_pool: PgPool,
     by_slug_sql: String,
+    by_sku: Arc<KeyedReads<Option<Product>>>,
+    on_sale: Arc<KeyedReads<bool>>,
 }
 
 /// The stored product as one JSON document: the body with its variants and the
@@ -51,6 +56,71 @@ fn product_from(row: &PgRow) -> Result<Product> {
         .try_get("product")
         .map_err(|e| corrupt(format!("stored product: {e}")))?;
     Ok(product.0)
+}
+
+/// Reads the product of each SKU with one statement (an index lookup per SKU: a
+/// LATERAL subquery that is not flattened, whatever the plan guesses of the array);
+/// a product that does not decode fails only its own SKUs.
+fn fetch_products_by_sku(db: &Db, pool: &PgPool) -> FetchKeys<Option<Product>> {
+    let sql = format!(
+        "SELECT k.ord, x.product FROM unnest($1::text[]) WITH ORDINALITY AS k(sku, ord)
+         CROSS JOIN LATERAL (
+             SELECT {} FROM {} p
+              WHERE p.id = (SELECT u.product_id FROM {} u WHERE u.sku = k.sku)
+             OFFSET 0) x",
+        PRODUCT_COLUMNS,
+        db.qualified("products"),
+        db.qualified("variants"),
+    )
+    .replace("{variants}", &db.qualified("variants"));
+    let pool = pool.clone();
+    Arc::new(move |keys: Vec<String>| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&keys)
+                .fetch_all(&pool)
+                .await
+                .db()?;
+            let mut out: Vec<Result<Option<Product>>> = keys.iter().map(|_| Ok(None)).collect();
+            for row in &rows {
+                let ord: i64 = row.try_get("ord").db()?;
+                let slot = usize::try_from(ord - 1)
+                    .ok()
+                    .and_then(|i| out.get_mut(i))
+                    .ok_or_else(|| corrupt(format!("product row for position {ord}")))?;
+                *slot = product_from(row).map(Some);
+            }
+            Ok(out)
+        })
+    })
+}
+
+/// `skus_on_sale()` (migration 1006) for all the keys of a batch.
+fn fetch_on_sale(db: &Db, pool: &PgPool) -> FetchKeys<bool> {
+    let sql = format!(
+        "SELECT ord, on_sale FROM {}($1::text[]) ORDER BY ord",
+        db.qualified("skus_on_sale")
+    );
+    let pool = pool.clone();
+    Arc::new(move |keys: Vec<String>| {
+        let (pool, sql) = (pool.clone(), sql.clone());
+        Box::pin(async move {
+            let rows: Vec<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&keys)
+                .fetch_all(&pool)
+                .await
+                .db()?;
+            if rows.len() != keys.len() {
+                return Err(corrupt(format!(
+                    "skus_on_sale answered {} rows for {} SKUs",
+                    rows.len(),
+                    keys.len()
+                )));
+            }
+            Ok(rows.into_iter().map(|(_, on_sale)| Ok(on_sale)).collect())
+        })
+    })
 }
 
 /// Maps a unique violation to `Conflict` of the kind its constraint names; `p` is the
@@ -93,8 +163,12 @@ impl PgCatalog {
             PRODUCT_COLUMNS.replace("{variants}", &db.qualified("variants")),
             db.qualified("products")
         );
+        let read_pool = read_pool.unwrap_or_else(|| db.pool.clone());
+        let (lanes, max_batch) = (db.batching.lanes, db.batching.max_batch);
         PgCatalog {
-            read_pool: read_pool.unwrap_or_else(|| db.pool.clone()),
+            by_sku: keyed_reads(lanes, max_batch, fetch_products_by_sku(&db, &read_pool)),
+            on_sale: keyed_reads(lanes, max_batch, fetch_on_sale(&db, &read_pool)),
+            read_pool,
             db,
             by_slug_sql,
         }
@@ -375,43 +449,30 @@ impl CatalogStore for PgCatalog {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_product_by_sku(&self, sku: &Sku) -> Result<Option<Product>> {
-        let row = sqlx::query(sql!(
-            "{} WHERE p.id = (SELECT product_id FROM {} WHERE sku = $1)",
-            self.select(),
-            self.db.qualified("variants")
-        ))
-        .bind(sku.as_str())
-        .fetch_optional(&self.read_pool)
-        .await
-        .db()?;
-        row.as_ref().map(product_from).transpose()
+        self.by_sku.read_one(sku.as_str()).await
     }
 
     /// One statement for all SKUs (`skus_on_sale()`, migration 1006): index lookups,
-    /// no product documents built. Read where `get_product_by_sku` reads.
+    /// no product documents built, grouped with concurrent calls. Read where
+    /// `get_product_by_sku` reads.
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn skus_on_sale(&self, skus: &[Sku]) -> Result<Vec<bool>> {
         check_sku_batch(skus)?;
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        let rows: Vec<(i64, bool)> = sqlx::query_as(sql!(
-            "SELECT ord, on_sale FROM {}($1::text[]) ORDER BY ord",
-            self.db.qualified("skus_on_sale")
-        ))
-        .bind(&names)
-        .fetch_all(&self.read_pool)
-        .await
-        .db()?;
-        if rows.len() != skus.len() {
+        let answers = self
+            .on_sale
+            .submit(skus.iter().map(|s| s.as_str().to_owned()).collect())
+            .await?;
+        if answers.len() != skus.len() {
             return Err(corrupt(format!(
-                "skus_on_sale answered {} rows for {} SKUs",
-                rows.len(),
+                "skus_on_sale answered {} of {} SKUs",
+                answers.len(),
                 skus.len()
             )));
         }
-        Ok(rows.into_iter().map(|(_, on_sale)| on_sale).collect())
+        Ok(answers)
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

@@ -29,6 +29,9 @@ pub(crate) struct Db {
     pub wake: Arc<Notify>,
     /// Wakes this process's queue workers after an enqueue committed.
     pub queue_wake: Arc<Notify>,
+    /// How concurrent requests are grouped (the steps, the order writes and the reads
+    /// by key).
+    pub batching: crate::steps::StepBatching,
     notifier: Option<Arc<Notifier>>,
 }
 
@@ -63,6 +66,7 @@ impl Db {
             listen_channel,
             wake: Arc::new(Notify::new()),
             queue_wake: Arc::new(Notify::new()),
+            batching: config.step_batching,
         }
     }
 

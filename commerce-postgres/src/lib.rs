@@ -211,8 +211,10 @@ impl PgConfig {
     }
 
     /// How concurrent pipeline steps ([`PgOrderSteps`]) and concurrent order creations
-    /// and transitions ([`PgOrders`]) are grouped into one statement and one commit; the
-    /// default is [`StepBatching::default`].
+    /// and transitions ([`PgOrders`]) are grouped into one statement and one commit,
+    /// and concurrent reads by key (orders by id or idempotency key, products and
+    /// on-sale checks by SKU, stock by SKU) into one statement; the default is
+    /// [`StepBatching::default`].
     pub fn step_batching(mut self, batching: StepBatching) -> Self {
         self.step_batching = StepBatching {
             lanes: batching.lanes.clamp(1, 64),

@@ -1,5 +1,6 @@
 //! Orders, their status machine and history: [`PgOrders`].
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -12,7 +13,7 @@ use commerce_core::{Error, Result};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use crate::batch::{Batcher, RunBatch};
+use crate::batch::{Batcher, FetchKeys, KeyedReads, RunBatch, keyed_reads};
 use crate::db::Db;
 use crate::error::{DbResult, corrupt, position_index};
 use crate::steps::StepBatching;
@@ -32,11 +33,16 @@ use crate::steps::StepBatching;
 /// * With [`PgConfig::jobs_with_orders`](crate::PgConfig::jobs_with_orders), each new
 ///   order's queue job is written in the same transaction (one `enqueue_jobs`
 ///   statement per batch).
+/// * Reads by id and by idempotency key are grouped the same way: the lookups that
+///   arrive while one is in flight are read together by the next statement, which
+///   starts after they were asked (so each sees every write committed before it).
 #[derive(Debug)]
 pub struct PgOrders {
     db: Arc<Db>,
     creates: Arc<Batcher<CreateReq, bool>>,
     transitions: Arc<Batcher<TransitionReq, Option<Order>>>,
+    by_id: Arc<KeyedReads<Option<Order>>>,
+    by_key: Arc<KeyedReads<Option<Order>>>,
 }
 
 /// One order to create: its row, body and `OrderCreated` event.
@@ -208,6 +214,39 @@ fn run_transitions(db: Arc<Db>) -> RunBatch<TransitionReq, Option<Order>> {
     })
 }
 
+/// Reads the orders whose `column` (`id` or `idempotency_key`, both unique) is one of
+/// the keys, with one statement; a row that does not decode fails only its own key.
+fn fetch_orders(db: Arc<Db>, column: &'static str) -> FetchKeys<Option<Order>> {
+    let sql = format!(
+        "SELECT * FROM {} WHERE {column} = ANY($1)",
+        db.qualified("orders")
+    );
+    Arc::new(move |keys: Vec<String>| {
+        let (db, sql) = (db.clone(), sql.clone());
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(&keys)
+                .fetch_all(&db.pool)
+                .await
+                .db()?;
+            let mut found: HashMap<String, std::result::Result<Order, String>> =
+                HashMap::with_capacity(rows.len());
+            for row in &rows {
+                let key: String = row.try_get(column).db()?;
+                found.insert(key, order_from(row).map_err(|e| e.to_string()));
+            }
+            Ok(keys
+                .iter()
+                .map(|k| match found.get(k) {
+                    None => Ok(None),
+                    Some(Ok(order)) => Ok(Some(order.clone())),
+                    Some(Err(e)) => Err(corrupt(e)),
+                })
+                .collect())
+        })
+    })
+}
+
 pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
     let body: serde_json::Value = row.try_get("body").db()?;
     let mut order: Order = serde_json::from_value(body).map_err(corrupt)?;
@@ -231,20 +270,22 @@ impl PgOrders {
                 batching.max_batch,
                 run_transitions(db.clone()),
             ),
+            by_id: keyed_reads(
+                batching.lanes,
+                batching.max_batch,
+                fetch_orders(db.clone(), "id"),
+            ),
+            by_key: keyed_reads(
+                batching.lanes,
+                batching.max_batch,
+                fetch_orders(db.clone(), "idempotency_key"),
+            ),
             db,
         }
     }
 
     async fn by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>> {
-        let row = sqlx::query(sql!(
-            "SELECT * FROM {} WHERE idempotency_key = $1",
-            self.db.qualified("orders")
-        ))
-        .bind(key.as_str())
-        .fetch_optional(&self.db.pool)
-        .await
-        .db()?;
-        row.as_ref().map(order_from).transpose()
+        self.by_key.read_one(key.as_str()).await
     }
 }
 
@@ -300,15 +341,7 @@ impl OrderStore for PgOrders {
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
     async fn get_order(&self, id: &OrderId) -> Result<Option<Order>> {
-        let row = sqlx::query(sql!(
-            "SELECT * FROM {} WHERE id = $1",
-            self.db.qualified("orders")
-        ))
-        .bind(id.as_str())
-        .fetch_optional(&self.db.pool)
-        .await
-        .db()?;
-        row.as_ref().map(order_from).transpose()
+        self.by_id.read_one(id.as_str()).await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]
