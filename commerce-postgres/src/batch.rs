@@ -7,7 +7,11 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use commerce_core::{Error, Result};
+use sqlx::PgPool;
+use sqlx::postgres::PgRow;
 use tokio::sync::oneshot;
+
+use crate::error::DbResult;
 
 /// Runs one batch: one answer per request, in request order; `Err` when the whole batch
 /// failed (nothing of it committed).
@@ -193,10 +197,45 @@ pub(crate) fn keyed_reads<Out: Send + 'static>(
     Batcher::new(lanes, max_batch, run)
 }
 
+/// A [`FetchKeys`] that runs `sql` on `pool` with the keys bound as `$1` (a `text[]`)
+/// and lets `decode` turn the rows into one answer per key.
+pub(crate) fn fetch_rows<Out: Send + 'static>(
+    pool: PgPool,
+    sql: String,
+    decode: impl Fn(&[String], Vec<PgRow>) -> Result<Vec<Result<Out>>> + Send + Sync + 'static,
+) -> FetchKeys<Out> {
+    let decode = Arc::new(decode);
+    let sql: Arc<str> = sql.into();
+    Arc::new(move |keys: Vec<String>| {
+        let (pool, sql, decode) = (pool.clone(), sql.clone(), decode.clone());
+        Box::pin(async move {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(&*sql))
+                .bind(&keys)
+                .fetch_all(&pool)
+                .await
+                .db()?;
+            decode(&keys, rows)
+        })
+    })
+}
+
 impl<Out: Send + 'static> Batcher<Vec<String>, Vec<Out>> {
+    /// Reads `keys` (see [`KeyedReads`]): one answer per key, in order.
+    pub(crate) async fn read_many(self: &Arc<Self>, keys: Vec<String>) -> Result<Vec<Out>> {
+        let n = keys.len();
+        let answers = self.submit(keys).await?;
+        if answers.len() != n {
+            return Err(Error::backend(
+                false,
+                format!("a read of {n} keys returned {} answers", answers.len()),
+            ));
+        }
+        Ok(answers)
+    }
+
     /// Reads one key (see [`KeyedReads`]).
     pub(crate) async fn read_one(self: &Arc<Self>, key: &str) -> Result<Out> {
-        self.submit(vec![key.to_owned()])
+        self.read_many(vec![key.to_owned()])
             .await?
             .pop()
             .ok_or_else(|| Error::backend(false, "a read of one key returned no answer"))

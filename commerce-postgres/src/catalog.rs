@@ -17,7 +17,7 @@ use commerce_core::{Error, Result};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 
-use crate::batch::{FetchKeys, KeyedReads, keyed_reads};
+use crate::batch::{FetchKeys, KeyedReads, fetch_rows, keyed_reads};
 use crate::db::Db;
 use crate::error::{DbResult, PgError, code, corrupt};
 
@@ -73,26 +73,17 @@ fn fetch_products_by_sku(db: &Db, pool: &PgPool) -> FetchKeys<Option<Product>> {
         db.qualified("variants"),
     )
     .replace("{variants}", &db.qualified("variants"));
-    let pool = pool.clone();
-    Arc::new(move |keys: Vec<String>| {
-        let (pool, sql) = (pool.clone(), sql.clone());
-        Box::pin(async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(&keys)
-                .fetch_all(&pool)
-                .await
-                .db()?;
-            let mut out: Vec<Result<Option<Product>>> = keys.iter().map(|_| Ok(None)).collect();
-            for row in &rows {
-                let ord: i64 = row.try_get("ord").db()?;
-                let slot = usize::try_from(ord - 1)
-                    .ok()
-                    .and_then(|i| out.get_mut(i))
-                    .ok_or_else(|| corrupt(format!("product row for position {ord}")))?;
-                *slot = product_from(row).map(Some);
-            }
-            Ok(out)
-        })
+    fetch_rows(pool.clone(), sql, |keys, rows| {
+        let mut out: Vec<Result<Option<Product>>> = keys.iter().map(|_| Ok(None)).collect();
+        for row in &rows {
+            let ord: i64 = row.try_get("ord").db()?;
+            let slot = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| corrupt(format!("product row for position {ord}")))?;
+            *slot = product_from(row).map(Some);
+        }
+        Ok(out)
     })
 }
 
@@ -102,24 +93,18 @@ fn fetch_on_sale(db: &Db, pool: &PgPool) -> FetchKeys<bool> {
         "SELECT ord, on_sale FROM {}($1::text[]) ORDER BY ord",
         db.qualified("skus_on_sale")
     );
-    let pool = pool.clone();
-    Arc::new(move |keys: Vec<String>| {
-        let (pool, sql) = (pool.clone(), sql.clone());
-        Box::pin(async move {
-            let rows: Vec<(i64, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(&keys)
-                .fetch_all(&pool)
-                .await
-                .db()?;
-            if rows.len() != keys.len() {
-                return Err(corrupt(format!(
-                    "skus_on_sale answered {} rows for {} SKUs",
-                    rows.len(),
-                    keys.len()
-                )));
-            }
-            Ok(rows.into_iter().map(|(_, on_sale)| Ok(on_sale)).collect())
-        })
+    fetch_rows(pool.clone(), sql, |keys, rows| {
+        if rows.len() != keys.len() {
+            return Err(corrupt(format!(
+                "skus_on_sale answered {} rows for {} SKUs",
+                rows.len(),
+                keys.len()
+            )));
+        }
+        Ok(rows
+            .iter()
+            .map(|row| row.try_get::<bool, _>("on_sale").db())
+            .collect())
     })
 }
 
@@ -461,18 +446,9 @@ impl CatalogStore for PgCatalog {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let answers = self
-            .on_sale
-            .submit(skus.iter().map(|s| s.as_str().to_owned()).collect())
-            .await?;
-        if answers.len() != skus.len() {
-            return Err(corrupt(format!(
-                "skus_on_sale answered {} of {} SKUs",
-                answers.len(),
-                skus.len()
-            )));
-        }
-        Ok(answers)
+        self.on_sale
+            .read_many(skus.iter().map(|s| s.as_str().to_owned()).collect())
+            .await
     }
 
     #[tracing::instrument(level = "debug", skip_all, err(level = "debug"))]

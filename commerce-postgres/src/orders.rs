@@ -13,7 +13,7 @@ use commerce_core::{Error, Result};
 use sqlx::Row;
 use sqlx::postgres::PgRow;
 
-use crate::batch::{Batcher, FetchKeys, KeyedReads, RunBatch, keyed_reads};
+use crate::batch::{Batcher, FetchKeys, KeyedReads, RunBatch, fetch_rows, keyed_reads};
 use crate::db::Db;
 use crate::error::{DbResult, corrupt, position_index};
 use crate::steps::StepBatching;
@@ -216,34 +216,26 @@ fn run_transitions(db: Arc<Db>) -> RunBatch<TransitionReq, Option<Order>> {
 
 /// Reads the orders whose `column` (`id` or `idempotency_key`, both unique) is one of
 /// the keys, with one statement; a row that does not decode fails only its own key.
-fn fetch_orders(db: Arc<Db>, column: &'static str) -> FetchKeys<Option<Order>> {
+fn fetch_orders(db: &Db, column: &'static str) -> FetchKeys<Option<Order>> {
     let sql = format!(
         "SELECT * FROM {} WHERE {column} = ANY($1)",
         db.qualified("orders")
     );
-    Arc::new(move |keys: Vec<String>| {
-        let (db, sql) = (db.clone(), sql.clone());
-        Box::pin(async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(&keys)
-                .fetch_all(&db.pool)
-                .await
-                .db()?;
-            let mut found: HashMap<String, std::result::Result<Order, String>> =
-                HashMap::with_capacity(rows.len());
-            for row in &rows {
-                let key: String = row.try_get(column).db()?;
-                found.insert(key, order_from(row).map_err(|e| e.to_string()));
-            }
-            Ok(keys
-                .iter()
-                .map(|k| match found.get(k) {
-                    None => Ok(None),
-                    Some(Ok(order)) => Ok(Some(order.clone())),
-                    Some(Err(e)) => Err(corrupt(e)),
-                })
-                .collect())
-        })
+    fetch_rows(db.pool.clone(), sql, move |keys, rows| {
+        let mut found: HashMap<String, std::result::Result<Order, String>> =
+            HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let key: String = row.try_get(column).db()?;
+            found.insert(key, order_from(row).map_err(|e| e.to_string()));
+        }
+        Ok(keys
+            .iter()
+            .map(|k| match found.get(k) {
+                None => Ok(None),
+                Some(Ok(order)) => Ok(Some(order.clone())),
+                Some(Err(e)) => Err(corrupt(e)),
+            })
+            .collect())
     })
 }
 
@@ -270,15 +262,11 @@ impl PgOrders {
                 batching.max_batch,
                 run_transitions(db.clone()),
             ),
-            by_id: keyed_reads(
-                batching.lanes,
-                batching.max_batch,
-                fetch_orders(db.clone(), "id"),
-            ),
+            by_id: keyed_reads(batching.lanes, batching.max_batch, fetch_orders(&db, "id")),
             by_key: keyed_reads(
                 batching.lanes,
                 batching.max_batch,
-                fetch_orders(db.clone(), "idempotency_key"),
+                fetch_orders(&db, "idempotency_key"),
             ),
             db,
         }

@@ -27,7 +27,7 @@ use commerce_core::store::{InventoryStore, check_limit, distinct_batch};
 use commerce_core::{Error, Result};
 use sqlx::{PgConnection, Row};
 
-use crate::batch::{FetchKeys, KeyedReads, keyed_reads};
+use crate::batch::{FetchKeys, KeyedReads, fetch_rows, keyed_reads};
 use crate::combiner::{Combiner, HotSkuConfig};
 use crate::db::Db;
 use crate::error::{DbResult, corrupt};
@@ -71,53 +71,45 @@ fn lock_order(allocs: &[Allocation]) -> Vec<&Allocation> {
 
 /// `read_stocks()` (migration 1003: one generic plan per connection) for all the keys
 /// of a batch: each key's SKU record and levels, in key order.
-fn fetch_stocks(db: Arc<Db>) -> FetchKeys<SkuStock> {
+fn fetch_stocks(db: &Db) -> FetchKeys<SkuStock> {
     let sql = format!(
         "SELECT * FROM {}($1::text[]) ORDER BY ord, location",
         db.qualified("read_stocks")
     );
-    Arc::new(move |keys: Vec<String>| {
-        let (db, sql) = (db.clone(), sql.clone());
-        Box::pin(async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(&keys)
-                .fetch_all(&db.pool)
-                .await
-                .db()?;
-            let mut out: Vec<SkuStock> = keys
-                .iter()
-                .map(|sku| {
-                    Ok(SkuStock {
-                        sku: Sku::new(sku.as_str())?,
-                        levels: Vec::new(),
-                        backorder_allowed: false,
-                        backordered: 0,
-                    })
+    fetch_rows(db.pool.clone(), sql, |keys, rows| {
+        let mut out: Vec<SkuStock> = keys
+            .iter()
+            .map(|sku| {
+                Ok(SkuStock {
+                    sku: Sku::new(sku.as_str())?,
+                    levels: Vec::new(),
+                    backorder_allowed: false,
+                    backordered: 0,
                 })
-                .collect::<Result<_>>()?;
-            for row in &rows {
-                let ord: i64 = row.try_get("ord").db()?;
-                let stock = usize::try_from(ord - 1)
-                    .ok()
-                    .and_then(|i| out.get_mut(i))
-                    .ok_or_else(|| corrupt(format!("stock row for position {ord}")))?;
-                stock.backorder_allowed = row
-                    .try_get::<Option<bool>, _>("backorder_allowed")
+            })
+            .collect::<Result<_>>()?;
+        for row in &rows {
+            let ord: i64 = row.try_get("ord").db()?;
+            let stock = usize::try_from(ord - 1)
+                .ok()
+                .and_then(|i| out.get_mut(i))
+                .ok_or_else(|| corrupt(format!("stock row for position {ord}")))?;
+            stock.backorder_allowed = row
+                .try_get::<Option<bool>, _>("backorder_allowed")
+                .db()?
+                .unwrap_or(false);
+            // No SKU record: nothing backordered.
+            stock.backordered = crate::error::non_negative(
+                row.try_get::<Option<i64>, _>("backordered")
                     .db()?
-                    .unwrap_or(false);
-                // No SKU record: nothing backordered.
-                stock.backordered = crate::error::non_negative(
-                    row.try_get::<Option<i64>, _>("backordered")
-                        .db()?
-                        .unwrap_or(0),
-                    "backordered",
-                )?;
-                if row.try_get::<Option<String>, _>("location").db()?.is_some() {
-                    stock.levels.push(level_from(row)?);
-                }
+                    .unwrap_or(0),
+                "backordered",
+            )?;
+            if row.try_get::<Option<String>, _>("location").db()?.is_some() {
+                stock.levels.push(level_from(row)?);
             }
-            Ok(out.into_iter().map(Ok).collect())
-        })
+        }
+        Ok(out.into_iter().map(Ok).collect())
     })
 }
 
@@ -128,18 +120,9 @@ impl PgInventory {
         if skus.is_empty() {
             return Ok(Vec::new());
         }
-        let stocks = self
-            .stocks
-            .submit(skus.iter().map(|s| s.as_str().to_owned()).collect())
-            .await?;
-        if stocks.len() != skus.len() {
-            return Err(corrupt(format!(
-                "read_stocks answered {} of {} SKUs",
-                stocks.len(),
-                skus.len()
-            )));
-        }
-        Ok(stocks)
+        self.stocks
+            .read_many(skus.iter().map(|s| s.as_str().to_owned()).collect())
+            .await
     }
 
     /// `reserve` by the `try_reserve()` SQL function (the path without the combiner).
@@ -186,11 +169,7 @@ impl PgInventory {
         );
         PgInventory {
             combiner: hot.map(|h| Combiner::new(h, db.clone())),
-            stocks: keyed_reads(
-                db.batching.lanes,
-                db.batching.max_batch,
-                fetch_stocks(db.clone()),
-            ),
+            stocks: keyed_reads(db.batching.lanes, db.batching.max_batch, fetch_stocks(&db)),
             db,
             reserve_sql,
         }
