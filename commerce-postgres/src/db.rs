@@ -103,8 +103,11 @@ impl Db {
         format!("\"{}\".{name}", self.schema)
     }
 
+    /// The clock's time at PostgreSQL's precision (microseconds), so what a store
+    /// returns equals what it stored.
     pub fn now(&self) -> Timestamp {
-        self.clock.now()
+        use chrono::SubsecRound;
+        self.clock.now().trunc_subsecs(6)
     }
 
     pub async fn migrate(&self) -> Result<()> {
