@@ -31,6 +31,34 @@ struct State<Req, Resp> {
     running: usize,
 }
 
+/// A lane in use by a draining task; gives it back when dropped unless already
+/// returned.
+struct Lane<'a, Req, Resp> {
+    state: &'a Mutex<State<Req, Resp>>,
+    returned: bool,
+}
+
+impl<Req, Resp> Drop for Lane<'_, Req, Resp> {
+    fn drop(&mut self) {
+        if self.returned {
+            return;
+        }
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        state.running = state.running.saturating_sub(1);
+        if state.running == 0 {
+            // No lane is left to run what is queued (a new one cannot be started from
+            // here): those requests fail as retryable instead of waiting forever.
+            for p in state.pending.drain(..) {
+                let _ = p
+                    .reply
+                    .send(Err(Error::backend(true, "the batch's task stopped; retry")));
+            }
+        }
+    }
+}
+
 /// Collects concurrent requests into batches.
 ///
 /// The first request starts a batch at once (no timer: a lone request pays no wait);
@@ -109,6 +137,13 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
 
     /// Runs batches until nothing is pending.
     async fn drain(self: Arc<Self>) {
+        // Gives the lane back if this task is dropped mid-batch (its runtime shut down,
+        // or it was aborted), so the next request starts a new lane instead of waiting
+        // for one that never returns; requests queued meanwhile fail as retryable.
+        let mut lane = Lane {
+            state: &self.state,
+            returned: false,
+        };
         loop {
             let batch: Vec<Pending<Req, Resp>> = {
                 let Ok(mut state) = self.state.lock() else {
@@ -116,6 +151,7 @@ impl<Req: Send + 'static, Resp: Send + 'static> Batcher<Req, Resp> {
                 };
                 if state.pending.is_empty() {
                     state.running -= 1;
+                    lane.returned = true;
                     return;
                 }
                 let n = state.pending.len().min(self.max_batch);
@@ -302,6 +338,54 @@ mod tests {
                 Err(e) => assert!(n % 7 == 0, "{n}: {e}"),
             }
         }
+    }
+
+    /// A batch whose task dies mid-flight (its runtime shut down) fails its own
+    /// requests as retryable, and the lane comes back: a request from another runtime
+    /// is still answered, instead of waiting forever for a lane that never returns.
+    #[test]
+    fn a_batch_dropped_mid_flight_gives_its_lane_back() {
+        let run: RunBatch<u32, u32> = Arc::new(|batch: Vec<u32>| {
+            Box::pin(async move {
+                if batch.contains(&0) {
+                    tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                }
+                Ok(batch.into_iter().map(|n| Ok(n + 1)).collect())
+            })
+        });
+        let batcher = Batcher::new(1, 16, run);
+        let first = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stuck = {
+            let b = batcher.clone();
+            first.spawn(async move { b.submit(0).await })
+        };
+        first.block_on(async {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        });
+        first.shutdown_background();
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        second.block_on(async {
+            // Asked while the dying task may still hold the lane: answered either way,
+            // at worst with a retryable error; the retry then gets its answer.
+            let wait = std::time::Duration::from_secs(10);
+            match tokio::time::timeout(wait, batcher.submit(41)).await {
+                Err(_) => panic!("a request waited for a lane that never came back"),
+                Ok(Ok(n)) => assert_eq!(n, 42),
+                Ok(Err(e)) => {
+                    assert!(e.is_retryable(), "{e}");
+                    let again = tokio::time::timeout(wait, batcher.submit(41)).await;
+                    assert_eq!(again.expect("the lane came back").expect("answer"), 42);
+                }
+            }
+        });
+        let _ = second.block_on(stuck);
     }
 
     /// Concurrent keyed reads each get their own keys' answers in order (duplicates
