@@ -9,17 +9,10 @@ use commerce_core::catalog::{CategoryPath, NewProduct, ProductStatus};
 use commerce_core::id::{IdempotencyKey, LocationId, OrderId, SellerId, Sku};
 use commerce_core::order::{OrderStatus, Transition};
 use commerce_core::store::{CatalogStore, CatalogStoreExt, InventoryStore, OrderStore};
-use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_postgres::PgCommerce;
 
 async fn engine(prefix: &str) -> (PgCommerce, common::SchemaGuard) {
-    let schema = common::fresh_schema(prefix);
-    let guard = common::SchemaGuard(schema.clone());
-    let config = PgConfig::new().schema(schema).unwrap();
-    let pg = PgCommerce::connect(&common::database_url(), config)
-        .await
-        .expect("PostgreSQL must run (bash scripts/test.sh)");
-    pg.migrate().await.unwrap();
-    (pg, guard)
+    common::fresh_engine(prefix, |config| config).await
 }
 
 /// 64 tasks at once each create an order, read it back by id and by key, move it, and

@@ -9,24 +9,14 @@ use std::time::Duration;
 
 use commerce_core::order::NewOrder;
 use commerce_core::store::{OrderQueue, OrderStore};
-use commerce_postgres::{PgCommerce, PgConfig};
+use commerce_postgres::PgCommerce;
 
 fn new_order(key: &str) -> NewOrder {
     common::new_order(key, &[("SKU-1", 1)])
 }
 
 async fn engine(prefix: &str, jobs: bool) -> (PgCommerce, common::SchemaGuard) {
-    let schema = common::fresh_schema(prefix);
-    let guard = common::SchemaGuard(schema.clone());
-    let config = PgConfig::new()
-        .schema(schema)
-        .unwrap()
-        .jobs_with_orders(jobs);
-    let pg = PgCommerce::connect(&common::database_url(), config)
-        .await
-        .expect("PostgreSQL must run (bash scripts/test.sh)");
-    pg.migrate().await.unwrap();
-    (pg, guard)
+    common::fresh_engine(prefix, |config| config.jobs_with_orders(jobs)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

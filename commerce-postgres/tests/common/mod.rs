@@ -134,6 +134,22 @@ impl Drop for SchemaGuard {
     }
 }
 
+/// A connected, migrated engine on a fresh schema named after `prefix`, its
+/// [`PgConfig`] made by `config` from one with that schema; the guard drops the schema.
+pub async fn fresh_engine(
+    prefix: &str,
+    config: impl FnOnce(PgConfig) -> PgConfig,
+) -> (PgCommerce, SchemaGuard) {
+    let schema = fresh_schema(prefix);
+    let guard = SchemaGuard(schema.clone());
+    let config = config(PgConfig::new().schema(schema).expect("a valid schema name"));
+    let pg = PgCommerce::connect(&database_url(), config)
+        .await
+        .expect("PostgreSQL must run (bash scripts/test.sh)");
+    pg.migrate().await.expect("migrations");
+    (pg, guard)
+}
+
 /// An order of customer `c1` under `key`: one line of `quantity` units at 5.00 USD per
 /// `(sku, quantity)`, product `p-{sku}`, no shipping or tax.
 pub fn new_order(key: &str, lines: &[(&str, u32)]) -> NewOrder {
