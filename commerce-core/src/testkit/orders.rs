@@ -13,7 +13,10 @@
 //! option and per-line tax round-trip exactly (also through a transition and a listing),
 //! and tax details that do not add up write nothing; while many tasks create orders and
 //! move them along (and others race to cancel them), an event is never readable before
-//! its change and each order's events come in the order of its history.
+//! its change and each order's events come in the order of its history; what
+//! `create_order` and `transition` return reads back equal, also when the clock has
+//! sub-microsecond digits (a store may keep time at its own precision, and then
+//! returns it at that precision).
 
 use std::time::Duration;
 
@@ -55,6 +58,7 @@ pub(crate) fn cases() -> Vec<Case> {
         addresses_shipping_and_line_tax_round_trip,
         inconsistent_tax_details_write_nothing,
         events_never_precede_their_change_and_come_in_order,
+        returned_orders_read_back_equal,
     ]
 }
 
@@ -1132,4 +1136,28 @@ async fn events_never_precede_their_change_and_come_in_order(env: Env<'_>) {
             );
         }
     }
+}
+
+async fn returned_orders_read_back_equal(env: Env<'_>) {
+    let ctx = env.ctx().await;
+    ctx.advance(Duration::from_nanos(1_234_567_891));
+    let order = create(&ctx, new_order("k-ns", "c1", &[("A", 1, "1.00 USD")])).await;
+    assert_eq!(
+        stored(&ctx, &order.id).await.as_ref(),
+        Some(&order),
+        "the order create_order returned must read back equal (clock at {})",
+        ctx.now()
+    );
+    ctx.advance(Duration::from_nanos(987_654_321));
+    let change = Transition::new(OrderStatus::Created, OrderStatus::Cancelled, "kit");
+    let moved = must!(
+        ctx.orders().transition(&order.id, &change).await,
+        "transition"
+    );
+    assert_eq!(
+        stored(&ctx, &order.id).await.as_ref(),
+        Some(&moved),
+        "the order transition returned must read back equal (clock at {})",
+        ctx.now()
+    );
 }
