@@ -1,7 +1,7 @@
 //! Re-checking cart lines against the catalog (price, still sold) and the inventory
 //! (units available), shared by client-side carts and checkout.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,7 @@ use crate::catalog::CategoryPath;
 use crate::clock::Timestamp;
 use crate::error::Result;
 use crate::id::{CustomerGroupId, ProductId, Sku};
+use crate::inventory::SkuStock;
 use crate::money::{Currency, Money};
 use crate::promotion::{PriceList, resolve_price};
 use crate::store::{CatalogStore, InventoryStore};
@@ -151,22 +152,48 @@ impl ListPricing<'_> {
     }
 }
 
-/// Re-checks `lines` against the catalog and the inventory. Reads only.
+/// The stock of each distinct SKU of `lines`, with one `stocks` call per
+/// [`MAX_PAGE_SIZE`](crate::store::MAX_PAGE_SIZE) SKUs.
+async fn stocks_of(
+    inventory: &dyn InventoryStore,
+    lines: &[LineInput],
+) -> Result<HashMap<Sku, SkuStock>> {
+    let skus: Vec<Sku> = lines.iter().map(|l| l.sku.clone()).collect();
+    let mut out = HashMap::with_capacity(skus.len());
+    for chunk in skus.chunks(crate::store::MAX_PAGE_SIZE as usize) {
+        for stock in inventory.stocks(chunk).await? {
+            out.insert(stock.sku.clone(), stock);
+        }
+    }
+    Ok(out)
+}
+
+/// Re-checks `lines` against the catalog and the inventory. Reads only: the products of
+/// all lines and their stock are read at once, not line after line.
 pub(crate) async fn revalidate(
     catalog: &dyn CatalogStore,
     inventory: &dyn InventoryStore,
     lines: &[LineInput],
     rules: &PriceRules<'_>,
 ) -> Result<Revalidation> {
+    let (products, stocks) = futures::future::try_join(
+        futures::future::try_join_all(lines.iter().map(|l| catalog.get_product_by_sku(&l.sku))),
+        stocks_of(inventory, lines),
+    )
+    .await?;
     let mut out = Vec::with_capacity(lines.len());
     let mut currency: Option<Currency> = None;
-    for line in lines {
-        let product = catalog.get_product_by_sku(&line.sku).await?;
+    for (line, product) in lines.iter().zip(products) {
         let sold = product
             .as_ref()
             .filter(|p| p.is_active())
             .and_then(|p| p.variant(&line.sku).map(|v| (p, v)));
-        let stock = inventory.stock(&line.sku).await?;
+        let stock = stocks.get(&line.sku).ok_or_else(|| {
+            crate::Error::backend(
+                false,
+                format!("the inventory did not answer for {}", line.sku),
+            )
+        })?;
         let mut checked = CheckedLine {
             sku: line.sku.clone(),
             quantity: line.quantity,
