@@ -12,6 +12,7 @@ use sqlx::postgres::PgRow;
 use tokio::sync::oneshot;
 
 use crate::error::DbResult;
+use crate::steps::StepBatching;
 
 /// Runs one batch: one answer per request, in request order; `Err` when the whole batch
 /// failed (nothing of it committed).
@@ -204,10 +205,9 @@ pub(crate) type FetchKeys<Out> = Arc<
 /// request's keys are read by one statement (one snapshot).
 pub(crate) type KeyedReads<Out> = Batcher<Vec<String>, Vec<Out>>;
 
-/// A [`KeyedReads`] over `fetch`.
+/// A [`KeyedReads`] over `fetch`, grouped as `batching` says.
 pub(crate) fn keyed_reads<Out: Send + 'static>(
-    lanes: usize,
-    max_batch: usize,
+    batching: StepBatching,
     fetch: FetchKeys<Out>,
 ) -> Arc<KeyedReads<Out>> {
     let run: RunBatch<Vec<String>, Vec<Out>> = Arc::new(move |batch: Vec<Vec<String>>| {
@@ -230,7 +230,7 @@ pub(crate) fn keyed_reads<Out: Send + 'static>(
                 .collect())
         })
     });
-    Batcher::new(lanes, max_batch, run)
+    Batcher::new(batching.lanes, batching.max_batch, run)
 }
 
 /// A [`FetchKeys`] that runs `sql` on `pool` with the keys bound as `$1` (a `text[]`)
@@ -411,7 +411,13 @@ mod tests {
                     .collect())
             })
         });
-        let reads = keyed_reads(1, 64, fetch);
+        let reads = keyed_reads(
+            StepBatching {
+                lanes: 1,
+                max_batch: 64,
+            },
+            fetch,
+        );
         let tasks: Vec<_> = (0..300usize)
             .map(|n| {
                 let reads = reads.clone();

@@ -68,11 +68,10 @@ fn fetch_products_by_sku(db: &Db, pool: &PgPool) -> FetchKeys<Option<Product>> {
              SELECT {} FROM {} p
               WHERE p.id = (SELECT u.product_id FROM {} u WHERE u.sku = k.sku)
              OFFSET 0) x",
-        PRODUCT_COLUMNS,
+        PRODUCT_COLUMNS.replace("{variants}", &db.qualified("variants")),
         db.qualified("products"),
         db.qualified("variants"),
-    )
-    .replace("{variants}", &db.qualified("variants"));
+    );
     fetch_rows(pool.clone(), sql, |keys, rows| {
         let mut out: Vec<Result<Option<Product>>> = keys.iter().map(|_| Ok(None)).collect();
         for row in &rows {
@@ -149,10 +148,9 @@ impl PgCatalog {
             db.qualified("products")
         );
         let read_pool = read_pool.unwrap_or_else(|| db.pool.clone());
-        let (lanes, max_batch) = (db.batching.lanes, db.batching.max_batch);
         PgCatalog {
-            by_sku: keyed_reads(lanes, max_batch, fetch_products_by_sku(&db, &read_pool)),
-            on_sale: keyed_reads(lanes, max_batch, fetch_on_sale(&db, &read_pool)),
+            by_sku: keyed_reads(db.batching, fetch_products_by_sku(&db, &read_pool)),
+            on_sale: keyed_reads(db.batching, fetch_on_sale(&db, &read_pool)),
             read_pool,
             db,
             by_slug_sql,

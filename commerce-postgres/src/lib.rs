@@ -303,16 +303,12 @@ impl PgCommerce {
         PgCommerce {
             events: Arc::new(PgEventLog::new(db.clone())),
             inventory: Arc::new(PgInventory::new(db.clone(), config.hot_sku.clone())),
-            orders: Arc::new(PgOrders::new(
-                db.clone(),
-                config.step_batching,
-                config.jobs_with_orders,
-            )),
+            orders: Arc::new(PgOrders::new(db.clone(), config.jobs_with_orders)),
             catalog: Arc::new(PgCatalog::new(db.clone(), None)),
-            steps: Arc::new(PgOrderSteps::new(db.clone(), config.step_batching)),
+            steps: Arc::new(PgOrderSteps::new(db.clone())),
             queue: Arc::new(PgQueue::new(db.clone())),
             carts: Arc::new(PgCarts::new(db.clone())),
-            promotions: Arc::new(PgPromotions::new(db.clone(), config.step_batching)),
+            promotions: Arc::new(PgPromotions::new(db.clone())),
             db,
         }
     }

@@ -16,7 +16,6 @@ use sqlx::postgres::PgRow;
 use crate::batch::{Batcher, FetchKeys, KeyedReads, RunBatch, fetch_rows, keyed_reads};
 use crate::db::Db;
 use crate::error::{DbResult, corrupt, position_index};
-use crate::steps::StepBatching;
 
 /// The [`OrderStore`] on PostgreSQL.
 ///
@@ -250,7 +249,8 @@ pub(crate) fn order_from(row: &PgRow) -> Result<Order> {
 }
 
 impl PgOrders {
-    pub(crate) fn new(db: Arc<Db>, batching: StepBatching, jobs_with_orders: bool) -> Self {
+    pub(crate) fn new(db: Arc<Db>, jobs_with_orders: bool) -> Self {
+        let batching = db.batching;
         PgOrders {
             creates: Batcher::new(
                 batching.lanes,
@@ -262,12 +262,8 @@ impl PgOrders {
                 batching.max_batch,
                 run_transitions(db.clone()),
             ),
-            by_id: keyed_reads(batching.lanes, batching.max_batch, fetch_orders(&db, "id")),
-            by_key: keyed_reads(
-                batching.lanes,
-                batching.max_batch,
-                fetch_orders(&db, "idempotency_key"),
-            ),
+            by_id: keyed_reads(batching, fetch_orders(&db, "id")),
+            by_key: keyed_reads(batching, fetch_orders(&db, "idempotency_key")),
             db,
         }
     }

@@ -22,7 +22,6 @@ use tracing::instrument;
 use crate::batch::{Batcher, RunBatch};
 use crate::db::Db;
 use crate::error::{DbResult, code, corrupt};
-use crate::steps::StepBatching;
 
 /// The [`PromotionStore`] on PostgreSQL (tables from `migrations/0930_promotions.sql`).
 ///
@@ -132,7 +131,8 @@ fn micros(t: Timestamp) -> Timestamp {
 }
 
 impl PgPromotions {
-    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        let batching = db.batching;
         // The grouped reserves get connections of their own, as the order steps do: a
         // batch carries many orders and must not queue behind single-order reads.
         let lanes = u32::try_from(batching.lanes).unwrap_or(64);

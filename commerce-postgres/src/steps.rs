@@ -155,7 +155,8 @@ fn status_event(order: &OrderId, from: OrderStatus, to: OrderStatus) -> Result<s
 }
 
 impl PgOrderSteps {
-    pub(crate) fn new(db: Arc<Db>, batching: StepBatching) -> Self {
+    pub(crate) fn new(db: Arc<Db>) -> Self {
+        let batching = db.batching;
         // The batches get connections of their own (one per lane and step, opened on
         // first use with the pool's options): a batch carries many orders, so it must
         // never queue behind the single-order reads of a busy shared pool.

@@ -169,7 +169,7 @@ impl PgInventory {
         );
         PgInventory {
             combiner: hot.map(|h| Combiner::new(h, db.clone())),
-            stocks: keyed_reads(db.batching.lanes, db.batching.max_batch, fetch_stocks(&db)),
+            stocks: keyed_reads(db.batching, fetch_stocks(&db)),
             db,
             reserve_sql,
         }
